@@ -1,0 +1,3 @@
+//! Congestion control: the Controller trait, NewReno, CUBIC
+//!
+//! OWNER: recovery helper (stub until it lands)

@@ -1,0 +1,3 @@
+//! Endpoint, transport, client and server configuration
+//!
+//! OWNER: conn helper (stub until it lands)

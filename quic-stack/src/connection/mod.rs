@@ -1,0 +1,3 @@
+//! The connection state machine
+//!
+//! OWNER: conn helper (stub until it lands)

@@ -1,0 +1,107 @@
+//! The cryptographic boundary: packet and header protection keys, Initial secrets (v1 and v2),
+//! Retry integrity, and the [`Session`] trait that a TLS 1.3 implementation provides
+//!
+//! OWNER: crypto helper. The traits below are the contract other modules code against.
+
+use crate::shared::Side;
+
+/// QUIC version 1 (RFC 9000)
+pub const VERSION_1: u32 = 0x0000_0001;
+/// QUIC version 2 (RFC 9369)
+pub const VERSION_2: u32 = 0x6b33_43cf;
+
+/// A packet failed authentication or a key could not be used
+#[derive(Debug, Copy, Clone, Eq, PartialEq, thiserror::Error)]
+#[error("packet protection failed")]
+pub struct CryptoError;
+
+/// AEAD packet protection for one direction (RFC 9001 §5.3)
+pub trait PacketKey: Send + Sync {
+    /// Encrypt `payload_and_tag[..len - tag_len]` in place and write the tag into its last
+    /// `tag_len()` bytes; `header` is the associated data
+    fn seal(&self, packet_number: u64, header: &[u8], payload_and_tag: &mut [u8]);
+    /// Decrypt in place; returns the plaintext length (input length minus the tag)
+    fn open(
+        &self,
+        packet_number: u64,
+        header: &[u8],
+        payload_and_tag: &mut [u8],
+    ) -> Result<usize, CryptoError>;
+    /// Length of the AEAD tag
+    fn tag_len(&self) -> usize;
+    /// Packets that may be sealed with one key (RFC 9001 §6.6)
+    fn confidentiality_limit(&self) -> u64;
+    /// Forged packets tolerated before the connection must close (RFC 9001 §6.6)
+    fn integrity_limit(&self) -> u64;
+}
+
+/// Header protection for one direction (RFC 9001 §5.4)
+pub trait HeaderKey: Send + Sync {
+    /// Bytes of ciphertext sampled, starting 4 bytes after the packet number offset
+    fn sample_size(&self) -> usize;
+    /// Remove protection: unmask the first byte and the packet number in place
+    fn decrypt(&self, pn_offset: usize, packet: &mut [u8]) -> Result<(), CryptoError>;
+    /// Apply protection to a packet whose payload is already sealed
+    fn encrypt(&self, pn_offset: usize, packet: &mut [u8]) -> Result<(), CryptoError>;
+}
+
+/// A key for each direction
+pub struct KeyPair<T> {
+    /// Ours (used to seal)
+    pub local: T,
+    /// The peer's (used to open)
+    pub remote: T,
+}
+
+/// Everything needed to protect and unprotect packets of one encryption level
+pub struct Keys {
+    /// Header protection keys
+    pub header: KeyPair<Box<dyn HeaderKey>>,
+    /// Packet protection keys
+    pub packet: KeyPair<Box<dyn PacketKey>>,
+}
+
+/// Application-facing facts learned in the handshake
+#[derive(Debug, Clone, Default, Eq, PartialEq)]
+pub struct HandshakeData {
+    /// Negotiated ALPN protocol
+    pub alpn: Option<Vec<u8>>,
+    /// SNI the client asked for (server side)
+    pub server_name: Option<String>,
+}
+
+/// A TLS 1.3 handshake as QUIC needs it (RFC 9001 §4)
+///
+/// The connection feeds CRYPTO frame data in with [`Session::read_handshake`] and drains data to
+/// send with [`Session::write_handshake`], which also hands over new keys as levels advance.
+pub trait Session: Send {
+    /// True until the handshake completes
+    fn is_handshaking(&self) -> bool;
+    /// Feed handshake bytes received at the current read level; `Ok(true)` when
+    /// [`Session::handshake_data`] became available by this call
+    fn read_handshake(&mut self, data: &[u8]) -> Result<bool, crate::error::TransportError>;
+    /// Append handshake bytes to send at the current write level to `buf`; returns keys for the
+    /// next level when the level changes (the bytes written belong to the old level)
+    fn write_handshake(&mut self, buf: &mut Vec<u8>) -> Option<Keys>;
+    /// Keys for the next 1-RTT key phase (RFC 9001 §6), once 1-RTT keys exist
+    fn next_1rtt_keys(&mut self) -> Option<KeyPair<Box<dyn PacketKey>>>;
+    /// 0-RTT keys, when early data is possible (client: offered; server: accepted)
+    fn early_crypto(&self) -> Option<(Box<dyn HeaderKey>, Box<dyn PacketKey>)>;
+    /// Whether the server accepted 0-RTT (client side, after the handshake)
+    fn early_data_accepted(&self) -> Option<bool>;
+    /// The peer's encoded transport parameters, once received
+    fn transport_parameters(&self) -> Option<&[u8]>;
+    /// ALPN and SNI, once known
+    fn handshake_data(&self) -> Option<HandshakeData>;
+    /// The peer's certificate chain (DER), once verified
+    fn peer_identity(&self) -> Option<Vec<Vec<u8>>>;
+    /// Export keying material (RFC 5705) for the application
+    fn export_keying_material(
+        &self,
+        output: &mut [u8],
+        label: &[u8],
+        context: &[u8],
+    ) -> Result<(), CryptoError>;
+    /// Which side this session is
+    fn side(&self) -> Side;
+}

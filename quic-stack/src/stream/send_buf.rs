@@ -1,0 +1,3 @@
+//! Send-side stream buffer: unsent, in flight, acknowledged, retransmit
+//!
+//! OWNER: recovery helper (stub until it lands)

@@ -1,0 +1,3 @@
+//! Scenario tests over the simulator
+//!
+//! OWNER: conn helper (stub until it lands)

@@ -1,0 +1,1 @@
+//! quictun library
