@@ -6,6 +6,14 @@
 //!
 //! OWNER of everything below the trait: netdev helper.
 
+pub mod icmp;
+pub mod ip;
+pub mod mem;
+
+pub use icmp::{packet_too_big, IcmpError, RateLimiter};
+pub use ip::{IpError, IpPacket, IpVersion};
+pub use mem::MemTun;
+
 use std::future::Future;
 use std::io;
 
