@@ -21,7 +21,8 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::config::{ClientConfig, EndpointConfig, ServerConfig};
 use crate::connection::{params_for, Connection, ConnectionParams, EndpointEvent, Event};
-use crate::packet::{self, PacketKind};
+use crate::connection::recv_kind::{kind, PacketKind};
+use crate::packet;
 use crate::shared::{ConnectionId, RecvMeta, Side, Transmit};
 use crate::tls::TlsSession;
 
@@ -165,7 +166,7 @@ impl Endpoint {
             None
         }
         .or_else(|| self.cids.get(&hdr.dcid).copied())
-        .or_else(|| match hdr.kind {
+        .or_else(|| match kind(&hdr) {
             PacketKind::Initial | PacketKind::ZeroRtt => self.initial_cids.get(&hdr.dcid).copied(),
             _ => None,
         });
@@ -176,20 +177,19 @@ impl Endpoint {
             }
             return;
         }
-        match hdr.kind {
+        match kind(&hdr) {
             PacketKind::Short | PacketKind::VersionNegotiation | PacketKind::Retry => {}
+            PacketKind::UnsupportedVersion => self.send_version_negotiation(&meta, &hdr, data.len()),
             PacketKind::Initial | PacketKind::ZeroRtt | PacketKind::Handshake => {
                 let Some(version) = hdr.version else {
                     return;
                 };
                 if !self.config.supported_versions.contains(&version) {
                     self.send_version_negotiation(&meta, &hdr, data.len());
-                } else if hdr.kind == PacketKind::Initial {
+                } else if kind(&hdr) == PacketKind::Initial {
                     self.accept_initial(now, meta, &hdr, data);
                 }
             }
-            #[allow(unreachable_patterns)]
-            _ => {}
         }
     }
 

@@ -1,67 +1,16 @@
 //! ACK processing, loss detection and PTO (RFC 9002 §5-§7, appendix A)
 
-use std::ops::Range;
 use std::time::{Duration, Instant};
+
 
 use super::{Connection, State, Timer};
 use crate::error::TransportError;
 use crate::frame;
-use crate::recovery::SentPacket;
+use crate::recovery::{loss, SentPacket};
 use crate::shared::SpaceId;
 
 use super::spaces::SentRecord;
 
-/// kTimeThreshold (RFC 9002 §6.1.2): 9/8 of an RTT
-const TIME_THRESHOLD_NUM: u32 = 9;
-const TIME_THRESHOLD_DEN: u32 = 8;
-/// kGranularity (RFC 9002 §6.1.2)
-const GRANULARITY: Duration = Duration::from_millis(1);
-/// kPersistentCongestionThreshold (RFC 9002 §7.6.1)
-const PERSISTENT_CONGESTION_THRESHOLD: u32 = 3;
-
-/// Descending ranges of an ACK frame, decoded lazily from its encoded (gap, length) pairs
-#[derive(Clone)]
-pub(super) struct AckRanges<'a> {
-    next: Option<Range<u64>>,
-    remaining: u64,
-    rest: &'a [u8],
-}
-
-impl<'a> AckRanges<'a> {
-    pub(super) fn new(ack: &frame::Ack<'a>) -> Option<Self> {
-        // RFC 9000 §19.3.1: a range reaching below zero is FRAME_ENCODING_ERROR
-        let smallest = ack.largest.checked_sub(ack.first_range)?;
-        Some(Self {
-            next: Some(smallest..ack.largest + 1),
-            remaining: ack.range_count,
-            rest: ack.additional,
-        })
-    }
-}
-
-impl Iterator for AckRanges<'_> {
-    type Item = Range<u64>;
-    fn next(&mut self) -> Option<Range<u64>> {
-        let current = self.next.take()?;
-        if self.remaining > 0 {
-            self.remaining -= 1;
-            let mut rest = self.rest;
-            let gap = crate::varint::read(&mut rest).ok();
-            let len = crate::varint::read(&mut rest).ok();
-            self.rest = rest;
-            if let (Some(gap), Some(len)) = (gap, len) {
-                // The next range's largest is `smallest - gap - 2` (RFC 9000 §19.3.1)
-                let largest = current.start.checked_sub(gap + 2);
-                if let Some(largest) = largest {
-                    if let Some(smallest) = largest.checked_sub(len) {
-                        self.next = Some(smallest..largest + 1);
-                    }
-                }
-            }
-        }
-        Some(current)
-    }
-}
 
 impl Connection {
     /// Process an ACK frame received in `space_id` (RFC 9002 §A.7)
@@ -71,8 +20,6 @@ impl Connection {
         space_id: SpaceId,
         ack: &frame::Ack<'_>,
     ) -> Result<(), TransportError> {
-        let ranges = AckRanges::new(ack)
-            .ok_or_else(|| TransportError::FRAME_ENCODING_ERROR("ACK range below zero"))?;
         let space = &mut self.spaces[space_id as usize];
         // RFC 9000 §13.1: acknowledging a packet never sent is a PROTOCOL_VIOLATION
         if ack.largest >= space.next_pn {
@@ -85,7 +32,9 @@ impl Connection {
         }
         let mut acked = std::mem::take(&mut self.acked_scratch);
         acked.clear();
-        space.sent.on_ack(ranges, |pn, p| acked.push((pn, p)));
+        space
+            .sent
+            .on_ack(ack.iter(), |pn, p| acked.push((pn, p)));
         if acked.is_empty() {
             self.acked_scratch = acked;
             return Ok(());
@@ -128,7 +77,9 @@ impl Connection {
             }
             self.on_packet_acked(space_id, p.payload);
         }
-        self.cc.on_end_acks(now, self.bytes_in_flight(), app_limited);
+        let largest = self.spaces[space_id as usize].largest_acked;
+        self.cc
+            .on_end_acks(now, self.bytes_in_flight(), app_limited, largest);
         self.acked_scratch = acked;
 
         // RFC 9001 §4.1.2: a client may treat an acknowledged 1-RTT packet as confirmation
@@ -173,8 +124,7 @@ impl Connection {
         let Some(largest_acked) = self.spaces[space_id as usize].largest_acked else {
             return;
         };
-        let rtt = self.rtt.latest().max(self.rtt.smoothed());
-        let loss_delay = (rtt * TIME_THRESHOLD_NUM / TIME_THRESHOLD_DEN).max(GRANULARITY);
+        let loss_delay = loss::loss_delay(&self.rtt);
         let mut lost = std::mem::take(&mut self.lost_scratch);
         lost.clear();
         let space = &mut self.spaces[space_id as usize];
@@ -187,22 +137,39 @@ impl Connection {
         }
         let mut lost_bytes = 0u64;
         let mut largest_lost_sent: Option<Instant> = None;
-        let mut eliciting_span: Option<(Instant, Instant)> = None;
-        for (_, p) in lost.iter() {
+        let mut run = std::mem::take(&mut self.lost_times_scratch);
+        run.clear();
+        let mut persistent = false;
+        let mut prev_pn: Option<u64> = None;
+        for (pn, p) in lost.iter() {
             self.stats.packets_lost += 1;
             self.stats.bytes_lost += u64::from(p.size);
             if p.in_flight {
                 lost_bytes += u64::from(p.size);
-                largest_lost_sent = Some(largest_lost_sent.map_or(p.time_sent, |t| t.max(p.time_sent)));
+                largest_lost_sent =
+                    Some(largest_lost_sent.map_or(p.time_sent, |t| t.max(p.time_sent)));
             }
-            if p.ack_eliciting {
-                eliciting_span = Some(match eliciting_span {
-                    None => (p.time_sent, p.time_sent),
-                    Some((a, b)) => (a.min(p.time_sent), b.max(p.time_sent)),
-                });
+            // RFC 9002 §7.6.2: only a run with nothing acknowledged in between counts; a gap in
+            // packet numbers may hide an acknowledged packet, so it ends the run
+            if prev_pn.is_some_and(|prev| *pn != prev + 1) {
+                persistent |= loss::in_persistent_congestion(
+                    &run,
+                    self.first_rtt_sample,
+                    &self.rtt,
+                    self.peer_max_ack_delay,
+                );
+                run.clear();
             }
+            prev_pn = Some(*pn);
+            run.push((p.time_sent, p.ack_eliciting));
         }
-        let persistent = self.is_persistent_congestion(eliciting_span);
+        persistent |= loss::in_persistent_congestion(
+            &run,
+            self.first_rtt_sample,
+            &self.rtt,
+            self.peer_max_ack_delay,
+        );
+        self.lost_times_scratch = run;
         for (_, p) in lost.drain(..) {
             self.on_packet_lost(space_id, p.payload);
         }
@@ -214,24 +181,6 @@ impl Connection {
             }
             self.cc.on_congestion_event(now, sent, persistent, lost_bytes);
         }
-    }
-
-    /// RFC 9002 §7.6: ack-eliciting packets lost over longer than
-    /// (smoothed_rtt + max(4·rttvar, granularity) + max_ack_delay) × 3, all sent after the
-    /// first RTT sample. We approximate "all packets in between were lost" by the span of the
-    /// ack-eliciting packets declared lost together.
-    fn is_persistent_congestion(&self, span: Option<(Instant, Instant)>) -> bool {
-        let (Some((first, last)), Some(sample)) = (span, self.first_rtt_sample) else {
-            return false;
-        };
-        if first < sample {
-            return false;
-        }
-        let period = (self.rtt.smoothed()
-            + (4 * self.rtt.var()).max(GRANULARITY)
-            + self.peer_max_ack_delay)
-            * PERSISTENT_CONGESTION_THRESHOLD;
-        last.saturating_duration_since(first) > period
     }
 
     /// Earliest time-threshold loss deadline over all spaces
@@ -251,8 +200,7 @@ impl Connection {
 
     /// When the PTO fires and in which space (RFC 9002 §A.8 GetPtoTimeAndSpace)
     fn pto_time_and_space(&self, now: Instant) -> Option<(Instant, SpaceId)> {
-        let backoff = 2u32.saturating_pow(self.pto_count.min(16));
-        let base = self.rtt.pto_base() * backoff;
+        let base = loss::pto_duration(&self.rtt, self.peer_max_ack_delay, false, self.pto_count);
         if !self.ack_eliciting_in_flight() {
             // Client anti-deadlock: probe so the server can send more (RFC 9002 §6.2.2.1)
             let space = if self.spaces[SpaceId::Handshake as usize].keys.is_some() {
@@ -274,7 +222,8 @@ impl Connection {
                 if !self.handshake_confirmed {
                     continue;
                 }
-                duration += self.peer_max_ack_delay * backoff;
+                duration =
+                    loss::pto_duration(&self.rtt, self.peer_max_ack_delay, true, self.pto_count);
             }
             let Some(last) = space.time_of_last_ack_eliciting else {
                 continue;
@@ -352,7 +301,8 @@ impl Connection {
         let size = u64::from(packet.size);
         let in_flight = packet.in_flight;
         let eliciting = packet.ack_eliciting;
-        self.spaces[space_id as usize].sent.insert(pn, packet);
+        // Packet numbers only grow, so the insert cannot be refused
+        let _ = self.spaces[space_id as usize].sent.insert(pn, packet);
         self.stats.packets_sent += 1;
         if in_flight {
             self.cc.on_sent(now, size, pn);
@@ -370,31 +320,3 @@ impl Connection {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ack_ranges_decode() {
-        // largest 10, first range 2 → 8..11; gap 1, len 1 → largest 5, 4..6; gap 0 len 0 → 2..3
-        let mut extra = Vec::new();
-        for x in [1u64, 1, 0, 0] {
-            crate::varint::write(x, &mut extra);
-        }
-        let ack = frame::Ack {
-            largest: 10,
-            delay: 0,
-            first_range: 2,
-            range_count: 2,
-            additional: &extra,
-            ecn: None,
-        };
-        let r: Vec<_> = AckRanges::new(&ack).unwrap().collect();
-        assert_eq!(r, vec![8..11, 4..6, 2..3]);
-        let bad = frame::Ack {
-            first_range: 11,
-            ..ack
-        };
-        assert!(AckRanges::new(&bad).is_none());
-    }
-}

@@ -36,7 +36,7 @@ use crate::error::TransportError;
 use crate::recovery::pacing::Pacer;
 use crate::recovery::RttEstimator;
 use crate::shared::{ConnectionId, Dir, Side, SpaceId, StreamId};
-use crate::stream::{ReadError, ReadResult, StreamEvent, StreamsState, WriteError};
+use crate::stream::{ClosedStream, ReadError, ReadResult, StreamEvent, StreamsState, WriteError};
 use crate::transport_params::TransportParameters;
 
 mod cid;
@@ -45,6 +45,10 @@ mod loss;
 mod params;
 mod path;
 mod recv;
+/// Packet classification shared with the endpoint
+pub(crate) mod recv_kind {
+    pub(crate) use super::recv::{kind, PacketKind};
+}
 mod send;
 mod spaces;
 mod stats;
@@ -208,6 +212,7 @@ pub struct Connection {
     /// Scratch for acknowledged and lost packets during ACK processing
     acked_scratch: Vec<(u64, crate::recovery::SentPacket<spaces::SentRecord>)>,
     lost_scratch: Vec<(u64, crate::recovery::SentPacket<spaces::SentRecord>)>,
+    lost_times_scratch: Vec<(Instant, bool)>,
     /// Whether the last send stopped for lack of data rather than window
     app_limited: bool,
     /// First packet of the previous congestion recovery period ends when acked beyond it
@@ -250,8 +255,8 @@ impl Connection {
             config.datagram_send_buffer_size,
         );
         let rtt = RttEstimator::new(config.initial_rtt);
-        let cc = cc::new_controller(config.congestion, mtu as u64, p.now);
-        let pacer = Pacer::new(config.initial_rtt, cc.window(), mtu, p.now);
+        let cc = cc::new_controller(config.congestion, mtu, p.now);
+        let pacer = Pacer::new(cc.window(), mtu, p.now);
         let mut conn = Self {
             side: p.side,
             version: p.version,
@@ -293,6 +298,7 @@ impl Connection {
             crypto_buf: Vec::new(),
             acked_scratch: Vec::new(),
             lost_scratch: Vec::new(),
+            lost_times_scratch: Vec::new(),
             app_limited: true,
             persistent_congestion_start: None,
             first_rtt_sample: None,
@@ -328,17 +334,17 @@ impl Connection {
     }
 
     /// No more data will be written on the stream (sends FIN)
-    pub fn finish(&mut self, id: StreamId) -> Result<(), WriteError> {
+    pub fn finish(&mut self, id: StreamId) -> Result<(), ClosedStream> {
         self.streams.finish(id)
     }
 
     /// Abandon sending on a stream (RESET_STREAM)
-    pub fn reset(&mut self, id: StreamId, error_code: u64) -> Result<(), WriteError> {
+    pub fn reset(&mut self, id: StreamId, error_code: u64) -> Result<(), ClosedStream> {
         self.streams.reset(id, error_code)
     }
 
     /// Ask the peer to stop sending on a stream (STOP_SENDING)
-    pub fn stop_sending(&mut self, id: StreamId, error_code: u64) -> Result<(), ReadError> {
+    pub fn stop_sending(&mut self, id: StreamId, error_code: u64) -> Result<(), ClosedStream> {
         self.streams.stop_sending(id, error_code)
     }
 
@@ -543,14 +549,6 @@ impl Connection {
     fn max_1rtt_payload(&self) -> usize {
         // short header: 1 + DCID + up to 4 pn bytes; AEAD tag 16
         (self.path.mtu as usize).saturating_sub(1 + self.cids.peer_cid().len() + 4 + 16)
-    }
-
-    fn pto_duration(&self, space: SpaceId) -> Duration {
-        let mut d = self.rtt.pto_base();
-        if space == SpaceId::Data {
-            d += self.peer_max_ack_delay;
-        }
-        d * 2u32.saturating_pow(self.pto_count.min(16))
     }
 
     /// PTO of the current highest space, for the closing and draining periods

@@ -18,10 +18,13 @@ pub(super) fn local_max_datagram_frame_size(config: &TransportConfig) -> Option<
 
 pub(super) fn streams_config(config: &TransportConfig) -> StreamsConfig {
     StreamsConfig {
-        max_concurrent_bidi_streams: config.max_concurrent_bidi_streams,
-        max_concurrent_uni_streams: config.max_concurrent_uni_streams,
+        max_concurrent_bidi: config.max_concurrent_bidi_streams,
+        max_concurrent_uni: config.max_concurrent_uni_streams,
         stream_receive_window: config.stream_receive_window,
+        // Auto-tuning may grow windows up to 4× the configured start
+        max_stream_receive_window: config.stream_receive_window.saturating_mul(4),
         receive_window: config.receive_window,
+        max_receive_window: config.receive_window.saturating_mul(4),
         send_window: config.send_window,
     }
 }

@@ -7,8 +7,32 @@ use std::time::Instant;
 use super::{Connection, ConnectionError, EndpointEvent, Event, State, Timer};
 use crate::error::TransportError;
 use crate::frame::{self, Frame};
-use crate::packet::{self, PacketKind, ProtectedHeader};
+use crate::packet::{self, HeaderKind, LongType, ProtectedHeader};
 use crate::shared::{EcnCodepoint, RecvMeta, SpaceId};
+
+/// The packet kinds the connection distinguishes
+#[derive(Debug, Copy, Clone, Eq, PartialEq)]
+pub(crate) enum PacketKind {
+    Initial,
+    ZeroRtt,
+    Handshake,
+    Retry,
+    Short,
+    VersionNegotiation,
+    UnsupportedVersion,
+}
+
+pub(crate) fn kind(hdr: &ProtectedHeader) -> PacketKind {
+    match hdr.kind {
+        HeaderKind::Long(LongType::Initial) => PacketKind::Initial,
+        HeaderKind::Long(LongType::ZeroRtt) => PacketKind::ZeroRtt,
+        HeaderKind::Long(LongType::Handshake) => PacketKind::Handshake,
+        HeaderKind::Long(LongType::Retry) => PacketKind::Retry,
+        HeaderKind::Short => PacketKind::Short,
+        HeaderKind::VersionNegotiation => PacketKind::VersionNegotiation,
+        HeaderKind::UnsupportedVersion => PacketKind::UnsupportedVersion,
+    }
+}
 
 /// What [`Connection::decrypt_packet`] produced
 struct Decrypted {
@@ -69,19 +93,20 @@ impl Connection {
         hdr: &ProtectedHeader,
         packet: &mut [u8],
     ) {
-        match hdr.kind {
+        let pkind = kind(hdr);
+        match pkind {
             PacketKind::VersionNegotiation => {
                 self.on_version_negotiation(hdr, packet);
                 return;
             }
             // Retry (address validation) is not implemented, and neither is 0-RTT
-            PacketKind::Retry | PacketKind::ZeroRtt => {
+            PacketKind::Retry | PacketKind::ZeroRtt | PacketKind::UnsupportedVersion => {
                 self.stats.packets_dropped += 1;
                 return;
             }
             PacketKind::Initial | PacketKind::Handshake | PacketKind::Short => {}
         }
-        if hdr.kind != PacketKind::Short && hdr.version != Some(self.version) {
+        if pkind != PacketKind::Short && hdr.version != Some(self.version) {
             self.stats.packets_dropped += 1;
             return;
         }
@@ -165,7 +190,8 @@ impl Connection {
 
     /// Remove header and packet protection in place
     fn decrypt_packet(&self, hdr: &ProtectedHeader, packet: &mut [u8]) -> Option<Decrypted> {
-        let space_id = match hdr.kind {
+        let pkind = kind(hdr);
+        let space_id = match pkind {
             PacketKind::Initial => SpaceId::Initial,
             PacketKind::Handshake => SpaceId::Handshake,
             _ => SpaceId::Data,
@@ -183,9 +209,9 @@ impl Connection {
         for &b in &packet[hdr.pn_offset..header_len] {
             truncated = (truncated << 8) | u64::from(b);
         }
-        let largest = space.largest_rx.map(|(pn, _)| pn);
+        let largest = space.largest_rx.map_or(0, |(pn, _)| pn);
         let pn = packet::decode_packet_number(largest, truncated, pn_len);
-        if hdr.kind == PacketKind::Short && first & 0x04 != 0 {
+        if pkind == PacketKind::Short && first & 0x04 != 0 {
             // Key phase 1: key updates are not supported yet, so this cannot decrypt
             return None;
         }
@@ -193,7 +219,7 @@ impl Connection {
         let len = keys.packet.remote.open(pn, header, payload).ok()?;
         // Reserved bits must be zero once protection is removed (RFC 9000 §17.2, §17.3.1);
         // a violation is only checked after authentication so forgeries cannot close us
-        let reserved = if hdr.kind == PacketKind::Short { 0x18 } else { 0x0c };
+        let reserved = if pkind == PacketKind::Short { 0x18 } else { 0x0c };
         if first & reserved != 0 {
             return None;
         }
@@ -214,37 +240,25 @@ impl Connection {
         dcid: &[u8],
     ) -> Result<bool, TransportError> {
         let mut ack_eliciting = false;
+        let packet_type = match space_id {
+            SpaceId::Initial => packet::PacketType::Initial,
+            SpaceId::Handshake => packet::PacketType::Handshake,
+            SpaceId::Data => packet::PacketType::OneRtt,
+        };
         if payload.is_empty() {
             // RFC 9000 §12.4: a packet without frames is a PROTOCOL_VIOLATION
             return Err(TransportError::PROTOCOL_VIOLATION("packet without frames"));
         }
         for frame in frame::Iter::new(payload) {
-            let frame = frame.map_err(|e| {
-                TransportError::FRAME_ENCODING_ERROR(e.reason).with_frame(e.frame_type)
-            })?;
-            // RFC 9000 §12.4: only PADDING, PING, ACK, CRYPTO and CONNECTION_CLOSE (0x1c) in
-            // Initial and Handshake packets
-            if space_id != SpaceId::Data
-                && !matches!(
-                    frame,
-                    Frame::Padding(_)
-                        | Frame::Ping
-                        | Frame::Ack(_)
-                        | Frame::Crypto { .. }
-                        | Frame::Close(frame::Close {
-                            application: false,
-                            ..
-                        })
-                )
-            {
+            let frame = frame.map_err(TransportError::from)?;
+            // RFC 9000 §12.4: each frame type is allowed in some packet types only
+            if !frame.ty().allowed_in(packet_type) {
                 return Err(TransportError::PROTOCOL_VIOLATION(
                     "frame not allowed in this packet type",
                 )
                 .with_frame(frame.ty().0));
             }
-            if !matches!(frame, Frame::Padding(_) | Frame::Ack(_) | Frame::Close(_)) {
-                ack_eliciting = true;
-            }
+            ack_eliciting |= frame.is_ack_eliciting();
             let ty = frame.ty().0;
             self.handle_frame(now, space_id, frame, dcid)
                 .map_err(|e| if e.frame_type.is_none() { e.with_frame(ty) } else { e })?;
@@ -276,10 +290,10 @@ impl Connection {
                 final_size,
             } => self.streams.on_reset_stream(id, error_code, final_size)?,
             Frame::StopSending { id, error_code } => self.streams.on_stop_sending(id, error_code)?,
-            Frame::MaxData(max) => self.streams.on_max_data(max)?,
+            Frame::MaxData(max) => self.streams.on_max_data(max),
             Frame::MaxStreamData { id, max } => self.streams.on_max_stream_data(id, max)?,
             Frame::MaxStreams { dir, count } => self.streams.on_max_streams(dir, count)?,
-            Frame::DataBlocked(limit) => self.streams.on_data_blocked(limit)?,
+            Frame::DataBlocked(limit) => self.streams.on_data_blocked(limit),
             Frame::StreamDataBlocked { id, limit } => {
                 self.streams.on_stream_data_blocked(id, limit)?
             }
@@ -413,10 +427,9 @@ impl Connection {
         if self.side.is_server() || self.peer_cid_set || self.state != State::Handshake {
             return;
         }
-        let list = &packet[hdr.pn_offset.min(packet.len())..];
-        let ours = list
-            .chunks_exact(4)
-            .any(|v| u32::from_be_bytes([v[0], v[1], v[2], v[3]]) == self.version);
+        let ours = hdr
+            .supported_versions(packet)
+            .any(|v| v == self.version);
         if ours {
             return;
         }
@@ -430,7 +443,7 @@ impl Connection {
     /// A packet that failed to decrypt may be a stateless reset (RFC 9000 §10.3.1): the last
     /// 16 bytes of the datagram are a reset token the peer gave us
     fn check_stateless_reset(&mut self, hdr: &ProtectedHeader, packet: &[u8]) {
-        if hdr.kind != PacketKind::Short || packet.len() < 21 {
+        if kind(hdr) != PacketKind::Short || packet.len() < 21 {
             return;
         }
         let token = &packet[packet.len() - 16..];

@@ -209,7 +209,8 @@ impl Connection {
         let start = buf.len();
         let (long, pn_offset) = match space_id {
             SpaceId::Data => {
-                let pn_offset = packet::write_short_header(buf, false, false, &dcid, pn, pn_len);
+                let pn_offset =
+                    packet::write_short_header(buf, false, false, &dcid, pn, pn_len, false);
                 (None, pn_offset)
             }
             _ => {
@@ -225,9 +226,10 @@ impl Connection {
                     self.version,
                     &dcid,
                     &scid,
-                    &[],
+                    None,
                     pn,
                     pn_len,
+                    false,
                 );
                 let pn_offset = offsets.pn_offset;
                 (Some(offsets), pn_offset)
@@ -338,11 +340,13 @@ impl Connection {
 
         if space_id == SpaceId::Data && self.state == State::Established {
             // Datagrams before stream data: they are the latency-sensitive tunnel payload
-            if self.datagrams.write_frames(buf, end) {
+            if self.datagrams.write_frames(buf, end.saturating_sub(buf.len())) {
                 self.stats.datagrams_sent += 1;
             }
             let rtt = self.rtt.smoothed();
-            self.streams.write_frames(buf, end, now, rtt, &mut p.record.stream);
+            let room = end.saturating_sub(buf.len());
+            self.streams
+                .write_frames(buf, room, now, rtt, &mut p.record.stream);
             self.app_limited = !self.streams.has_pending() && !self.datagrams.has_pending();
         }
 
@@ -420,7 +424,7 @@ impl Connection {
             },
         );
         if in_flight && self.config.pacing {
-            self.pacer.on_transmit(size as u16);
+            self.pacer.on_sent(size as u64);
         }
         // RFC 9001 §4.9.1: a client discards Initial keys when it first sends a Handshake packet
         if space_id == SpaceId::Handshake && self.side.is_client() {
