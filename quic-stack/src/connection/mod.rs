@@ -215,8 +215,6 @@ pub struct Connection {
     lost_times_scratch: Vec<(Instant, bool)>,
     /// Whether the last send stopped for lack of data rather than window
     app_limited: bool,
-    /// First packet of the previous congestion recovery period ends when acked beyond it
-    persistent_congestion_start: Option<Instant>,
     /// Time the first ack-eliciting packet was sent after the last RTT sample
     /// (to judge persistent congestion, RFC 9002 §7.6.2)
     first_rtt_sample: Option<Instant>,
@@ -244,6 +242,7 @@ impl Connection {
         tls: Box<dyn Session>,
     ) -> Result<Self, crypto::CryptoError> {
         let config = p.config;
+        let cid_len = p.endpoint_config.local_cid_len;
         let mtu = config.mtu();
         let mut spaces = [PacketSpace::new(), PacketSpace::new(), PacketSpace::new()];
         spaces[SpaceId::Initial as usize].keys =
@@ -274,7 +273,7 @@ impl Connection {
             streams,
             datagrams,
             cids: CidState::new(
-                p.endpoint_config_cid_len(),
+                cid_len,
                 p.local_cid,
                 p.remote_cid,
                 config.active_connection_id_limit,
@@ -300,7 +299,6 @@ impl Connection {
             lost_scratch: Vec::new(),
             lost_times_scratch: Vec::new(),
             app_limited: true,
-            persistent_congestion_start: None,
             first_rtt_sample: None,
             last_datagram_len: 0,
             config,
@@ -612,12 +610,6 @@ impl std::fmt::Debug for Connection {
             .field("state", &self.state)
             .field("remote", &self.path.remote)
             .finish_non_exhaustive()
-    }
-}
-
-impl ConnectionParams {
-    fn endpoint_config_cid_len(&self) -> usize {
-        self.endpoint_config.local_cid_len
     }
 }
 
