@@ -390,7 +390,7 @@ impl Endpoint {
     fn new_cid(&mut self) -> ConnectionId {
         loop {
             let cid = ConnectionId::random(&mut self.rng, self.config.local_cid_len);
-            if cid.len() == 0 || !self.cids.contains_key(&cid) {
+            if cid.is_empty() || !self.cids.contains_key(&cid) {
                 return cid;
             }
         }
@@ -411,7 +411,7 @@ impl Endpoint {
     }
 
     fn route_local_cid(&mut self, cid: ConnectionId, remote: SocketAddr, h: usize) {
-        if cid.len() == 0 {
+        if cid.is_empty() {
             self.by_addr.insert(remote, h);
         } else {
             self.cids.insert(cid, h);

@@ -119,11 +119,6 @@ impl CidState {
             .map_or_else(ConnectionId::default, |c| c.cid)
     }
 
-    /// Every local CID currently routed to us
-    pub(crate) fn local_cids(&self) -> impl Iterator<Item = ConnectionId> + '_ {
-        self.local.iter().map(|c| c.cid)
-    }
-
     /// Issue CIDs up to the peer's active_connection_id_limit (RFC 9000 §5.1.1)
     pub(crate) fn issue(&mut self, rng: &mut impl RngCore, peer_active_limit: u64) {
         if self.cid_len == 0 {
@@ -193,7 +188,7 @@ impl CidState {
                 "retire_prior_to above sequence",
             ));
         }
-        if self.peer.first().is_some_and(|c| c.cid.len() == 0) {
+        if self.peer.first().is_some_and(|c| c.cid.is_empty()) {
             return Err(TransportError::PROTOCOL_VIOLATION(
                 "NEW_CONNECTION_ID with a zero-length connection ID in use",
             ));
@@ -261,7 +256,7 @@ mod tests {
         assert_eq!(s.endpoint_new.len(), 2);
         s.on_retire(1, &mut rng, 3, &cid(1)).unwrap();
         assert_eq!(s.endpoint_retired.len(), 1);
-        assert_eq!(s.local_cids().count(), 3);
+        assert_eq!(s.local.len(), 3);
         assert!(s.on_retire(0, &mut rng, 3, &cid(1)).is_err());
         assert!(s.on_retire(99, &mut rng, 3, &cid(1)).is_err());
     }

@@ -183,10 +183,11 @@ impl Connection {
             }
             current = Some(p);
         }
+        if blocked_by_pacing {
+            // Come back when the pacer has tokens again
+            self.timers.set_or_stop(Timer::Pacing, pacing_delay);
+        }
         let Some(last) = current else {
-            if blocked_by_pacing {
-                self.timers.set_or_stop(Timer::Pacing, pacing_delay);
-            }
             return false;
         };
         let pad_to = pad_datagram.then(|| (datagram_start + MIN_INITIAL_DATAGRAM).min(datagram_end));
