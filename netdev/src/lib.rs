@@ -14,12 +14,14 @@ pub mod mem;
 pub mod netlink;
 pub mod netns;
 mod sys;
+pub mod tun;
 
 pub use icmp::{packet_too_big, IcmpError, RateLimiter};
 pub use ip::{IpError, IpPacket, IpVersion};
 pub use mem::MemTun;
 pub use netlink::{NetEvent, NetWatcher, Netlink, NetlinkError};
 pub use netns::{NetNs, NetNsError, NetNsGuard};
+pub use tun::{LinuxTun, TunConfig, TunError};
 
 use std::future::Future;
 use std::io;
