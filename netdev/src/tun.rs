@@ -77,6 +77,9 @@ pub enum TunError {
     /// MTU below the IPv4 minimum (68) or, with an IPv6 address, below 1280
     #[error("MTU {0} too small (IPv4 needs >= 68, IPv6 >= 1280)")]
     InvalidMtu(u16),
+    /// Called outside a tokio runtime, whose reactor drives the device
+    #[error("the TUN device needs a tokio runtime: open it inside one")]
+    NoRuntime,
     /// Multi-queue was not enabled when the device was opened
     #[error("multi-queue is off for this device: open it with multi_queue = true")]
     NotMultiQueue,
@@ -152,6 +155,9 @@ impl LinuxTun {
         let min_mtu = if cfg.ipv6.is_some() { 1280 } else { 68 };
         if cfg.mtu < min_mtu {
             return Err(TunError::InvalidMtu(cfg.mtu));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(TunError::NoRuntime);
         }
         if !std::path::Path::new("/dev/net/tun").exists() {
             return Err(TunError::NoTunDevice);
@@ -440,6 +446,10 @@ mod tests {
             LinuxTun::open(&v6),
             Err(TunError::InvalidMtu(1000))
         ));
+        assert!(matches!(
+            LinuxTun::open(&TunConfig::new("qtok0", 1400)),
+            Err(TunError::NoRuntime)
+        ));
         let msg = TunError::NoTunDevice.to_string();
         assert!(msg.contains("modprobe tun"), "{msg}");
         assert!(TunError::PermissionDenied("x".into())
@@ -458,6 +468,39 @@ mod tests {
     #[test]
     fn roundtrip_without_offload() {
         roundtrip(false);
+    }
+
+    #[test]
+    fn multi_queue_clone() {
+        if !privileged() {
+            return;
+        }
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let ns = NetNs::create(&format!("qtnd-{pid}-mq{n}"))
+            .expect("create netns")
+            .into_guard();
+        let name = format!("qtm{}x{n}", pid % 100_000);
+        ns.run_in(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let mut cfg = TunConfig::new(name.as_str(), 1400);
+                cfg.multi_queue = true;
+                let q0 = LinuxTun::open(&cfg).expect("open multi-queue TUN");
+                let q1 = q0.clone_queue().expect("second queue");
+                assert_eq!(q1.name(), q0.name());
+                assert_eq!(q1.offload(), q0.offload());
+                assert_eq!(q1.if_index().expect("index"), q0.if_index().expect("index"));
+                drop((q0, q1));
+                let single = LinuxTun::open(&TunConfig::new(name.as_str(), 1400))
+                    .expect("reopen single-queue");
+                assert!(matches!(single.clone_queue(), Err(TunError::NotMultiQueue)));
+            });
+        })
+        .expect("run in netns");
     }
 
     /// In a fresh namespace: kernel → TUN (UDP and ping), TUN → kernel (replies), batch paths
