@@ -609,7 +609,7 @@ mod tests {
         ping.args(["-c", "1", "-W", "5", &REMOTE.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let mut child = ns.spawn(&mut ping).expect("spawn ping");
+        let mut child = ns.spawn_command(&mut ping).expect("spawn ping");
         loop {
             let len = tun.recv(&mut buf).await.expect("tun recv");
             let Ok(p) = IpPacket::new_checked(&buf[..len]) else {
