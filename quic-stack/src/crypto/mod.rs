@@ -16,6 +16,7 @@ mod tests;
 pub mod token;
 
 pub use self::keys::{initial_keys, is_supported_version, keys_from_secret, next_secret, Suite};
+pub(crate) use self::keys::{seal_with, split_for_header_protection};
 pub use self::retry::{is_valid_retry, retry_tag, RETRY_TAG_LEN};
 
 use crate::shared::Side;
