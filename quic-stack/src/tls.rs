@@ -533,12 +533,8 @@ mod tests {
     fn setup() -> (Setup, Ca) {
         let ca = Ca::new("test CA");
         let (chain, key) = ca.leaf("localhost");
-        let client = client_config(
-            ca.roots(),
-            vec![b"h3".to_vec(), b"vpn".to_vec()],
-            client_auth,
-        )
-        .unwrap();
+        let client =
+            client_config(ca.roots(), vec![b"h3".to_vec(), b"vpn".to_vec()], None).unwrap();
         let server = server_config(chain, key, vec![b"vpn".to_vec()], None, true).unwrap();
         (
             Setup {
