@@ -1,4 +1,4 @@
-//! rustls QUIC adapter implementing [`crypto::Session`](crate::crypto::Session)
+//! rustls QUIC adapter implementing [`crate::crypto::Session`]
 //!
 //! OWNER: crypto helper.
 //!
