@@ -54,7 +54,10 @@ impl TokenData {
 /// The server's token sealing key
 pub struct TokenKey {
     key: aead::LessSafeKey,
-    /// Nonces are a counter: unique per key without needing a random source on every seal
+    /// The first 4 nonce bytes, fixed per `TokenKey` so that instances sharing a key (built with
+    /// [`TokenKey::with_instance`]) never reuse a nonce
+    nonce_prefix: [u8; 4],
+    /// The last 8 nonce bytes: a counter, unique per key without a random source on every seal
     counter: AtomicU64,
 }
 
@@ -65,13 +68,21 @@ impl std::fmt::Debug for TokenKey {
 }
 
 impl TokenKey {
-    /// A key from 32 secret bytes; take them from a CSPRNG, e.g. [`TokenKey::random`]
+    /// A key from 32 secret bytes, used by this one instance only; take them from a CSPRNG,
+    /// e.g. [`TokenKey::random`]
     pub fn new(key: [u8; 32]) -> Self {
+        Self::with_instance(key, 0)
+    }
+
+    /// A key shared by several server instances: each needs a distinct `instance` number, since
+    /// AES-GCM loses its security if two instances ever seal with the same nonce
+    pub fn with_instance(key: [u8; 32], instance: u32) -> Self {
         // A 32-byte key is always valid for AES-256-GCM
         let unbound = aead::UnboundKey::new(&aead::AES_256_GCM, &key)
             .expect("32-byte key is valid for AES-256-GCM");
         Self {
             key: aead::LessSafeKey::new(unbound),
+            nonce_prefix: instance.to_be_bytes(),
             counter: AtomicU64::new(0),
         }
     }
@@ -149,7 +160,8 @@ impl TokenKey {
     fn next_nonce(&self) -> [u8; NONCE_LEN] {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let mut nonce = [0u8; NONCE_LEN];
-        nonce[NONCE_LEN - 8..].copy_from_slice(&n.to_be_bytes());
+        nonce[..4].copy_from_slice(&self.nonce_prefix);
+        nonce[4..].copy_from_slice(&n.to_be_bytes());
         nonce
     }
 }
@@ -211,8 +223,12 @@ mod tests {
         let token = key.seal(addr, 5, None);
         let data = key.open(addr, &token).unwrap();
         assert_eq!(data.orig_dst_cid, None);
-        // Two tokens never share a nonce
+        // Two tokens never share a nonce, even across instances sharing a key
         assert_ne!(token, key.seal(addr, 5, None));
+        let other = TokenKey::with_instance([9; 32], 1);
+        let t2 = other.seal(addr, 5, None);
+        assert_ne!(token[..NONCE_LEN], t2[..NONCE_LEN]);
+        assert_eq!(key.open(addr, &t2).unwrap().issued_secs, 5);
     }
 
     #[test]
