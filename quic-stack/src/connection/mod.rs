@@ -249,7 +249,7 @@ impl Connection {
             Some(crypto::initial_keys(p.version, &p.orig_dst_cid, p.side)?);
         let streams = StreamsState::new(p.side, &params::streams_config(&config));
         let datagrams = DatagramState::new(
-            params::local_max_datagram_frame_size(&config).unwrap_or(0),
+            params::local_max_datagram_frame_size(&config),
             config.datagram_receive_buffer_size.unwrap_or(0),
             config.datagram_send_buffer_size,
         );
@@ -413,7 +413,9 @@ impl Connection {
         s.rtt = self.rtt.smoothed();
         s.cwnd = self.cc.window();
         s.bytes_in_flight = self.bytes_in_flight();
-        s.datagrams_dropped = self.datagrams.stats().dropped();
+        let d = self.datagrams.stats();
+        s.datagrams_dropped =
+            d.dropped_send_queue_full + d.dropped_too_large + d.dropped_recv_buffer_full;
         s
     }
 

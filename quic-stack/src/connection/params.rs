@@ -39,27 +39,30 @@ pub(crate) fn local_params(
     initial_scid: ConnectionId,
     orig_dst_cid: Option<ConnectionId>,
 ) -> TransportParameters {
-    let mut p = TransportParameters::default();
-    p.max_idle_timeout = config
-        .idle_timeout
-        .map_or(0, |d| d.as_millis().min(u128::from(u32::MAX)) as u64);
-    p.max_udp_payload_size = u64::from(config.max_udp_payload_size.max(1200));
-    p.initial_max_data = config.receive_window;
-    p.initial_max_stream_data_bidi_local = config.stream_receive_window;
-    p.initial_max_stream_data_bidi_remote = config.stream_receive_window;
-    p.initial_max_stream_data_uni = config.stream_receive_window;
-    p.initial_max_streams_bidi = config.max_concurrent_bidi_streams;
-    p.initial_max_streams_uni = config.max_concurrent_uni_streams;
-    p.ack_delay_exponent = u64::from(config.ack_delay_exponent());
-    p.max_ack_delay = config.max_ack_delay_ms();
-    p.active_connection_id_limit = config.active_connection_id_limit.max(2);
-    p.initial_source_connection_id = Some(initial_scid);
-    if side.is_server() {
-        p.original_destination_connection_id = orig_dst_cid;
+    TransportParameters {
+        max_idle_timeout: config
+            .idle_timeout
+            .map_or(0, |d| d.as_millis().min(u128::from(u32::MAX)) as u64),
+        max_udp_payload_size: u64::from(config.max_udp_payload_size.max(1200)),
+        initial_max_data: config.receive_window,
+        initial_max_stream_data_bidi_local: config.stream_receive_window,
+        initial_max_stream_data_bidi_remote: config.stream_receive_window,
+        initial_max_stream_data_uni: config.stream_receive_window,
+        initial_max_streams_bidi: config.max_concurrent_bidi_streams,
+        initial_max_streams_uni: config.max_concurrent_uni_streams,
+        ack_delay_exponent: u64::from(config.ack_delay_exponent()),
+        max_ack_delay: config.max_ack_delay_ms(),
+        active_connection_id_limit: config.active_connection_id_limit.max(2),
+        initial_source_connection_id: Some(initial_scid),
+        original_destination_connection_id: if side.is_server() {
+            orig_dst_cid
+        } else {
+            None
+        },
+        max_datagram_frame_size: local_max_datagram_frame_size(config),
+        grease_quic_bit: endpoint.grease_quic_bit,
+        ..TransportParameters::default()
     }
-    p.max_datagram_frame_size = local_max_datagram_frame_size(config);
-    p.grease_quic_bit = endpoint.grease_quic_bit;
-    p
 }
 
 impl Connection {
@@ -123,6 +126,8 @@ impl Connection {
         });
         self.datagrams
             .set_peer_max_frame_size(p.max_datagram_frame_size);
+        let max_payload = self.max_1rtt_payload();
+        self.datagrams.set_max_packet_payload(max_payload);
     }
 
     /// The peer's active_connection_id_limit (2 when unknown, RFC 9000 §18.2 default)

@@ -299,9 +299,10 @@ impl Connection {
             }
             Frame::StreamsBlocked { dir, limit } => self.streams.on_streams_blocked(dir, limit)?,
             Frame::Datagram { data } => {
-                self.datagrams.on_frame(data)?;
                 self.stats.datagrams_received += 1;
-                self.events.push_back(Event::DatagramReceived);
+                if self.datagrams.on_frame(data)? {
+                    self.events.push_back(Event::DatagramReceived);
+                }
             }
             Frame::NewToken { .. } => {
                 // RFC 9000 §19.7: a server receiving NEW_TOKEN is a PROTOCOL_VIOLATION; the

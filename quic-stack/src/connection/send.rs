@@ -341,9 +341,8 @@ impl Connection {
 
         if space_id == SpaceId::Data && self.state == State::Established {
             // Datagrams before stream data: they are the latency-sensitive tunnel payload
-            if self.datagrams.write_frames(buf, end.saturating_sub(buf.len())) {
-                self.stats.datagrams_sent += 1;
-            }
+            let n = self.datagrams.write_frames(buf, end.saturating_sub(buf.len()));
+            self.stats.datagrams_sent += n as u64;
             let rtt = self.rtt.smoothed();
             let room = end.saturating_sub(buf.len());
             self.streams

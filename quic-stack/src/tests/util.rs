@@ -95,34 +95,20 @@ pub(super) fn cert() -> (
     (ck.cert.der().clone(), key)
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 pub(super) fn tls_server(
     cert: rustls_pki_types::CertificateDer<'static>,
     key: rustls_pki_types::PrivateKeyDer<'static>,
 ) -> Arc<rustls::ServerConfig> {
-    let mut c = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls13")
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .expect("server cert");
-    c.alpn_protocols = vec![ALPN.to_vec()];
-    Arc::new(c)
+    Arc::new(
+        crate::tls::server_config(vec![cert], key, vec![ALPN.to_vec()], None, false)
+            .expect("server config"),
+    )
 }
 
 pub(super) fn tls_client(cert: rustls_pki_types::CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).expect("root");
-    let mut c = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("tls13")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    c.alpn_protocols = vec![ALPN.to_vec()];
-    Arc::new(c)
+    Arc::new(crate::tls::client_config(roots, vec![ALPN.to_vec()], None).expect("client config"))
 }
 
 /// What a scenario varies
