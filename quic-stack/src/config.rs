@@ -90,7 +90,8 @@ impl TransportConfig {
 
     /// The UDP payload size we build packets for
     pub(crate) fn mtu(&self) -> u16 {
-        self.initial_mtu.clamp(1200, self.max_udp_payload_size.max(1200))
+        self.initial_mtu
+            .clamp(1200, self.max_udp_payload_size.max(1200))
     }
 }
 

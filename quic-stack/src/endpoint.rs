@@ -20,8 +20,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::config::{ClientConfig, EndpointConfig, ServerConfig};
-use crate::connection::{params_for, Connection, ConnectionParams, EndpointEvent, Event};
 use crate::connection::recv_kind::{kind, PacketKind};
+use crate::connection::{params_for, Connection, ConnectionParams, EndpointEvent, Event};
 use crate::packet;
 use crate::shared::{ConnectionId, RecvMeta, Side, Transmit};
 use crate::tls::TlsSession;
@@ -130,7 +130,13 @@ impl Endpoint {
         let local_cid = self.new_cid();
         // RFC 9000 §7.2: the first DCID is unpredictable and at least 8 bytes
         let dcid = ConnectionId::random(&mut self.rng, 8);
-        let params = params_for(&config.transport, &self.config, Side::Client, local_cid, None);
+        let params = params_for(
+            &config.transport,
+            &self.config,
+            Side::Client,
+            local_cid,
+            None,
+        );
         let tls = TlsSession::client(config.crypto.clone(), config.version, server_name, params)
             .map_err(|e| ConnectError::Crypto(e.to_string()))?;
         let conn = Connection::new(
@@ -179,7 +185,9 @@ impl Endpoint {
         }
         match kind(&hdr) {
             PacketKind::Short | PacketKind::VersionNegotiation | PacketKind::Retry => {}
-            PacketKind::UnsupportedVersion => self.send_version_negotiation(&meta, &hdr, data.len()),
+            PacketKind::UnsupportedVersion => {
+                self.send_version_negotiation(&meta, &hdr, data.len())
+            }
             PacketKind::Initial | PacketKind::ZeroRtt | PacketKind::Handshake => {
                 let Some(version) = hdr.version else {
                     return;

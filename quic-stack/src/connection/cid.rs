@@ -275,7 +275,10 @@ mod tests {
         let mut s = CidState::new(8, cid(1), cid(2), 2);
         s.on_new_cid(&f(1, 1, 3)).unwrap();
         assert_eq!(s.peer_cid(), cid(3));
-        assert_eq!(s.pending_retire.iter().copied().collect::<Vec<_>>(), vec![0]);
+        assert_eq!(
+            s.pending_retire.iter().copied().collect::<Vec<_>>(),
+            vec![0]
+        );
         assert!(s.is_stateless_reset(&[3; 16]));
     }
 }

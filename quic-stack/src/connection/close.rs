@@ -103,7 +103,8 @@ impl Connection {
     fn stop_timers_for_close(&mut self, now: Instant) {
         self.timers.stop_all();
         // RFC 9000 §10.2: the closing and draining states last at least three PTOs
-        self.timers.set(Timer::Close, now + 3 * self.pto_for_close());
+        self.timers
+            .set(Timer::Close, now + 3 * self.pto_for_close());
     }
 
     /// A packet arrived while closing: maybe repeat our CONNECTION_CLOSE

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-
 use super::{Connection, State, Timer};
 use crate::error::TransportError;
 use crate::frame;
@@ -10,7 +9,6 @@ use crate::recovery::{loss, SentPacket};
 use crate::shared::SpaceId;
 
 use super::spaces::SentRecord;
-
 
 impl Connection {
     /// Process an ACK frame received in `space_id` (RFC 9002 §A.7)
@@ -32,9 +30,7 @@ impl Connection {
         }
         let mut acked = std::mem::take(&mut self.acked_scratch);
         acked.clear();
-        space
-            .sent
-            .on_ack(ack.iter(), |pn, p| acked.push((pn, p)));
+        space.sent.on_ack(ack.iter(), |pn, p| acked.push((pn, p)));
         if acked.is_empty() {
             self.acked_scratch = acked;
             return Ok(());
@@ -42,7 +38,10 @@ impl Connection {
 
         // RTT sample: only when the largest acknowledged is newly acknowledged and something
         // ack-eliciting was among the newly acknowledged (RFC 9002 §5.1)
-        let largest_newly = acked.iter().max_by_key(|(pn, _)| *pn).map(|(pn, p)| (*pn, p.time_sent));
+        let largest_newly = acked
+            .iter()
+            .max_by_key(|(pn, _)| *pn)
+            .map(|(pn, p)| (*pn, p.time_sent));
         if let Some((pn, sent_time)) = largest_newly {
             if pn == ack.largest {
                 self.spaces[space_id as usize].largest_acked_sent_time = Some(sent_time);
@@ -179,7 +178,8 @@ impl Connection {
             if persistent {
                 self.stats.persistent_congestion_events += 1;
             }
-            self.cc.on_congestion_event(now, sent, persistent, lost_bytes);
+            self.cc
+                .on_congestion_event(now, sent, persistent, lost_bytes);
         }
     }
 
@@ -195,7 +195,9 @@ impl Connection {
     fn peer_completed_address_validation(&self) -> bool {
         self.side.is_server()
             || self.handshake_confirmed
-            || self.spaces[SpaceId::Handshake as usize].largest_acked.is_some()
+            || self.spaces[SpaceId::Handshake as usize]
+                .largest_acked
+                .is_some()
     }
 
     /// When the PTO fires and in which space (RFC 9002 §A.8 GetPtoTimeAndSpace)
@@ -319,4 +321,3 @@ impl Connection {
         }
     }
 }
-

@@ -535,14 +535,13 @@ impl Connection {
     }
 
     fn bytes_in_flight(&self) -> u64 {
-        self.spaces
-            .iter()
-            .map(|s| s.sent.bytes_in_flight())
-            .sum()
+        self.spaces.iter().map(|s| s.sent.bytes_in_flight()).sum()
     }
 
     fn ack_eliciting_in_flight(&self) -> bool {
-        self.spaces.iter().any(|s| s.sent.ack_eliciting_in_flight() > 0)
+        self.spaces
+            .iter()
+            .any(|s| s.sent.ack_eliciting_in_flight() > 0)
     }
 
     /// Largest frame payload a 1-RTT packet can carry on this path

@@ -54,11 +54,7 @@ pub(crate) fn local_params(
         max_ack_delay: config.max_ack_delay_ms(),
         active_connection_id_limit: config.active_connection_id_limit.max(2),
         initial_source_connection_id: Some(initial_scid),
-        original_destination_connection_id: if side.is_server() {
-            orig_dst_cid
-        } else {
-            None
-        },
+        original_destination_connection_id: if side.is_server() { orig_dst_cid } else { None },
         max_datagram_frame_size: local_max_datagram_frame_size(config),
         grease_quic_bit: endpoint.grease_quic_bit,
         ..TransportParameters::default()

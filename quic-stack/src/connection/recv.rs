@@ -158,8 +158,12 @@ impl Connection {
         if !matches!(self.state, State::Handshake | State::Established) {
             return;
         }
-        self.space_mut(space_id)
-            .on_packet_received(now, d.pn, ack_eliciting, space_id != SpaceId::Data);
+        self.space_mut(space_id).on_packet_received(
+            now,
+            d.pn,
+            ack_eliciting,
+            space_id != SpaceId::Data,
+        );
         if let Some(ecn) = meta.ecn {
             let c = &mut self.space_mut(space_id).ecn;
             match ecn {
@@ -219,7 +223,11 @@ impl Connection {
         let len = keys.packet.remote.open(pn, header, payload).ok()?;
         // Reserved bits must be zero once protection is removed (RFC 9000 §17.2, §17.3.1);
         // a violation is only checked after authentication so forgeries cannot close us
-        let reserved = if pkind == PacketKind::Short { 0x18 } else { 0x0c };
+        let reserved = if pkind == PacketKind::Short {
+            0x18
+        } else {
+            0x0c
+        };
         if first & reserved != 0 {
             return None;
         }
@@ -260,8 +268,13 @@ impl Connection {
             }
             ack_eliciting |= frame.is_ack_eliciting();
             let ty = frame.ty().0;
-            self.handle_frame(now, space_id, frame, dcid)
-                .map_err(|e| if e.frame_type.is_none() { e.with_frame(ty) } else { e })?;
+            self.handle_frame(now, space_id, frame, dcid).map_err(|e| {
+                if e.frame_type.is_none() {
+                    e.with_frame(ty)
+                } else {
+                    e
+                }
+            })?;
             if !matches!(self.state, State::Handshake | State::Established) {
                 break;
             }
@@ -289,7 +302,9 @@ impl Connection {
                 error_code,
                 final_size,
             } => self.streams.on_reset_stream(id, error_code, final_size)?,
-            Frame::StopSending { id, error_code } => self.streams.on_stop_sending(id, error_code)?,
+            Frame::StopSending { id, error_code } => {
+                self.streams.on_stop_sending(id, error_code)?
+            }
             Frame::MaxData(max) => self.streams.on_max_data(max),
             Frame::MaxStreamData { id, max } => self.streams.on_max_stream_data(id, max)?,
             Frame::MaxStreams { dir, count } => self.streams.on_max_streams(dir, count)?,
@@ -418,7 +433,8 @@ impl Connection {
             self.endpoint_events.push_back(EndpointEvent::NewCid(cid));
         }
         while let Some(cid) = self.cids.endpoint_retired.pop_front() {
-            self.endpoint_events.push_back(EndpointEvent::RetireCid(cid));
+            self.endpoint_events
+                .push_back(EndpointEvent::RetireCid(cid));
         }
     }
 
@@ -428,9 +444,7 @@ impl Connection {
         if self.side.is_server() || self.peer_cid_set || self.state != State::Handshake {
             return;
         }
-        let ours = hdr
-            .supported_versions(packet)
-            .any(|v| v == self.version);
+        let ours = hdr.supported_versions(packet).any(|v| v == self.version);
         if ours {
             return;
         }
@@ -458,7 +472,11 @@ impl Connection {
         if remote == self.path.remote || !self.handshake_confirmed {
             return;
         }
-        if self.space(SpaceId::Data).largest_rx.is_some_and(|(l, _)| l != pn) {
+        if self
+            .space(SpaceId::Data)
+            .largest_rx
+            .is_some_and(|(l, _)| l != pn)
+        {
             return; // an old, reordered packet: not evidence of a new path
         }
         tracing::debug!(side = ?self.side, from = %self.path.remote, to = %remote, "peer address changed");

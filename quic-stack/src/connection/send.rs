@@ -190,7 +190,8 @@ impl Connection {
         let Some(last) = current else {
             return false;
         };
-        let pad_to = pad_datagram.then(|| (datagram_start + MIN_INITIAL_DATAGRAM).min(datagram_end));
+        let pad_to =
+            pad_datagram.then(|| (datagram_start + MIN_INITIAL_DATAGRAM).min(datagram_end));
         self.finish_packet(now, buf, last, pad_to);
         true
     }
@@ -341,7 +342,9 @@ impl Connection {
 
         if space_id == SpaceId::Data && self.state == State::Established {
             // Datagrams before stream data: they are the latency-sensitive tunnel payload
-            let n = self.datagrams.write_frames(buf, end.saturating_sub(buf.len()));
+            let n = self
+                .datagrams
+                .write_frames(buf, end.saturating_sub(buf.len()));
             self.stats.datagrams_sent += n as u64;
             let rtt = self.rtt.smoothed();
             let room = end.saturating_sub(buf.len());
@@ -438,7 +441,8 @@ impl Connection {
             return None;
         }
         self.close.pending = false;
-        let limit = (usize::from(self.path.mtu) as u64).min(self.path.amplification_budget()) as usize;
+        let limit =
+            (usize::from(self.path.mtu) as u64).min(self.path.amplification_budget()) as usize;
         if limit < MAX_HEADER_OVERHEAD + 16 + MIN_PAYLOAD {
             return None;
         }

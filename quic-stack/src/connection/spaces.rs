@@ -56,7 +56,9 @@ impl CryptoRecv {
         // RFC 9000 §7.5: an endpoint may close with CRYPTO_BUFFER_EXCEEDED instead of buffering
         // without limit
         if end > self.offset + MAX_CRYPTO_BUFFER {
-            return Err(TransportError::CRYPTO_BUFFER_EXCEEDED("crypto data too far ahead"));
+            return Err(TransportError::CRYPTO_BUFFER_EXCEEDED(
+                "crypto data too far ahead",
+            ));
         }
         let (offset, data) = if offset < self.offset {
             let skip = (self.offset - offset) as usize;

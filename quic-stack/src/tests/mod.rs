@@ -27,7 +27,11 @@ fn handshake_v1() {
     let hd = h.server_conn().handshake_data().expect("handshake data");
     assert_eq!(hd.alpn.as_deref(), Some(util::ALPN));
     // RFC 9000 §14.1: the client's first datagram carries a padded Initial
-    assert!(h.client().sent_sizes[0] >= 1200, "{:?}", h.client().sent_sizes);
+    assert!(
+        h.client().sent_sizes[0] >= 1200,
+        "{:?}",
+        h.client().sent_sizes
+    );
     // Let HANDSHAKE_DONE and the ACKs settle, then everything must be quiet and alive.
     h.pair.drive().expect("drive");
     assert!(!h.client_conn().is_closed());
@@ -52,9 +56,16 @@ fn one_mib_stream() {
     let mut h = Harness::new(Setup::default());
     h.handshake();
     let data = payload(1 << 20, 3);
+    let start = h.now();
     let got = h.transfer(Dir::Uni, &data);
     assert_eq!(got.len(), data.len());
     assert!(got == data, "payload mismatch");
+    let elapsed = h.now() - start;
+    let stats = h.client_conn().stats();
+    eprintln!("1 MiB in {elapsed:?}: {stats:?}");
+    // 10 ms each way, no loss: slow start should get there within a few dozen RTTs
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    assert_eq!(stats.packets_lost, 0);
 }
 
 #[test]
@@ -72,7 +83,10 @@ fn several_streams() {
 fn datagrams_both_ways() {
     let mut h = Harness::new(Setup::default());
     h.handshake();
-    assert!(h.client_conn().max_datagram_size().is_some_and(|s| s > 1000));
+    assert!(h
+        .client_conn()
+        .max_datagram_size()
+        .is_some_and(|s| s > 1000));
     h.client_datagram(b"ping from client");
     h.server_conn()
         .send_datagram(Bytes::from_static(b"pong from server"))
@@ -144,7 +158,10 @@ fn idle_timeout() {
     assert_eq!(h.client().lost_reason(ch), Some(ConnectionError::TimedOut));
     assert_eq!(h.server().lost_reason(sh), Some(ConnectionError::TimedOut));
     let elapsed = h.now() - start;
-    assert!(elapsed >= Duration::from_secs(5) && elapsed < Duration::from_secs(7), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(5) && elapsed < Duration::from_secs(7),
+        "{elapsed:?}"
+    );
 }
 
 #[test]
@@ -175,9 +192,24 @@ fn lossy(loss: f64, seed: u64, size: usize) {
         ..Setup::default()
     });
     h.handshake();
+    let start = h.now();
     let data = payload(size, seed);
     let got = h.transfer(Dir::Bi, &data);
-    assert!(got == data, "seed {seed}: payload mismatch ({} of {} bytes)", got.len(), data.len());
+    assert!(
+        got == data,
+        "seed {seed}: payload mismatch ({} of {} bytes)",
+        got.len(),
+        data.len()
+    );
+    let dropped =
+        h.pair.to_server().stats.dropped_total() + h.pair.to_client().stats.dropped_total();
+    assert!(dropped > 0, "seed {seed}: the link dropped nothing");
+    let stats = h.client_conn().stats();
+    assert!(stats.packets_lost > 0, "seed {seed}: {stats:?}");
+    eprintln!(
+        "loss {loss} seed {seed}: {size} bytes in {:?}, link dropped {dropped}, {stats:?}",
+        h.now() - start
+    );
 }
 
 #[test]

@@ -41,7 +41,10 @@ impl TestNode {
         self.events.iter().any(|(eh, e)| *eh == h && f(e))
     }
 
-    pub(super) fn lost_reason(&self, h: ConnectionHandle) -> Option<crate::connection::ConnectionError> {
+    pub(super) fn lost_reason(
+        &self,
+        h: ConnectionHandle,
+    ) -> Option<crate::connection::ConnectionError> {
         self.events.iter().find_map(|(eh, e)| match e {
             Event::ConnectionLost { reason } if *eh == h => Some(reason.clone()),
             _ => None,
@@ -105,7 +108,9 @@ pub(super) fn tls_server(
     )
 }
 
-pub(super) fn tls_client(cert: rustls_pki_types::CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+pub(super) fn tls_client(
+    cert: rustls_pki_types::CertificateDer<'static>,
+) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert).expect("root");
     Arc::new(crate::tls::client_config(roots, vec![ALPN.to_vec()], None).expect("client config"))
