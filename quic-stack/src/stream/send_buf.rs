@@ -59,12 +59,12 @@ impl SendBuffer {
         if let Some(lost) = self.retransmits.iter().next() {
             // RFC 9000 §13.3: lost STREAM data is sent again; lowest offset first keeps the
             // peer's reassembly buffer small.
-            let r = lost.start..lost.end.min(lost.start + max_len);
+            let r = lost.start..lost.end.min(lost.start.saturating_add(max_len));
             self.retransmits.remove(r.clone());
             return Some(r);
         }
         if self.unsent < self.offset {
-            let r = self.unsent..self.offset.min(self.unsent + max_len);
+            let r = self.unsent..self.offset.min(self.unsent.saturating_add(max_len));
             self.unsent = r.end;
             return Some(r);
         }
@@ -235,6 +235,11 @@ mod tests {
         assert_eq!(b.poll_transmit(100), Some(100..110));
         assert_eq!(b.get(105..200), &[8u8; 5]);
         assert_eq!(b.get(200..300), b"");
+        b.retransmit(0..10);
+        assert_eq!(b.poll_transmit(usize::MAX), Some(0..10));
+        assert_eq!(b.poll_transmit(usize::MAX), None);
+        b.ack(0..u64::MAX);
+        assert!(b.is_fully_acked());
     }
 
     #[derive(Debug, Clone)]
