@@ -395,6 +395,12 @@ impl Endpoint {
         self.live
     }
 
+    /// Connection IDs currently routed (tests check NEW_CONNECTION_ID issuance)
+    #[cfg(test)]
+    pub(crate) fn routed_cids(&self) -> usize {
+        self.cids.len()
+    }
+
     fn new_cid(&mut self) -> ConnectionId {
         loop {
             let cid = ConnectionId::random(&mut self.rng, self.config.local_cid_len);

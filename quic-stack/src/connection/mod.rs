@@ -467,7 +467,7 @@ impl Connection {
     // ---- Outputs ----
 
     /// The next application event
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub(crate) fn poll_event(&mut self) -> Option<Event> {
         if let Some(e) = self.events.pop_front() {
             return Some(e);
         }
@@ -486,7 +486,7 @@ impl Connection {
     }
 
     /// Act on expired timers
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         for timer in Timer::ALL {
             if !self.timers.expire(timer, now) {
                 continue;

@@ -21,6 +21,9 @@ const MIN_INITIAL_DATAGRAM: usize = 1200;
 /// 20-byte CIDs, an empty token, a 2-byte Length and a 4-byte packet number
 const MAX_HEADER_OVERHEAD: usize = 1 + 4 + 1 + 20 + 1 + 20 + 1 + 2 + 4;
 
+/// A datagram this close to full is padded to full size so GSO batches stay uniform
+const GSO_PAD_SLACK: usize = 32;
+
 /// Smallest useful frame payload
 const MIN_PAYLOAD: usize = 8;
 
@@ -44,7 +47,7 @@ impl Connection {
     ///
     /// `buf` is cleared first. With `max_datagrams > 1`, several datagrams of the same size may be
     /// written back to back; [`Transmit::segment_size`] then gives their size.
-    pub fn poll_transmit(
+    pub(crate) fn poll_transmit(
         &mut self,
         now: Instant,
         max_datagrams: usize,
@@ -190,8 +193,17 @@ impl Connection {
         let Some(last) = current else {
             return false;
         };
-        let pad_to =
+        let mut pad_to =
             pad_datagram.then(|| (datagram_start + MIN_INITIAL_DATAGRAM).min(datagram_end));
+        // A nearly full datagram is topped up to the limit: the few PADDING bytes let the next
+        // datagrams join it in one GSO batch, which needs equal sizes
+        let tag_len = self.tag_len(last.space);
+        if pad_to.is_none()
+            && last.ack_eliciting
+            && datagram_end.saturating_sub(buf.len() + tag_len) < GSO_PAD_SLACK
+        {
+            pad_to = Some(datagram_end);
+        }
         self.finish_packet(now, buf, last, pad_to);
         true
     }

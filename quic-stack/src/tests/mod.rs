@@ -11,7 +11,7 @@ use crate::config::TransportConfig;
 use crate::connection::{ConnectionError, Event};
 use crate::crypto;
 use crate::shared::{Dir, RecvMeta};
-use crate::sim::LinkConfig;
+use crate::sim::{LinkConfig, Verdict};
 
 mod util;
 
@@ -252,4 +252,99 @@ fn junk_datagrams_are_ignored() {
     // The real connection is unaffected
     let data = payload(5000, 4);
     assert_eq!(h.transfer(Dir::Bi, &data), data);
+}
+
+#[test]
+fn server_respects_amplification_limit() {
+    let mut h = Harness::new(Setup::default());
+    let client_id = h.pair.client;
+    // Only the client's first datagram reaches the server: its address stays unvalidated
+    h.pair.net.set_interceptor(move |info, _| {
+        if info.src == client_id && info.index > 0 {
+            Verdict::Drop
+        } else {
+            Verdict::Deliver
+        }
+    });
+    let until = h.now() + Duration::from_secs(3);
+    h.pair.net.run_to(until).expect("run");
+    let first = h.client().sent_sizes[0];
+    let server_sent: usize = h.server().sent_sizes.iter().sum();
+    assert!(server_sent > 0);
+    // RFC 9000 §8.1: at most three times what was received
+    assert!(
+        server_sent <= 3 * first,
+        "server sent {server_sent} for {first} received"
+    );
+    // Once the client gets through again, the handshake completes
+    h.pair.net.clear_interceptor();
+    h.handshake();
+}
+
+#[test]
+fn version_negotiation_reports_mismatch() {
+    let mut h = Harness::new(Setup {
+        server_versions: Some(vec![crypto::VERSION_2]),
+        ..Setup::default()
+    });
+    let ch = h.ch;
+    h.pair
+        .drive_until(|p| p.client().lost_reason(ch).is_some())
+        .expect("client gives up");
+    assert_eq!(
+        h.client().lost_reason(ch),
+        Some(ConnectionError::VersionMismatch)
+    );
+    assert_eq!(h.server().ep.open_connections(), 0);
+}
+
+#[test]
+fn gso_batches_full_size_datagrams() {
+    let mut h = Harness::new(Setup::default());
+    h.handshake();
+    h.pair.drive().expect("settle");
+    let c = h.client_conn();
+    let id = c.open(Dir::Uni).expect("open");
+    let data = payload(100_000, 5);
+    let n = c.write(id, &data).expect("write");
+    assert!(n > 10_000);
+    let now = h.now();
+    let mut buf = Vec::new();
+    let t = h
+        .client()
+        .ep
+        .poll_transmit(now, 8, &mut buf)
+        .expect("transmit");
+    assert_eq!(t.size, buf.len());
+    let seg = t
+        .segment_size
+        .unwrap_or_else(|| panic!("not batched: {t:?}"));
+    assert_eq!(seg, 1200);
+    assert!(t.size > seg && t.size <= 8 * seg, "{t:?}");
+}
+
+#[test]
+fn connection_ids_are_issued() {
+    let mut h = Harness::new(Setup::default());
+    h.handshake();
+    h.pair.drive().expect("settle");
+    // The initial CID plus NEW_CONNECTION_IDs up to the peer's limit (4)
+    assert_eq!(h.server().ep.routed_cids(), 4);
+    assert_eq!(h.client().ep.routed_cids(), 4);
+    let data = payload(3000, 6);
+    assert_eq!(h.transfer(Dir::Bi, &data), data);
+}
+
+#[test]
+fn server_follows_nat_rebinding() {
+    let mut h = Harness::new(Setup::default());
+    h.handshake();
+    h.pair.drive().expect("settle");
+    let new_addr: std::net::SocketAddr = "198.18.0.2:50001".parse().unwrap();
+    h.pair.rebind_client(new_addr);
+    let data = payload(100_000, 7);
+    assert_eq!(h.transfer(Dir::Bi, &data), data);
+    assert_eq!(h.server_conn().remote_address(), new_addr);
+    h.pair.drive().expect("settle");
+    assert!(!h.server_conn().is_closed());
 }

@@ -122,6 +122,8 @@ pub(super) struct Setup {
     pub(super) version: u32,
     pub(super) transport: TransportConfig,
     pub(super) link: LinkConfig,
+    /// Versions the server endpoint accepts (default: all)
+    pub(super) server_versions: Option<Vec<u32>>,
 }
 
 impl Default for Setup {
@@ -131,6 +133,7 @@ impl Default for Setup {
             version: crate::crypto::VERSION_1,
             transport: TransportConfig::default(),
             link: LinkConfig::default(),
+            server_versions: None,
         }
     }
 }
@@ -159,7 +162,15 @@ impl Harness {
             transport: transport.clone(),
             ..ServerConfig::new(tls_server(cert.clone(), key))
         });
-        let server = Endpoint::new(endpoint_config.clone(), Some(server_config), seed());
+        let mut server_endpoint_config = EndpointConfig::default();
+        if let Some(v) = setup.server_versions {
+            server_endpoint_config.supported_versions = v;
+        }
+        let server = Endpoint::new(
+            Arc::new(server_endpoint_config),
+            Some(server_config),
+            seed(),
+        );
         let client = Endpoint::new(endpoint_config, None, seed());
         let node = |ep| TestNode {
             ep,
