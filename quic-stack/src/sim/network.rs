@@ -693,11 +693,11 @@ impl<N: Node> Network<N> {
         }
     }
 
-    /// The node owning `to`, by bound address or current NAT mapping
+    /// The node reachable at `to`: its current public mapping (its bound address unless NATed)
+    ///
+    /// A NATed node's bound address is private, so it is not reachable directly.
     fn route(&self, to: SocketAddr) -> Option<usize> {
-        self.nodes
-            .iter()
-            .position(|s| s.addr == to || s.external == to)
+        self.nodes.iter().position(|s| s.external == to)
     }
 
     fn schedule(&mut self, at: Instant, event: Event) {
