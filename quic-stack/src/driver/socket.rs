@@ -152,13 +152,12 @@ impl UdpSocket {
         } else {
             1
         };
-        let gro_segments = if config.gro
-            && setsockopt(&socket, sockopt::UdpGroSegment, &true).is_ok()
-        {
-            GRO_MAX_SEGMENTS
-        } else {
-            1
-        };
+        let gro_segments =
+            if config.gro && setsockopt(&socket, sockopt::UdpGroSegment, &true).is_ok() {
+                GRO_MAX_SEGMENTS
+            } else {
+                1
+            };
         let std: std::net::UdpSocket = socket.into();
         let io = tokio::net::UdpSocket::from_std(std)?;
         let local = io.local_addr()?;
