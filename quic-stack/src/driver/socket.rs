@@ -280,7 +280,7 @@ impl UdpSocket {
 
     /// Wait for and read one (possibly GRO-coalesced) batch into `buf`
     ///
-    /// `buf` should hold 64 KiB: a shorter one truncates coalesced batches.
+    /// `buf` should hold 64 KiB: datagrams of a coalesced batch that do not fit are lost.
     pub async fn recv(&self, buf: &mut [u8]) -> io::Result<RecvInfo> {
         self.io
             .async_io(Interest::READABLE, || self.recv_now(buf))
@@ -331,7 +331,8 @@ impl UdpSocket {
             Some(&mut control),
             MsgFlags::empty(),
         )?;
-        let len = msg.bytes;
+        let mut len = msg.bytes;
+        let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
         let remote = msg
             .address
             .as_ref()
@@ -361,6 +362,11 @@ impl UdpSocket {
                     _ => {}
                 }
             }
+        }
+        if truncated && stride < len {
+            // A GRO batch larger than `buf`: the datagrams wholly inside it are intact, the cut
+            // one is not, so hand out only the whole ones.
+            len -= len % stride;
         }
         // nix 0.29 does not decode IP_TOS / IPV6_TCLASS (they arrive as opaque `Unknown`), so
         // the ECN bits are read from the raw control buffer instead.

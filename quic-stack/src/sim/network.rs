@@ -212,6 +212,8 @@ pub struct Network<N> {
     default_link: LinkConfig,
     queue: BinaryHeap<Reverse<Scheduled>>,
     next_seq: u64,
+    /// Deliveries in `queue` (the rest are scheduled rebindings)
+    in_flight: usize,
     interceptor: Option<Interceptor>,
     trace: Option<Vec<TraceEvent>>,
     unroutable: u64,
@@ -241,6 +243,7 @@ impl<N: Node> Network<N> {
             default_link: LinkConfig::default(),
             queue: BinaryHeap::new(),
             next_seq: 0,
+            in_flight: 0,
             interceptor: None,
             trace: None,
             unroutable: 0,
@@ -366,10 +369,7 @@ impl<N: Node> Network<N> {
     }
     /// Datagrams currently in flight
     pub fn in_flight(&self) -> usize {
-        self.queue
-            .iter()
-            .filter(|s| matches!(s.0.event, Event::Deliver { .. }))
-            .count()
+        self.in_flight
     }
 
     /// Install an interceptor that sees (and may modify or drop) every routed datagram
@@ -425,8 +425,9 @@ impl<N: Node> Network<N> {
         let deadline = self.now + limit;
         loop {
             self.flush()?;
-            let quiescent = self.queue.is_empty()
-                && self.next_event_time().is_none_or(|t| t > self.now + quiet);
+            // Scheduled rebindings alone do not keep the run going
+            let quiescent =
+                self.in_flight == 0 && self.next_event_time().is_none_or(|t| t > self.now + quiet);
             if quiescent {
                 return Ok(());
             }
@@ -470,6 +471,9 @@ impl<N: Node> Network<N> {
         // 3. Deliveries and rebindings due by now, in (time, insertion) order.
         while self.queue.peek().is_some_and(|s| s.0.at <= self.now) {
             if let Some(Reverse(s)) = self.queue.pop() {
+                if matches!(s.event, Event::Deliver { .. }) {
+                    self.in_flight -= 1;
+                }
                 self.process(s.event);
             }
         }
@@ -701,6 +705,9 @@ impl<N: Node> Network<N> {
     }
 
     fn schedule(&mut self, at: Instant, event: Event) {
+        if matches!(event, Event::Deliver { .. }) {
+            self.in_flight += 1;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queue.push(Reverse(Scheduled { at, seq, event }));

@@ -546,6 +546,22 @@ fn drive_ignores_far_timers_and_run_to_reaches_them() {
 }
 
 #[test]
+fn drive_is_not_kept_going_by_far_rebindings() {
+    let seed = seed_from_env(27);
+    let mut pair = ping_pair(seed, 1, Duration::ZERO, LinkConfig::default());
+    let later = pair.start() + Duration::from_secs(3600);
+    pair.rebind_client_at(later, "198.18.7.7:61000".parse().expect("addr"));
+    pair.drive().expect("drive");
+    assert_eq!(pair.client().received.len(), 1);
+    assert!(
+        pair.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        pair.elapsed()
+    );
+    assert_eq!(pair.in_flight(), 0);
+}
+
+#[test]
 fn gso_transmits_split_into_datagrams() {
     let seed = seed_from_env(17);
     let mut pair = ping_pair(seed, 10, Duration::ZERO, LinkConfig::default());
