@@ -69,7 +69,10 @@ impl Connection {
         }
 
         let app_limited = self.app_limited;
-        for (_, p) in acked.drain(..) {
+        for (pn, p) in acked.drain(..) {
+            if space_id == SpaceId::Data {
+                self.on_1rtt_acked(pn);
+            }
             if p.in_flight {
                 self.cc
                     .on_ack(now, p.time_sent, u64::from(p.size), app_limited, &self.rtt);

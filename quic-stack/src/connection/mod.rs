@@ -41,6 +41,7 @@ use crate::transport_params::TransportParameters;
 
 mod cid;
 mod close;
+mod keys;
 mod loss;
 mod params;
 mod path;
@@ -220,6 +221,7 @@ pub struct Connection {
     first_rtt_sample: Option<Instant>,
     /// Size of the datagram being processed (for the amplification budget of a new path)
     last_datagram_len: u64,
+    key_update: keys::KeyUpdateState,
 }
 
 /// What [`Connection::new`] needs besides the TLS session
@@ -301,6 +303,7 @@ impl Connection {
             app_limited: true,
             first_rtt_sample: None,
             last_datagram_len: 0,
+            key_update: keys::KeyUpdateState::default(),
             config,
         };
         if let Some(t) = conn.idle_timeout {
@@ -513,6 +516,7 @@ impl Connection {
                     }
                 }
                 Timer::PathValidation => self.on_path_validation_timeout(),
+                Timer::KeyDiscard => self.on_key_discard_timeout(),
                 // Sending resumes in poll_transmit; nothing to do
                 Timer::Pacing => {}
             }

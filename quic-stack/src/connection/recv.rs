@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use super::keys::KeyChoice;
 use super::{Connection, ConnectionError, EndpointEvent, Event, State, Timer};
 use crate::error::TransportError;
 use crate::frame::{self, Frame};
@@ -38,6 +39,8 @@ pub(crate) fn kind(hdr: &ProtectedHeader) -> PacketKind {
 struct Decrypted {
     space: SpaceId,
     pn: u64,
+    /// Which 1-RTT key opened it
+    key: KeyChoice,
     /// Byte range of the plaintext payload within the packet slice
     payload_start: usize,
     payload_end: usize,
@@ -68,6 +71,9 @@ impl Connection {
             let Ok(hdr) = packet::parse_header(&data[offset..], cid_len) else {
                 break;
             };
+            if hdr.packet_len == 0 {
+                break; // cannot happen for a parsed header; never loop forever on junk
+            }
             let end = offset + hdr.packet_len.min(data.len() - offset);
             // RFC 9000 §12.2: coalesced packets with a different DCID are ignored
             match first_dcid {
@@ -110,9 +116,17 @@ impl Connection {
             self.stats.packets_dropped += 1;
             return;
         }
+        // A stateless reset looks like a short packet ending in a token (RFC 9000 §10.3); keep
+        // the tail before decryption overwrites the buffer
+        let mut tail = [0u8; 16];
+        if pkind == PacketKind::Short && packet.len() >= 21 {
+            tail.copy_from_slice(&packet[packet.len() - 16..]);
+        }
         let Some(d) = self.decrypt_packet(hdr, packet) else {
             self.stats.packets_dropped += 1;
-            self.check_stateless_reset(hdr, packet);
+            if pkind == PacketKind::Short && packet.len() >= 21 {
+                self.check_stateless_reset(&tail);
+            }
             return;
         };
         match self.state {
@@ -134,6 +148,9 @@ impl Connection {
             return;
         }
         self.stats.packets_received += 1;
+        if space_id == SpaceId::Data {
+            self.on_1rtt_packet(now, d.key, d.pn);
+        }
 
         if self.side.is_client() && !self.peer_cid_set && space_id == SpaceId::Initial {
             // RFC 9000 §7.2: the client switches to the server's chosen CID
@@ -215,12 +232,18 @@ impl Connection {
         }
         let largest = space.largest_rx.map_or(0, |(pn, _)| pn);
         let pn = packet::decode_packet_number(largest, truncated, pn_len);
-        if pkind == PacketKind::Short && first & 0x04 != 0 {
-            // Key phase 1: key updates are not supported yet, so this cannot decrypt
-            return None;
-        }
+        let choice = if pkind == PacketKind::Short {
+            self.key_update.choose(first & 0x04 != 0, pn)
+        } else {
+            KeyChoice::Current
+        };
+        let key = match choice {
+            KeyChoice::Current => &*keys.packet.remote,
+            KeyChoice::Previous => self.key_update.prev_remote()?,
+            KeyChoice::Next => self.key_update.next_remote()?,
+        };
         let (header, payload) = packet.split_at_mut(header_len);
-        let len = keys.packet.remote.open(pn, header, payload).ok()?;
+        let len = key.open(pn, header, payload).ok()?;
         // Reserved bits must be zero once protection is removed (RFC 9000 §17.2, §17.3.1);
         // a violation is only checked after authentication so forgeries cannot close us
         let reserved = if pkind == PacketKind::Short {
@@ -234,6 +257,7 @@ impl Connection {
         Some(Decrypted {
             space: space_id,
             pn,
+            key: choice,
             payload_start: header_len,
             payload_end: header_len + len,
         })
@@ -398,6 +422,9 @@ impl Connection {
                     };
                     self.crypto_write_space = next;
                     self.space_mut(next).keys = Some(keys);
+                    if next == SpaceId::Data {
+                        self.on_1rtt_keys();
+                    }
                 }
                 None if !wrote => break,
                 None => {}
@@ -455,13 +482,9 @@ impl Connection {
         self.set_drained();
     }
 
-    /// A packet that failed to decrypt may be a stateless reset (RFC 9000 §10.3.1): the last
-    /// 16 bytes of the datagram are a reset token the peer gave us
-    fn check_stateless_reset(&mut self, hdr: &ProtectedHeader, packet: &[u8]) {
-        if kind(hdr) != PacketKind::Short || packet.len() < 21 {
-            return;
-        }
-        let token = &packet[packet.len() - 16..];
+    /// A packet that failed to decrypt may be a stateless reset (RFC 9000 §10.3.1): its last
+    /// 16 bytes are a reset token the peer gave us
+    fn check_stateless_reset(&mut self, token: &[u8; 16]) {
         if self.cids.is_stateless_reset(token) {
             self.on_stateless_reset();
         }

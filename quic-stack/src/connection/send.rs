@@ -172,7 +172,7 @@ impl Connection {
             if let Some(p) = current.take() {
                 self.finish_packet(now, buf, p, None);
             }
-            let mut p = self.start_packet(buf, space_id);
+            let mut p = self.start_packet(now, buf, space_id);
             let frames_end = datagram_end - tag_len;
             self.write_frames(now, buf, &mut p, frames_end, may_send_data);
             if buf.len() == p.pn_offset + p.pn_len {
@@ -215,7 +215,15 @@ impl Connection {
             .map_or(16, |k| k.packet.local.tag_len())
     }
 
-    fn start_packet(&mut self, buf: &mut Vec<u8>, space_id: SpaceId) -> PacketInProgress {
+    fn start_packet(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+        space_id: SpaceId,
+    ) -> PacketInProgress {
+        if space_id == SpaceId::Data {
+            self.maybe_initiate_key_update(now);
+        }
         let space = self.space(space_id);
         let pn = space.next_pn;
         let pn_len = packet::encode_packet_number_len(pn, space.largest_acked);
@@ -223,8 +231,15 @@ impl Connection {
         let start = buf.len();
         let (long, pn_offset) = match space_id {
             SpaceId::Data => {
-                let pn_offset =
-                    packet::write_short_header(buf, false, false, &dcid, pn, pn_len, false);
+                let pn_offset = packet::write_short_header(
+                    buf,
+                    false,
+                    self.key_update.phase,
+                    &dcid,
+                    pn,
+                    pn_len,
+                    false,
+                );
                 (None, pn_offset)
             }
             _ => {
@@ -426,6 +441,9 @@ impl Connection {
         }
         let size = buf.len() - p.start;
         let in_flight = p.ack_eliciting || p.padded;
+        if space_id == SpaceId::Data {
+            self.key_update.sent_in_phase += 1;
+        }
         self.on_packet_sent(
             now,
             space_id,
@@ -475,7 +493,7 @@ impl Connection {
             if let Some(p) = current.take() {
                 self.finish_packet(now, buf, p, None);
             }
-            let p = self.start_packet(buf, space_id);
+            let p = self.start_packet(now, buf, space_id);
             let max_len = limit - tag_len - buf.len();
             self.write_close_frame(buf, space_id, max_len);
             self.space_mut(space_id).next_pn += 1;

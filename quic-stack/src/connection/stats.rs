@@ -42,4 +42,6 @@ pub struct ConnectionStats {
     pub datagrams_received: u64,
     /// PTO expirations
     pub pto_count: u64,
+    /// 1-RTT key updates (either side initiated)
+    pub key_updates: u64,
 }

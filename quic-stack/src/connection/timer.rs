@@ -20,10 +20,12 @@ pub(crate) enum Timer {
     MaxAckDelay = 5,
     /// Give up on an outstanding PATH_CHALLENGE
     PathValidation = 6,
+    /// Forget the previous 1-RTT key phase (RFC 9001 §6.5)
+    KeyDiscard = 7,
 }
 
 impl Timer {
-    pub(crate) const ALL: [Self; 7] = [
+    pub(crate) const ALL: [Self; 8] = [
         Self::LossDetection,
         Self::Idle,
         Self::Close,
@@ -31,13 +33,14 @@ impl Timer {
         Self::Pacing,
         Self::MaxAckDelay,
         Self::PathValidation,
+        Self::KeyDiscard,
     ];
 }
 
 /// Deadlines indexed by [`Timer`]
 #[derive(Debug, Default, Copy, Clone)]
 pub(crate) struct TimerTable {
-    data: [Option<Instant>; 7],
+    data: [Option<Instant>; 8],
 }
 
 impl TimerTable {
@@ -74,7 +77,7 @@ impl TimerTable {
     }
 
     pub(crate) fn stop_all(&mut self) {
-        self.data = [None; 7];
+        self.data = [None; 8];
     }
 }
 

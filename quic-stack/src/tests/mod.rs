@@ -348,3 +348,25 @@ fn server_follows_nat_rebinding() {
     h.pair.drive().expect("settle");
     assert!(!h.server_conn().is_closed());
 }
+
+#[test]
+fn key_updates_both_ways() {
+    let mut h = Harness::new(Setup::default());
+    h.handshake();
+    let data = payload(50_000, 8);
+    assert_eq!(h.transfer(Dir::Bi, &data), data);
+    h.client_conn().initiate_key_update();
+    assert_eq!(h.transfer(Dir::Bi, &data), data);
+    assert_eq!(h.client_conn().stats().key_updates, 1);
+    assert_eq!(h.server_conn().stats().key_updates, 1);
+    h.server_conn().initiate_key_update();
+    // The server needs something to send to carry the update
+    h.server_conn()
+        .send_datagram(Bytes::from_static(b"after update"))
+        .expect("datagram");
+    assert_eq!(h.transfer(Dir::Uni, &data), data);
+    h.pair.drive().expect("settle");
+    assert_eq!(h.client_conn().stats().key_updates, 2);
+    assert_eq!(h.server_conn().stats().key_updates, 2);
+    assert!(!h.client_conn().is_closed() && !h.server_conn().is_closed());
+}
