@@ -12,12 +12,13 @@ pub fn decode_packet_number(largest_pn: u64, truncated: u64, pn_len: usize) -> u
     let hwin = win / 2;
     let mask = win - 1;
     let truncated = truncated & mask;
-    let expected = largest_pn.saturating_add(1);
+    let max = (1u64 << 62) - 1;
+    let expected = largest_pn.min(max) + 1;
     let candidate = (expected & !mask) | truncated;
     // The candidate closest to `expected`, never past 2^62 nor below 0
     if candidate.saturating_add(hwin) <= expected && candidate < (1u64 << 62) - win {
         candidate + win
-    } else if candidate > expected.saturating_add(hwin) && candidate >= win {
+    } else if (candidate > expected + hwin || candidate > max) && candidate >= win {
         candidate - win
     } else {
         candidate
