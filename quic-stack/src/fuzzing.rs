@@ -29,7 +29,10 @@ pub fn packet_header(data: &[u8]) {
         assert!(h.packet_len > 0 && h.packet_len <= rest.len(), "{h:?}");
         assert!(h.pn_offset <= h.packet_len, "{h:?}");
         for range in [&h.dcid_range, &h.scid_range, &h.token, &h.versions] {
-            assert!(range.start <= range.end && range.end <= h.packet_len, "{h:?}");
+            assert!(
+                range.start <= range.end && range.end <= h.packet_len,
+                "{h:?}"
+            );
         }
         let dcid = &rest[h.dcid_range.clone()];
         assert_eq!(packet::peek_dcid(rest, cid_len), Some(dcid));
@@ -43,7 +46,10 @@ pub fn packet_header(data: &[u8]) {
             }
             HeaderKind::Long(_) | HeaderKind::Short => {
                 // Room for header protection's sample is guaranteed
-                assert!(h.pn_offset + packet::HP_SAMPLE_SPAN <= h.packet_len, "{h:?}");
+                assert!(
+                    h.pn_offset + packet::HP_SAMPLE_SPAN <= h.packet_len,
+                    "{h:?}"
+                );
             }
             HeaderKind::VersionNegotiation => {
                 let n = h.supported_versions(rest).count();
@@ -186,9 +192,7 @@ mod tests {
         use crate::Side;
 
         let payload = seed("frames", "every_frame_type");
-        let frames: Vec<_> = Iter::new(&payload)
-            .map(Result::unwrap)
-            .collect();
+        let frames: Vec<_> = Iter::new(&payload).map(Result::unwrap).collect();
         assert_eq!(frames.len(), 26);
         assert!(matches!(frames.last(), Some(Frame::Datagram { .. })));
 

@@ -234,7 +234,12 @@ impl TransportParameters {
             self.initial_max_streams_bidi,
             0,
         );
-        int(buf, id::INITIAL_MAX_STREAMS_UNI, self.initial_max_streams_uni, 0);
+        int(
+            buf,
+            id::INITIAL_MAX_STREAMS_UNI,
+            self.initial_max_streams_uni,
+            0,
+        );
         int(
             buf,
             id::ACK_DELAY_EXPONENT,
@@ -242,7 +247,11 @@ impl TransportParameters {
             d.ack_delay_exponent,
         );
         int(buf, id::MAX_ACK_DELAY, self.max_ack_delay, d.max_ack_delay);
-        flag(buf, id::DISABLE_ACTIVE_MIGRATION, self.disable_active_migration);
+        flag(
+            buf,
+            id::DISABLE_ACTIVE_MIGRATION,
+            self.disable_active_migration,
+        );
         if let Some(pa) = &self.preferred_address {
             let len = 4 + 2 + 16 + 2 + 1 + pa.connection_id.len() + 16;
             write_param(buf, id::PREFERRED_ADDRESS, len, |b| encode_preferred(b, pa));

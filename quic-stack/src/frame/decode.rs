@@ -195,9 +195,7 @@ fn parse_frame<'a>(buf: &mut &'a [u8]) -> Result<Frame<'a>, FrameError> {
                 reset_token: r.array()?,
             })
         }
-        FrameType::RETIRE_CONNECTION_ID => Frame::RetireConnectionId {
-            sequence: r.var()?,
-        },
+        FrameType::RETIRE_CONNECTION_ID => Frame::RetireConnectionId { sequence: r.var()? },
         FrameType::PATH_CHALLENGE => Frame::PathChallenge(r.array()?),
         FrameType::PATH_RESPONSE => Frame::PathResponse(r.array()?),
         FrameType::CONNECTION_CLOSE | FrameType::APPLICATION_CLOSE => {

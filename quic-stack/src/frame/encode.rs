@@ -74,15 +74,20 @@ fn max_payload(avail: usize, with_len: bool) -> usize {
     }
     // For each length-field size, the data is capped both by the room left and by what that
     // field size can express; the best of the four is the answer
-    [(1usize, 63u64), (2, 16_383), (4, (1 << 30) - 1), (8, VarInt::MAX.into_inner())]
-        .iter()
-        .filter(|(size, _)| *size <= avail)
-        .map(|&(size, max)| {
-            let room = avail - size;
-            usize::try_from(max).map_or(room, |max| room.min(max))
-        })
-        .max()
-        .unwrap_or(0)
+    [
+        (1usize, 63u64),
+        (2, 16_383),
+        (4, (1 << 30) - 1),
+        (8, VarInt::MAX.into_inner()),
+    ]
+    .iter()
+    .filter(|(size, _)| *size <= avail)
+    .map(|&(size, max)| {
+        let room = avail - size;
+        usize::try_from(max).map_or(room, |max| room.min(max))
+    })
+    .max()
+    .unwrap_or(0)
 }
 
 /// Bytes of a CRYPTO frame before its data
@@ -139,7 +144,10 @@ fn ack_pairs<I: Iterator<Item = Range<u64>>>(
         }
         // RFC 9000 §19.3.1: gap = previous smallest - this largest - 2, with largest = end - 1
         let gap = prev_smallest.checked_sub(r.end)?.checked_sub(1);
-        debug_assert!(gap.is_some(), "ACK ranges must be disjoint, apart and descending");
+        debug_assert!(
+            gap.is_some(),
+            "ACK ranges must be disjoint, apart and descending"
+        );
         let gap = gap?;
         prev_smallest = r.start;
         Some((gap, r.end - 1 - r.start))

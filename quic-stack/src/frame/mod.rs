@@ -213,7 +213,11 @@ impl FrameType {
     pub fn is_ack_eliciting(self) -> bool {
         !matches!(
             self,
-            Self::PADDING | Self::ACK | Self::ACK_ECN | Self::CONNECTION_CLOSE | Self::APPLICATION_CLOSE
+            Self::PADDING
+                | Self::ACK
+                | Self::ACK_ECN
+                | Self::CONNECTION_CLOSE
+                | Self::APPLICATION_CLOSE
         )
     }
 

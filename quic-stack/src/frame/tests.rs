@@ -29,10 +29,18 @@ fn assert_round_trip(frame: &Frame<'_>) {
 #[test]
 fn padding_folds_and_ping_splits() {
     let payload = [0, 0, 0, 1, 0, 1];
-    let frames: Vec<_> = parse_all(&payload).into_iter().map(Result::unwrap).collect();
+    let frames: Vec<_> = parse_all(&payload)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(
         frames,
-        [Frame::Padding(3), Frame::Ping, Frame::Padding(1), Frame::Ping]
+        [
+            Frame::Padding(3),
+            Frame::Ping,
+            Frame::Padding(1),
+            Frame::Ping
+        ]
     );
     assert_eq!(encode(&Frame::Padding(3)), [0, 0, 0]);
 }
@@ -46,7 +54,10 @@ fn rfc9001_server_initial_payload() {
          4d5311bcf32bb9da1a002b00020304",
     )
     .unwrap();
-    let frames: Vec<_> = parse_all(&payload).into_iter().map(Result::unwrap).collect();
+    let frames: Vec<_> = parse_all(&payload)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(frames.len(), 2);
     let Frame::Ack(ack) = &frames[0] else {
         panic!("not an ACK: {:?}", frames[0]);
@@ -81,7 +92,10 @@ fn ack_ranges_descend_and_validate() {
     let mut buf = Vec::new();
     encode_ack(&mut buf, ranges.iter().cloned(), 0, None);
     assert_eq!(buf, bytes);
-    assert_eq!(ack_encoded_len(ranges.iter().cloned(), 0, None), bytes.len());
+    assert_eq!(
+        ack_encoded_len(ranges.iter().cloned(), 0, None),
+        bytes.len()
+    );
 
     // A last range one below 0 is FRAME_ENCODING_ERROR
     let below = [0x02, 10, 0, 2, 2, 1, 0, 0, 4];
@@ -108,10 +122,10 @@ fn ack_ecn_counts() {
         ce: 300,
     };
     let mut buf = Vec::new();
-    encode_ack(&mut buf, [100..200u64].into_iter(), 7, Some(&ecn));
+    encode_ack(&mut buf, std::iter::once(100..200u64), 7, Some(&ecn));
     assert_eq!(
         buf.len(),
-        ack_encoded_len([100..200u64].into_iter(), 7, Some(&ecn))
+        ack_encoded_len(std::iter::once(100..200u64), 7, Some(&ecn))
     );
     let frames = parse_all(&buf);
     let Ok(Frame::Ack(ack)) = &frames[0] else {
@@ -155,7 +169,12 @@ fn malformed_frames_error_and_stop() {
         // NEW_CONNECTION_ID with a 21-byte CID
         (&[0x18, 1, 0, 21], 0x18),
         // STREAM with offset + length beyond 2^62-1
-        (&[0x0e, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 0], 0x0e),
+        (
+            &[
+                0x0e, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 0,
+            ],
+            0x0e,
+        ),
         // PATH_CHALLENGE short
         (&[0x1a, 1, 2, 3], 0x1a),
         // DATAGRAM_LEN short
@@ -166,11 +185,7 @@ fn malformed_frames_error_and_stop() {
             .into_iter()
             .map(|f| f.map_err(|e| e.frame_type))
             .collect();
-        assert_eq!(
-            frames[..],
-            [Err(ty)],
-            "{bytes:02x?} -> {frames:?}",
-        );
+        assert_eq!(frames[..], [Err(ty)], "{bytes:02x?} -> {frames:?}",);
     }
     // Nothing is yielded after an error, even when valid frames follow
     assert_eq!(parse_all(&[0x01, 0x1f, 0x01, 0x01]).len(), 2);
@@ -255,7 +270,9 @@ fn crypto_and_datagram_headers() {
     assert_eq!(
         parse_all(&buf),
         // Without a length, the first DATAGRAM swallows the rest of the packet
-        [Ok(Frame::Datagram { data: b"xyz\x31\x00" })]
+        [Ok(Frame::Datagram {
+            data: b"xyz\x31\x00"
+        })]
     );
 }
 
@@ -278,7 +295,11 @@ fn table3_packet_types() {
         assert!(ty.allowed_in(Initial) && ty.allowed_in(Handshake) && ty.allowed_in(OneRtt));
         assert!(!ty.allowed_in(ZeroRtt));
     }
-    for ty in [FrameType::PADDING, FrameType::PING, FrameType::CONNECTION_CLOSE] {
+    for ty in [
+        FrameType::PADDING,
+        FrameType::PING,
+        FrameType::CONNECTION_CLOSE,
+    ] {
         for p in [Initial, Handshake, ZeroRtt, OneRtt] {
             assert!(ty.allowed_in(p));
         }

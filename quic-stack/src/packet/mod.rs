@@ -401,9 +401,7 @@ pub fn short_header_dcid(datagram: &[u8], local_cid_len: usize) -> Option<&[u8]>
 /// (RFC 9000 §10.3)
 pub fn is_stateless_reset_candidate(datagram: &[u8]) -> bool {
     datagram.len() >= MIN_STATELESS_RESET_LEN
-        && datagram
-            .first()
-            .is_some_and(|b| b & LONG_HEADER_FORM == 0)
+        && datagram.first().is_some_and(|b| b & LONG_HEADER_FORM == 0)
 }
 
 /// The last 16 bytes of a stateless reset candidate, to compare (in constant time) against the

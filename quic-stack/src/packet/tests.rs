@@ -33,7 +33,10 @@ fn long_type_bits_per_version() {
 
 #[test]
 fn server_initial_vectors() {
-    for (hex, version) in [(SERVER_INITIAL_V1, VERSION_1), (SERVER_INITIAL_V2, VERSION_2)] {
+    for (hex, version) in [
+        (SERVER_INITIAL_V1, VERSION_1),
+        (SERVER_INITIAL_V2, VERSION_2),
+    ] {
         let d = h(hex);
         let hdr = parse_header(&d, 8).unwrap();
         assert_eq!(hdr.kind, HeaderKind::Long(LongType::Initial));
@@ -278,7 +281,13 @@ fn unsupported_version_keeps_invariants() {
 #[test]
 fn version_negotiation_round_trip() {
     let mut d = Vec::new();
-    write_version_negotiation(&mut d, 0xff, b"abc", b"de", &[VERSION_2, VERSION_1, 0x0a0a_0a0a]);
+    write_version_negotiation(
+        &mut d,
+        0xff,
+        b"abc",
+        b"de",
+        &[VERSION_2, VERSION_1, 0x0a0a_0a0a],
+    );
     assert_eq!(d[0], 0xff);
     let hdr = parse_header(&d, 0).unwrap();
     assert_eq!(hdr.kind, HeaderKind::VersionNegotiation);
@@ -291,7 +300,10 @@ fn version_negotiation_round_trip() {
     // Empty or ragged lists are malformed
     let mut empty = Vec::new();
     write_version_negotiation(&mut empty, 0, b"abc", b"de", &[]);
-    assert_eq!(parse_header(&empty, 0), Err(PacketDecodeError::BadVersionList));
+    assert_eq!(
+        parse_header(&empty, 0),
+        Err(PacketDecodeError::BadVersionList)
+    );
     d.pop();
     assert_eq!(parse_header(&d, 0), Err(PacketDecodeError::BadVersionList));
 }

@@ -63,10 +63,7 @@ fn value_limits() {
         // active_connection_id_limit 1
         (&[0x0e, 0x01, 1], InvalidValue(0x0e)),
         // initial_max_streams_bidi 2^60 + 1
-        (
-            &[0x08, 0x08, 0xd0, 0, 0, 0, 0, 0, 0, 1],
-            InvalidValue(0x08),
-        ),
+        (&[0x08, 0x08, 0xd0, 0, 0, 0, 0, 0, 0, 1], InvalidValue(0x08)),
         // Integer with trailing bytes
         (&[0x04, 0x02, 0x01, 0x01], Malformed(0x04)),
         // Integer with a truncated varint
@@ -75,7 +72,9 @@ fn value_limits() {
         (&[0x0c, 0x01, 0x00], Malformed(0x0c)),
         // CID of 21 bytes
         (
-            &[0x0f, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            &[
+                0x0f, 21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ],
             Malformed(0x0f),
         ),
         // Length beyond the end
@@ -222,7 +221,9 @@ fn params() -> impl Strategy<Value = TransportParameters> {
         retry_source_connection_id: r.5,
         max_datagram_frame_size: r.6,
         grease_quic_bit: r.7,
-        version_information: r.8.map(|(chosen, available)| VersionInformation { chosen, available }),
+        version_information: r
+            .8
+            .map(|(chosen, available)| VersionInformation { chosen, available }),
     })
 }
 
