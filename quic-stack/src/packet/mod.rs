@@ -413,3 +413,42 @@ pub fn stateless_reset_token(datagram: &[u8]) -> Option<[u8; RESET_TOKEN_LEN]> {
     let tail = datagram.get(datagram.len() - RESET_TOKEN_LEN..)?;
     tail.try_into().ok()
 }
+
+/// Facts read from a first byte once header protection is removed (RFC 9001 §5.4.1)
+#[derive(Debug, Copy, Clone, Eq, PartialEq)]
+pub struct UnprotectedFirstByte(pub u8);
+
+impl UnprotectedFirstByte {
+    /// Bytes of packet number that follow `pn_offset` (1..=4)
+    pub fn pn_len(self) -> usize {
+        usize::from(self.0 & 0x03) + 1
+    }
+
+    /// Whether the reserved bits are zero; RFC 9000 §17.2 and §17.3.1: after removing
+    /// protection, nonzero reserved bits MUST be a PROTOCOL_VIOLATION
+    pub fn reserved_bits_valid(self) -> bool {
+        let reserved = if self.0 & LONG_HEADER_FORM != 0 {
+            0x0c
+        } else {
+            0x18
+        };
+        self.0 & reserved == 0
+    }
+
+    /// The key phase bit of a short header (RFC 9000 §17.3.1)
+    pub fn key_phase(self) -> bool {
+        self.0 & LONG_HEADER_FORM == 0 && self.0 & KEY_PHASE_BIT != 0
+    }
+
+    /// The spin bit of a short header (RFC 9000 §17.4)
+    pub fn spin(self) -> bool {
+        self.0 & LONG_HEADER_FORM == 0 && self.0 & SPIN_BIT != 0
+    }
+}
+
+/// The truncated packet number at `pn_offset`, once header protection is removed; `None`
+/// when the packet is too short
+pub fn read_truncated_pn(packet: &[u8], pn_offset: usize, pn_len: usize) -> Option<u64> {
+    let bytes = packet.get(pn_offset..pn_offset.checked_add(pn_len)?)?;
+    Some(bytes.iter().fold(0, |acc, &b| acc << 8 | u64::from(b)))
+}

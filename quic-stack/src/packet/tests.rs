@@ -378,3 +378,20 @@ proptest! {
         let _ = stateless_reset_token(&bytes);
     }
 }
+
+#[test]
+fn unprotected_first_byte() {
+    // RFC 9001 A.2: unprotected Initial first byte 0xc3 has a 4-byte packet number 2
+    let header = h("c300000001088394c8f03e5157080000449e00000002");
+    let b = UnprotectedFirstByte(header[0]);
+    assert_eq!(b.pn_len(), 4);
+    assert!(b.reserved_bits_valid());
+    assert_eq!(read_truncated_pn(&header, 18, 4), Some(2));
+    assert_eq!(read_truncated_pn(&header, 19, 4), None);
+    assert!(!UnprotectedFirstByte(0xc3 | 0x08).reserved_bits_valid());
+    // Short header: 0x42 | key phase | spin
+    let s = UnprotectedFirstByte(0x42 | KEY_PHASE_BIT | SPIN_BIT);
+    assert!(s.key_phase() && s.spin() && s.reserved_bits_valid());
+    assert_eq!(s.pn_len(), 3);
+    assert!(!UnprotectedFirstByte(0x40 | 0x10).reserved_bits_valid());
+}
