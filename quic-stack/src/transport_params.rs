@@ -80,7 +80,8 @@ pub struct TransportParameters {
     pub initial_source_connection_id: Option<ConnectionId>,
     /// SCID of the server's Retry (server only, after a Retry)
     pub retry_source_connection_id: Option<ConnectionId>,
-    /// Largest DATAGRAM frame the sender accepts; `None` means no datagrams (RFC 9221 §3)
+    /// Largest DATAGRAM frame the sender accepts; `None` (like the default, 0) means no
+    /// datagrams (RFC 9221 §3)
     pub max_datagram_frame_size: Option<u64>,
     /// The sender accepts packets with the fixed bit cleared (RFC 9287 §3)
     pub grease_quic_bit: bool,

@@ -320,6 +320,15 @@ impl Iterator for AckIter<'_> {
 }
 
 impl<'a> Ack<'a> {
+    /// The ACK Delay in microseconds, given the sender's ack_delay_exponent (RFC 9000 §19.3)
+    pub fn delay_micros(&self, ack_delay_exponent: u64) -> u64 {
+        let shift = u32::try_from(ack_delay_exponent).unwrap_or(u32::MAX);
+        self.delay
+            .checked_shl(shift)
+            .filter(|v| v >> shift == self.delay)
+            .unwrap_or(u64::MAX)
+    }
+
     /// The acknowledged packet number ranges, largest first
     pub fn iter(&self) -> AckIter<'a> {
         AckIter {

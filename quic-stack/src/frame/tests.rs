@@ -133,6 +133,8 @@ fn ack_ecn_counts() {
     };
     assert_eq!(ack.ecn, Some(ecn));
     assert_eq!(ack.delay, 7);
+    assert_eq!(ack.delay_micros(3), 56);
+    assert_eq!(ack.delay_micros(70), u64::MAX);
     assert_eq!(ack.iter().collect::<Vec<_>>(), [100..=199]);
     assert_eq!(frames[0].as_ref().unwrap().ty(), FrameType::ACK_ECN);
 }
