@@ -108,6 +108,9 @@ pub struct EndpointConfig {
     pub grease_quic_bit: bool,
     /// Connections the endpoint will hold at once; further Initials are dropped
     pub max_connections: usize,
+    /// Key for stateless reset tokens (RFC 9000 §10.3); keep it across restarts so peers of a
+    /// restarted endpoint learn at once that their connection is gone. `None`: a random key
+    pub reset_key: Option<[u8; 32]>,
 }
 
 impl Default for EndpointConfig {
@@ -118,6 +121,7 @@ impl Default for EndpointConfig {
             max_udp_payload_size: 1472,
             grease_quic_bit: false,
             max_connections: 100_000,
+            reset_key: None,
         }
     }
 }

@@ -22,6 +22,7 @@ use rand_chacha::ChaCha20Rng;
 use crate::config::{ClientConfig, EndpointConfig, ServerConfig};
 use crate::connection::recv_kind::{kind, PacketKind};
 use crate::connection::{params_for, Connection, ConnectionParams, EndpointEvent, Event};
+use crate::crypto::token::stateless_reset_token;
 use crate::packet;
 use crate::shared::{ConnectionId, RecvMeta, Side, Transmit};
 use crate::tls::TlsSession;
@@ -71,6 +72,8 @@ pub struct Endpoint {
     stateless: VecDeque<(SocketAddr, Vec<u8>)>,
     next_transmit: usize,
     next_event: usize,
+    /// Derives stateless reset tokens from CIDs (RFC 9000 §10.3.2)
+    reset_key: Arc<ring::hmac::Key>,
 }
 
 impl Endpoint {
@@ -80,10 +83,13 @@ impl Endpoint {
         server: Option<Arc<ServerConfig>>,
         rng_seed: [u8; 32],
     ) -> Self {
+        let mut rng = ChaCha20Rng::from_seed(rng_seed);
+        let key = config.reset_key.unwrap_or_else(|| rng.gen());
+        let reset_key = Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key));
         Self {
             config,
             server,
-            rng: ChaCha20Rng::from_seed(rng_seed),
+            rng,
             connections: Vec::new(),
             free: Vec::new(),
             live: 0,
@@ -94,6 +100,7 @@ impl Endpoint {
             stateless: VecDeque::new(),
             next_transmit: 0,
             next_event: 0,
+            reset_key,
         }
     }
 
@@ -136,6 +143,7 @@ impl Endpoint {
             Side::Client,
             local_cid,
             None,
+            None,
         );
         let tls = TlsSession::client(config.crypto.clone(), config.version, server_name, params)
             .map_err(|e| ConnectError::Crypto(e.to_string()))?;
@@ -151,6 +159,7 @@ impl Endpoint {
                 remote,
                 now,
                 rng_seed: self.rng.gen(),
+                reset_key: self.reset_key.clone(),
             },
             Box::new(tls),
         )
@@ -184,7 +193,12 @@ impl Endpoint {
             return;
         }
         match kind(&hdr) {
-            PacketKind::Short | PacketKind::VersionNegotiation | PacketKind::Retry => {}
+            PacketKind::Short => {
+                if !self.handle_stateless_reset(&meta, data) {
+                    self.send_stateless_reset(&meta, &hdr, data.len());
+                }
+            }
+            PacketKind::VersionNegotiation | PacketKind::Retry => {}
             PacketKind::UnsupportedVersion => {
                 self.send_version_negotiation(&meta, &hdr, data.len())
             }
@@ -223,6 +237,46 @@ impl Endpoint {
         self.stateless.push_back((meta.remote, buf));
     }
 
+    /// A stateless reset carries a random DCID, so it is matched by its last 16 bytes against
+    /// the tokens of connections to the sender (RFC 9000 §10.3.1)
+    fn handle_stateless_reset(&mut self, meta: &RecvMeta, data: &[u8]) -> bool {
+        if data.len() < 21 {
+            return false;
+        }
+        let mut token = [0u8; 16];
+        token.copy_from_slice(&data[data.len() - 16..]);
+        for h in 0..self.connections.len() {
+            let Some(conn) = self.connections[h].as_mut() else {
+                continue;
+            };
+            if conn.remote_address() == meta.remote && conn.handle_stateless_reset(&token) {
+                self.process_endpoint_events(h);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// RFC 9000 §10.3: tell the sender of a short packet for an unknown CID that the
+    /// connection is gone. The reset is shorter than what triggered it, so two endpoints that
+    /// both lost state cannot bounce resets forever (RFC 9000 §10.3.3)
+    fn send_stateless_reset(&mut self, meta: &RecvMeta, hdr: &packet::ProtectedHeader, len: usize) {
+        // RFC 9000 §10.3: at least 21 bytes, so it looks like a short packet with a payload
+        const MIN_RESET: usize = 21;
+        const MAX_RESET: usize = 43;
+        if self.config.local_cid_len == 0 || len <= MIN_RESET || self.stateless.len() > 64 {
+            return;
+        }
+        let size = (len - 1).min(MAX_RESET);
+        let mut buf = vec![0u8; size];
+        self.rng.fill(&mut buf[..size - 16]);
+        // Short header form with the fixed bit, like any 1-RTT packet
+        buf[0] = 0x40 | (buf[0] & 0x3f);
+        let token = stateless_reset_token(&self.reset_key, &hdr.dcid);
+        buf[size - 16..].copy_from_slice(&token);
+        self.stateless.push_back((meta.remote, buf));
+    }
+
     fn accept_initial(
         &mut self,
         now: Instant,
@@ -252,6 +306,7 @@ impl Endpoint {
             Side::Server,
             local_cid,
             Some(hdr.dcid),
+            Some(stateless_reset_token(&self.reset_key, &local_cid)),
         );
         let Ok(tls) = TlsSession::server(server.crypto.clone(), version, params) else {
             return;
@@ -268,6 +323,7 @@ impl Endpoint {
                 remote: meta.remote,
                 now,
                 rng_seed: self.rng.gen(),
+                reset_key: self.reset_key.clone(),
             },
             Box::new(tls),
         );

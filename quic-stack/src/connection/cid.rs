@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 
 use rand::RngCore;
 
+use crate::crypto::token::stateless_reset_token;
 use crate::error::TransportError;
 use crate::frame::NewConnectionId;
 use crate::shared::ConnectionId;
@@ -120,15 +121,19 @@ impl CidState {
     }
 
     /// Issue CIDs up to the peer's active_connection_id_limit (RFC 9000 §5.1.1)
-    pub(crate) fn issue(&mut self, rng: &mut impl RngCore, peer_active_limit: u64) {
+    pub(crate) fn issue(
+        &mut self,
+        rng: &mut impl RngCore,
+        peer_active_limit: u64,
+        reset_key: &ring::hmac::Key,
+    ) {
         if self.cid_len == 0 {
             return; // zero-length CIDs cannot be changed
         }
         let target = peer_active_limit.clamp(1, MAX_LOCAL_CIDS) as usize;
         while self.local.len() < target {
             let cid = ConnectionId::random(rng, self.cid_len);
-            let mut reset_token = [0; 16];
-            rng.fill_bytes(&mut reset_token);
+            let reset_token = stateless_reset_token(reset_key, &cid);
             let sequence = self.next_local_seq;
             self.next_local_seq += 1;
             self.local.push(LocalCid {
@@ -161,6 +166,7 @@ impl CidState {
         rng: &mut impl RngCore,
         peer_active_limit: u64,
         packet_dcid: &[u8],
+        reset_key: &ring::hmac::Key,
     ) -> Result<(), TransportError> {
         if sequence >= self.next_local_seq {
             return Err(TransportError::PROTOCOL_VIOLATION(
@@ -176,7 +182,7 @@ impl CidState {
             }
             let c = self.local.remove(i);
             self.endpoint_retired.push_back(c.cid);
-            self.issue(rng, peer_active_limit);
+            self.issue(rng, peer_active_limit, reset_key);
         }
         Ok(())
     }
@@ -247,18 +253,23 @@ mod tests {
         ConnectionId::new(&[b; 8]).unwrap()
     }
 
+    fn key() -> ring::hmac::Key {
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[7; 32])
+    }
+
     #[test]
     fn issue_and_retire() {
+        let key = key();
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
         let mut s = CidState::new(8, cid(1), cid(2), 4);
-        s.issue(&mut rng, 3);
+        s.issue(&mut rng, 3, &key);
         assert_eq!(s.pending_new.len(), 2);
         assert_eq!(s.endpoint_new.len(), 2);
-        s.on_retire(1, &mut rng, 3, &cid(1)).unwrap();
+        s.on_retire(1, &mut rng, 3, &cid(1), &key).unwrap();
         assert_eq!(s.endpoint_retired.len(), 1);
         assert_eq!(s.local.len(), 3);
-        assert!(s.on_retire(0, &mut rng, 3, &cid(1)).is_err());
-        assert!(s.on_retire(99, &mut rng, 3, &cid(1)).is_err());
+        assert!(s.on_retire(0, &mut rng, 3, &cid(1), &key).is_err());
+        assert!(s.on_retire(99, &mut rng, 3, &cid(1), &key).is_err());
     }
 
     #[test]

@@ -222,6 +222,8 @@ pub struct Connection {
     /// Size of the datagram being processed (for the amplification budget of a new path)
     last_datagram_len: u64,
     key_update: keys::KeyUpdateState,
+    /// Derives the stateless reset tokens of the CIDs we issue
+    reset_key: Arc<ring::hmac::Key>,
 }
 
 /// What [`Connection::new`] needs besides the TLS session
@@ -236,6 +238,7 @@ pub(crate) struct ConnectionParams {
     pub(crate) remote: SocketAddr,
     pub(crate) now: Instant,
     pub(crate) rng_seed: [u8; 32],
+    pub(crate) reset_key: Arc<ring::hmac::Key>,
 }
 
 impl Connection {
@@ -304,6 +307,7 @@ impl Connection {
             first_rtt_sample: None,
             last_datagram_len: 0,
             key_update: keys::KeyUpdateState::default(),
+            reset_key: p.reset_key,
             config,
         };
         if let Some(t) = conn.idle_timeout {
@@ -625,8 +629,16 @@ pub(crate) fn params_for(
     side: Side,
     initial_scid: ConnectionId,
     orig_dst_cid: Option<ConnectionId>,
+    reset_token: Option<[u8; 16]>,
 ) -> Vec<u8> {
-    let p = params::local_params(config, endpoint, side, initial_scid, orig_dst_cid);
+    let p = params::local_params(
+        config,
+        endpoint,
+        side,
+        initial_scid,
+        orig_dst_cid,
+        reset_token,
+    );
     let mut buf = Vec::new();
     p.encode(&mut buf);
     buf

@@ -38,6 +38,7 @@ pub(crate) fn local_params(
     side: Side,
     initial_scid: ConnectionId,
     orig_dst_cid: Option<ConnectionId>,
+    reset_token: Option<[u8; 16]>,
 ) -> TransportParameters {
     TransportParameters {
         max_idle_timeout: config
@@ -55,6 +56,8 @@ pub(crate) fn local_params(
         active_connection_id_limit: config.active_connection_id_limit.max(2),
         initial_source_connection_id: Some(initial_scid),
         original_destination_connection_id: if side.is_server() { orig_dst_cid } else { None },
+        // RFC 9000 §18.2: only servers send stateless_reset_token
+        stateless_reset_token: if side.is_server() { reset_token } else { None },
         max_datagram_frame_size: local_max_datagram_frame_size(config),
         grease_quic_bit: endpoint.grease_quic_bit,
         ..TransportParameters::default()

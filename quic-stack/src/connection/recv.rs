@@ -353,7 +353,8 @@ impl Connection {
             Frame::NewConnectionId(ncid) => self.cids.on_new_cid(&ncid)?,
             Frame::RetireConnectionId { sequence } => {
                 let limit = self.peer_cid_limit();
-                self.cids.on_retire(sequence, &mut self.rng, limit, dcid)?;
+                self.cids
+                    .on_retire(sequence, &mut self.rng, limit, dcid, &self.reset_key)?;
                 self.flush_cid_events();
             }
             Frame::PathChallenge(data) => self.path.pending_response = Some(data),
@@ -442,7 +443,7 @@ impl Connection {
             self.on_handshake_confirmed();
         }
         let limit = self.peer_cid_limit();
-        self.cids.issue(&mut self.rng, limit);
+        self.cids.issue(&mut self.rng, limit, &self.reset_key);
         self.flush_cid_events();
         self.reset_keep_alive(now);
     }
@@ -485,9 +486,17 @@ impl Connection {
     /// A packet that failed to decrypt may be a stateless reset (RFC 9000 §10.3.1): its last
     /// 16 bytes are a reset token the peer gave us
     fn check_stateless_reset(&mut self, token: &[u8; 16]) {
-        if self.cids.is_stateless_reset(token) {
-            self.on_stateless_reset();
+        self.handle_stateless_reset(token);
+    }
+
+    /// The endpoint found an unroutable datagram from our peer ending in `token`; true if it
+    /// was a stateless reset for this connection (which then drains)
+    pub(crate) fn handle_stateless_reset(&mut self, token: &[u8; 16]) -> bool {
+        if self.state == State::Drained || !self.cids.is_stateless_reset(token) {
+            return false;
         }
+        self.on_stateless_reset();
+        true
     }
 
     /// NAT rebinding: the newest 1-RTT packet came from a new address (RFC 9000 §9.3)

@@ -370,3 +370,30 @@ fn key_updates_both_ways() {
     assert_eq!(h.server_conn().stats().key_updates, 2);
     assert!(!h.client_conn().is_closed() && !h.server_conn().is_closed());
 }
+
+#[test]
+fn stateless_reset_after_server_restart() {
+    let mut h = Harness::new(Setup::default());
+    h.handshake();
+    h.pair.drive().expect("settle");
+    // The server loses all state but keeps its reset key
+    let fresh = crate::endpoint::Endpoint::new(
+        h.server_endpoint_config.clone(),
+        Some(h.server_config.clone()),
+        [9; 32],
+    );
+    h.server().ep = fresh;
+    h.client_datagram(b"anyone there?");
+    let ch = h.ch;
+    let before = h.server().sent_sizes.len();
+    h.pair
+        .drive_until(|p| p.client().lost_reason(ch).is_some())
+        .expect("client learns of the reset");
+    let sizes = h.server().sent_sizes[before..].to_vec();
+    let stats = h.client_conn_stats();
+    assert_eq!(
+        h.client().lost_reason(ch),
+        Some(ConnectionError::Reset),
+        "server sent {sizes:?}, client {stats:?}"
+    );
+}

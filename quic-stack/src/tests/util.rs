@@ -145,6 +145,8 @@ pub(super) struct Harness {
     pub(super) ch: ConnectionHandle,
     /// The server's connection, once accepted
     pub(super) sh: Option<ConnectionHandle>,
+    pub(super) server_endpoint_config: Arc<EndpointConfig>,
+    pub(super) server_config: Arc<ServerConfig>,
 }
 
 impl Harness {
@@ -162,13 +164,17 @@ impl Harness {
             transport: transport.clone(),
             ..ServerConfig::new(tls_server(cert.clone(), key))
         });
-        let mut server_endpoint_config = EndpointConfig::default();
+        let mut server_endpoint_config = EndpointConfig {
+            reset_key: Some([0x5e; 32]),
+            ..EndpointConfig::default()
+        };
         if let Some(v) = setup.server_versions {
             server_endpoint_config.supported_versions = v;
         }
+        let server_endpoint_config = Arc::new(server_endpoint_config);
         let server = Endpoint::new(
-            Arc::new(server_endpoint_config),
-            Some(server_config),
+            server_endpoint_config.clone(),
+            Some(server_config.clone()),
             seed(),
         );
         let client = Endpoint::new(endpoint_config, None, seed());
@@ -192,7 +198,13 @@ impl Harness {
             .ep
             .connect(now, config, server_addr, "localhost")
             .expect("connect");
-        Self { pair, ch, sh: None }
+        Self {
+            pair,
+            ch,
+            sh: None,
+            server_endpoint_config,
+            server_config,
+        }
     }
 
     pub(super) fn now(&self) -> Instant {
@@ -210,6 +222,11 @@ impl Harness {
     pub(super) fn client_conn(&mut self) -> &mut Connection {
         let h = self.ch;
         self.client().conn(h)
+    }
+
+    pub(super) fn client_conn_stats(&mut self) -> Option<crate::connection::ConnectionStats> {
+        let h = self.ch;
+        self.client().ep.connection(h).map(|c| c.stats())
     }
 
     pub(super) fn server_conn(&mut self) -> &mut Connection {
