@@ -50,6 +50,8 @@ pub struct TransportConfig {
     pub active_connection_id_limit: u64,
     /// Pace packets over the RTT instead of sending a window in bursts
     pub pacing: bool,
+    /// Probe for a larger path MTU, up to `max_udp_payload_size` (RFC 9000 §14.3)
+    pub mtu_discovery: bool,
 }
 
 impl Default for TransportConfig {
@@ -73,6 +75,7 @@ impl Default for TransportConfig {
             congestion: cc::Algorithm::default(),
             active_connection_id_limit: 4,
             pacing: true,
+            mtu_discovery: true,
         }
     }
 }

@@ -97,6 +97,9 @@ impl Connection {
     }
 
     fn on_packet_acked(&mut self, space_id: SpaceId, record: SentRecord) {
+        if let Some(size) = record.mtu_probe {
+            self.on_mtu_probe_acked(size);
+        }
         let space = &mut self.spaces[space_id as usize];
         if let Some(r) = record.crypto {
             space.crypto_tx.acked.insert(r.clone());
@@ -109,6 +112,9 @@ impl Connection {
     }
 
     fn on_packet_lost(&mut self, space_id: SpaceId, record: SentRecord) {
+        if let Some(size) = record.mtu_probe {
+            self.on_mtu_probe_lost(size);
+        }
         let space = &mut self.spaces[space_id as usize];
         if let Some(r) = record.crypto {
             space.crypto_tx.on_lost(r);
@@ -144,6 +150,10 @@ impl Connection {
         let mut persistent = false;
         let mut prev_pn: Option<u64> = None;
         for (pn, p) in lost.iter() {
+            // RFC 8899 §4.1: a lost MTU probe says nothing about congestion
+            if p.payload.mtu_probe.is_some() {
+                continue;
+            }
             self.stats.packets_lost += 1;
             self.stats.bytes_lost += u64::from(p.size);
             if p.in_flight {

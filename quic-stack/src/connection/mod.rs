@@ -43,6 +43,7 @@ mod cid;
 mod close;
 mod keys;
 mod loss;
+mod mtud;
 mod params;
 mod path;
 mod recv;
@@ -224,6 +225,7 @@ pub struct Connection {
     key_update: keys::KeyUpdateState,
     /// Derives the stateless reset tokens of the CIDs we issue
     reset_key: Arc<ring::hmac::Key>,
+    mtud: mtud::MtuDiscovery,
 }
 
 /// What [`Connection::new`] needs besides the TLS session
@@ -308,6 +310,7 @@ impl Connection {
             last_datagram_len: 0,
             key_update: keys::KeyUpdateState::default(),
             reset_key: p.reset_key,
+            mtud: mtud::MtuDiscovery::new(config.mtu_discovery, mtu),
             config,
         };
         if let Some(t) = conn.idle_timeout {
@@ -429,6 +432,11 @@ impl Connection {
     /// Smoothed round-trip time
     pub fn rtt(&self) -> Duration {
         self.rtt.smoothed()
+    }
+
+    /// Largest UDP payload currently sent on the path (grows with MTU discovery)
+    pub fn current_mtu(&self) -> u16 {
+        self.path.mtu
     }
 
     /// The peer's address

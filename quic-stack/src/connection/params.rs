@@ -115,6 +115,8 @@ impl Connection {
         self.peer_ack_delay_exponent = p.ack_delay_exponent.min(20) as u8;
         let peer_mtu = p.max_udp_payload_size.clamp(1200, u64::from(u16::MAX)) as u16;
         self.path.mtu = self.path.mtu.min(peer_mtu);
+        self.mtud
+            .set_ceiling(peer_mtu.min(self.config.max_udp_payload_size));
         self.streams.set_peer_params(&PeerStreamParams {
             initial_max_data: p.initial_max_data,
             initial_max_stream_data_bidi_local: p.initial_max_stream_data_bidi_local,

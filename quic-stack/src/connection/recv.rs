@@ -131,7 +131,18 @@ impl Connection {
         };
         match self.state {
             State::Closing => {
-                self.on_packet_while_closing();
+                // RFC 9000 §10.2.2: a CONNECTION_CLOSE from the peer lets us drain instead
+                let payload = &packet[d.payload_start..d.payload_end];
+                let peer_closed = frame::Iter::new(payload)
+                    .map_while(Result::ok)
+                    .find_map(|f| match f {
+                        Frame::Close(c) => Some(c),
+                        _ => None,
+                    });
+                match peer_closed {
+                    Some(c) => self.on_peer_close(now, &c),
+                    None => self.on_packet_while_closing(),
+                }
                 return;
             }
             State::Draining | State::Drained => return,

@@ -28,18 +28,20 @@ const GSO_PAD_SLACK: usize = 32;
 const MIN_PAYLOAD: usize = 8;
 
 /// A packet whose header is written and whose frames are being appended
-struct PacketInProgress {
-    space: SpaceId,
+pub(super) struct PacketInProgress {
+    pub(super) space: SpaceId,
     /// Offset of the first header byte in the buffer
-    start: usize,
-    long: Option<packet::LongHeaderOffsets>,
-    pn_offset: usize,
-    pn: u64,
-    pn_len: usize,
-    ack_eliciting: bool,
+    pub(super) start: usize,
+    pub(super) long: Option<packet::LongHeaderOffsets>,
+    pub(super) pn_offset: usize,
+    pub(super) pn: u64,
+    pub(super) pn_len: usize,
+    pub(super) ack_eliciting: bool,
     /// Contains PADDING (counts as in flight, RFC 9002 §2)
-    padded: bool,
-    record: SentRecord,
+    pub(super) padded: bool,
+    /// The datagram carrying this packet must reach 1200 bytes
+    pub(super) pad_datagram: bool,
+    pub(super) record: SentRecord,
 }
 
 impl Connection {
@@ -58,6 +60,21 @@ impl Connection {
             State::Drained | State::Draining => return None,
             State::Closing => return self.poll_transmit_close(now, buf),
             State::Handshake | State::Established => {}
+        }
+        if let Some(size) = self.mtu_probe_due() {
+            let cc_ok = self.bytes_in_flight() + u64::from(size) <= self.cc.window();
+            if cc_ok && self.build_mtu_probe(now, buf, size) {
+                self.stats.udp_tx_datagrams += 1;
+                self.stats.udp_tx_bytes += buf.len() as u64;
+                self.path.bytes_sent += buf.len() as u64;
+                return Some(Transmit {
+                    destination: self.path.remote,
+                    size: buf.len(),
+                    ecn: None,
+                    segment_size: None,
+                    src_ip: None,
+                });
+            }
         }
         let mtu = usize::from(self.path.mtu);
         let mut segment_size: Option<usize> = None;
@@ -184,6 +201,7 @@ impl Connection {
             if space_id == SpaceId::Initial && (self.side.is_client() || p.ack_eliciting) {
                 pad_datagram = true;
             }
+            pad_datagram |= p.pad_datagram;
             current = Some(p);
         }
         if blocked_by_pacing {
@@ -215,7 +233,7 @@ impl Connection {
             .map_or(16, |k| k.packet.local.tag_len())
     }
 
-    fn start_packet(
+    pub(super) fn start_packet(
         &mut self,
         now: Instant,
         buf: &mut Vec<u8>,
@@ -273,6 +291,7 @@ impl Connection {
             pn_len,
             ack_eliciting: false,
             padded: false,
+            pad_datagram: false,
             record: SentRecord::default(),
         }
     }
@@ -318,6 +337,8 @@ impl Connection {
                 if buf.len() + 9 <= end {
                     Frame::PathChallenge(data).encode(buf);
                     self.path.challenge_pending = false;
+                    // RFC 9000 §8.2.1: a PATH_CHALLENGE datagram is padded to 1200 bytes
+                    p.pad_datagram = true;
                 }
             }
             if let Some(data) = self.path.pending_response {
@@ -394,7 +415,7 @@ impl Connection {
     }
 
     /// Pad, fill in the Length, seal, protect the header and record the packet
-    fn finish_packet(
+    pub(super) fn finish_packet(
         &mut self,
         now: Instant,
         buf: &mut Vec<u8>,

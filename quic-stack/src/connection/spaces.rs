@@ -35,6 +35,8 @@ pub(crate) struct SentRecord {
     /// Largest packet number acknowledged by an ACK frame in this packet: once this packet is
     /// acknowledged, the peer knows about everything up to it (RFC 9000 §13.2.4)
     pub(crate) ack_largest: Option<u64>,
+    /// This packet was a path MTU probe of this size
+    pub(crate) mtu_probe: Option<u16>,
 }
 
 /// Reassembles the peer's CRYPTO stream of one encryption level

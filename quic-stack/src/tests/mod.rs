@@ -319,7 +319,7 @@ fn gso_batches_full_size_datagrams() {
     let seg = t
         .segment_size
         .unwrap_or_else(|| panic!("not batched: {t:?}"));
-    assert_eq!(seg, 1200);
+    assert_eq!(seg, usize::from(h.client_conn().current_mtu()));
     assert!(t.size > seg && t.size <= 8 * seg, "{t:?}");
 }
 
@@ -396,4 +396,37 @@ fn stateless_reset_after_server_restart() {
         Some(ConnectionError::Reset),
         "server sent {sizes:?}, client {stats:?}"
     );
+}
+
+#[test]
+fn mtu_discovery_finds_path_limit() {
+    let mut h = Harness::new(Setup {
+        link: LinkConfig {
+            mtu: 1400,
+            ..LinkConfig::default()
+        },
+        ..Setup::default()
+    });
+    h.handshake();
+    h.pair.drive().expect("settle");
+    for mtu in [h.client_conn().current_mtu(), h.server_conn().current_mtu()] {
+        assert!((1384..=1400).contains(&mtu), "mtu {mtu}");
+    }
+    // Lost probes are not congestion
+    assert_eq!(h.client_conn().stats().congestion_events, 0);
+    let data = payload(200_000, 12);
+    assert_eq!(h.transfer(Dir::Bi, &data), data);
+    assert!(h
+        .client_conn()
+        .max_datagram_size()
+        .is_some_and(|s| s > 1300));
+}
+
+#[test]
+fn mtu_discovery_default_reaches_max_payload() {
+    let mut h = Harness::new(Setup::default());
+    h.handshake();
+    h.pair.drive().expect("settle");
+    assert_eq!(h.client_conn().current_mtu(), 1472);
+    assert_eq!(h.server_conn().current_mtu(), 1472);
 }
