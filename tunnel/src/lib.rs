@@ -10,3 +10,6 @@ pub mod allowed_ips;
 pub mod carriage;
 pub mod ip;
 pub mod router;
+pub mod cert;
+pub mod config;
+pub mod control;
