@@ -13,3 +13,4 @@ pub mod router;
 pub mod cert;
 pub mod config;
 pub mod control;
+pub mod metrics;
