@@ -14,3 +14,4 @@ pub mod cert;
 pub mod config;
 pub mod control;
 pub mod metrics;
+pub mod daemon;
