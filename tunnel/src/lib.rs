@@ -11,6 +11,7 @@ pub mod carriage;
 pub mod ip;
 pub mod router;
 pub mod cert;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod metrics;
