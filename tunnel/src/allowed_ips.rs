@@ -24,14 +24,14 @@ impl PrefixKey for u32 {
     const BITS: u8 = 32;
     fn masked(self, len: u8) -> Self {
         // checked_shl: a /0 prefix keeps no bits, and `<< 32` would overflow
-        self & u32::MAX.checked_shl(u32::from(32 - len)).unwrap_or(0)
+        self & Self::MAX.checked_shl(Self::from(32 - len)).unwrap_or(0)
     }
 }
 
 impl PrefixKey for u128 {
     const BITS: u8 = 128;
     fn masked(self, len: u8) -> Self {
-        self & u128::MAX.checked_shl(u32::from(128 - len)).unwrap_or(0)
+        self & Self::MAX.checked_shl(u32::from(128 - len)).unwrap_or(0)
     }
 }
 
@@ -226,7 +226,7 @@ mod tests {
         assert_eq!(t.lookup("198.18.0.1".parse().unwrap()), None);
     }
 
-    fn naive<'a>(list: &'a [(IpNet, u32)], addr: IpAddr) -> Option<&'a u32> {
+    fn naive(list: &[(IpNet, u32)], addr: IpAddr) -> Option<&u32> {
         // Last insert of an equal prefix wins, as in the table
         let mut best: Option<(u8, &u32)> = None;
         for (n, v) in list {
@@ -255,8 +255,9 @@ mod tests {
         prop_oneof![
             (0u32..16, 0u32..4096)
                 .prop_map(|(hi, lo)| IpAddr::V4(Ipv4Addr::from(0xC612_0000 | (hi << 12) | lo))),
-            (0u128..16, 0u128..4096)
-                .prop_map(|(hi, lo)| IpAddr::V6(Ipv6Addr::from((0xfd00u128 << 112) | (hi << 100) | lo))),
+            (0u128..16, 0u128..4096).prop_map(|(hi, lo)| IpAddr::V6(Ipv6Addr::from(
+                (0xfd00u128 << 112) | (hi << 100) | lo
+            ))),
         ]
     }
 

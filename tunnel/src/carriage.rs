@@ -298,7 +298,10 @@ mod tests {
     #[test]
     fn auto_rule() {
         use Carriage::*;
-        assert_eq!(CarriageMode::Datagram.choose(1200, Some(1200)), Some(Datagram));
+        assert_eq!(
+            CarriageMode::Datagram.choose(1200, Some(1200)),
+            Some(Datagram)
+        );
         assert_eq!(CarriageMode::Datagram.choose(1201, Some(1200)), None);
         assert_eq!(CarriageMode::Datagram.choose(100, None), None);
         assert_eq!(CarriageMode::Stream.choose(100, Some(1200)), Some(Stream));
@@ -337,12 +340,30 @@ mod tests {
 
     #[test]
     fn flows_spread_and_stick() {
-        let a = build::udp("198.19.0.1".parse().unwrap(), "198.19.0.2".parse().unwrap(), 1000, 53, 4);
-        let a2 = build::udp("198.19.0.1".parse().unwrap(), "198.19.0.2".parse().unwrap(), 1000, 53, 90);
+        let a = build::udp(
+            "198.19.0.1".parse().unwrap(),
+            "198.19.0.2".parse().unwrap(),
+            1000,
+            53,
+            4,
+        );
+        let a2 = build::udp(
+            "198.19.0.1".parse().unwrap(),
+            "198.19.0.2".parse().unwrap(),
+            1000,
+            53,
+            90,
+        );
         assert_eq!(flow_stream_index(&a, 8), flow_stream_index(&a2, 8));
         let used: std::collections::HashSet<usize> = (0..200u16)
             .map(|port| {
-                let p = build::udp("198.19.0.1".parse().unwrap(), "198.19.0.2".parse().unwrap(), port, 53, 0);
+                let p = build::udp(
+                    "198.19.0.1".parse().unwrap(),
+                    "198.19.0.2".parse().unwrap(),
+                    port,
+                    53,
+                    0,
+                );
                 flow_stream_index(&p, 8)
             })
             .collect();

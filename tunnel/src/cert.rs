@@ -154,7 +154,9 @@ impl FromStr for SpkiPin {
 }
 
 /// One DER TLV: (tag, whole encoding, contents, rest)
-fn der_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8], &[u8]), &'static str> {
+type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn der_tlv(input: &[u8]) -> Result<Tlv<'_>, &'static str> {
     let (&tag, rest) = input.split_first().ok_or("truncated")?;
     let (&first, rest) = rest.split_first().ok_or("truncated")?;
     let (len, rest) = if first < 0x80 {
@@ -164,7 +166,9 @@ fn der_tlv(input: &[u8]) -> Result<(u8, &[u8], &[u8], &[u8]), &'static str> {
         if n == 0 || n > 4 || rest.len() < n {
             return Err("bad length");
         }
-        let len = rest[..n].iter().fold(0usize, |a, b| (a << 8) | usize::from(*b));
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |a, b| (a << 8) | usize::from(*b));
         (len, &rest[n..])
     };
     if rest.len() < len {
@@ -459,7 +463,11 @@ pub fn generate_peer(
     let ca_cert = ca_params().self_signed(&ca_kp).map_err(rcgen_err)?;
     let (disk, rebuilt) = match (tbs_fields(&on_disk[0]), tbs_fields(ca_cert.der())) {
         (Ok(d), Ok(r)) => (d, r),
-        _ => return Err(CertError::Ca(format!("{ca_crt_path:?} is not a usable CA certificate"))),
+        _ => {
+            return Err(CertError::Ca(format!(
+                "{ca_crt_path:?} is not a usable CA certificate"
+            )))
+        }
     };
     if disk.spki != rebuilt.spki || disk.subject != rebuilt.subject {
         return Err(CertError::Ca(format!(
@@ -497,9 +505,7 @@ pub fn generate_peer(
     ];
     params.use_authority_key_identifier_extension = true;
     let kp = KeyPair::generate().map_err(rcgen_err)?;
-    let cert = params
-        .signed_by(&kp, &ca_cert, &ca_kp)
-        .map_err(rcgen_err)?;
+    let cert = params.signed_by(&kp, &ca_cert, &ca_kp).map_err(rcgen_err)?;
     write_file(&key, &kp.serialize_pem(), true, force)?;
     write_file(&crt, &cert.pem(), false, force)?;
     Ok(vec![crt, key])
@@ -534,9 +540,15 @@ mod tests {
         let dir = temp_dir("cert");
         let written = generate_ca(&dir, false).unwrap();
         assert_eq!(written.len(), 2);
-        let mode = std::fs::metadata(dir.join("ca.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join("ca.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(matches!(generate_ca(&dir, false), Err(CertError::Exists(_))));
+        assert!(matches!(
+            generate_ca(&dir, false),
+            Err(CertError::Exists(_))
+        ));
         let req = PeerCertRequest {
             name: "server".into(),
             dns: vec!["server".into(), "vpn.example".into()],
@@ -546,7 +558,10 @@ mod tests {
         let e = generate_peer(&dir, &dir, &req, false).unwrap_err();
         assert!(e.to_string().contains("--force"), "{e}");
         generate_peer(&dir, &dir, &req, true).unwrap();
-        let mode = std::fs::metadata(dir.join("server.key")).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.join("server.key"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
 
         let tls = TlsConfig {
@@ -580,9 +595,24 @@ mod tests {
         assert_eq!(text.parse::<SpkiPin>(), Ok(from_cert));
 
         // swapped key is caught
-        generate_peer(&dir, &dir, &PeerCertRequest { name: "laptop".into(), ..Default::default() }, false).unwrap();
-        let swapped = TlsConfig { key: dir.join("laptop.key"), ..tls.clone() };
-        assert!(matches!(TlsMaterial::load(&swapped), Err(CertError::KeyMismatch { .. })));
+        generate_peer(
+            &dir,
+            &dir,
+            &PeerCertRequest {
+                name: "laptop".into(),
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
+        let swapped = TlsConfig {
+            key: dir.join("laptop.key"),
+            ..tls.clone()
+        };
+        assert!(matches!(
+            TlsMaterial::load(&swapped),
+            Err(CertError::KeyMismatch { .. })
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -592,18 +622,36 @@ mod tests {
         std::fs::write(dir.join("x.key"), "not a key").unwrap();
         let e = load_private_key("tls.key", &dir.join("x.key")).unwrap_err();
         assert!(e.to_string().starts_with("tls.key: "), "{e}");
-        assert!(e.to_string().contains("holds no private key (expected a PEM PKCS#8 key, as written by quictun cert)"));
+        assert!(e.to_string().contains(
+            "holds no private key (expected a PEM PKCS#8 key, as written by quictun cert)"
+        ));
         let e = load_certs("tls.cert", &dir.join("missing.crt")).unwrap_err();
         assert!(e.to_string().contains("No such file or directory"), "{e}");
         assert!(!e.to_string().contains('\n'));
         let e = load_certs("tls.cert", &dir.join("x.key")).unwrap_err();
         assert!(matches!(e, CertError::NoCert { .. }));
         // peer certificate without a CA
-        let e = generate_peer(&dir, &dir, &PeerCertRequest { name: "a".into(), ..Default::default() }, false)
-            .unwrap_err();
+        let e = generate_peer(
+            &dir,
+            &dir,
+            &PeerCertRequest {
+                name: "a".into(),
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("--ca"), "{e}");
-        let e = generate_peer(&dir, &dir, &PeerCertRequest { name: "../x".into(), ..Default::default() }, false)
-            .unwrap_err();
+        let e = generate_peer(
+            &dir,
+            &dir,
+            &PeerCertRequest {
+                name: "../x".into(),
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap_err();
         assert!(matches!(e, CertError::Invalid(_)));
         std::fs::remove_dir_all(&dir).unwrap();
     }

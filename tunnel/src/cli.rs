@@ -140,17 +140,32 @@ mod tests {
     #[test]
     fn parses_commands() {
         let c = Cli::try_parse_from(["quictun", "up", "-c", "x.toml"]).unwrap();
-        assert!(matches!(c.command, Command::Up(UpArgs { check: false, .. })));
+        assert!(matches!(
+            c.command,
+            Command::Up(UpArgs { check: false, .. })
+        ));
         let c = Cli::try_parse_from(["quictun", "status", "--json", "-i", "qt1"]).unwrap();
         match c.command {
             Command::Status(s) => {
                 assert!(s.json);
-                assert_eq!(s.target.socket_path(), PathBuf::from("/run/quictun/qt1.sock"));
+                assert_eq!(
+                    s.target.socket_path(),
+                    PathBuf::from("/run/quictun/qt1.sock")
+                );
             }
             _ => panic!(),
         }
         let c = Cli::try_parse_from([
-            "quictun", "cert", "--out", "d", "--name", "server", "--dns", "server", "--ip", "198.18.0.1",
+            "quictun",
+            "cert",
+            "--out",
+            "d",
+            "--name",
+            "server",
+            "--dns",
+            "server",
+            "--ip",
+            "198.18.0.1",
         ])
         .unwrap();
         match c.command {

@@ -231,7 +231,8 @@ impl Status {
                 p.cwnd.map_or("-".into(), human_bytes),
                 p.max_datagram.map_or("-".into(), |m| m.to_string()),
                 p.migrations,
-                p.last_handshake_secs.map_or("-".into(), |s| format!("{s}s ago")),
+                p.last_handshake_secs
+                    .map_or("-".into(), |s| format!("{s}s ago")),
             );
         }
         let mut drops: Vec<String> = DropReason::ALL
@@ -269,7 +270,9 @@ pub enum ControlError {
         permission: bool,
     },
     /// Another daemon already answers on the socket
-    #[error("control: {0:?} is in use by a running quictun (stop it first, or set [control] socket)")]
+    #[error(
+        "control: {0:?} is in use by a running quictun (stop it first, or set [control] socket)"
+    )]
     InUse(PathBuf),
     /// Cannot reach the daemon
     #[error("control: cannot connect to {path:?}: {reason} (is `quictun up` running for this interface? choose the socket with --socket)")]
@@ -291,7 +294,13 @@ impl ControlError {
     pub fn is_permission(&self) -> bool {
         matches!(
             self,
-            Self::Bind { permission: true, .. } | Self::Connect { permission: true, .. }
+            Self::Bind {
+                permission: true,
+                ..
+            } | Self::Connect {
+                permission: true,
+                ..
+            }
         )
     }
 }
@@ -377,24 +386,26 @@ use tokio::io::AsyncReadExt as _;
 
 /// Send one request to the daemon at `path` and wait for the reply (blocking; for the CLI)
 pub fn query(path: &Path, request: &Request, timeout: Duration) -> Result<Response, ControlError> {
-    let mut stream = std::os::unix::net::UnixStream::connect(path).map_err(|e| {
-        ControlError::Connect {
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(path).map_err(|e| ControlError::Connect {
             path: path.to_path_buf(),
             reason: io_reason(&e),
             permission: e.kind() == std::io::ErrorKind::PermissionDenied,
-        }
-    })?;
+        })?;
     let proto = |e: std::io::Error| ControlError::Protocol(io_reason(&e));
     stream.set_read_timeout(Some(timeout)).map_err(proto)?;
     stream.set_write_timeout(Some(timeout)).map_err(proto)?;
-    let mut line = serde_json::to_vec(request).map_err(|e| ControlError::Protocol(e.to_string()))?;
+    let mut line =
+        serde_json::to_vec(request).map_err(|e| ControlError::Protocol(e.to_string()))?;
     line.push(b'\n');
     stream.write_all(&line).map_err(proto)?;
     let mut reader = BufReader::new(stream);
     let mut reply = String::new();
     reader.read_line(&mut reply).map_err(proto)?;
     if reply.is_empty() {
-        return Err(ControlError::Protocol("daemon closed the connection without replying".into()));
+        return Err(ControlError::Protocol(
+            "daemon closed the connection without replying".into(),
+        ));
     }
     serde_json::from_str(&reply)
         .map_err(|e| ControlError::Protocol(format!("unreadable reply ({e})")))
@@ -454,7 +465,9 @@ pub(crate) mod tests {
         );
         assert_eq!(
             serde_json::from_str::<Request>(r#"{"cmd":"migrate","to":"198.18.1.2"}"#).unwrap(),
-            Request::Migrate { to: "198.18.1.2".parse().unwrap() }
+            Request::Migrate {
+                to: "198.18.1.2".parse().unwrap()
+            }
         );
     }
 
@@ -473,7 +486,14 @@ pub(crate) mod tests {
         let p = path.clone();
         let (status, migrate, garbage) = tokio::task::spawn_blocking(move || {
             let s = query(&p, &Request::Status, Duration::from_secs(5)).unwrap();
-            let m = query(&p, &Request::Migrate { to: "198.18.1.2".parse().unwrap() }, Duration::from_secs(5)).unwrap();
+            let m = query(
+                &p,
+                &Request::Migrate {
+                    to: "198.18.1.2".parse().unwrap(),
+                },
+                Duration::from_secs(5),
+            )
+            .unwrap();
             let mut raw = std::os::unix::net::UnixStream::connect(&p).unwrap();
             raw.write_all(b"{\"cmd\":\"reboot\"}\n").unwrap();
             let mut reply = String::new();
@@ -489,7 +509,12 @@ pub(crate) mod tests {
         let _ = task.await;
         // the socket file is left behind; a new bind replaces it as stale
         drop(bind(&path).unwrap());
-        let e = query(&dir.join("none.sock"), &Request::Status, Duration::from_secs(1)).unwrap_err();
+        let e = query(
+            &dir.join("none.sock"),
+            &Request::Status,
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("is `quictun up` running"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -100,7 +100,13 @@ pub(crate) mod build {
     use std::net::IpAddr;
 
     /// A UDP packet from `src` to `dst` with `payload_len` zero bytes of payload
-    pub(crate) fn udp(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload_len: usize) -> Vec<u8> {
+    pub(crate) fn udp(
+        src: IpAddr,
+        dst: IpAddr,
+        sport: u16,
+        dport: u16,
+        payload_len: usize,
+    ) -> Vec<u8> {
         let udp_len = 8 + payload_len;
         let mut p = match (src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {

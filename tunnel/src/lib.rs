@@ -8,11 +8,11 @@
 
 pub mod allowed_ips;
 pub mod carriage;
-pub mod ip;
-pub mod router;
 pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod metrics;
 pub mod daemon;
+pub mod ip;
+pub mod metrics;
+pub mod router;

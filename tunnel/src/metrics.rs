@@ -22,7 +22,9 @@ const MAX_HEAD: usize = 8 * 1024;
 
 /// Escape a label value (Prometheus text format: backslash, quote, newline)
 fn label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -35,30 +37,96 @@ pub fn render(status: &Status) -> String {
     let mut out = String::new();
     let iface = label(&status.interface);
 
-    family(&mut out, "quictun_up_seconds", "gauge", "Seconds since the daemon started");
-    let _ = writeln!(out, "quictun_up_seconds{{interface=\"{iface}\"}} {}", status.uptime_secs);
+    family(
+        &mut out,
+        "quictun_up_seconds",
+        "gauge",
+        "Seconds since the daemon started",
+    );
+    let _ = writeln!(
+        out,
+        "quictun_up_seconds{{interface=\"{iface}\"}} {}",
+        status.uptime_secs
+    );
     family(&mut out, "quictun_mtu_bytes", "gauge", "Current tunnel MTU");
-    let _ = writeln!(out, "quictun_mtu_bytes{{interface=\"{iface}\"}} {}", status.mtu);
+    let _ = writeln!(
+        out,
+        "quictun_mtu_bytes{{interface=\"{iface}\"}} {}",
+        status.mtu
+    );
 
     type Field = fn(&crate::control::PeerStatus) -> Option<f64>;
     let per_peer: [(&str, &str, &str, Field); 9] = [
-        ("quictun_peer_tx_bytes_total", "counter", "Inner bytes sent to the peer", |p| Some(p.tx_bytes as f64)),
-        ("quictun_peer_rx_bytes_total", "counter", "Inner bytes received from the peer", |p| Some(p.rx_bytes as f64)),
-        ("quictun_peer_tx_packets_total", "counter", "Inner packets sent to the peer", |p| Some(p.tx_packets as f64)),
-        ("quictun_peer_rx_packets_total", "counter", "Inner packets received from the peer", |p| Some(p.rx_packets as f64)),
-        ("quictun_peer_rtt_seconds", "gauge", "Smoothed round-trip time", |p| p.rtt_ms.map(|r| r / 1000.0)),
-        ("quictun_peer_cwnd_bytes", "gauge", "Congestion window", |p| p.cwnd.map(|c| c as f64)),
-        ("quictun_peer_max_datagram_bytes", "gauge", "Current max datagram payload", |p| p.max_datagram.map(|c| c as f64)),
-        ("quictun_peer_migrations_total", "counter", "Completed connection migrations", |p| Some(p.migrations as f64)),
-        ("quictun_peer_connected", "gauge", "1 when the peer's connection is established", |p| {
-            Some(if p.state == PeerState::Connected { 1.0 } else { 0.0 })
-        }),
+        (
+            "quictun_peer_tx_bytes_total",
+            "counter",
+            "Inner bytes sent to the peer",
+            |p| Some(p.tx_bytes as f64),
+        ),
+        (
+            "quictun_peer_rx_bytes_total",
+            "counter",
+            "Inner bytes received from the peer",
+            |p| Some(p.rx_bytes as f64),
+        ),
+        (
+            "quictun_peer_tx_packets_total",
+            "counter",
+            "Inner packets sent to the peer",
+            |p| Some(p.tx_packets as f64),
+        ),
+        (
+            "quictun_peer_rx_packets_total",
+            "counter",
+            "Inner packets received from the peer",
+            |p| Some(p.rx_packets as f64),
+        ),
+        (
+            "quictun_peer_rtt_seconds",
+            "gauge",
+            "Smoothed round-trip time",
+            |p| p.rtt_ms.map(|r| r / 1000.0),
+        ),
+        (
+            "quictun_peer_cwnd_bytes",
+            "gauge",
+            "Congestion window",
+            |p| p.cwnd.map(|c| c as f64),
+        ),
+        (
+            "quictun_peer_max_datagram_bytes",
+            "gauge",
+            "Current max datagram payload",
+            |p| p.max_datagram.map(|c| c as f64),
+        ),
+        (
+            "quictun_peer_migrations_total",
+            "counter",
+            "Completed connection migrations",
+            |p| Some(p.migrations as f64),
+        ),
+        (
+            "quictun_peer_connected",
+            "gauge",
+            "1 when the peer's connection is established",
+            |p| {
+                Some(if p.state == PeerState::Connected {
+                    1.0
+                } else {
+                    0.0
+                })
+            },
+        ),
     ];
     for (name, kind, help, get) in per_peer {
         family(&mut out, name, kind, help);
         for p in &status.peers {
             if let Some(v) = get(p) {
-                let _ = writeln!(out, "{name}{{interface=\"{iface}\",peer=\"{}\"}} {v}", label(&p.name));
+                let _ = writeln!(
+                    out,
+                    "{name}{{interface=\"{iface}\",peer=\"{}\"}} {v}",
+                    label(&p.name)
+                );
             }
         }
     }
@@ -80,7 +148,12 @@ pub fn render(status: &Status) -> String {
             );
         }
     }
-    family(&mut out, "quictun_dropped_packets_total", "counter", "All dropped packets, by reason");
+    family(
+        &mut out,
+        "quictun_dropped_packets_total",
+        "counter",
+        "All dropped packets, by reason",
+    );
     for r in DropReason::ALL {
         let _ = writeln!(
             out,
@@ -89,9 +162,23 @@ pub fn render(status: &Status) -> String {
             status.drops.get(r)
         );
     }
-    family(&mut out, "quictun_packet_too_big_sent_total", "counter", "ICMP Packet Too Big replies written to the TUN");
-    let _ = writeln!(out, "quictun_packet_too_big_sent_total{{interface=\"{iface}\"}} {}", status.ptb_sent);
-    family(&mut out, "quictun_packet_too_big_rate_limited_total", "counter", "Packet Too Big replies suppressed by the rate limit");
+    family(
+        &mut out,
+        "quictun_packet_too_big_sent_total",
+        "counter",
+        "ICMP Packet Too Big replies written to the TUN",
+    );
+    let _ = writeln!(
+        out,
+        "quictun_packet_too_big_sent_total{{interface=\"{iface}\"}} {}",
+        status.ptb_sent
+    );
+    family(
+        &mut out,
+        "quictun_packet_too_big_rate_limited_total",
+        "counter",
+        "Packet Too Big replies suppressed by the rate limit",
+    );
     let _ = writeln!(
         out,
         "quictun_packet_too_big_rate_limited_total{{interface=\"{iface}\"}} {}",
@@ -143,7 +230,11 @@ async fn answer(mut stream: TcpStream, status: StatusFn) -> std::io::Result<()> 
             render(&status()),
         ),
         ("GET", _) => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n".to_string(),
+        ),
     };
     let resp = format!(
         "HTTP/1.1 {code}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -161,12 +252,20 @@ mod tests {
     #[test]
     fn renders_families() {
         let text = render(&sample_status());
-        assert!(text.contains("quictun_peer_tx_bytes_total{interface=\"qt0\",peer=\"laptop\"} 123456"), "{text}");
-        assert!(text.contains("quictun_peer_rtt_seconds{interface=\"qt0\",peer=\"laptop\"} 0.0015"), "{text}");
+        assert!(
+            text.contains("quictun_peer_tx_bytes_total{interface=\"qt0\",peer=\"laptop\"} 123456"),
+            "{text}"
+        );
+        assert!(
+            text.contains("quictun_peer_rtt_seconds{interface=\"qt0\",peer=\"laptop\"} 0.0015"),
+            "{text}"
+        );
         assert!(text.contains(
             "quictun_peer_dropped_packets_total{interface=\"qt0\",peer=\"laptop\",reason=\"spoofed_source\"} 3"
         ));
-        assert!(text.contains("quictun_dropped_packets_total{interface=\"qt0\",reason=\"no_route\"} 1"));
+        assert!(
+            text.contains("quictun_dropped_packets_total{interface=\"qt0\",reason=\"no_route\"} 1")
+        );
         assert!(text.contains("quictun_peer_connected{interface=\"qt0\",peer=\"laptop\"} 1"));
         // every sample line belongs to a declared family
         for line in text.lines().filter(|l| !l.starts_with('#')) {

@@ -202,7 +202,8 @@ impl RateLimit {
     fn allow(&mut self, now: Instant) -> bool {
         if let Some(last) = self.last {
             let dt = now.saturating_duration_since(last).as_secs_f64();
-            self.tokens = (self.tokens + dt * f64::from(self.per_second)).min(f64::from(self.burst));
+            self.tokens =
+                (self.tokens + dt * f64::from(self.per_second)).min(f64::from(self.burst));
         } else {
             self.tokens = f64::from(self.burst);
         }
@@ -304,7 +305,10 @@ impl Router {
 
     /// The peer called `name`
     pub fn peer_id(&self, name: &str) -> Option<PeerId> {
-        self.peers.iter().position(|p| p.spec.name == name).map(PeerId)
+        self.peers
+            .iter()
+            .position(|p| p.spec.name == name)
+            .map(PeerId)
     }
 
     /// What the router was told about `peer`
@@ -369,9 +373,7 @@ impl Router {
                 Outbound::Drop(self.drop_peer(peer, DropReason::NoDatagrams))
             }
             None => {
-                let mtu = max_datagram
-                    .unwrap_or(self.tunnel_mtu)
-                    .min(self.tunnel_mtu);
+                let mtu = max_datagram.unwrap_or(self.tunnel_mtu).min(self.tunnel_mtu);
                 // RFC 8201: IPv6 hosts ignore a PTB below 1280, so sending one is useless
                 let useless = view.dst.is_ipv6() && mtu < 1280;
                 if !useless && self.ptb.allow(now) {
@@ -422,7 +424,10 @@ mod tests {
             vec![
                 PeerSpec {
                     name: "laptop".into(),
-                    allowed_ips: vec!["198.19.0.2/32".parse().unwrap(), "fd00:19::2/128".parse().unwrap()],
+                    allowed_ips: vec![
+                        "198.19.0.2/32".parse().unwrap(),
+                        "fd00:19::2/128".parse().unwrap(),
+                    ],
                     carriage: CarriageMode::Datagram,
                 },
                 PeerSpec {
@@ -436,7 +441,13 @@ mod tests {
     }
 
     fn udp(src: &str, dst: &str, payload: usize) -> Vec<u8> {
-        build::udp(src.parse().unwrap(), dst.parse().unwrap(), 1234, 53, payload)
+        build::udp(
+            src.parse().unwrap(),
+            dst.parse().unwrap(),
+            1234,
+            53,
+            payload,
+        )
     }
 
     #[test]
@@ -445,21 +456,33 @@ mod tests {
         let now = Instant::now();
         assert_eq!(
             r.route_outbound(&udp("198.19.0.1", "198.19.0.2", 10), now),
-            Outbound::Send { peer: PeerId(0), carriage: Carriage::Datagram }
+            Outbound::Send {
+                peer: PeerId(0),
+                carriage: Carriage::Datagram
+            }
         );
         assert_eq!(
             r.route_outbound(&udp("fd00:19::1", "fd00:19::2", 10), now),
-            Outbound::Send { peer: PeerId(0), carriage: Carriage::Datagram }
+            Outbound::Send {
+                peer: PeerId(0),
+                carriage: Carriage::Datagram
+            }
         );
         assert_eq!(
             r.route_outbound(&udp("198.19.0.1", "198.19.1.77", 10), now),
-            Outbound::Send { peer: PeerId(1), carriage: Carriage::Datagram }
+            Outbound::Send {
+                peer: PeerId(1),
+                carriage: Carriage::Datagram
+            }
         );
         assert_eq!(
             r.route_outbound(&udp("198.19.0.1", "198.18.9.9", 10), now),
             Outbound::Drop(DropReason::NoRoute)
         );
-        assert_eq!(r.route_outbound(b"\x45garbage", now), Outbound::Drop(DropReason::Malformed));
+        assert_eq!(
+            r.route_outbound(b"\x45garbage", now),
+            Outbound::Drop(DropReason::Malformed)
+        );
         let s = r.stats();
         assert_eq!(s.peers[0].tx_packets, 2);
         assert_eq!(s.peers[0].tx_bytes, 38 + 58);
@@ -477,7 +500,10 @@ mod tests {
         let big = udp("198.19.0.1", "198.19.0.2", 1200);
         assert_eq!(r.route_outbound(&big, now), Outbound::TooBig { mtu: 1200 });
         assert_eq!(r.route_outbound(&big, now), Outbound::TooBig { mtu: 1200 });
-        assert_eq!(r.route_outbound(&big, now), Outbound::Drop(DropReason::TooBig));
+        assert_eq!(
+            r.route_outbound(&big, now),
+            Outbound::Drop(DropReason::TooBig)
+        );
         // tokens refill with time
         assert_eq!(
             r.route_outbound(&big, now + Duration::from_secs(1)),
@@ -507,7 +533,10 @@ mod tests {
         r.set_max_datagram(PeerId(1), Some(1000));
         assert_eq!(
             r.route_outbound(&udp("198.19.0.1", "198.19.1.5", 1100), now),
-            Outbound::Send { peer: PeerId(1), carriage: Carriage::Stream }
+            Outbound::Send {
+                peer: PeerId(1),
+                carriage: Carriage::Stream
+            }
         );
         assert_eq!(r.stats().peers[1].tx_stream_packets, 1);
         r.set_max_datagram(PeerId(0), None);
@@ -520,8 +549,14 @@ mod tests {
     #[test]
     fn inbound_source_check() {
         let mut r = router();
-        assert_eq!(r.accept_inbound(PeerId(0), &udp("198.19.0.2", "198.19.0.1", 5)), Inbound::Deliver);
-        assert_eq!(r.accept_inbound(PeerId(0), &udp("fd00:19::2", "fd00:19::1", 5)), Inbound::Deliver);
+        assert_eq!(
+            r.accept_inbound(PeerId(0), &udp("198.19.0.2", "198.19.0.1", 5)),
+            Inbound::Deliver
+        );
+        assert_eq!(
+            r.accept_inbound(PeerId(0), &udp("fd00:19::2", "fd00:19::1", 5)),
+            Inbound::Deliver
+        );
         // peer 0 claiming an address of peer 1
         assert_eq!(
             r.accept_inbound(PeerId(0), &udp("198.19.1.9", "198.19.0.1", 5)),
@@ -531,7 +566,10 @@ mod tests {
             r.accept_inbound(PeerId(1), &udp("198.18.0.1", "198.19.0.1", 5)),
             Inbound::Drop(DropReason::SpoofedSource)
         );
-        assert_eq!(r.accept_inbound(PeerId(1), b"\x60"), Inbound::Drop(DropReason::Malformed));
+        assert_eq!(
+            r.accept_inbound(PeerId(1), b"\x60"),
+            Inbound::Drop(DropReason::Malformed)
+        );
         assert_eq!(
             r.accept_inbound(PeerId(7), &udp("198.19.0.2", "198.19.0.1", 5)),
             Inbound::Drop(DropReason::UnknownPeer)

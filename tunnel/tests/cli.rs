@@ -29,7 +29,17 @@ fn cert_then_up_check() {
     let o = quictun(&["cert", "--out", "pki", "--ca"], &d);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = quictun(
-        &["cert", "--out", "pki", "--name", "server", "--dns", "server", "--ip", "198.18.0.1"],
+        &[
+            "cert",
+            "--out",
+            "pki",
+            "--name",
+            "server",
+            "--dns",
+            "server",
+            "--ip",
+            "198.18.0.1",
+        ],
         &d,
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -37,7 +47,10 @@ fn cert_then_up_check() {
     let o = quictun(&["cert", "--out", "pki", "--ca"], &d);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.starts_with("quictun: cert: ") && e.contains("--force") && e.lines().count() == 1, "{e}");
+    assert!(
+        e.starts_with("quictun: cert: ") && e.contains("--force") && e.lines().count() == 1,
+        "{e}"
+    );
 
     let o = quictun(&["cert", "--fingerprint", "pki/server.crt"], &d);
     assert!(o.status.success());
@@ -63,7 +76,11 @@ allowed_ips = ["198.19.0.2/32"]
     // without --check: validated, then "not wired yet"
     let o = quictun(&["up", "-c", "server.toml"], &d);
     assert_eq!(o.status.code(), Some(3));
-    assert!(stderr(&o).contains("quictun: up: not wired yet"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("quictun: up: not wired yet"),
+        "{}",
+        stderr(&o)
+    );
 
     // env override reaches validation: MTU too small for IPv6? (v4-only here: 500 < 576)
     let o = Command::new(env!("CARGO_BIN_EXE_quictun"))
@@ -73,14 +90,21 @@ allowed_ips = ["198.19.0.2/32"]
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("quictun: config: interface.mtu: 500 is below 576"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("quictun: config: interface.mtu: 500 is below 576"),
+        "{}",
+        stderr(&o)
+    );
 
     // broken key file: one-line config error
     std::fs::write(d.join("pki/server.key"), "garbage").unwrap();
     let o = quictun(&["up", "-c", "server.toml", "--check"], &d);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("tls.key: ") && e.contains("holds no private key") && e.lines().count() == 1, "{e}");
+    assert!(
+        e.contains("tls.key: ") && e.contains("holds no private key") && e.lines().count() == 1,
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -102,7 +126,11 @@ fn exit_codes() {
     }
     let o = quictun(&["status", "--socket", "nope.sock"], &d);
     assert_eq!(o.status.code(), Some(3));
-    assert!(stderr(&o).contains("is `quictun up` running"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is `quictun up` running"),
+        "{}",
+        stderr(&o)
+    );
     for cmd in ["up", "status", "cert", "demo", "migrate", "sockd"] {
         let o = quictun(&[cmd, "--help"], &d);
         assert!(o.status.success(), "{cmd} --help");

@@ -241,7 +241,15 @@ pub struct Config {
 }
 
 /// The keys each table accepts
-const TOP_KEYS: &[&str] = &["interface", "tls", "peer", "quic", "metrics", "log", "control"];
+const TOP_KEYS: &[&str] = &[
+    "interface",
+    "tls",
+    "peer",
+    "quic",
+    "metrics",
+    "log",
+    "control",
+];
 const INTERFACE_KEYS: &[&str] = &["name", "address", "mtu", "listen"];
 const TLS_KEYS: &[&str] = &["cert", "key", "ca", "pin"];
 const PEER_KEYS: &[&str] = &["name", "endpoint", "allowed_ips", "carriage", "keepalive"];
@@ -305,7 +313,11 @@ impl Config {
 }
 
 /// Merge file and environment into one JSON-like tree
-fn merge(text: &str, source_name: &str, env: HashMap<String, String>) -> Result<Value, ConfigError> {
+fn merge(
+    text: &str,
+    source_name: &str,
+    env: HashMap<String, String>,
+) -> Result<Value, ConfigError> {
     let env_source = config::Environment::with_prefix(ENV_PREFIX)
         .prefix_separator("_")
         .separator("__")
@@ -541,7 +553,9 @@ fn parse_socket_addr(s: &str, key: &str, example: &str) -> Result<SocketAddr, Co
     s.trim().parse().map_err(|_| {
         ConfigError::invalid(
             key,
-            format!("{s:?} is not an address:port (write it like {example}; IPv6 as [fd00::1]:4433)"),
+            format!(
+                "{s:?} is not an address:port (write it like {example}; IPv6 as [fd00::1]:4433)"
+            ),
         )
     })
 }
@@ -566,7 +580,10 @@ fn parse(tree: &Value, base: &Path) -> Result<Config, ConfigError> {
     let peers = parse_peers(tree, interface.listen.is_none())?;
 
     // MTU bounds depend on whether the tunnel carries IPv6 at all
-    let carries_v6 = interface.addresses.iter().any(|n| matches!(n, IpNet::V6(_)))
+    let carries_v6 = interface
+        .addresses
+        .iter()
+        .any(|n| matches!(n, IpNet::V6(_)))
         || peers
             .iter()
             .flat_map(|p| &p.allowed_ips)
@@ -595,7 +612,11 @@ fn parse(tree: &Value, base: &Path) -> Result<Config, ConfigError> {
                 "cannot be off (a dead peer would never be noticed; use e.g. \"60s\")",
             )
         })?;
-    let congestion = match quic_t.str("congestion")?.as_deref().map(str::to_ascii_lowercase) {
+    let congestion = match quic_t
+        .str("congestion")?
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+    {
         None => Congestion::Cubic,
         Some(s) if s == "cubic" => Congestion::Cubic,
         Some(s) if s == "newreno" || s == "new_reno" || s == "reno" => Congestion::NewReno,
@@ -727,7 +748,9 @@ fn parse_interface(tree: &Value) -> Result<InterfaceConfig, ConfigError> {
             Ok(m) if m > 65535 => {
                 return Err(ConfigError::invalid(
                     "interface.mtu",
-                    format!("{m} is above 65535, the largest IP packet (use 1280..=65535 or \"auto\")"),
+                    format!(
+                        "{m} is above 65535, the largest IP packet (use 1280..=65535 or \"auto\")"
+                    ),
                 ))
             }
             Ok(m) => Mtu::Fixed(m as u16),
@@ -766,7 +789,14 @@ fn parse_tls(tree: &Value, base: &Path) -> Result<TlsConfig, ConfigError> {
     let key = tls_file("tls.key", &key, base, create)?;
     let ca = t
         .str("ca")?
-        .map(|p| tls_file("tls.ca", &p, base, "create one with: quictun cert --out DIR --ca"))
+        .map(|p| {
+            tls_file(
+                "tls.ca",
+                &p,
+                base,
+                "create one with: quictun cert --out DIR --ca",
+            )
+        })
         .transpose()?;
     let mut pins = Vec::new();
     for (i, p) in t.list("pin")?.iter().enumerate() {
@@ -781,7 +811,8 @@ fn parse_tls(tree: &Value, base: &Path) -> Result<TlsConfig, ConfigError> {
     if ca.is_none() && pins.is_empty() {
         return Err(ConfigError::Missing {
             key: "tls.ca".into(),
-            fix: "peers must be authenticated: set ca = \"ca.crt\" or pin = [\"sha256:...\"]".into(),
+            fix: "peers must be authenticated: set ca = \"ca.crt\" or pin = [\"sha256:...\"]"
+                .into(),
         });
     }
     Ok(TlsConfig {
@@ -805,7 +836,10 @@ fn parse_peers(tree: &Value, is_client: bool) -> Result<Vec<PeerConfig>, ConfigE
     for (i, v) in raw.iter().enumerate() {
         let prefix = format!("peer[{i}]");
         let t = Table::new(Some(v), prefix.clone());
-        let name = t.required_str("name", "give each peer a unique name, like name = \"laptop\"")?;
+        let name = t.required_str(
+            "name",
+            "give each peer a unique name, like name = \"laptop\"",
+        )?;
         if let Some(j) = peers.iter().position(|p| p.name == name) {
             return Err(ConfigError::invalid(
                 t.key("name"),
@@ -857,7 +891,9 @@ fn parse_peers(tree: &Value, is_client: bool) -> Result<Vec<PeerConfig>, ConfigE
             Some(s) => s.parse::<CarriageMode>().map_err(|()| {
                 ConfigError::invalid(
                     t.key("carriage"),
-                    format!("{s:?} is not a carriage mode (use \"datagram\", \"stream\" or \"auto\")"),
+                    format!(
+                        "{s:?} is not a carriage mode (use \"datagram\", \"stream\" or \"auto\")"
+                    ),
                 )
             })?,
         };

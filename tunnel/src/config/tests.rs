@@ -4,7 +4,13 @@ use crate::cert::tests_support::temp_dir;
 /// A directory with empty cert/key/ca files so file checks pass
 fn dir_with_files(tag: &str) -> PathBuf {
     let d = temp_dir(tag);
-    for f in ["server.crt", "server.key", "ca.crt", "laptop.crt", "laptop.key"] {
+    for f in [
+        "server.crt",
+        "server.key",
+        "ca.crt",
+        "laptop.crt",
+        "laptop.key",
+    ] {
         std::fs::write(d.join(f), "").unwrap();
     }
     d
@@ -37,7 +43,10 @@ keepalive = "off"
 
 fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let d = dir_with_files("cfg");
-    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let r = Config::from_toml(text, "test.toml", &d, env);
     let _ = std::fs::remove_dir_all(&d);
     r
@@ -84,7 +93,10 @@ fn env_overrides() {
     .unwrap();
     assert_eq!(c.interface.mtu, Mtu::Fixed(1400));
     assert_eq!(c.interface.name, "qt9");
-    assert_eq!(c.interface.addresses[0], "198.19.5.1/24".parse::<IpNet>().unwrap());
+    assert_eq!(
+        c.interface.addresses[0],
+        "198.19.5.1/24".parse::<IpNet>().unwrap()
+    );
     assert_eq!(c.interface.addresses.len(), 2);
     assert_eq!(c.quic.congestion, Congestion::NewReno);
     assert_eq!(c.metrics.unwrap().listen, "127.0.0.1:9999".parse().unwrap());
@@ -93,15 +105,24 @@ fn env_overrides() {
     let e = load(SERVER, &[("QUICTUN_INTERFACE__MTU", "100")]).unwrap_err();
     assert!(e.to_string().contains("interface.mtu"), "{e}");
     let e = load(SERVER, &[("QUICTUN_INTERFACE__MTUU", "1400")]).unwrap_err();
-    assert_eq!(e.to_string(), r#"config: unknown key "interface.mtuu" (did you mean "mtu"?)"#);
+    assert_eq!(
+        e.to_string(),
+        r#"config: unknown key "interface.mtuu" (did you mean "mtu"?)"#
+    );
 }
 
 #[test]
 fn unknown_keys_suggest() {
     let e = err(&SERVER.replace("[interface]", "[interfce]"));
-    assert_eq!(e, r#"config: unknown key "interfce" (did you mean "interface"?)"#);
+    assert_eq!(
+        e,
+        r#"config: unknown key "interfce" (did you mean "interface"?)"#
+    );
     let e = err(&SERVER.replace("carriage = \"auto\"", "carriag = \"auto\""));
-    assert_eq!(e, r#"config: unknown key "peer[1].carriag" (did you mean "carriage"?)"#);
+    assert_eq!(
+        e,
+        r#"config: unknown key "peer[1].carriag" (did you mean "carriage"?)"#
+    );
     let e = err(&format!("zzzzzzzz = 1\n{SERVER}"));
     assert!(e.contains("known keys: interface"), "{e}");
 }
@@ -135,7 +156,10 @@ fn missing_tls_file() {
     );
     let _ = std::fs::remove_dir_all(&d);
     let e = err(&SERVER.replace("ca = \"ca.crt\"", ""));
-    assert!(e.starts_with("config: tls.ca is missing (peers must be authenticated"), "{e}");
+    assert!(
+        e.starts_with("config: tls.ca is missing (peers must be authenticated"),
+        "{e}"
+    );
     // a pin instead of a CA is fine
     let pin = format!("pin = [\"sha256:{}\"]", "ab".repeat(32));
     assert!(load(&SERVER.replace("ca = \"ca.crt\"", &pin), &[]).is_ok());
@@ -147,7 +171,12 @@ fn missing_tls_file() {
 fn client_needs_endpoint() {
     let client = SERVER.replace("listen = \"0.0.0.0:4433\"", "");
     let e = err(&client);
-    assert!(e.starts_with("config: peer[0].endpoint is missing (a client must know where its server is"), "{e}");
+    assert!(
+        e.starts_with(
+            "config: peer[0].endpoint is missing (a client must know where its server is"
+        ),
+        "{e}"
+    );
     let client = client.replace(
         "name = \"laptop\"",
         "name = \"laptop\"\nendpoint = \"198.18.0.1:4433\"",
@@ -158,9 +187,15 @@ fn client_needs_endpoint() {
     );
     let c = load(&client, &[]).unwrap();
     assert_eq!(c.role(), Role::Client);
-    assert_eq!(c.peers[0].endpoint, Some("198.18.0.1:4433".parse().unwrap()));
+    assert_eq!(
+        c.peers[0].endpoint,
+        Some("198.18.0.1:4433".parse().unwrap())
+    );
     let e = err(&client.replace("198.18.0.1:4433", "198.18.0.1"));
-    assert!(e.contains("peer[0].endpoint: \"198.18.0.1\" is not an address:port"), "{e}");
+    assert!(
+        e.contains("peer[0].endpoint: \"198.18.0.1\" is not an address:port"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -178,7 +213,13 @@ fn mtu_bounds() {
     let v4 = SERVER
         .replace(", \"fd00:19::1/64\"", "")
         .replace(", \"fd00:19::2/128\"", "");
-    assert_eq!(load(&v4.replace("mtu = 1280", "mtu = 576"), &[]).unwrap().interface.mtu, Mtu::Fixed(576));
+    assert_eq!(
+        load(&v4.replace("mtu = 1280", "mtu = 576"), &[])
+            .unwrap()
+            .interface
+            .mtu,
+        Mtu::Fixed(576)
+    );
     let e = err(&v4.replace("mtu = 1280", "mtu = 575"));
     assert!(e.contains("below 576, the IPv4 minimum"), "{e}");
 }
@@ -186,11 +227,20 @@ fn mtu_bounds() {
 #[test]
 fn other_value_errors() {
     let e = err(&SERVER.replace("carriage = \"auto\"", "carriage = \"udp\""));
-    assert!(e.contains("peer[1].carriage: \"udp\" is not a carriage mode"), "{e}");
+    assert!(
+        e.contains("peer[1].carriage: \"udp\" is not a carriage mode"),
+        "{e}"
+    );
     let e = err(&SERVER.replace("keepalive = \"15s\"", "keepalive = \"soon\""));
-    assert!(e.contains("peer[0].keepalive: \"soon\" is not a duration"), "{e}");
+    assert!(
+        e.contains("peer[0].keepalive: \"soon\" is not a duration"),
+        "{e}"
+    );
     let e = err(&SERVER.replace("name = \"site\"", "name = \"laptop\""));
-    assert!(e.contains("peer[1].name: \"laptop\" is already the name of peer[0]"), "{e}");
+    assert!(
+        e.contains("peer[1].name: \"laptop\" is already the name of peer[0]"),
+        "{e}"
+    );
     let e = err(&format!("{SERVER}\n[quic]\ncongestion = \"bbr\"\n"));
     assert!(e.contains("quic.congestion"), "{e}");
     let e = err(&format!("{SERVER}\n[metrics]\nlisten = \"localhost\"\n"));
@@ -202,14 +252,18 @@ fn other_value_errors() {
     let e = err(&SERVER.replace("name = \"qt0\"", "name = \"a/very/long/name\""));
     assert!(e.contains("interface.name"), "{e}");
     let c = load(&format!("{SERVER}\n[metrics]\n[log]\nlevel = \"debug\"\nformat = \"json\"\n[control]\nsocket = \"/tmp/q.sock\"\n"), &[]).unwrap();
-    assert_eq!(c.metrics.unwrap().listen, DEFAULT_METRICS_LISTEN.parse().unwrap());
+    assert_eq!(
+        c.metrics.unwrap().listen,
+        DEFAULT_METRICS_LISTEN.parse().unwrap()
+    );
     assert!(c.log.json);
     assert_eq!(c.control_socket, PathBuf::from("/tmp/q.sock"));
 }
 
 #[test]
 fn load_reports_missing_file() {
-    let e = Config::load_with_env(Path::new("/nonexistent/quictun.toml"), HashMap::new()).unwrap_err();
+    let e =
+        Config::load_with_env(Path::new("/nonexistent/quictun.toml"), HashMap::new()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "config: cannot read \"/nonexistent/quictun.toml\": No such file or directory (pass the file with -c FILE; examples are in configs/)"

@@ -260,7 +260,9 @@ async fn tun_to_links<T: TunDevice, L: PacketLink>(
             let packet = &bufs[i][..sizes[i]];
             match decision {
                 Outbound::Send { peer, carriage } => {
-                    let Some(link) = links.get(peer.0) else { continue };
+                    let Some(link) = links.get(peer.0) else {
+                        continue;
+                    };
                     let bytes = Bytes::copy_from_slice(packet);
                     let r = match carriage {
                         Carriage::Datagram => link.send(bytes).await,

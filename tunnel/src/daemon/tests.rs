@@ -71,15 +71,26 @@ fn link_pair(max: usize) -> (Arc<MemLink>, Arc<MemLink>) {
     let (atx, brx) = mpsc::unbounded_channel();
     let (btx, arx) = mpsc::unbounded_channel();
     (
-        Arc::new(MemLink { tx: atx, rx: tokio::sync::Mutex::new(arx), max }),
-        Arc::new(MemLink { tx: btx, rx: tokio::sync::Mutex::new(brx), max }),
+        Arc::new(MemLink {
+            tx: atx,
+            rx: tokio::sync::Mutex::new(arx),
+            max,
+        }),
+        Arc::new(MemLink {
+            tx: btx,
+            rx: tokio::sync::Mutex::new(brx),
+            max,
+        }),
     )
 }
 
 impl PacketLink for MemLink {
     async fn send(&self, packet: Bytes) -> Result<(), LinkError> {
         if packet.len() > self.max {
-            return Err(LinkError::TooLarge { len: packet.len(), max: self.max });
+            return Err(LinkError::TooLarge {
+                len: packet.len(),
+                max: self.max,
+            });
         }
         self.tx.send(packet).map_err(|_| LinkError::Closed)
     }
@@ -109,7 +120,13 @@ fn peer(name: &str, nets: &[&str]) -> PeerSpec {
 }
 
 fn udp(src: &str, dst: &str, payload: usize) -> Vec<u8> {
-    build::udp(src.parse().unwrap(), dst.parse().unwrap(), 4000, 5000, payload)
+    build::udp(
+        src.parse().unwrap(),
+        dst.parse().unwrap(),
+        4000,
+        5000,
+        payload,
+    )
 }
 
 async fn next(k: &mut Kernel) -> Vec<u8> {
@@ -136,14 +153,20 @@ async fn packets_cross_between_two_daemons() {
     let (la, lb) = link_pair(1200);
     let a = Daemon::new(
         tun_a,
-        Router::new(vec![peer("laptop", &["198.19.0.2/32", "fd00:19::2/128"])], 1280),
+        Router::new(
+            vec![peer("laptop", &["198.19.0.2/32", "fd00:19::2/128"])],
+            1280,
+        ),
         vec![la],
         Arc::new(fake_ptb),
         opts(),
     );
     let b = Daemon::new(
         tun_b,
-        Router::new(vec![peer("server", &["198.19.0.0/24", "fd00:19::/64"])], 1280),
+        Router::new(
+            vec![peer("server", &["198.19.0.0/24", "fd00:19::/64"])],
+            1280,
+        ),
         vec![lb],
         Arc::new(fake_ptb),
         opts(),
@@ -159,7 +182,9 @@ async fn packets_cross_between_two_daemons() {
     assert_eq!(next(&mut ka).await, back);
 
     // oversize for the link: A answers with Packet Too Big into its own TUN
-    ka.inject.send(udp("198.19.0.1", "198.19.0.2", 1220)).unwrap();
+    ka.inject
+        .send(udp("198.19.0.1", "198.19.0.2", 1220))
+        .unwrap();
     let reply = next(&mut ka).await;
     assert!(reply.starts_with(b"PTB"));
     assert_eq!(&reply[3..7], &1200u32.to_be_bytes());
@@ -169,7 +194,9 @@ async fn packets_cross_between_two_daemons() {
     assert_eq!(sa.peers[0].tx_packets, 1);
     assert_eq!(sa.peers[0].rx_packets, 1);
     assert_eq!(sa.ptb_sent, 1);
-    let st = status_from_router(&lock(&b.router()), "qtb", "client", 5, |_| PeerState::Connected);
+    let st = status_from_router(&lock(&b.router()), "qtb", "client", 5, |_| {
+        PeerState::Connected
+    });
     assert_eq!(st.peers[0].name, "server");
     assert_eq!(st.peers[0].rx_packets, 1);
 }
@@ -182,7 +209,10 @@ async fn spoofed_sources_are_dropped_and_counted() {
     let d = Daemon::new(
         tun,
         Router::new(
-            vec![peer("alice", &["198.19.0.10/32"]), peer("bob", &["198.19.0.11/32"])],
+            vec![
+                peer("alice", &["198.19.0.10/32"]),
+                peer("bob", &["198.19.0.11/32"]),
+            ],
             1280,
         ),
         vec![la, lb],
@@ -191,8 +221,14 @@ async fn spoofed_sources_are_dropped_and_counted() {
     );
     let _t = d.spawn();
     // alice claims bob's address, then an outside address, then sends garbage
-    remote.send(Bytes::from(udp("198.19.0.11", "198.19.0.1", 5))).await.unwrap();
-    remote.send(Bytes::from(udp("198.18.0.5", "198.19.0.1", 5))).await.unwrap();
+    remote
+        .send(Bytes::from(udp("198.19.0.11", "198.19.0.1", 5)))
+        .await
+        .unwrap();
+    remote
+        .send(Bytes::from(udp("198.18.0.5", "198.19.0.1", 5)))
+        .await
+        .unwrap();
     remote.send(Bytes::from_static(b"\x45\x00")).await.unwrap();
     // then a legitimate packet from each
     let good_a = udp("198.19.0.10", "198.19.0.1", 5);
@@ -209,7 +245,10 @@ async fn spoofed_sources_are_dropped_and_counted() {
     assert_eq!(s.peers[0].drops.malformed, 1);
     assert_eq!(s.peers[1].drops.get(DropReason::SpoofedSource), 0);
     assert_eq!(s.drops.spoofed_source, 2);
-    assert!(k.written.try_recv().is_err(), "nothing else may reach the TUN");
+    assert!(
+        k.written.try_recv().is_err(),
+        "nothing else may reach the TUN"
+    );
 }
 
 #[tokio::test]
@@ -226,7 +265,9 @@ async fn closed_link_keeps_tun_up() {
     let mut set = d.spawn();
     drop(remote);
     // the link reader ends cleanly; the TUN reader keeps running
-    let first = tokio::time::timeout(Duration::from_secs(5), set.join_next()).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), set.join_next())
+        .await
+        .unwrap();
     assert!(matches!(first, Some(Ok(Ok(())))));
     k.inject.send(udp("198.19.0.1", "198.19.0.2", 1)).unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -234,6 +275,8 @@ async fn closed_link_keeps_tun_up() {
     assert_eq!(set.len(), 1);
     // closing the TUN ends the data path with a TUN error
     drop(k);
-    let end = tokio::time::timeout(Duration::from_secs(5), set.join_next()).await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), set.join_next())
+        .await
+        .unwrap();
     assert!(matches!(end, Some(Ok(Err(DaemonError::Tun { .. })))));
 }
