@@ -16,3 +16,4 @@ pub mod daemon;
 pub mod ip;
 pub mod metrics;
 pub mod router;
+pub mod tls;
