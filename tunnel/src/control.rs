@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt as _, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::config::io_reason;
@@ -381,8 +381,6 @@ async fn serve_conn(stream: UnixStream, handler: Handler) -> std::io::Result<()>
         }
     }
 }
-
-use tokio::io::AsyncReadExt as _;
 
 /// Send one request to the daemon at `path` and wait for the reply (blocking; for the CLI)
 pub fn query(path: &Path, request: &Request, timeout: Duration) -> Result<Response, ControlError> {

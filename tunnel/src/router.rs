@@ -15,7 +15,7 @@
 //! address maps back to the very peer it came from.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -409,15 +409,11 @@ impl Router {
     }
 }
 
-/// Interval between Packet Too Big replies at the default rate
-pub fn default_ptb_interval() -> Duration {
-    Duration::from_secs(1) / DEFAULT_PTB_PER_SECOND
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ip::build;
+    use std::time::Duration;
 
     fn router() -> Router {
         Router::new(

@@ -108,9 +108,7 @@ struct PeerClientVerifier {
 
 impl ClientCertVerifier for PeerClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.webpki
-            .as_ref()
-            .map_or(&[], |v| v.root_hint_subjects())
+        self.webpki.as_ref().map_or(&[], |v| v.root_hint_subjects())
     }
 
     fn verify_client_cert(
@@ -249,7 +247,11 @@ mod tests {
     }
 
     /// Run a TLS handshake in memory; Ok when both sides complete
-    fn handshake(client: &TlsMaterial, server: &TlsMaterial, name: &str) -> Result<(), rustls::Error> {
+    fn handshake(
+        client: &TlsMaterial,
+        server: &TlsMaterial,
+        name: &str,
+    ) -> Result<(), rustls::Error> {
         let mut c = rustls::ClientConnection::new(
             Arc::new(client.client_config().unwrap()),
             ServerName::try_from(name.to_string()).unwrap(),
@@ -281,14 +283,25 @@ mod tests {
         let pki = temp_dir("tls");
         generate_ca(&pki, false).unwrap();
         for n in ["server", "laptop"] {
-            let req = PeerCertRequest { name: n.into(), ..Default::default() };
+            let req = PeerCertRequest {
+                name: n.into(),
+                ..Default::default()
+            };
             generate_peer(&pki, &pki, &req, false).unwrap();
         }
         // an unrelated CA and peer
         let other = temp_dir("tls-other");
         generate_ca(&other, false).unwrap();
-        generate_peer(&other, &other, &PeerCertRequest { name: "mallory".into(), ..Default::default() }, false)
-            .unwrap();
+        generate_peer(
+            &other,
+            &other,
+            &PeerCertRequest {
+                name: "mallory".into(),
+                ..Default::default()
+            },
+            false,
+        )
+        .unwrap();
 
         let server = material(&pki, "server", true, vec![]);
         let laptop = material(&pki, "laptop", true, vec![]);

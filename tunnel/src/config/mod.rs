@@ -909,5 +909,18 @@ fn parse_peers(tree: &Value, is_client: bool) -> Result<Vec<PeerConfig>, ConfigE
     Ok(peers)
 }
 
+/// Fuzz body: any text must load to a config or a one-line error, never panic
+#[doc(hidden)]
+pub fn fuzz_config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    // A base directory that does not exist: file checks fail cleanly instead of touching disk
+    let base = Path::new("/nonexistent-quictun-fuzz");
+    if let Err(e) = Config::from_toml(text, "fuzz.toml", base, HashMap::new()) {
+        assert!(!e.to_string().contains('\n'), "multi-line error: {e}");
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -302,3 +302,20 @@ fn example_configs_parse() {
     }
     assert!(n >= 5, "expected at least 5 example configs, found {n}");
 }
+
+proptest::proptest! {
+    #[test]
+    fn fuzz_config_body(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+        fuzz_config(&data);
+    }
+
+    /// Mutations of a valid file: flip one character at a time
+    #[test]
+    fn fuzz_config_mutations(pos in 0usize..700, ch in proptest::prelude::any::<char>()) {
+        let mut text: Vec<char> = SERVER.chars().collect();
+        let i = pos % text.len();
+        text[i] = ch;
+        let s: String = text.into_iter().collect();
+        fuzz_config(s.as_bytes());
+    }
+}
