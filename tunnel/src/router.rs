@@ -51,8 +51,9 @@ pub enum DropReason {
     SpoofedSource,
     /// Inbound packet from a peer id the router does not know
     UnknownPeer,
-    /// Too big to carry, and the Packet Too Big reply was rate-limited (or impossible: an IPv6
-    /// PTB may not announce less than 1280)
+    /// Too big to carry. The counter includes packets answered with [`Outbound::TooBig`]; as a
+    /// decision it means no reply either (rate-limited, or an IPv6 PTB below 1280, which hosts
+    /// ignore)
     TooBig,
     /// Datagram-only peer whose connection does not accept datagrams
     NoDatagrams,

@@ -299,6 +299,14 @@ impl Config {
         }
     }
 
+    /// A router for these peers at the initial MTU
+    pub fn router(&self) -> crate::router::Router {
+        crate::router::Router::new(
+            self.router_peers(),
+            usize::from(self.interface.mtu.initial()),
+        )
+    }
+
     /// The peers in the router's terms
     pub fn router_peers(&self) -> Vec<PeerSpec> {
         self.peers

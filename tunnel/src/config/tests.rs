@@ -75,6 +75,15 @@ fn parses_server() {
     assert_eq!(c.control_socket, PathBuf::from("/run/quictun/qt0.sock"));
     assert!(c.tls.cert.ends_with("server.crt") && c.tls.cert.is_absolute());
     assert_eq!(c.router_peers()[1].name, "site");
+    let r = c.router();
+    assert_eq!(r.tunnel_mtu(), 1280);
+    assert_eq!(
+        r.lookup("198.19.1.9".parse().unwrap()),
+        Some(crate::router::PeerId(1))
+    );
+    let o = crate::daemon::DaemonOptions::from_config(&c);
+    assert_eq!(o.local_v4, Some("198.19.0.1".parse().unwrap()));
+    assert_eq!(o.local_v6, Some("fd00:19::1".parse().unwrap()));
 }
 
 #[test]

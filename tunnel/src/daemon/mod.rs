@@ -141,6 +141,27 @@ impl Default for DaemonOptions {
     }
 }
 
+impl DaemonOptions {
+    /// Options from a validated configuration: ICMP sources are the first tunnel address of
+    /// each family; buffers fit the largest packet the MTU allows
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        let first = |v4: bool| {
+            config
+                .interface
+                .addresses
+                .iter()
+                .find(|n| n.addr().is_ipv4() == v4)
+                .map(|n| n.addr())
+        };
+        Self {
+            local_v4: first(true),
+            local_v6: first(false),
+            streams: config.quic.streams,
+            ..Self::default()
+        }
+    }
+}
+
 /// Link-level counters kept by the daemon (the router counts routing decisions)
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LinkCounters {
