@@ -55,7 +55,7 @@ pub struct UpArgs {
 /// Which daemon to talk to
 #[derive(Debug, Args)]
 pub struct ControlTarget {
-    /// Interface of the tunnel (control socket /run/quictun/<IFACE>.sock)
+    /// Interface of the tunnel (control socket /run/quictun/IFACE.sock)
     #[arg(short, long, value_name = "IFACE", default_value = "qt0")]
     pub interface: String,
     /// Control socket path (overrides --interface)

@@ -1,9 +1,9 @@
 //! quictun: a TUN-based QUIC tunnel
 //!
-//! The sans-IO core ([`router`], [`carriage`], [`allowed_ips`]) decides what happens to each
-//! packet; [`daemon`] moves packets between a [`netdev::TunDevice`] and a [`daemon::PacketLink`]
-//! and is the only part that touches devices. [`config`], [`cert`], [`control`] and [`metrics`]
-//! are the operational surface.
+//! The sans-IO core ([`router`], [`carriage`], [`allowed_ips`], [`ip`]) decides what happens to
+//! each packet; [`daemon`] moves packets between a [`netdev::TunDevice`] and a
+//! [`daemon::PacketLink`] and is the only part that touches devices. [`config`], [`cert`],
+//! [`tls`], [`control`], [`metrics`] and [`cli`] are the operational surface.
 #![forbid(unsafe_code)]
 
 pub mod allowed_ips;
