@@ -217,8 +217,8 @@ pub struct Connection {
     lost_times_scratch: Vec<(Instant, bool)>,
     /// Whether the last send stopped for lack of data rather than window
     app_limited: bool,
-    /// Time the first ack-eliciting packet was sent after the last RTT sample
-    /// (to judge persistent congestion, RFC 9002 §7.6.2)
+    /// When the first RTT sample was taken (persistent congestion only counts losses after
+    /// it, RFC 9002 §7.6.2)
     first_rtt_sample: Option<Instant>,
     /// Size of the datagram being processed (for the amplification budget of a new path)
     last_datagram_len: u64,

@@ -430,3 +430,66 @@ fn mtu_discovery_default_reaches_max_payload() {
     assert_eq!(h.client_conn().current_mtu(), 1472);
     assert_eq!(h.server_conn().current_mtu(), 1472);
 }
+
+#[test]
+fn impaired_links_many_seeds() {
+    // Loss, reordering (jitter) and duplication together, in both directions
+    for seed in 300..312u64 {
+        let loss = 0.02 * (seed % 10) as f64;
+        let mut h = Harness::new(Setup {
+            seed,
+            link: LinkConfig {
+                loss,
+                delay: Duration::from_millis(15),
+                jitter: Duration::from_millis(10),
+                duplicate: 0.05,
+                ..LinkConfig::default()
+            },
+            ..Setup::default()
+        });
+        h.handshake();
+        let data = payload(120_000, seed);
+        let got = h.transfer(Dir::Bi, &data);
+        assert!(got == data, "seed {seed} loss {loss}: payload mismatch");
+        h.client_datagram(b"still alive");
+        let sh = h.sh.unwrap();
+        // Datagrams may be lost; the connection must stay healthy either way
+        let until = h.now() + Duration::from_secs(2);
+        h.pair.net.run_to(until).expect("run");
+        assert!(!h.client_conn().is_closed(), "seed {seed}");
+        assert!(!h.server().conn(sh).is_closed(), "seed {seed}");
+    }
+}
+
+#[test]
+fn server_initiated_stream_and_echo() {
+    let mut h = Harness::new(Setup::default());
+    h.handshake();
+    let sid = h.server_conn().open(Dir::Bi).expect("server opens");
+    assert_eq!(h.server_conn().write(sid, b"hello client").unwrap(), 12);
+    h.server_conn().finish(sid).unwrap();
+    let ch = h.ch;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 100];
+    let mut accepted = None;
+    h.pair
+        .drive_until(|p| {
+            let c = p.client_mut().conn(ch);
+            if accepted.is_none() {
+                accepted = c.accept(Dir::Bi);
+            }
+            let Some(id) = accepted else {
+                return false;
+            };
+            assert_eq!(id, sid);
+            while let Ok(Some(r)) = c.read(id, &mut buf) {
+                got.extend_from_slice(&buf[..r.len]);
+                if r.fin {
+                    return true;
+                }
+            }
+            false
+        })
+        .expect("client reads");
+    assert_eq!(got, b"hello client");
+}
