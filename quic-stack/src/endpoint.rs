@@ -22,7 +22,7 @@ use rand_chacha::ChaCha20Rng;
 use crate::config::{ClientConfig, EndpointConfig, ServerConfig};
 use crate::connection::recv_kind::{kind, PacketKind};
 use crate::connection::{params_for, Connection, ConnectionParams, EndpointEvent, Event};
-use crate::crypto::token::stateless_reset_token;
+use crate::crypto::token::{stateless_reset_token, TokenKey};
 use crate::packet;
 use crate::shared::{ConnectionId, RecvMeta, Side, Transmit};
 use crate::tls::TlsSession;
@@ -74,7 +74,14 @@ pub struct Endpoint {
     next_event: usize,
     /// Derives stateless reset tokens from CIDs (RFC 9000 §10.3.2)
     reset_key: Arc<ring::hmac::Key>,
+    /// Seals Retry tokens
+    token_key: TokenKey,
+    /// Origin of the endpoint's seconds clock for token lifetimes
+    epoch: Option<Instant>,
 }
+
+/// A Retry token is only good for the handshake attempt that follows it
+const RETRY_TOKEN_LIFETIME_SECS: u64 = 10;
 
 impl Endpoint {
     /// A new endpoint; `server` enables accepting connections
@@ -86,6 +93,7 @@ impl Endpoint {
         let mut rng = ChaCha20Rng::from_seed(rng_seed);
         let key = config.reset_key.unwrap_or_else(|| rng.gen());
         let reset_key = Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key));
+        let token_key = TokenKey::random(&mut rng);
         Self {
             config,
             server,
@@ -101,6 +109,8 @@ impl Endpoint {
             next_transmit: 0,
             next_event: 0,
             reset_key,
+            token_key,
+            epoch: None,
         }
     }
 
@@ -144,6 +154,7 @@ impl Endpoint {
             local_cid,
             None,
             None,
+            None,
         );
         let tls = TlsSession::client(config.crypto.clone(), config.version, server_name, params)
             .map_err(|e| ConnectError::Crypto(e.to_string()))?;
@@ -156,6 +167,9 @@ impl Endpoint {
                 local_cid,
                 remote_cid: dcid,
                 orig_dst_cid: dcid,
+                initial_dcid: dcid,
+                retry_src_cid: None,
+                validated: false,
                 remote,
                 now,
                 rng_seed: self.rng.gen(),
@@ -237,6 +251,48 @@ impl Endpoint {
         self.stateless.push_back((meta.remote, buf));
     }
 
+    /// Seconds on the endpoint's own clock, for token lifetimes
+    fn secs(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        now.saturating_duration_since(epoch).as_secs()
+    }
+
+    /// Answer a token-less Initial with Retry (RFC 9000 §17.2.5)
+    fn send_retry(
+        &mut self,
+        now: Instant,
+        meta: &RecvMeta,
+        hdr: &packet::ProtectedHeader,
+        version: u32,
+    ) {
+        if self.stateless.len() > 64 {
+            return;
+        }
+        let secs = self.secs(now);
+        let token = self.token_key.seal(meta.remote.ip(), secs, Some(&hdr.dcid));
+        let retry_scid = self.new_cid();
+        let mut buf = Vec::with_capacity(64 + token.len());
+        packet::write_retry(&mut buf, version, &hdr.scid, &retry_scid, &token);
+        let tag = crate::crypto::retry_tag(version, &hdr.dcid, &buf);
+        buf.extend_from_slice(&tag);
+        self.stateless.push_back((meta.remote, buf));
+    }
+
+    /// The original DCID sealed in a fresh Retry token from this client address
+    fn validate_retry_token(
+        &mut self,
+        now: Instant,
+        meta: &RecvMeta,
+        token: &[u8],
+    ) -> Option<ConnectionId> {
+        let secs = self.secs(now);
+        let data = self.token_key.open(meta.remote.ip(), token).ok()?;
+        if !data.is_fresh(secs, RETRY_TOKEN_LIFETIME_SECS) {
+            return None;
+        }
+        data.orig_dst_cid
+    }
+
     /// A stateless reset carries a random DCID, so it is matched by its last 16 bytes against
     /// the tokens of connections to the sender (RFC 9000 §10.3.1)
     fn handle_stateless_reset(&mut self, meta: &RecvMeta, data: &[u8]) -> bool {
@@ -299,14 +355,32 @@ impl Endpoint {
         let Some(version) = hdr.version else {
             return;
         };
+        // Address validation with Retry (RFC 9000 §8.1.2): the first Initial gets a Retry,
+        // the second must carry its token
+        let (orig_dst_cid, retry_src_cid) = if server.retry {
+            let token = data.get(hdr.token.clone()).unwrap_or_default();
+            if token.is_empty() {
+                self.send_retry(now, &meta, hdr, version);
+                return;
+            }
+            match self.validate_retry_token(now, &meta, token) {
+                Some(odcid) => (odcid, Some(hdr.dcid)),
+                // RFC 9000 §8.1.3: an invalid token is dropped (it may be from NEW_TOKEN of
+                // another server); the client retries and eventually times out
+                None => return,
+            }
+        } else {
+            (hdr.dcid, None)
+        };
         let local_cid = self.new_cid();
         let params = params_for(
             &server.transport,
             &self.config,
             Side::Server,
             local_cid,
-            Some(hdr.dcid),
+            Some(orig_dst_cid),
             Some(stateless_reset_token(&self.reset_key, &local_cid)),
+            retry_src_cid,
         );
         let Ok(tls) = TlsSession::server(server.crypto.clone(), version, params) else {
             return;
@@ -319,7 +393,10 @@ impl Endpoint {
                 config: server.transport.clone(),
                 local_cid,
                 remote_cid: hdr.scid,
-                orig_dst_cid: hdr.dcid,
+                orig_dst_cid,
+                initial_dcid: hdr.dcid,
+                retry_src_cid,
+                validated: retry_src_cid.is_some(),
                 remote: meta.remote,
                 now,
                 rng_seed: self.rng.gen(),

@@ -188,6 +188,10 @@ pub struct Connection {
     cids: CidState,
     /// DCID of the client's first Initial (RFC 9000 §7.3)
     orig_dst_cid: ConnectionId,
+    /// Client: SCID of the Retry we answered; server: the CID of the Retry the client answered
+    retry_src_cid: Option<ConnectionId>,
+    /// Client: the Retry token to put in every Initial (RFC 9000 §17.2.5.3)
+    retry_token: Vec<u8>,
     /// Client: the server's CID was learned from its first Initial
     peer_cid_set: bool,
     peer_params: Option<TransportParameters>,
@@ -237,6 +241,12 @@ pub(crate) struct ConnectionParams {
     pub(crate) local_cid: ConnectionId,
     pub(crate) remote_cid: ConnectionId,
     pub(crate) orig_dst_cid: ConnectionId,
+    /// DCID the Initial keys derive from: `orig_dst_cid`, or after a Retry the server's new CID
+    pub(crate) initial_dcid: ConnectionId,
+    /// Server: the CID of the Retry the client answered (RFC 9000 §7.3)
+    pub(crate) retry_src_cid: Option<ConnectionId>,
+    /// Server: the client's address was validated by a Retry token
+    pub(crate) validated: bool,
     pub(crate) remote: SocketAddr,
     pub(crate) now: Instant,
     pub(crate) rng_seed: [u8; 32],
@@ -253,7 +263,7 @@ impl Connection {
         let mtu = config.mtu();
         let mut spaces = [PacketSpace::new(), PacketSpace::new(), PacketSpace::new()];
         spaces[SpaceId::Initial as usize].keys =
-            Some(crypto::initial_keys(p.version, &p.orig_dst_cid, p.side)?);
+            Some(crypto::initial_keys(p.version, &p.initial_dcid, p.side)?);
         let streams = StreamsState::new(p.side, &params::streams_config(&config));
         let datagrams = DatagramState::new(
             params::local_max_datagram_frame_size(&config),
@@ -272,7 +282,7 @@ impl Connection {
             spaces,
             crypto_write_space: SpaceId::Initial,
             // RFC 9000 §8.1: the client's own address needs no validation by itself
-            path: PathData::new(p.remote, p.side.is_client(), mtu),
+            path: PathData::new(p.remote, p.side.is_client() || p.validated, mtu),
             rtt,
             cc,
             pacer,
@@ -286,6 +296,8 @@ impl Connection {
                 config.active_connection_id_limit,
             ),
             orig_dst_cid: p.orig_dst_cid,
+            retry_src_cid: p.retry_src_cid,
+            retry_token: Vec::new(),
             peer_cid_set: p.side.is_server(),
             peer_params: None,
             handshake_confirmed: false,
@@ -638,8 +650,9 @@ pub(crate) fn params_for(
     initial_scid: ConnectionId,
     orig_dst_cid: Option<ConnectionId>,
     reset_token: Option<[u8; 16]>,
+    retry_src_cid: Option<ConnectionId>,
 ) -> Vec<u8> {
-    let p = params::local_params(
+    let mut p = params::local_params(
         config,
         endpoint,
         side,
@@ -647,6 +660,9 @@ pub(crate) fn params_for(
         orig_dst_cid,
         reset_token,
     );
+    if side.is_server() {
+        p.retry_source_connection_id = retry_src_cid;
+    }
     let mut buf = Vec::new();
     p.encode(&mut buf);
     buf

@@ -89,10 +89,11 @@ impl Connection {
                     "original_destination_connection_id mismatch",
                 ));
             }
-            // No Retry was used, so the server must not claim one (RFC 9000 §7.3)
-            if params.retry_source_connection_id.is_some() {
+            // RFC 9000 §7.3: retry_source_connection_id is present exactly when we answered a
+            // Retry, and names its SCID
+            if params.retry_source_connection_id != self.retry_src_cid {
                 return Err(TransportError::TRANSPORT_PARAMETER_ERROR(
-                    "unexpected retry_source_connection_id",
+                    "retry_source_connection_id mismatch",
                 ));
             }
             if let Some(token) = params.stateless_reset_token {

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use super::keys::KeyChoice;
 use super::{Connection, ConnectionError, EndpointEvent, Event, State, Timer};
+use crate::crypto;
 use crate::error::TransportError;
 use crate::frame::{self, Frame};
 use crate::packet::{self, HeaderKind, LongType, ProtectedHeader};
@@ -105,8 +106,12 @@ impl Connection {
                 self.on_version_negotiation(hdr, packet);
                 return;
             }
-            // Retry (address validation) is not implemented, and neither is 0-RTT
-            PacketKind::Retry | PacketKind::ZeroRtt | PacketKind::UnsupportedVersion => {
+            PacketKind::Retry => {
+                self.on_retry(hdr, packet);
+                return;
+            }
+            // 0-RTT is not implemented
+            PacketKind::ZeroRtt | PacketKind::UnsupportedVersion => {
                 self.stats.packets_dropped += 1;
                 return;
             }
@@ -492,6 +497,41 @@ impl Connection {
             reason: ConnectionError::VersionMismatch,
         });
         self.set_drained();
+    }
+
+    /// Retry (RFC 9000 §17.2.5.2): start over with the server's new CID and token
+    fn on_retry(&mut self, hdr: &ProtectedHeader, packet: &[u8]) {
+        // Only the first Retry, and only before any server Initial was processed
+        if self.side.is_server()
+            || self.peer_cid_set
+            || self.retry_src_cid.is_some()
+            || self.state != State::Handshake
+            || hdr.version != Some(self.version)
+        {
+            return;
+        }
+        let token = packet.get(hdr.token.clone()).unwrap_or_default();
+        // RFC 9001 §5.8: the integrity tag proves the Retry answers our Initial
+        if token.is_empty() || !crypto::is_valid_retry(self.version, &self.orig_dst_cid, packet) {
+            self.stats.packets_dropped += 1;
+            return;
+        }
+        let Ok(keys) = crypto::initial_keys(self.version, &hdr.scid, self.side) else {
+            return;
+        };
+        tracing::debug!(side = ?self.side, "retry");
+        self.retry_src_cid = Some(hdr.scid);
+        self.retry_token = token.to_vec();
+        self.cids.set_initial_peer_cid(hdr.scid);
+        let space = self.space_mut(SpaceId::Initial);
+        space.keys = Some(keys);
+        // Our Initials were received (the Retry proves it) but will never be acknowledged:
+        // forget them without calling them lost, and send the ClientHello again
+        space.sent = crate::recovery::SentPackets::new();
+        space.crypto_tx.acked = Default::default();
+        space.crypto_tx.requeue_unacked();
+        space.loss_time = None;
+        space.time_of_last_ack_eliciting = None;
     }
 
     /// A packet that failed to decrypt may be a stateless reset (RFC 9000 §10.3.1): its last

@@ -267,13 +267,15 @@ impl Connection {
                     packet::LongType::Handshake
                 };
                 let scid = self.cids.initial_local_cid();
+                let token = (space_id == SpaceId::Initial && self.side.is_client())
+                    .then_some(&self.retry_token[..]);
                 let offsets = packet::write_long_header(
                     buf,
                     ty,
                     self.version,
                     &dcid,
                     &scid,
-                    None,
+                    token,
                     pn,
                     pn_len,
                     false,

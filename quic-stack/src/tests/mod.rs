@@ -493,3 +493,39 @@ fn server_initiated_stream_and_echo() {
         .expect("client reads");
     assert_eq!(got, b"hello client");
 }
+
+#[test]
+fn retry_handshake() {
+    for version in [crypto::VERSION_1, crypto::VERSION_2] {
+        let mut h = Harness::new(Setup {
+            retry: true,
+            version,
+            ..Setup::default()
+        });
+        h.handshake();
+        // The server's first datagram was the Retry: small, and no connection state yet
+        let first = h.server().sent_sizes[0];
+        assert!(first < 200, "first server datagram {first} bytes");
+        assert_eq!(h.server().ep.open_connections(), 1);
+        let data = payload(30_000, 13);
+        assert_eq!(h.transfer(Dir::Bi, &data), data);
+    }
+}
+
+#[test]
+fn retry_handshake_under_loss() {
+    for seed in 400..406 {
+        let mut h = Harness::new(Setup {
+            seed,
+            retry: true,
+            link: LinkConfig {
+                loss: 0.2,
+                ..LinkConfig::default()
+            },
+            ..Setup::default()
+        });
+        h.handshake();
+        let data = payload(20_000, seed);
+        assert_eq!(h.transfer(Dir::Bi, &data), data, "seed {seed}");
+    }
+}

@@ -124,6 +124,8 @@ pub(super) struct Setup {
     pub(super) link: LinkConfig,
     /// Versions the server endpoint accepts (default: all)
     pub(super) server_versions: Option<Vec<u32>>,
+    /// The server validates addresses with Retry
+    pub(super) retry: bool,
 }
 
 impl Default for Setup {
@@ -134,6 +136,7 @@ impl Default for Setup {
             transport: TransportConfig::default(),
             link: LinkConfig::default(),
             server_versions: None,
+            retry: false,
         }
     }
 }
@@ -162,6 +165,7 @@ impl Harness {
         let endpoint_config = Arc::new(EndpointConfig::default());
         let server_config = Arc::new(ServerConfig {
             transport: transport.clone(),
+            retry: setup.retry,
             ..ServerConfig::new(tls_server(cert.clone(), key))
         });
         let mut server_endpoint_config = EndpointConfig {
