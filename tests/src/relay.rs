@@ -477,12 +477,11 @@ fn open_session(
     tx: &mpsc::Sender<Datagram>,
     counters: &Arc<RelayCounters>,
 ) -> io::Result<Session> {
-    let ip = RebindSchedule::local_addr(&config.rebind_addrs, epoch).unwrap_or(
-        match config.upstream {
+    let ip =
+        RebindSchedule::local_addr(&config.rebind_addrs, epoch).unwrap_or(match config.upstream {
             SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        },
-    );
+        });
     let std_sock = std::net::UdpSocket::bind(SocketAddr::new(ip, 0))?;
     std_sock.set_nonblocking(true)?;
     let sock = Arc::new(UdpSocket::from_std(std_sock)?);
@@ -558,13 +557,13 @@ async fn run(
             }
         }
         let stats = sched.stats();
-        let dropped = (stats.lost + stats.queue_dropped) - (last_stats.lost + last_stats.queue_dropped);
-        counters
-            .dropped
-            .fetch_add(dropped, AtomicOrdering::Relaxed);
-        counters
-            .duplicated
-            .fetch_add(stats.duplicated - last_stats.duplicated, AtomicOrdering::Relaxed);
+        let dropped =
+            (stats.lost + stats.queue_dropped) - (last_stats.lost + last_stats.queue_dropped);
+        counters.dropped.fetch_add(dropped, AtomicOrdering::Relaxed);
+        counters.duplicated.fetch_add(
+            stats.duplicated - last_stats.duplicated,
+            AtomicOrdering::Relaxed,
+        );
         last_stats = stats;
 
         let deadline = match (sched.next_deadline(), rebind.next_deadline()) {
@@ -645,7 +644,10 @@ mod tests {
             let at = s.push(t0 + ms(u64::from(i)), Direction::ToServer, i, 100);
             assert_eq!(at, vec![t0 + ms(u64::from(i) + 20)]);
         }
-        assert!(s.poll(t0 + ms(19)).is_none(), "nothing due before the delay");
+        assert!(
+            s.poll(t0 + ms(19)).is_none(),
+            "nothing due before the delay"
+        );
         let out = drain(&mut s, t0 + ms(100));
         let order: Vec<u32> = out.iter().map(|(_, p)| *p).collect();
         assert_eq!(order, (0..10).collect::<Vec<_>>());
@@ -663,7 +665,10 @@ mod tests {
             s.push(t0, Direction::ToServer, i, 100);
         }
         let lost = s.stats().lost;
-        assert!((850..=1150).contains(&lost), "lost {lost} of 10000 at p=0.1");
+        assert!(
+            (850..=1150).contains(&lost),
+            "lost {lost} of 10000 at p=0.1"
+        );
         assert_eq!(s.queued() as u64, 10_000 - lost);
     }
 
@@ -679,7 +684,10 @@ mod tests {
             s.push(t0, Direction::ToClient, i, 100);
         }
         let dup = s.stats().duplicated;
-        assert!((850..=1150).contains(&dup), "duplicated {dup} of 5000 at p=0.2");
+        assert!(
+            (850..=1150).contains(&dup),
+            "duplicated {dup} of 5000 at p=0.2"
+        );
         assert_eq!(s.queued() as u64, 5_000 + dup);
         let out = drain(&mut s, t0);
         assert_eq!(out.len() as u64, 5_000 + dup);
@@ -706,7 +714,10 @@ mod tests {
         assert_eq!(out.len(), 1_000);
         let inversions = out.windows(2).filter(|w| w[1].1 < w[0].1).count();
         assert!(inversions > 50, "only {inversions} reorderings");
-        assert!(out.windows(2).all(|w| w[0].0 <= w[1].0), "emitted out of time order");
+        assert!(
+            out.windows(2).all(|w| w[0].0 <= w[1].0),
+            "emitted out of time order"
+        );
     }
 
     #[test]
@@ -748,7 +759,10 @@ mod tests {
         for (k, at) in times.iter().enumerate() {
             let want = ms(k as u64 + 1);
             let got = *at - t0;
-            assert!(got.abs_diff(want) < Duration::from_micros(10), "{k}: {got:?}");
+            assert!(
+                got.abs_diff(want) < Duration::from_micros(10),
+                "{k}: {got:?}"
+            );
         }
         assert_eq!(s.stats().queue_dropped, 39);
         // The other direction has its own bottleneck.

@@ -19,9 +19,8 @@ use crate::testnet::Host;
 static APT_LOCK: Mutex<bool> = Mutex::new(false);
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
 }
 
 /// Make sure `tool` is installed, installing Debian package `package` with apt-get if not
@@ -276,7 +275,11 @@ fn send_all(opts: &TransferOptions, deadline: Instant) -> anyhow::Result<Sent> {
     stream.set_read_timeout(Some(IO_TICK))?;
     let mut pattern = PatternStream::new(opts.seed);
     let mut hash = Digest::new(&SHA256);
-    let chunk_len = if opts.rate.is_some() { 16 * 1024 } else { 256 * 1024 };
+    let chunk_len = if opts.rate.is_some() {
+        16 * 1024
+    } else {
+        256 * 1024
+    };
     let mut chunk = vec![0u8; chunk_len];
     let start = Instant::now();
     let mut sent = 0u64;
@@ -519,7 +522,9 @@ pub fn udp_ping(
         } else {
             end.unwrap_or(now)
         };
-        let wait = wake.saturating_duration_since(now).max(Duration::from_micros(100));
+        let wait = wake
+            .saturating_duration_since(now)
+            .max(Duration::from_micros(100));
         sock.set_read_timeout(Some(wait))?;
         match sock.recv_from(&mut buf) {
             Ok((n, from)) if n >= 12 => {

@@ -29,8 +29,14 @@ fn delay_is_applied_each_way() {
         },
         1,
     );
-    let r = udp_ping(None, relay.local_addr(), 20, Duration::from_millis(5), Duration::from_secs(1))
-        .expect("ping");
+    let r = udp_ping(
+        None,
+        relay.local_addr(),
+        20,
+        Duration::from_millis(5),
+        Duration::from_secs(1),
+    )
+    .expect("ping");
     assert_eq!(r.received, 20);
     let (min, avg) = (r.rtt_min.expect("rtt"), r.rtt_avg.expect("rtt"));
     // 20 ms each way; allow scheduling slack on a busy 2-core VM.
@@ -51,11 +57,20 @@ fn loss_rate_within_tolerance() {
         },
         2,
     );
-    let r = udp_ping(None, relay.local_addr(), 1000, Duration::from_micros(200), Duration::from_millis(500))
-        .expect("ping");
+    let r = udp_ping(
+        None,
+        relay.local_addr(),
+        1000,
+        Duration::from_micros(200),
+        Duration::from_millis(500),
+    )
+    .expect("ping");
     // Loss applies in both directions: P(answer) = 0.8 * 0.8 = 0.64.
     let rate = f64::from(r.received) / f64::from(r.sent);
-    assert!((0.57..=0.71).contains(&rate), "answered {rate:.3}, expected ~0.64");
+    assert!(
+        (0.57..=0.71).contains(&rate),
+        "answered {rate:.3}, expected ~0.64"
+    );
     let c = relay.stop();
     assert!(c.dropped > 0);
 }
@@ -71,12 +86,22 @@ fn duplication_is_visible() {
         },
         3,
     );
-    let r = udp_ping(None, relay.local_addr(), 500, Duration::from_micros(200), Duration::from_millis(500))
-        .expect("ping");
+    let r = udp_ping(
+        None,
+        relay.local_addr(),
+        500,
+        Duration::from_micros(200),
+        Duration::from_millis(500),
+    )
+    .expect("ping");
     assert_eq!(r.received, 500);
     // Each direction duplicates 10%; a request duplicate is echoed twice and may be duplicated
     // again on the way back, so expect roughly 20% extra answers.
-    assert!((50..=160).contains(&r.duplicates), "duplicates {}", r.duplicates);
+    assert!(
+        (50..=160).contains(&r.duplicates),
+        "duplicates {}",
+        r.duplicates
+    );
     assert!(relay.stop().duplicated > 0);
 }
 
@@ -92,26 +117,39 @@ fn jitter_reorders() {
         },
         4,
     );
-    let r = udp_ping(None, relay.local_addr(), 300, Duration::from_micros(300), Duration::from_secs(1))
-        .expect("ping");
+    let r = udp_ping(
+        None,
+        relay.local_addr(),
+        300,
+        Duration::from_micros(300),
+        Duration::from_secs(1),
+    )
+    .expect("ping");
     assert_eq!(r.received, 300);
     assert!(r.reordered > 10, "only {} reordered", r.reordered);
     let (min, max) = (r.rtt_min.expect("rtt"), r.rtt_max.expect("rtt"));
     assert!(min >= Duration::from_millis(10), "min {min:?}");
-    assert!(max >= Duration::from_millis(24), "max {max:?}: no jitter visible");
+    assert!(
+        max >= Duration::from_millis(24),
+        "max {max:?}: no jitter visible"
+    );
 }
 
 #[test]
 fn rebinding_changes_upstream_source_port() {
     // The "server" records which source addresses it sees and answers each datagram.
     let server = UdpSocket::bind(any()).expect("server");
-    server.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+    server
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
     let mut cfg = RelayConfig::new(any(), server.local_addr().expect("addr"));
     cfg.rebind_every = Some(Duration::from_millis(200));
     let relay = Relay::spawn(cfg).expect("relay");
 
     let client = UdpSocket::bind(any()).expect("client");
-    client.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
+    client
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .expect("timeout");
     let mut sources = Vec::new();
     let mut answers = 0;
     let mut buf = [0u8; 64];

@@ -53,11 +53,21 @@ fn two_hosts_ping_and_transfer() {
         let extra = "198.18.1.77/24".parse().expect("net");
         a.add_address(&link.a.ifname, extra).expect("add");
         assert!(a.addresses(&link.a.ifname).expect("list").contains(&extra));
-        assert_eq!(ping(&b, "198.18.1.77".parse().expect("ip"), 1).expect("ping").received, 1);
+        assert_eq!(
+            ping(&b, "198.18.1.77".parse().expect("ip"), 1)
+                .expect("ping")
+                .received,
+            1
+        );
         a.del_address(&link.a.ifname, extra).expect("del");
-        assert!(a.add_address(&link.a.ifname, "10.0.0.1/8".parse().expect("net")).is_err());
+        assert!(a
+            .add_address(&link.a.ifname, "10.0.0.1/8".parse().expect("net"))
+            .is_err());
     }
-    assert!(namespaces_with_prefix(&prefix).is_empty(), "namespaces left behind");
+    assert!(
+        namespaces_with_prefix(&prefix).is_empty(),
+        "namespaces left behind"
+    );
 }
 
 #[test]
@@ -87,12 +97,18 @@ fn link_down_up_shows_as_stall() {
         t.join().expect("transfer thread")
     })
     .expect("transfer");
-    eprintln!("outage of 1 s seen as {:?} stall; {report:?}", report.max_stall);
+    eprintln!(
+        "outage of 1 s seen as {:?} stall; {report:?}",
+        report.max_stall
+    );
     assert!(report.sha256_match && !report.resets, "{report:?}");
     assert!(report.max_stall >= Duration::from_millis(800), "{report:?}");
     assert!(report.max_stall < Duration::from_secs(10), "{report:?}");
     // The link works normally again afterwards.
-    assert_eq!(ping(&a, IpAddr::V4(link.b.v4), 2).expect("ping").received, 2);
+    assert_eq!(
+        ping(&a, IpAddr::V4(link.b.v4), 2).expect("ping").received,
+        2
+    );
     drop(net);
     assert!(namespaces_with_prefix(&prefix).is_empty());
 }
@@ -111,8 +127,8 @@ fn relay_between_hosts_adds_delay() {
     let l1 = net.link(&client, &middle, None).expect("link 1");
     let l2 = net.link(&middle, &server, None).expect("link 2");
 
-    let echo = udp_echo_server(Some(&server), SocketAddr::new(IpAddr::V4(l2.b.v4), 7))
-        .expect("echo");
+    let echo =
+        udp_echo_server(Some(&server), SocketAddr::new(IpAddr::V4(l2.b.v4), 7)).expect("echo");
     let base = udp_ping(
         Some(&client),
         SocketAddr::new(IpAddr::V4(l2.b.v4), 7),
@@ -132,7 +148,10 @@ fn relay_between_hosts_adds_delay() {
         ..Impairment::default()
     };
     cfg.rebind_every = Some(Duration::from_millis(300));
-    let relay = middle.run(|| Relay::spawn(cfg)).expect("enter").expect("relay");
+    let relay = middle
+        .run(|| Relay::spawn(cfg))
+        .expect("enter")
+        .expect("relay");
     let r = udp_ping(
         Some(&client),
         relay.local_addr(),
@@ -145,7 +164,10 @@ fn relay_between_hosts_adds_delay() {
     // A reply in flight to the old port at a rebind is lost, as behind a real NAT.
     assert!(r.received >= 45, "{r:?}");
     let (min, avg) = (r.rtt_min.expect("rtt"), r.rtt_avg.expect("rtt"));
-    assert!(min >= Duration::from_millis(20), "min rtt {min:?} < 2 x 10 ms");
+    assert!(
+        min >= Duration::from_millis(20),
+        "min rtt {min:?} < 2 x 10 ms"
+    );
     assert!(avg < Duration::from_millis(60), "avg rtt {avg:?}");
     assert_eq!(r.reply_sources, vec![relay.local_addr()]);
     let c = relay.stop();
