@@ -205,8 +205,7 @@ impl TestNet {
             nl.move_to_netns_fd(ib, b_ns.fd()).await
         })
         .context("create veth pair")?;
-        link.a.configure(subnet.prefix_len())?;
-        link.b.configure(subnet.prefix_len())?;
+        link.set_up()?;
         Ok(link)
     }
 }
@@ -408,6 +407,29 @@ impl LinkEnd {
         })
     }
 
+    /// Wait (bounded) until no IPv6 address of the interface is tentative: even without DAD the
+    /// kernel finishes address setup asynchronously after the carrier comes up, and binding a
+    /// tentative address fails with EADDRNOTAVAIL
+    fn wait_ready(&self) -> anyhow::Result<()> {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let out =
+                self.host
+                    .ip(&["-6", "-o", "addr", "show", "dev", &self.ifname, "tentative"])?;
+            if out.trim().is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= end {
+                bail!(
+                    "{} in host {}: addresses still tentative: {out}",
+                    self.ifname,
+                    self.host.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn set_down(&self) -> anyhow::Result<()> {
         let ifname = self.ifname.clone();
         self.host.netlink(|nl| async move {
@@ -437,10 +459,13 @@ impl Link {
         self.b.set_down()
     }
 
-    /// Bring both ends up again, restoring any address the kernel dropped while down
+    /// Bring both ends up (again), restoring any address the kernel dropped while down, and
+    /// wait until their addresses are usable
     pub fn set_up(&self) -> anyhow::Result<()> {
         self.a.configure(self.subnet.prefix_len())?;
-        self.b.configure(self.subnet.prefix_len())
+        self.b.configure(self.subnet.prefix_len())?;
+        self.a.wait_ready()?;
+        self.b.wait_ready()
     }
 }
 

@@ -199,3 +199,78 @@ fn cleanup_on_panic() {
     assert!(!prefix.is_empty());
     assert!(namespaces_with_prefix(&prefix).is_empty());
 }
+
+#[test]
+fn relay_rotates_source_addresses() {
+    if !testnet::require_root() {
+        return;
+    }
+    let net = TestNet::new().expect("testnet");
+    let client = net.host("c").expect("client");
+    let middle = net.host("m").expect("relay");
+    let server = net.host("s").expect("server");
+    let l1 = net.link(&client, &middle, None).expect("link 1");
+    let l2 = net.link(&middle, &server, None).expect("link 2");
+    let second: std::net::Ipv4Addr = {
+        let o = l2.a.v4.octets();
+        [o[0], o[1], o[2], 100].into()
+    };
+    middle
+        .add_address(
+            &l2.a.ifname,
+            ipnet::IpNet::new(IpAddr::V4(second), 24).expect("net"),
+        )
+        .expect("second address");
+
+    // The server records the source of every datagram and answers it.
+    let sock = server
+        .run(|| std::net::UdpSocket::bind(SocketAddr::new(IpAddr::V4(l2.b.v4), 4433)))
+        .expect("enter")
+        .expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let mut cfg = RelayConfig::new(
+        SocketAddr::new(IpAddr::V4(l1.b.v4), 5000),
+        sock.local_addr().expect("addr"),
+    );
+    cfg.rebind_every = Some(Duration::from_millis(150));
+    cfg.rebind_addrs = vec![IpAddr::V4(l2.a.v4), IpAddr::V4(second)];
+    let relay = middle
+        .run(|| Relay::spawn(cfg))
+        .expect("enter")
+        .expect("relay");
+    let cli = client
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:0"))
+        .expect("enter")
+        .expect("bind");
+    cli.set_read_timeout(Some(Duration::from_millis(20)))
+        .expect("timeout");
+    let mut sources = Vec::new();
+    let mut answered = 0;
+    let mut buf = [0u8; 64];
+    // Long enough for several rebind periods; bounded in time and count.
+    let end = std::time::Instant::now() + Duration::from_millis(800);
+    for _ in 0..200 {
+        if std::time::Instant::now() >= end {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        cli.send_to(b"probe", relay.local_addr()).expect("send");
+        if let Ok((n, from)) = sock.recv_from(&mut buf) {
+            if !sources.contains(&from) {
+                sources.push(from);
+            }
+            let _ = sock.send_to(&buf[..n], from);
+        }
+        if let Ok((_, from)) = cli.recv_from(&mut buf) {
+            assert_eq!(from, relay.local_addr());
+            answered += 1;
+        }
+    }
+    drop(relay);
+    let ips: Vec<IpAddr> = sources.iter().map(SocketAddr::ip).collect();
+    assert!(ips.contains(&IpAddr::V4(l2.a.v4)), "{sources:?}");
+    assert!(ips.contains(&IpAddr::V4(second)), "{sources:?}");
+    assert!(sources.len() >= 3, "{sources:?}");
+    assert!(answered >= 20, "answered {answered}");
+}
