@@ -130,9 +130,11 @@ PY
 )
     local g r snd rcv busy tun
     read -r g r snd rcv busy tun <<<"$line"
-    # Machine CPU (in cores) per Gbit/s: the number to compare between bare and tunnel.
+    # CPU (in cores) per Gbit/s of the processes involved (both iperf3 ends, in-kernel work
+    # done in their context included, plus the tunnel daemons): the number to compare between
+    # bare and tunnel. Not the whole-machine figure, which other tenants of the VM inflate.
     local cpg
-    cpg=$(python3 -c "import sys; g=float('$g'); b=float('$busy'); print('nan' if g!=g or g==0 else f'{b/100*$(nproc)/g:.2f}')")
+    cpg=$(python3 -c "g=float('$g'); c=float('$snd')+float('$rcv')+float('$tun'); print('nan' if g!=g or g==0 else f'{c/100/g:.3f}')")
     GBPS["$label/$dir/$streams"]=$g
     CPUPG["$label/$dir/$streams"]=$cpg
     ROWS+=("$(printf '%-7s %-5s %7s %8s %7s %9s %9s %8s %9s %10s' \
@@ -193,8 +195,9 @@ if ((TUNNEL)); then
 else
     echo "ping RTT avg (ms): bare ${PING[bare]}"
 fi
-echo "(sndCPU/rcvCPU: iperf3's own process CPU; sysCPU: whole machine, % of all cores;"
-echo " daemon: tunnel processes from /proc/<pid>/stat, % of one core)"
+echo "(sndCPU/rcvCPU: iperf3 sender/receiver process CPU, % of one core; sysCPU: whole machine,"
+echo " % of all cores, includes other tenants; daemon: tunnel processes from /proc/<pid>/stat,"
+echo " % of one core; cores/Gbit = (sndCPU+rcvCPU+daemon)/100 per Gbit/s)"
 
 if ((TUNNEL)); then
     echo
