@@ -529,3 +529,38 @@ fn retry_handshake_under_loss() {
         assert_eq!(h.transfer(Dir::Bi, &data), data, "seed {seed}");
     }
 }
+
+#[test]
+fn client_initial_datagrams_always_padded() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    for seed in 500..506 {
+        let mut h = Harness::new(Setup {
+            seed,
+            link: LinkConfig {
+                loss: 0.25,
+                ..LinkConfig::default()
+            },
+            ..Setup::default()
+        });
+        let client_id = h.pair.client;
+        let short = Rc::new(Cell::new(0u32));
+        let seen = short.clone();
+        h.pair.net.set_interceptor(move |info, data| {
+            // A v1 long header with type Initial (RFC 9000 §17.2.2)
+            let initial = data.first().is_some_and(|b| b & 0xb0 == 0x80);
+            if info.src == client_id && initial && data.len() < 1200 {
+                seen.set(seen.get() + 1);
+            }
+            Verdict::Deliver
+        });
+        h.handshake();
+        let data = payload(10_000, seed);
+        assert_eq!(h.transfer(Dir::Bi, &data), data, "seed {seed}");
+        assert_eq!(
+            short.get(),
+            0,
+            "seed {seed}: short client Initial datagrams"
+        );
+    }
+}
