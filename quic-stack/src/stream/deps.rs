@@ -141,8 +141,8 @@ impl SendBuffer {
     /// Bytes of an unacknowledged range (contiguous prefix; may be shorter)
     pub(crate) fn get(&self, range: Range<u64>) -> &[u8] {
         let start = (range.start.max(self.acked_prefix) - self.acked_prefix) as usize;
-        let end = ((range.end.max(self.acked_prefix) - self.acked_prefix) as usize)
-            .min(self.data.len());
+        let end =
+            ((range.end.max(self.acked_prefix) - self.acked_prefix) as usize).min(self.data.len());
         let (a, b) = self.data.as_slices();
         if start >= end {
             &[]
@@ -190,7 +190,11 @@ impl SendBuffer {
         // Only bytes not yet acknowledged need to go again.
         let mut cur = range.start.max(self.acked_prefix);
         while cur < range.end {
-            if let Some((_, &ae)) = self.acked.range(..=cur).next_back().filter(|(_, &ae)| ae > cur)
+            if let Some((_, &ae)) = self
+                .acked
+                .range(..=cur)
+                .next_back()
+                .filter(|(_, &ae)| ae > cur)
             {
                 cur = ae;
                 continue;
@@ -315,7 +319,12 @@ impl SendFlow {
 // Frame encoders (stand-ins for the `frame` module's)
 
 /// Size of a STREAM frame header
-pub(crate) fn stream_header_len(id: StreamId, offset: u64, data_len: usize, with_len: bool) -> usize {
+pub(crate) fn stream_header_len(
+    id: StreamId,
+    offset: u64,
+    data_len: usize,
+    with_len: bool,
+) -> usize {
     1 + varint::size(id.0)
         + if offset > 0 { varint::size(offset) } else { 0 }
         + if with_len {
@@ -346,7 +355,12 @@ pub(crate) fn encode_stream_header(
 }
 
 /// Largest STREAM payload that fits in `space` bytes together with its header
-pub(crate) fn stream_max_data_len(id: StreamId, offset: u64, space: usize, with_len: bool) -> usize {
+pub(crate) fn stream_max_data_len(
+    id: StreamId,
+    offset: u64,
+    space: usize,
+    with_len: bool,
+) -> usize {
     let base = stream_header_len(id, offset, 0, false);
     if space <= base {
         return 0;
@@ -402,7 +416,11 @@ impl Control {
 
 /// Size of a DATAGRAM frame header
 pub(crate) fn datagram_header_len(len: usize, with_len: bool) -> usize {
-    1 + if with_len { varint::size(len as u64) } else { 0 }
+    1 + if with_len {
+        varint::size(len as u64)
+    } else {
+        0
+    }
 }
 
 /// Write a DATAGRAM frame header; the data follows

@@ -8,8 +8,8 @@ use bytes::Bytes;
 
 use super::deps::{self, Assembler, Control, RecvFlow, SendBuffer, SendFlow};
 use super::{
-    ClosedStream, PeerStreamParams, ReadError, ReadResult, SentFrames, StreamChunk,
-    StreamControl, StreamEvent, StreamsConfig, WriteError,
+    ClosedStream, PeerStreamParams, ReadError, ReadResult, SentFrames, StreamChunk, StreamControl,
+    StreamEvent, StreamsConfig, WriteError,
 };
 use crate::error::TransportError;
 use crate::frame;
@@ -469,8 +469,10 @@ impl StreamsState {
             }
             // RFC 9000 §4.6: a stream beyond our MAX_STREAMS is STREAM_LIMIT_ERROR.
             if id.index() >= self.max_remote[d] {
-                return Err(TransportError::STREAM_LIMIT_ERROR("stream beyond MAX_STREAMS")
-                    .with_frame(frame_type));
+                return Err(
+                    TransportError::STREAM_LIMIT_ERROR("stream beyond MAX_STREAMS")
+                        .with_frame(frame_type),
+                );
             }
             // RFC 9000 §3.2: opening a stream implicitly opens lower-numbered ones of the
             // same type.
@@ -488,7 +490,12 @@ impl StreamsState {
     }
 
     /// Count newly received bytes of a stream against both receive limits
-    fn on_recv_extent(&mut self, id: StreamId, end: u64, frame_type: u64) -> Result<(), TransportError> {
+    fn on_recv_extent(
+        &mut self,
+        id: StreamId,
+        end: u64,
+        frame_type: u64,
+    ) -> Result<(), TransportError> {
         let Some(recv) = self.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) else {
             return Ok(());
         };
@@ -497,8 +504,10 @@ impl StreamsState {
         }
         // RFC 9000 §4.1: exceeding a flow control limit is FLOW_CONTROL_ERROR.
         if recv.flow.on_data(end).is_err() {
-            return Err(TransportError::FLOW_CONTROL_ERROR("stream data limit exceeded")
-                .with_frame(frame_type));
+            return Err(
+                TransportError::FLOW_CONTROL_ERROR("stream data limit exceeded")
+                    .with_frame(frame_type),
+            );
         }
         let delta = end - recv.highest;
         if self.conn_recv.on_data(self.conn_received + delta).is_err() {
@@ -533,8 +542,9 @@ impl StreamsState {
         // FINAL_SIZE_ERROR.
         if let Some(size) = recv.final_size {
             if end > size || (f.fin && end != size) {
-                return Err(TransportError::FINAL_SIZE_ERROR("final size changed")
-                    .with_frame(ty::STREAM));
+                return Err(
+                    TransportError::FINAL_SIZE_ERROR("final size changed").with_frame(ty::STREAM)
+                );
             }
         }
         if f.fin && end < recv.highest {
@@ -635,7 +645,8 @@ impl StreamsState {
         // RFC 9000 §3.5: an endpoint that receives STOP_SENDING MUST send RESET_STREAM
         // (unless already reset); we echo the peer's code.
         self.do_reset(id, error_code);
-        self.events.push_back(StreamEvent::Stopped { id, error_code });
+        self.events
+            .push_back(StreamEvent::Stopped { id, error_code });
         Ok(())
     }
 
@@ -681,8 +692,10 @@ impl StreamsState {
     pub fn on_max_streams(&mut self, dir: Dir, count: u64) -> Result<(), TransportError> {
         // RFC 9000 §19.11: a count above 2^60 MUST be treated as FRAME_ENCODING_ERROR.
         if count > MAX_STREAM_COUNT {
-            return Err(TransportError::FRAME_ENCODING_ERROR("MAX_STREAMS above 2^60")
-                .with_frame(ty::MAX_STREAMS + dir as u64));
+            return Err(
+                TransportError::FRAME_ENCODING_ERROR("MAX_STREAMS above 2^60")
+                    .with_frame(ty::MAX_STREAMS + dir as u64),
+            );
         }
         let d = di(dir);
         // RFC 9000 §4.6: MAX_STREAMS that do not increase the limit are ignored.
@@ -696,7 +709,11 @@ impl StreamsState {
     }
 
     /// A STREAM_DATA_BLOCKED frame
-    pub fn on_stream_data_blocked(&mut self, id: StreamId, limit: u64) -> Result<(), TransportError> {
+    pub fn on_stream_data_blocked(
+        &mut self,
+        id: StreamId,
+        limit: u64,
+    ) -> Result<(), TransportError> {
         let _ = limit;
         self.check_id(id, true, ty::STREAM_DATA_BLOCKED)?;
         Ok(())
@@ -706,8 +723,10 @@ impl StreamsState {
     pub fn on_streams_blocked(&mut self, dir: Dir, limit: u64) -> Result<(), TransportError> {
         // RFC 9000 §19.14: a limit above 2^60 MUST be treated as STREAM_LIMIT_ERROR.
         if limit > MAX_STREAM_COUNT {
-            return Err(TransportError::STREAM_LIMIT_ERROR("STREAMS_BLOCKED above 2^60")
-                .with_frame(ty::STREAMS_BLOCKED + dir as u64));
+            return Err(
+                TransportError::STREAM_LIMIT_ERROR("STREAMS_BLOCKED above 2^60")
+                    .with_frame(ty::STREAMS_BLOCKED + dir as u64),
+            );
         }
         Ok(())
     }
@@ -837,23 +856,33 @@ impl StreamsState {
         for (id, kind) in items {
             let stream = self.streams.get(&id);
             let frame = match kind {
-                P_MSD => stream
-                    .and_then(|s| s.recv.as_ref())
-                    .map(|r| (Control::MaxStreamData(id, r.flow.max()), StreamControl::MaxStreamData(id, r.flow.max()))),
-                P_RESET => stream.and_then(|s| s.send.as_ref()).and_then(|s| match s.state {
-                    SendState::ResetSent(code) => Some((
-                        Control::ResetStream(id, code, s.buf.offset()),
-                        StreamControl::Reset(id),
-                    )),
-                    _ => None,
+                P_MSD => stream.and_then(|s| s.recv.as_ref()).map(|r| {
+                    (
+                        Control::MaxStreamData(id, r.flow.max()),
+                        StreamControl::MaxStreamData(id, r.flow.max()),
+                    )
                 }),
-                P_STOP => self
-                    .stop_codes
-                    .get(&id)
-                    .map(|&code| (Control::StopSending(id, code), StreamControl::StopSending(id))),
+                P_RESET => stream
+                    .and_then(|s| s.send.as_ref())
+                    .and_then(|s| match s.state {
+                        SendState::ResetSent(code) => Some((
+                            Control::ResetStream(id, code, s.buf.offset()),
+                            StreamControl::Reset(id),
+                        )),
+                        _ => None,
+                    }),
+                P_STOP => self.stop_codes.get(&id).map(|&code| {
+                    (
+                        Control::StopSending(id, code),
+                        StreamControl::StopSending(id),
+                    )
+                }),
                 _ => stream.and_then(|s| s.send.as_ref()).map(|s| {
                     let at = s.flow.max();
-                    (Control::StreamDataBlocked(id, at), StreamControl::StreamDataBlocked(id, at))
+                    (
+                        Control::StreamDataBlocked(id, at),
+                        StreamControl::StreamDataBlocked(id, at),
+                    )
                 }),
             };
             let Some((frame, record)) = frame else {
@@ -963,7 +992,11 @@ impl StreamsState {
     /// A packet carrying `sent` was acknowledged
     pub fn on_acked(&mut self, mut sent: SentFrames) {
         for chunk in sent.take_chunks() {
-            let Some(send) = self.streams.get_mut(&chunk.id).and_then(|s| s.send.as_mut()) else {
+            let Some(send) = self
+                .streams
+                .get_mut(&chunk.id)
+                .and_then(|s| s.send.as_mut())
+            else {
                 continue;
             };
             if matches!(send.state, SendState::ResetSent(_)) {
@@ -980,7 +1013,8 @@ impl StreamsState {
                 self.wake_conn_blocked();
             }
             if done {
-                self.events.push_back(StreamEvent::Finished { id: chunk.id });
+                self.events
+                    .push_back(StreamEvent::Finished { id: chunk.id });
                 self.free_send(chunk.id);
             }
         }
@@ -995,7 +1029,11 @@ impl StreamsState {
     /// A packet carrying `sent` was declared lost: re-queue what still matters
     pub fn on_lost(&mut self, mut sent: SentFrames) {
         for chunk in sent.take_chunks() {
-            let Some(send) = self.streams.get_mut(&chunk.id).and_then(|s| s.send.as_mut()) else {
+            let Some(send) = self
+                .streams
+                .get_mut(&chunk.id)
+                .and_then(|s| s.send.as_mut())
+            else {
                 continue;
             };
             if matches!(send.state, SendState::ResetSent(_)) {
