@@ -6,6 +6,21 @@
 //!
 //! OWNER of everything below the trait: netdev helper.
 
+#![deny(unsafe_code)]
+
+pub mod icmp;
+pub mod ip;
+pub mod mem;
+pub mod netlink;
+pub mod netns;
+mod sys;
+
+pub use icmp::{packet_too_big, IcmpError, RateLimiter};
+pub use ip::{IpError, IpPacket, IpVersion};
+pub use mem::MemTun;
+pub use netlink::{NetEvent, NetWatcher, Netlink, NetlinkError};
+pub use netns::{NetNs, NetNsError, NetNsGuard};
+
 use std::future::Future;
 use std::io;
 

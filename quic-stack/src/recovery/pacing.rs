@@ -1,0 +1,172 @@
+//! Token-bucket pacing (RFC 9002 §7.7)
+//!
+//! The bucket refills at 1.25 × cwnd / smoothed_rtt (the N = 1.25 of RFC 9002 §7.7, so that
+//! pacing does not itself limit the window) and holds at most a burst of about ten packets.
+//! The caller asks [`Pacer::delay`] before building a packet and reports each sent packet with
+//! [`Pacer::on_sent`].
+
+use std::time::{Duration, Instant};
+
+/// Packets allowed in one burst (RFC 9002 §7.7 suggests sending no more than the initial
+/// window, ten packets, at once)
+const BURST_PACKETS: u64 = 10;
+
+/// A token-bucket pacer
+#[derive(Debug, Clone)]
+pub struct Pacer {
+    /// Bytes that may be sent now
+    tokens: u64,
+    /// Bucket size in bytes
+    capacity: u64,
+    /// Window and MTU the capacity was computed for
+    window: u64,
+    mtu: u16,
+    /// Time up to which tokens have been credited
+    last_refill: Instant,
+}
+
+impl Pacer {
+    /// A full bucket for `window` and `mtu`
+    pub fn new(window: u64, mtu: u16, now: Instant) -> Self {
+        let capacity = capacity(window, mtu);
+        Self {
+            tokens: capacity,
+            capacity,
+            window,
+            mtu,
+            last_refill: now,
+        }
+    }
+
+    /// When `bytes_to_send` may be sent: `None` means now, otherwise the instant the bucket
+    /// will hold enough tokens (arm the pacing timer for it)
+    pub fn delay(
+        &mut self,
+        smoothed_rtt: Duration,
+        bytes_to_send: u64,
+        mtu: u16,
+        window: u64,
+        now: Instant,
+    ) -> Option<Instant> {
+        if window != self.window || mtu != self.mtu {
+            self.window = window;
+            self.mtu = mtu;
+            self.capacity = capacity(window, mtu);
+            self.tokens = self.tokens.min(self.capacity);
+        }
+        // A request larger than the bucket could never be met: wait for a full bucket instead.
+        let need = bytes_to_send.min(self.capacity);
+        if self.tokens >= need {
+            return None;
+        }
+        let rtt_ns = smoothed_rtt.as_nanos();
+        if rtt_ns == 0 || window == 0 {
+            // No meaningful rate: do not hold packets back.
+            return None;
+        }
+        // Refill: window * 5/4 bytes per smoothed RTT.
+        let elapsed_ns = now.saturating_duration_since(self.last_refill).as_nanos();
+        let per_rtt = u128::from(window) * 5;
+        let added = elapsed_ns.saturating_mul(per_rtt) / (rtt_ns * 4);
+        if added > 0 {
+            let added = u64::try_from(added).unwrap_or(u64::MAX);
+            self.tokens = self.tokens.saturating_add(added).min(self.capacity);
+            // Credit time only for whole tokens so that frequent polls lose nothing; a full
+            // bucket forgets the rest.
+            self.last_refill = if self.tokens == self.capacity {
+                now
+            } else {
+                let used_ns = u128::from(added) * rtt_ns * 4 / per_rtt;
+                self.last_refill + nanos(used_ns)
+            };
+        }
+        if self.tokens >= need {
+            return None;
+        }
+        // Time until the deficit is refilled, rounded up.
+        let deficit = u128::from(need - self.tokens);
+        let wait_ns = (deficit * rtt_ns * 4).div_ceil(per_rtt);
+        Some((self.last_refill + nanos(wait_ns)).max(now))
+    }
+
+    /// Takes `bytes` tokens for a packet just sent
+    pub fn on_sent(&mut self, bytes: u64) {
+        self.tokens = self.tokens.saturating_sub(bytes);
+    }
+}
+
+fn capacity(window: u64, mtu: u16) -> u64 {
+    // Never more than the window, never less than one packet.
+    (BURST_PACKETS * u64::from(mtu))
+        .min(window)
+        .max(u64::from(mtu))
+}
+
+fn nanos(ns: u128) -> Duration {
+    Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn burst_then_paced() {
+        let t0 = Instant::now();
+        let window = 100_000;
+        let mut p = Pacer::new(window, 1200, t0);
+        for _ in 0..10 {
+            assert_eq!(p.delay(100 * MS, 1200, 1200, window, t0), None);
+            p.on_sent(1200);
+        }
+        // Bucket empty: 1200 bytes at 125000 B/100ms = 0.96 ms.
+        let d = p.delay(100 * MS, 1200, 1200, window, t0).unwrap();
+        assert_eq!(d - t0, Duration::from_micros(960));
+        assert_eq!(p.delay(100 * MS, 1200, 1200, window, d), None);
+        p.on_sent(1200);
+        // Long idle refills at most a burst.
+        let later = d + 10 * 100 * MS;
+        for _ in 0..10 {
+            assert_eq!(p.delay(100 * MS, 1200, 1200, window, later), None);
+            p.on_sent(1200);
+        }
+        assert!(p.delay(100 * MS, 1200, 1200, window, later).is_some());
+    }
+
+    #[test]
+    fn rate_matches_window() {
+        let t0 = Instant::now();
+        let window = 50_000;
+        let mut p = Pacer::new(window, 1000, t0);
+        let mut now = t0;
+        let mut sent = 0u64;
+        while now < t0 + 1000 * MS {
+            match p.delay(50 * MS, 1000, 1000, window, now) {
+                None => {
+                    p.on_sent(1000);
+                    sent += 1000;
+                }
+                Some(t) => now = t,
+            }
+        }
+        // 1.25 * 50000 / 50ms = 1.25 MB/s, plus the initial 10 kB burst.
+        assert!((1_240_000..=1_270_000).contains(&sent), "{sent}");
+    }
+
+    #[test]
+    fn degenerate_inputs() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(0, 1200, t0);
+        assert_eq!(p.delay(Duration::ZERO, 5000, 1200, 0, t0), None);
+        p.on_sent(u64::MAX);
+        assert_eq!(p.delay(Duration::ZERO, 5000, 1200, 1, t0), None);
+        assert!(p
+            .delay(Duration::MAX, u64::MAX, 1200, u64::MAX, t0)
+            .is_some());
+        // A shrinking window clamps the bucket.
+        let mut p = Pacer::new(1_000_000, 1200, t0);
+        assert_eq!(p.delay(100 * MS, 12_000, 1200, 2400, t0), None);
+    }
+}
