@@ -11,7 +11,7 @@
 //!   MAX_STREAMS credit.
 
 pub mod assembler;
-mod deps;
+pub(crate) mod deps;
 pub mod send_buf;
 mod state;
 
