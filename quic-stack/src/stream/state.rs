@@ -527,8 +527,8 @@ impl StreamsState {
             .offset
             .checked_add(f.data.len() as u64)
             .filter(|&e| e < 1 << 62)
-            // RFC 9000 §19.8: offset + length beyond 2^62-1 is FRAME_ENCODING_ERROR... but
-            // the frame parser enforces that; treat it as exceeding flow control here.
+            // RFC 9000 §19.8: an end offset beyond 2^62-1 MUST be FRAME_ENCODING_ERROR or
+            // FLOW_CONTROL_ERROR; no credit can cover it.
             .ok_or_else(|| {
                 TransportError::FLOW_CONTROL_ERROR("stream offset overflow").with_frame(ty::STREAM)
             })?;
@@ -659,7 +659,11 @@ impl StreamsState {
 
     /// Raise `Writable` for streams waiting on connection-level credit
     fn wake_conn_blocked(&mut self) {
-        if !self.conn_blocked {
+        let credit = self
+            .conn_send
+            .credit()
+            .min(self.config.send_window.saturating_sub(self.unacked));
+        if !self.conn_blocked || credit == 0 {
             return;
         }
         self.conn_blocked = false;
@@ -937,7 +941,10 @@ impl StreamsState {
             let with_len = deps::stream_header_len(id, start, len, false) + len != space;
             if with_len && deps::stream_header_len(id, start, len, true) + len > space {
                 let fit = deps::stream_max_data_len(id, start, space, true);
-                if fit == 0 && deps::stream_header_len(id, start, 0, true) > space {
+                let fin_only_fits =
+                    len == 0 && fin && deps::stream_header_len(id, start, 0, true) <= space;
+                if fit == 0 && !fin_only_fits {
+                    // Not worth an empty frame: give the range back for the next packet.
                     if let Some(r) = range {
                         send.buf.retransmit(r);
                     }

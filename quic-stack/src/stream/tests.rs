@@ -686,7 +686,7 @@ fn deliver_one(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     /// Whatever is written arrives intact despite loss, reordering and small packets
     #[test]
