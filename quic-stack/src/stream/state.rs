@@ -768,8 +768,10 @@ impl StreamsState {
         if id.initiator() != self.side {
             let d = di(id.dir());
             // RFC 9000 §4.6: raise the limit as streams close, so the peer can keep going.
-            self.max_remote[d] += 1;
-            self.pending.max_streams[d] = true;
+            if self.max_remote[d] < MAX_STREAM_COUNT {
+                self.max_remote[d] += 1;
+                self.pending.max_streams[d] = true;
+            }
         }
     }
 

@@ -655,6 +655,59 @@ fn sent_frames_inline_for_two_chunks() {
     assert!(!s.is_empty());
 }
 
+#[test]
+fn stop_sending_on_unopened_peer_stream_opens_it_and_resets() {
+    let (_, mut s) = pair();
+    let id = StreamId::new(Side::Client, Dir::Bi, 1);
+    s.on_stop_sending(id, 3).unwrap();
+    // Streams 0 and 1 now exist; 1 was reset in reply.
+    assert_eq!(s.stream_count(), 2);
+    let ev = events(&mut s);
+    assert!(ev.contains(&StreamEvent::Opened { dir: Dir::Bi }));
+    assert!(ev.contains(&StreamEvent::Stopped { id, error_code: 3 }));
+    let (buf, _) = packet(&mut s, 1200);
+    assert_eq!(
+        parse(&buf),
+        [Frame::ResetStream {
+            id,
+            error_code: 3,
+            final_size: 0
+        }]
+    );
+}
+
+#[test]
+fn stop_sending_after_all_data_frees_at_once() {
+    let (mut c, mut s) = pair();
+    let id = c.open(Dir::Uni).unwrap();
+    c.write(id, b"abc").unwrap();
+    c.finish(id).unwrap();
+    flush(&mut c, &mut s);
+    s.stop_sending(id, 1).unwrap();
+    // The peer already finished: no STOP_SENDING needed, and the stream is gone.
+    assert_eq!(s.stream_count(), 0);
+    let (buf, _) = packet(&mut s, 1200);
+    assert!(!parse(&buf)
+        .iter()
+        .any(|f| matches!(f, Frame::StopSending { .. })));
+}
+
+#[test]
+fn frames_for_closed_streams_are_ignored() {
+    let (mut c, mut s) = pair();
+    let id = c.open(Dir::Uni).unwrap();
+    c.write(id, b"abc").unwrap();
+    c.finish(id).unwrap();
+    flush(&mut c, &mut s);
+    s.read(id, &mut [0; 8]).unwrap();
+    assert_eq!(s.stream_count(), 0);
+    // A late retransmission and a late reset change nothing.
+    s.on_stream_frame(&stream(id, 0, b"abc", true)).unwrap();
+    s.on_reset_stream(id, 0, 3).unwrap();
+    assert_eq!(s.stream_count(), 0);
+    assert_eq!(c.on_max_stream_data(id, 10_000), Ok(()));
+}
+
 /// One direction of a lossy pipe between two stream layers
 #[derive(Debug, Clone)]
 struct Net {
