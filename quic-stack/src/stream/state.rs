@@ -358,7 +358,7 @@ impl StreamsState {
         send.state = SendState::ResetSent(code);
         send.fin_pending = false;
         // Nothing more of this stream's data will be sent: release its send-window share.
-        self.unacked -= send.buf.unacked_len();
+        self.unacked = self.unacked.saturating_sub(send.buf.unacked_len());
         self.pending.stream.insert((id, P_RESET));
         self.pending.stream.remove(&(id, P_SDB));
         self.send_queue.retain(|&s| s != id);
@@ -1016,7 +1016,7 @@ impl StreamsState {
             let freed = before - send.buf.unacked_len();
             send.fin_acked |= chunk.fin;
             let done = send.fin_acked && send.buf.is_fully_acked();
-            self.unacked -= freed;
+            self.unacked = self.unacked.saturating_sub(freed);
             if freed > 0 {
                 self.conn_blocked = true;
                 self.wake_conn_blocked();
