@@ -57,10 +57,12 @@ pub enum IcmpError {
 ///
 /// IPv4: type 3 code 4 with the next-hop MTU, quoting the original up to a 576-byte reply.
 /// IPv6: type 2 with the MTU (raised to 1280 if smaller, RFC 8201 §4), quoting up to 1280 bytes.
-/// Checksums (IPv4 header, ICMP, ICMPv6 pseudo-header) are filled in.
+/// Checksums (IPv4 header, ICMP, ICMPv6 pseudo-header) are filled in. For IPv4 the caller
+/// decides whether the packet had DF set ([`IpPacket::dont_fragment`]); without DF a router
+/// would fragment instead of answering. Pass replies through a [`RateLimiter`].
 pub fn packet_too_big(original: &[u8], local: IpAddr, mtu: u32) -> Result<Vec<u8>, IcmpError> {
     let orig = IpPacket::new_checked(original)?;
-    if orig.is_non_first_fragment() {
+    if is_non_first_fragment(&orig) {
         return Err(IcmpError::NonFirstFragment);
     }
     if is_icmp_error(&orig) {
@@ -106,8 +108,16 @@ pub fn packet_too_big(original: &[u8], local: IpAddr, mtu: u32) -> Result<Vec<u8
 
 /// True if `p` is an ICMP or ICMPv6 error message (or too short to tell, to stay safe)
 fn is_icmp_error(p: &IpPacket<'_>) -> bool {
-    let ty = p.payload().first().copied();
-    match (p.protocol(), ty) {
+    // etherparse walks IPv6 extension headers to the upper-layer header; if it cannot parse,
+    // fall back to the fixed header's protocol.
+    let (proto, ty) = match etherparse::IpSlice::from_slice(p.packet()) {
+        Ok(s) => (
+            s.payload().ip_number.0,
+            s.payload().payload.first().copied(),
+        ),
+        Err(_) => (p.protocol(), p.payload().first().copied()),
+    };
+    match (proto, ty) {
         // RFC 792: 3 unreachable, 4 source quench, 5 redirect, 11 time exceeded, 12 parameter
         (PROTO_ICMP, Some(t)) => matches!(t, 3 | 4 | 5 | 11 | 12),
         // RFC 4443 §2.1: types 0-127 are errors
@@ -115,6 +125,20 @@ fn is_icmp_error(p: &IpPacket<'_>) -> bool {
         (PROTO_ICMP | PROTO_ICMPV6, None) => true,
         _ => false,
     }
+}
+
+/// True for a non-first fragment, including IPv6 fragment headers behind other extensions
+fn is_non_first_fragment(p: &IpPacket<'_>) -> bool {
+    if p.is_non_first_fragment() {
+        return true;
+    }
+    let Ok(etherparse::IpSlice::Ipv6(v6)) = etherparse::IpSlice::from_slice(p.packet()) else {
+        return false;
+    };
+    v6.extensions().clone().into_iter().any(|ext| match ext {
+        etherparse::Ipv6ExtensionSlice::Fragment(f) => f.fragment_offset().value() != 0,
+        _ => false,
+    })
 }
 
 /// Token bucket limiting how many ICMP replies are sent (sans-IO: the caller passes `now`)
@@ -295,6 +319,52 @@ mod tests {
         assert_eq!(
             packet_too_big(&bc, IpAddr::V4(L4), 1280),
             Err(IcmpError::BadSource)
+        );
+    }
+
+    #[test]
+    fn v6_extension_headers_are_walked() {
+        use etherparse::{IpNumber, Ipv6FragmentHeader, Ipv6Header, Ipv6RawExtHeader};
+        // fixed header | hop-by-hop | fragment(offset 8) | data
+        let hbh = Ipv6RawExtHeader::new_raw(IpNumber(44), &[0; 6]).expect("hbh");
+        let frag = Ipv6FragmentHeader::new(
+            IpNumber(17),
+            etherparse::IpFragOffset::try_new(8).expect("offset"),
+            true,
+            7,
+        );
+        let mut body = Vec::new();
+        body.extend_from_slice(&hbh.to_bytes());
+        body.extend_from_slice(&frag.to_bytes());
+        body.extend_from_slice(&[0u8; 1400]);
+        let hdr = Ipv6Header {
+            payload_length: u16::try_from(body.len()).expect("len"),
+            next_header: IpNumber(0),
+            hop_limit: 64,
+            source: r6().octets(),
+            destination: l6().octets(),
+            ..Default::default()
+        };
+        let mut pkt = hdr.to_bytes().to_vec();
+        pkt.extend_from_slice(&body);
+        assert_eq!(
+            packet_too_big(&pkt, IpAddr::V6(l6()), 1280),
+            Err(IcmpError::NonFirstFragment)
+        );
+        // Same shape, but an ICMPv6 error (type 1) behind the hop-by-hop header.
+        let hbh = Ipv6RawExtHeader::new_raw(IpNumber(58), &[0; 6]).expect("hbh");
+        let mut body = hbh.to_bytes().to_vec();
+        body.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0]);
+        body.extend_from_slice(&[0u8; 1300]);
+        let hdr = Ipv6Header {
+            payload_length: u16::try_from(body.len()).expect("len"),
+            ..hdr
+        };
+        let mut pkt = hdr.to_bytes().to_vec();
+        pkt.extend_from_slice(&body);
+        assert_eq!(
+            packet_too_big(&pkt, IpAddr::V6(l6()), 1280),
+            Err(IcmpError::IsIcmpError)
         );
     }
 

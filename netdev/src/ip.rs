@@ -414,6 +414,31 @@ mod tests {
         assert_ne!(ha, hc);
     }
 
+    /// Edge cases kept as a small corpus, replayed through the fuzz body
+    #[test]
+    fn corpus_replay() {
+        let mut v4_options = udp_v4(b"x");
+        v4_options[0] = 0x46; // claims 24-byte header
+        let corpus: &[&[u8]] = &[
+            &[],
+            &[0x45],
+            &[0x4f; 60],
+            &[
+                0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+            ],
+            &[
+                0x45, 0, 0, 19, 0, 0, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+            ],
+            &[0x60; 40],
+            &[0x60; 41],
+            &[0xff; 64],
+            &v4_options,
+        ];
+        for case in corpus {
+            fuzzing::fuzz_ip(case);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
         #[test]

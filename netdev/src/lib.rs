@@ -4,6 +4,17 @@
 //! addresses/routes/MTU through netlink, network namespaces, IP header views and ICMP Packet Too
 //! Big synthesis. Only `sys` may contain `unsafe`.
 //!
+//! - [`ip`]: zero-copy IPv4/IPv6 header view and flow hash; accessors never panic after the check
+//! - [`icmp`]: ICMPv4 Fragmentation Needed / ICMPv6 Packet Too Big replies and a rate limiter
+//! - [`mem`]: [`MemTun`] pair for tests without root
+//! - [`tun`]: [`LinuxTun`], the tun-rs device with offload and batching
+//! - [`netlink`]: links, addresses, routes, veth, namespace moves, and the [`NetWatcher`]
+//! - [`netns`]: `ip netns` compatible namespaces, running closures and commands inside them
+//!
+//! Rules: everything that touches the kernel returns a typed error whose message names the fix
+//! when there is one (root, CAP_NET_ADMIN, modprobe tun); devices, netlink handles and watchers
+//! need a tokio runtime and belong to the network namespace of the thread that created them.
+//!
 //! OWNER of everything below the trait: netdev helper.
 
 #![deny(unsafe_code)]
@@ -14,12 +25,14 @@ pub mod mem;
 pub mod netlink;
 pub mod netns;
 mod sys;
+pub mod tun;
 
 pub use icmp::{packet_too_big, IcmpError, RateLimiter};
 pub use ip::{IpError, IpPacket, IpVersion};
 pub use mem::MemTun;
 pub use netlink::{NetEvent, NetWatcher, Netlink, NetlinkError};
 pub use netns::{NetNs, NetNsError, NetNsGuard};
+pub use tun::{LinuxTun, TunConfig, TunError};
 
 use std::future::Future;
 use std::io;

@@ -20,6 +20,9 @@ use tokio::task::JoinHandle;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NetlinkError {
+    /// Called outside a tokio runtime, which drives the netlink connection
+    #[error("netlink needs a tokio runtime: create the handle inside one")]
+    NoRuntime,
     /// Opening or binding the netlink socket failed
     #[error("netlink socket: {0}")]
     Socket(#[source] std::io::Error),
@@ -105,8 +108,9 @@ impl Drop for Netlink {
 impl Netlink {
     /// Open a netlink connection in the calling thread's network namespace (needs a tokio runtime)
     pub fn new() -> Result<Self, NetlinkError> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| NetlinkError::NoRuntime)?;
         let (conn, handle, _) = rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
-        let conn = tokio::spawn(conn);
+        let conn = rt.spawn(conn);
         Ok(Self { handle, conn })
     }
 
@@ -395,6 +399,7 @@ impl NetWatcher {
     /// Subscribe to RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV4_ROUTE and
     /// RTNLGRP_IPV6_ROUTE (needs a tokio runtime)
     pub fn new() -> Result<Self, NetlinkError> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| NetlinkError::NoRuntime)?;
         let (mut conn, _handle, messages) =
             rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
         let groups =
@@ -403,7 +408,7 @@ impl NetWatcher {
             .socket_mut()
             .bind(&SocketAddr::new(0, groups))
             .map_err(NetlinkError::Socket)?;
-        let conn = tokio::spawn(conn);
+        let conn = rt.spawn(conn);
         Ok(Self { messages, conn })
     }
 
@@ -436,5 +441,26 @@ impl NetWatcher {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needs_a_runtime() {
+        assert!(matches!(Netlink::new(), Err(NetlinkError::NoRuntime)));
+        assert!(matches!(NetWatcher::new(), Err(NetlinkError::NoRuntime)));
+    }
+
+    #[test]
+    fn kernel_errors_are_classified() {
+        let e = NetlinkError::PermissionDenied { op: "set MTU" };
+        assert!(e.to_string().contains("CAP_NET_ADMIN"));
+        assert_eq!(
+            default_net(crate::IpVersion::V6),
+            "::/0".parse::<IpNet>().expect("net")
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! so `ip netns exec <name> ...` and `ip -n <name> ...` see it. Entering one is scoped: the
 //! calling thread never changes namespace; [`NetNs::run_in`] runs a closure on a fresh thread that
 //! joined the namespace (a socket or tokio runtime created there lives there), and
-//! [`NetNs::spawn`] starts a child process inside it.
+//! [`NetNs::spawn_command`] starts a child process inside it.
 //!
 //! The standard trick for a tunnel: create the TUN inside one namespace through `run_in` while
 //! the UDP socket is opened in the caller's namespace; the device stays in the namespace it was
@@ -180,7 +180,7 @@ impl NetNs {
     }
 
     /// Spawn `cmd` inside this namespace
-    pub fn spawn(&self, cmd: &mut Command) -> io::Result<Child> {
+    pub fn spawn_command(&self, cmd: &mut Command) -> io::Result<Child> {
         self.prepare_command(cmd);
         cmd.spawn()
     }

@@ -150,6 +150,23 @@ impl RangeSet {
         self.map.clear();
     }
 
+    /// The parts of the set inside `range`, ascending, each clipped to `range`
+    pub fn iter_within(&self, range: Range<u64>) -> impl Iterator<Item = Range<u64>> + '_ {
+        let Range { start, end } = range;
+        // A range starting before `start` may reach into it.
+        let before = self
+            .map
+            .range(..start)
+            .next_back()
+            .filter(|&(_, &e)| e > start && start < end)
+            .map(|(_, &e)| start..e.min(end));
+        let inside = self
+            .map
+            .range(start..end.max(start))
+            .map(move |(&s, &e)| s..e.min(end));
+        before.into_iter().chain(inside)
+    }
+
     /// The ranges, ascending; `.rev()` for descending (as ACK frames list them)
     pub fn iter(&self) -> Iter<'_> {
         Iter(self.map.iter())
@@ -324,6 +341,9 @@ mod tests {
                     }
                 }
                 check(&set, &model);
+                let within: Vec<u64> = set.iter_within(50..150).flatten().collect();
+                prop_assert_eq!(within, model.range(50..150).copied().collect::<Vec<_>>());
+                prop_assert_eq!(set.iter_within(60..60).count(), 0);
                 for x in 0..240 {
                     prop_assert_eq!(set.contains(x), model.contains(&x));
                 }

@@ -107,16 +107,19 @@ impl fmt::Display for StreamId {
     }
 }
 
+/// Longest connection ID that QUIC v1 and v2 allow (RFC 9000 §17.2)
+const MAX_CID_LEN: usize = 20;
+
 /// A connection ID, at most 20 bytes (RFC 9000 §17.2), stored inline
 #[derive(Copy, Clone, Eq, PartialEq, Ord, PartialOrd, Hash, Default)]
 pub struct ConnectionId {
     len: u8,
-    bytes: [u8; ConnectionId::MAX_LEN],
+    bytes: [u8; MAX_CID_LEN],
 }
 
 impl ConnectionId {
     /// The largest length RFC 9000 allows for QUIC v1 and v2
-    pub const MAX_LEN: usize = 20;
+    pub const MAX_LEN: usize = MAX_CID_LEN;
 
     /// A connection ID from bytes; `None` when longer than [`Self::MAX_LEN`]
     pub fn new(bytes: &[u8]) -> Option<Self> {

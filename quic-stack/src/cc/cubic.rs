@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use super::hystart::{HyStart, Phase};
 use super::{initial_window, minimum_window, Controller};
 use crate::recovery::RttEstimator;
 
@@ -31,6 +32,8 @@ pub struct Cubic {
     epoch: Option<Epoch>,
     /// Fractional bytes of window growth not yet applied
     growth_carry: f64,
+    /// RFC 9438 §4.10 / RFC 9406: HyStart++ during the initial slow start
+    hystart: HyStart,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,7 +56,13 @@ impl Cubic {
             w_max: 0.0,
             epoch: None,
             growth_carry: 0.0,
+            hystart: HyStart::new(),
         }
+    }
+
+    /// True while HyStart++ holds the controller in Conservative Slow Start
+    pub fn in_css(&self) -> bool {
+        matches!(self.hystart.phase(), Phase::Css { .. })
     }
 
     fn in_recovery(&self, sent: Instant) -> bool {
@@ -76,7 +85,9 @@ impl Cubic {
 }
 
 impl Controller for Cubic {
-    fn on_sent(&mut self, _now: Instant, _bytes: u64, _pn: u64) {}
+    fn on_sent(&mut self, _now: Instant, _bytes: u64, pn: u64) {
+        self.hystart.on_sent(pn);
+    }
 
     fn on_ack(
         &mut self,
@@ -96,8 +107,13 @@ impl Controller for Cubic {
             return;
         }
         if self.window < self.ssthresh {
-            // RFC 9438 §4.10: slow start as in RFC 9002.
-            self.window = self.window.saturating_add(bytes);
+            // RFC 9438 §4.10: slow start as in RFC 9002, moderated by HyStart++ (RFC 9406).
+            let increase = if self.ssthresh == u64::MAX {
+                self.hystart.on_ack(bytes, rtt.latest())
+            } else {
+                bytes
+            };
+            self.window = self.window.saturating_add(increase);
             return;
         }
         let cwnd = self.window as f64;
@@ -149,6 +165,19 @@ impl Controller for Cubic {
         }
     }
 
+    fn on_end_acks(
+        &mut self,
+        _now: Instant,
+        _in_flight: u64,
+        _app_limited: bool,
+        largest_packet_num_acked: Option<u64>,
+    ) {
+        if self.window < self.ssthresh && self.hystart.on_end_acks(largest_packet_num_acked) {
+            // RFC 9406 §4.2: CSS is over; continue in congestion avoidance from here.
+            self.ssthresh = self.window;
+        }
+    }
+
     fn on_congestion_event(
         &mut self,
         now: Instant,
@@ -156,6 +185,8 @@ impl Controller for Cubic {
         is_persistent_congestion: bool,
         _lost_bytes: u64,
     ) {
+        // RFC 9406 §4.2: any congestion event ends slow start and CSS.
+        self.hystart.on_congestion();
         if !self.in_recovery(sent) {
             self.recovery_start = Some(now);
             let cwnd = self.window as f64;

@@ -15,6 +15,7 @@ use std::time::Instant;
 use crate::recovery::RttEstimator;
 
 mod cubic;
+mod hystart;
 mod newreno;
 
 pub use cubic::Cubic;

@@ -247,3 +247,111 @@ proptest! {
         }
     }
 }
+
+/// Ack-clocked sender: keeps the window full and gets ACK frames for two packets at a time,
+/// one RTT (`rtt_at(send time)`) after they were sent
+struct AckClock<F> {
+    t0: Instant,
+    now: Instant,
+    next_pn: u64,
+    in_flight: std::collections::VecDeque<(u64, Instant)>,
+    rtt_at: F,
+}
+
+impl<F: Fn(Duration) -> u32> AckClock<F> {
+    fn new(t0: Instant, rtt_at: F) -> Self {
+        Self {
+            t0,
+            now: t0,
+            next_pn: 0,
+            in_flight: Default::default(),
+            rtt_at,
+        }
+    }
+
+    /// One ACK frame; returns the time it arrived
+    fn step(&mut self, cc: &mut Cubic) -> Duration {
+        while (self.in_flight.len() as u64) * u64::from(MTU) < cc.window() {
+            cc.on_sent(self.now, u64::from(MTU), self.next_pn);
+            self.in_flight.push_back((self.next_pn, self.now));
+            self.next_pn += 1;
+        }
+        let (_, sent) = self.in_flight[0];
+        let rtt_ms = (self.rtt_at)(sent - self.t0);
+        self.now = self.now.max(sent + MS * rtt_ms);
+        let r = rtt(rtt_ms);
+        let mut largest = None;
+        for _ in 0..2 {
+            if let Some((pn, sent)) = self.in_flight.pop_front() {
+                cc.on_ack(self.now, sent, u64::from(MTU), false, &r);
+                largest = Some(pn);
+            }
+        }
+        cc.on_end_acks(self.now, 0, false, largest);
+        self.now - self.t0
+    }
+}
+
+#[test]
+fn hystart_enters_css_on_rtt_increase() {
+    let t0 = Instant::now();
+    let mut cc = Cubic::new(MTU, t0);
+    // RTT rises from 50 ms to 70 ms (threshold max(50/8, 4) = 6.25 ms) after 200 ms.
+    let mut sim = AckClock::new(t0, |t| if t < 200 * MS { 50 } else { 70 });
+    let mut css_at = None;
+    while cc.ssthresh() == u64::MAX {
+        let t = sim.step(&mut cc);
+        assert!(t < 2000 * MS, "never left slow start");
+        if cc.in_css() && css_at.is_none() {
+            css_at = Some((t, cc.window()));
+        }
+    }
+    let (css_t, css_w) = css_at.expect("never entered CSS");
+    // CSS lasts CSS_ROUNDS (5) rounds of ~70 ms, growing by ~1.25x per round instead of 2x.
+    let t_exit = sim.now - t0;
+    assert!(t_exit - css_t >= 4 * 70 * MS, "{css_t:?} {t_exit:?}");
+    assert!(cc.window() < css_w * 4, "{} vs {css_w}", cc.window());
+    // Left without loss: ssthresh is the window at exit, not a reduction.
+    assert_eq!(cc.ssthresh(), cc.window());
+    assert!(!cc.in_css());
+}
+
+#[test]
+fn hystart_stays_in_slow_start_with_flat_rtt() {
+    let t0 = Instant::now();
+    let mut cc = Cubic::new(MTU, t0);
+    let mut sim = AckClock::new(t0, |_| 50);
+    for _ in 0..300 {
+        sim.step(&mut cc);
+    }
+    assert_eq!(cc.ssthresh(), u64::MAX);
+    assert!(!cc.in_css());
+    // 300 ACKs of 2 packets each: +1 packet per packet acked.
+    assert_eq!(cc.window(), 12_000 + 600 * 1200);
+}
+
+#[test]
+fn hystart_spurious_css_resumes_slow_start() {
+    let t0 = Instant::now();
+    let mut cc = Cubic::new(MTU, t0);
+    // A bump to 70 ms between 200 and 300 ms, then back to 50.
+    let mut sim = AckClock::new(t0, |t| {
+        if (200 * MS..300 * MS).contains(&t) {
+            70
+        } else {
+            50
+        }
+    });
+    let mut saw_css = false;
+    let mut resumed = false;
+    for _ in 0..2000 {
+        sim.step(&mut cc);
+        if cc.in_css() {
+            saw_css = true;
+        } else if saw_css && cc.ssthresh() == u64::MAX {
+            resumed = true;
+            break;
+        }
+    }
+    assert!(saw_css && resumed, "css {saw_css} resumed {resumed}");
+}

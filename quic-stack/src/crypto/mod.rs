@@ -2,6 +2,22 @@
 //! Retry integrity, and the [`Session`] trait that a TLS 1.3 implementation provides
 //!
 //! OWNER: crypto helper. The traits below are the contract other modules code against.
+//!
+//! Our own ring-based implementations live in sub-modules: [`initial_keys`] for Initial packets,
+//! [`keys_from_secret`] and [`next_secret`] for keys built from TLS traffic secrets,
+//! [`retry_tag`]/[`is_valid_retry`] for Retry integrity, and [`token`] for address-validation
+//! tokens and stateless reset tokens. The rustls session adapter is in [`crate::tls`].
+
+mod hkdf_label;
+mod keys;
+mod retry;
+#[cfg(test)]
+mod tests;
+pub mod token;
+
+pub use self::keys::{initial_keys, is_supported_version, keys_from_secret, next_secret, Suite};
+pub(crate) use self::keys::{seal_with, split_for_header_protection};
+pub use self::retry::{is_valid_retry, retry_tag, RETRY_TAG_LEN};
 
 use crate::shared::Side;
 

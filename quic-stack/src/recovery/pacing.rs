@@ -109,6 +109,7 @@ fn nanos(ns: u128) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -168,5 +169,38 @@ mod tests {
         // A shrinking window clamps the bucket.
         let mut p = Pacer::new(1_000_000, 1200, t0);
         assert_eq!(p.delay(100 * MS, 12_000, 1200, 2400, t0), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        /// Whatever the inputs, a returned send time is in the future and the bytes let through
+        /// never exceed one burst plus the pacing rate over the elapsed time.
+        #[test]
+        fn never_exceeds_rate(
+            window in 2400u64..10_000_000,
+            rtt_ms in 1u64..500,
+            ops in prop::collection::vec((1u64..=1200, 0u64..20_000), 1..200),
+        ) {
+            let t0 = Instant::now();
+            let mtu = 1200u16;
+            let rtt = Duration::from_millis(rtt_ms);
+            let mut p = Pacer::new(window, mtu, t0);
+            let mut now = t0;
+            let mut sent = 0u128;
+            for (bytes, advance_us) in ops {
+                now += Duration::from_micros(advance_us);
+                match p.delay(rtt, bytes, mtu, window, now) {
+                    None => {
+                        p.on_sent(bytes);
+                        sent += u128::from(bytes);
+                    }
+                    Some(t) => prop_assert!(t > now),
+                }
+                let elapsed = (now - t0).as_nanos();
+                let allowance = u128::from(capacity(window, mtu))
+                    + elapsed * u128::from(window) * 5 / (rtt.as_nanos() * 4);
+                prop_assert!(sent <= allowance, "{} > {}", sent, allowance);
+            }
+        }
     }
 }

@@ -52,8 +52,8 @@ impl RttEstimator {
         };
         // RFC 9002 §5.3: rttvar uses the previous smoothed_rtt.
         let var_sample = self.smoothed.abs_diff(adjusted);
-        self.var = (self.var * 3 + var_sample) / 4;
-        self.smoothed = (self.smoothed * 7 + adjusted) / 8;
+        self.var = weighted(self.var, 3, var_sample, 4);
+        self.smoothed = weighted(self.smoothed, 7, adjusted, 8);
     }
 
     /// The most recent sample (latest_rtt)
@@ -87,6 +87,14 @@ impl RttEstimator {
         self.smoothed
             .saturating_add(self.var.saturating_mul(4).max(K_GRANULARITY))
     }
+}
+
+/// (old * keep + new) / denom, computed in u128 nanoseconds so that it cannot overflow
+fn weighted(old: Duration, keep: u128, new: Duration, denom: u128) -> Duration {
+    let ns = (old.as_nanos() * keep + new.as_nanos()) / denom;
+    let secs = u64::try_from(ns / 1_000_000_000).unwrap_or(u64::MAX);
+    // The remainder is below 10^9, so it fits.
+    Duration::new(secs, (ns % 1_000_000_000) as u32)
 }
 
 #[cfg(test)]
@@ -131,6 +139,11 @@ mod tests {
         // A huge ack delay does not underflow.
         r.update(Duration::from_secs(1000), 100 * MS);
         assert!(r.smoothed() > Duration::ZERO);
+        // Extreme samples saturate rather than overflow.
+        let mut big = r;
+        big.update(Duration::ZERO, Duration::MAX);
+        big.update(Duration::ZERO, Duration::MAX);
+        assert!(big.smoothed() > Duration::from_secs(1 << 60));
         // A smaller sample lowers min_rtt.
         r.update(Duration::ZERO, 10 * MS);
         assert_eq!(r.min(), 10 * MS);

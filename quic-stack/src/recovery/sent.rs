@@ -158,7 +158,9 @@ impl<T> SentPackets<T> {
     ///
     /// `ranges_desc` are the ACK frame's ranges, largest first (any order works). Ranges are
     /// clipped to the outstanding window first, so a peer cannot make this loop over numbers we
-    /// never sent; the cost is O(size of the clipped ranges).
+    /// never sent. The cost is the size of the clipped ranges: newly acked packets plus holes
+    /// (skipped numbers, packets acked out of order). Loss detection clears everything more than
+    /// kPacketThreshold below the largest acked, so holes stay few and the cost is O(acked).
     pub fn on_ack(
         &mut self,
         ranges_desc: impl Iterator<Item = RangeInclusive<u64>>,
