@@ -53,8 +53,6 @@ struct SendHalf {
     stopped: Option<u64>,
     /// A write failed for lack of credit: raise `Writable` when credit arrives
     want_writable: bool,
-    /// STREAM_DATA_BLOCKED already queued or sent at this limit
-    blocked_at: Option<u64>,
 }
 
 /// Receive half states (RFC 9000 §3.2)
@@ -109,8 +107,6 @@ pub struct StreamsState {
     conn_send: SendFlow,
     /// Bytes written and not yet acknowledged, bounded by `send_window`
     unacked: u64,
-    /// DATA_BLOCKED already queued or sent at this limit
-    data_blocked_at: Option<u64>,
     /// A write hit the connection limit: wake blocked streams when it lifts
     conn_blocked: bool,
     /// Our MAX_DATA
@@ -166,7 +162,6 @@ impl StreamsState {
             next_accept: [0; 2],
             conn_send: SendFlow::new(0),
             unacked: 0,
-            data_blocked_at: None,
             conn_blocked: false,
             conn_recv: RecvFlow::new(local.receive_window, local.max_receive_window),
             conn_received: 0,
@@ -213,7 +208,6 @@ impl StreamsState {
             fin_acked: false,
             stopped: None,
             want_writable: false,
-            blocked_at: None,
         });
         let recv = (id.dir() == Dir::Bi || !local).then(|| RecvHalf {
             state: RecvState::Recv,
@@ -277,38 +271,31 @@ impl StreamsState {
         if send.state != SendState::Send {
             return Err(WriteError::ClosedStream);
         }
-        let stream_credit = send.flow.credit();
-        let n = (data.len() as u64).min(stream_credit).min(conn_credit) as usize;
-        if n < data.len() {
-            // RFC 9000 §4.1: a sender SHOULD send a *_BLOCKED frame when it cannot send due to
-            // flow control; once per limit.
-            if stream_credit < data.len() as u64 && send.blocked_at != Some(send.flow.max()) {
-                send.blocked_at = Some(send.flow.max());
-                self.pending.stream.insert((id, P_SDB));
-            }
-            if self.conn_send.credit() < data.len() as u64
-                && self.data_blocked_at != Some(self.conn_send.max())
-            {
-                self.data_blocked_at = Some(self.conn_send.max());
-                self.pending.data_blocked = true;
-            }
-        }
-        if n == 0 {
-            if !data.is_empty() {
-                send.want_writable = true;
-                self.conn_blocked |= conn_credit == 0;
-                return Err(WriteError::Blocked);
-            }
-            return Ok(0);
+        let n = (data.len() as u64).min(send.flow.credit()).min(conn_credit) as usize;
+        if n > 0 {
+            send.buf.write(Bytes::copy_from_slice(&data[..n]));
+            send.flow.on_sent(n as u64);
+            self.conn_send.on_sent(n as u64);
+            self.unacked += n as u64;
         }
         if n < data.len() {
             send.want_writable = true;
             self.conn_blocked |= conn_credit == n as u64;
+            // RFC 9000 §4.1: a sender SHOULD send a *_BLOCKED frame when flow control stops
+            // it; SendFlow remembers the limit so it goes once per limit.
+            if send.flow.poll_blocked().is_some() {
+                self.pending.stream.insert((id, P_SDB));
+            }
+            if self.conn_send.poll_blocked().is_some() {
+                self.pending.data_blocked = true;
+            }
+            if n == 0 {
+                return Err(WriteError::Blocked);
+            }
         }
-        send.buf.write(Bytes::copy_from_slice(&data[..n]));
-        send.flow.on_sent(n as u64);
-        self.conn_send.on_sent(n as u64);
-        self.unacked += n as u64;
+        if n == 0 {
+            return Ok(0);
+        }
         if !self.send_queue.contains(&id) {
             self.send_queue.push_back(id);
         }
@@ -577,10 +564,10 @@ impl StreamsState {
             }
             return Ok(());
         }
-        let was_readable = recv.assembler.readable();
+        let was_readable = recv.assembler.readable() > 0;
         recv.assembler.insert(f.offset, f.data);
         let fin_now = recv.final_size == Some(recv.assembler.bytes_read());
-        if (!was_readable && recv.assembler.readable()) || (f.fin && fin_now) {
+        if (!was_readable && (recv.assembler.readable() > 0)) || (f.fin && fin_now) {
             self.events.push_back(StreamEvent::Readable { id: f.id });
         }
         Ok(())
@@ -1073,11 +1060,11 @@ impl StreamsState {
                 self.pending.streams_blocked[d] = true;
             }
         }
-        if sent.data_blocked.is_some()
-            && sent.data_blocked == Some(self.conn_send.max())
-            && self.conn_send.credit() == 0
-        {
-            self.pending.data_blocked = true;
+        if let Some(at) = sent.data_blocked {
+            self.conn_send.on_blocked_lost(at);
+            if self.conn_send.poll_blocked().is_some() {
+                self.pending.data_blocked = true;
+            }
         }
         for c in sent.control {
             let (id, kind, relevant) = match c {
@@ -1091,14 +1078,17 @@ impl StreamsState {
                 ),
                 StreamControl::Reset(id) => (id, P_RESET, true),
                 StreamControl::StopSending(id) => (id, P_STOP, self.stop_codes.contains_key(&id)),
-                StreamControl::StreamDataBlocked(id, at) => (
-                    id,
-                    P_SDB,
-                    self.streams
-                        .get(&id)
-                        .and_then(|s| s.send.as_ref())
-                        .is_some_and(|s| s.flow.max() == at && s.flow.credit() == 0),
-                ),
+                StreamControl::StreamDataBlocked(id, at) => {
+                    let again = self
+                        .streams
+                        .get_mut(&id)
+                        .and_then(|s| s.send.as_mut())
+                        .is_some_and(|s| {
+                            s.flow.on_blocked_lost(at);
+                            s.flow.poll_blocked().is_some()
+                        });
+                    (id, P_SDB, again)
+                }
             };
             if relevant {
                 // Resend with current values; write_control drops it if the stream is gone.
