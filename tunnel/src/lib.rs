@@ -1,1 +1,19 @@
-//! quictun library
+//! quictun: a TUN-based QUIC tunnel
+//!
+//! The sans-IO core ([`router`], [`carriage`], [`allowed_ips`], [`ip`]) decides what happens to
+//! each packet; [`daemon`] moves packets between a [`netdev::TunDevice`] and a
+//! [`daemon::PacketLink`] and is the only part that touches devices. [`config`], [`cert`],
+//! [`tls`], [`control`], [`metrics`] and [`cli`] are the operational surface.
+#![forbid(unsafe_code)]
+
+pub mod allowed_ips;
+pub mod carriage;
+pub mod cert;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod ip;
+pub mod metrics;
+pub mod router;
+pub mod tls;

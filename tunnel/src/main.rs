@@ -1,1 +1,130 @@
-fn main() {}
+//! `quictun`: command-line entry point
+//!
+//! Every failure prints as one line, `quictun: <error>`, and exits with 1 (configuration or
+//! certificate input), 2 (usage, from clap) or 3 (permission, system, or not wired yet).
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tunnel::cert::{self, CertError, PeerCertRequest};
+use tunnel::cli::{exit, CertArgs, Cli, Command, StatusArgs, UpArgs};
+use tunnel::config::{Config, ConfigError};
+use tunnel::control::{self, ControlError, Request};
+
+/// A feature whose runtime part the integrator has not connected yet
+#[derive(Debug, thiserror::Error)]
+#[error("{0}: not wired yet in this build (the data path lands with the QUIC driver)")]
+struct NotWired(&'static str);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` joins the context chain with ": " on one line
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("quictun: {line}");
+            ExitCode::from(exit_code(&e) as u8)
+        }
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<ConfigError>().is_some() {
+        return exit::CONFIG;
+    }
+    if let Some(c) = e.downcast_ref::<CertError>() {
+        return match c {
+            CertError::Write { .. } => exit::SYSTEM,
+            _ => exit::CONFIG,
+        };
+    }
+    exit::SYSTEM
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => up(&args),
+        Command::Status(args) => status(&args),
+        Command::Cert(args) => cert_cmd(&args),
+        Command::Demo => Err(NotWired("demo").into()),
+        Command::Migrate(_) => Err(NotWired("migrate").into()),
+        Command::Sockd => Err(NotWired("sockd").into()),
+    }
+}
+
+fn up(args: &UpArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let material = cert::TlsMaterial::load(&config.tls)?;
+    let summary = format!(
+        "config OK: {} {} with {} peer(s), mtu {:?}{}",
+        match config.role() {
+            tunnel::config::Role::Server => "server",
+            tunnel::config::Role::Client => "client",
+        },
+        config.interface.name,
+        config.peers.len(),
+        config.interface.mtu,
+        material
+            .own_pin()
+            .map(|p| format!(", own pin {p}"))
+            .unwrap_or_default()
+    );
+    if args.check {
+        println!("{summary}");
+        return Ok(());
+    }
+    eprintln!("{summary}");
+    Err(NotWired("up").into())
+}
+
+fn status(args: &StatusArgs) -> anyhow::Result<()> {
+    let path = args.target.socket_path();
+    let reply = control::query(&path, &Request::Status, Duration::from_secs(5))?;
+    if !reply.ok {
+        anyhow::bail!(
+            "status: daemon refused: {}",
+            reply.error.unwrap_or_else(|| "no reason given".into())
+        );
+    }
+    let st = reply
+        .status
+        .ok_or_else(|| ControlError::Protocol("status reply without a status".into()))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&st).context("status: cannot encode JSON")?
+        );
+    } else {
+        print!("{}", st.render_table());
+    }
+    Ok(())
+}
+
+fn cert_cmd(args: &CertArgs) -> anyhow::Result<()> {
+    if let Some(file) = &args.fingerprint {
+        println!("{}", cert::fingerprint_file(file)?);
+        return Ok(());
+    }
+    let written = if args.ca {
+        cert::generate_ca(&args.out, args.force)?
+    } else if let Some(name) = &args.name {
+        let req = PeerCertRequest {
+            name: name.clone(),
+            dns: args.dns.clone(),
+            ips: args.ip.clone(),
+        };
+        let ca_dir = args.ca_dir.as_deref().unwrap_or(&args.out);
+        cert::generate_peer(&args.out, ca_dir, &req, args.force)?
+    } else {
+        // clap's argument group requires one of --ca, --name, --fingerprint
+        anyhow::bail!("cert: pass --ca, --name NAME or --fingerprint FILE");
+    };
+    for p in written {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}

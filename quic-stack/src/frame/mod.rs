@@ -3,10 +3,27 @@
 //! [`Iter`] walks a decrypted packet payload and yields [`Frame`]s that borrow from it: STREAM,
 //! CRYPTO and DATAGRAM data are never copied here. Malformed input yields a [`FrameError`] and
 //! ends the iteration; nothing here panics on any input. Encoders write at the end of a
-//! `BufMut` and have a matching `*_size` function so the packet builder can check room first.
+//! `BufMut` and have a matching `*_len` function so the packet builder can check room first.
+//! The hot-path helpers ([`encode_ack`], [`encode_stream_header`], [`encode_crypto_header`],
+//! [`encode_datagram_header`]) write frame headers straight into the packet buffer without
+//! building a [`Frame`].
 //!
 //! OWNER: wire helper. The enum below is the contract other modules code against.
 
+mod decode;
+mod encode;
+#[cfg(test)]
+mod tests;
+
+pub use decode::{AckIter, Iter};
+pub use encode::{
+    ack_encoded_len, crypto_header_len, crypto_max_data_len, datagram_header_len, encode_ack,
+    encode_crypto_header, encode_datagram_header, encode_stream_header, stream_header_len,
+    stream_max_data_len,
+};
+
+use crate::error::TransportError;
+use crate::packet::PacketType;
 use crate::shared::{ConnectionId, Dir, StreamId};
 
 /// Frame type codes
@@ -169,8 +186,7 @@ pub enum Frame<'a> {
     },
 }
 
-/// Why a payload failed to parse; becomes FRAME_ENCODING_ERROR (or PROTOCOL_VIOLATION for
-/// `UnknownType`) with `frame_type`
+/// Why a payload failed to parse; becomes FRAME_ENCODING_ERROR with `frame_type`
 #[derive(Debug, Copy, Clone, Eq, PartialEq, thiserror::Error)]
 #[error("malformed frame of type {frame_type:#x}: {reason}")]
 pub struct FrameError {
@@ -178,4 +194,120 @@ pub struct FrameError {
     pub frame_type: u64,
     /// What was wrong
     pub reason: &'static str,
+}
+
+impl From<FrameError> for TransportError {
+    fn from(e: FrameError) -> Self {
+        // RFC 9000 §12.4: unknown types and malformed frames are both FRAME_ENCODING_ERROR
+        Self::FRAME_ENCODING_ERROR(e.reason).with_frame(e.frame_type)
+    }
+}
+
+impl FrameType {
+    /// True for STREAM types 0x08..=0x0f
+    pub fn is_stream(self) -> bool {
+        self.0 & !0x07 == 0x08
+    }
+
+    /// Whether receiving this frame type obliges the peer to acknowledge (RFC 9002 §2)
+    pub fn is_ack_eliciting(self) -> bool {
+        !matches!(
+            self,
+            Self::PADDING
+                | Self::ACK
+                | Self::ACK_ECN
+                | Self::CONNECTION_CLOSE
+                | Self::APPLICATION_CLOSE
+        )
+    }
+
+    /// Whether this frame type may appear in a packet of type `ty` (RFC 9000 §12.4, Table 3;
+    /// RFC 9221 §4 for DATAGRAM). Unknown types are allowed nowhere.
+    pub fn allowed_in(self, ty: PacketType) -> bool {
+        // Bit set of the packet types each frame may appear in
+        const I: u8 = 1;
+        const H: u8 = 2;
+        const Z: u8 = 4;
+        const O: u8 = 8;
+        let mask = match self {
+            Self::PADDING | Self::PING => I | H | Z | O,
+            Self::ACK | Self::ACK_ECN | Self::CRYPTO => I | H | O,
+            Self::CONNECTION_CLOSE => I | H | Z | O,
+            Self::NEW_TOKEN | Self::PATH_RESPONSE | Self::HANDSHAKE_DONE => O,
+            Self::RETIRE_CONNECTION_ID => O,
+            Self::RESET_STREAM
+            | Self::STOP_SENDING
+            | Self::MAX_DATA
+            | Self::MAX_STREAM_DATA
+            | Self::MAX_STREAMS_BIDI
+            | Self::MAX_STREAMS_UNI
+            | Self::DATA_BLOCKED
+            | Self::STREAM_DATA_BLOCKED
+            | Self::STREAMS_BLOCKED_BIDI
+            | Self::STREAMS_BLOCKED_UNI
+            | Self::NEW_CONNECTION_ID
+            | Self::PATH_CHALLENGE
+            | Self::APPLICATION_CLOSE
+            | Self::DATAGRAM
+            | Self::DATAGRAM_LEN => Z | O,
+            t if t.is_stream() => Z | O,
+            _ => 0,
+        };
+        let bit = match ty {
+            PacketType::Initial => I,
+            PacketType::Handshake => H,
+            PacketType::ZeroRtt => Z,
+            PacketType::OneRtt => O,
+            PacketType::Retry => 0,
+        };
+        mask & bit != 0
+    }
+}
+
+impl Frame<'_> {
+    /// The type this frame has on the wire when written by [`Frame::encode`]
+    pub fn ty(&self) -> FrameType {
+        match self {
+            Self::Padding(_) => FrameType::PADDING,
+            Self::Ping => FrameType::PING,
+            Self::Ack(ack) => {
+                if ack.ecn.is_some() {
+                    FrameType::ACK_ECN
+                } else {
+                    FrameType::ACK
+                }
+            }
+            Self::ResetStream { .. } => FrameType::RESET_STREAM,
+            Self::StopSending { .. } => FrameType::STOP_SENDING,
+            Self::Crypto { .. } => FrameType::CRYPTO,
+            Self::NewToken { .. } => FrameType::NEW_TOKEN,
+            Self::Stream(s) => FrameType(encode::stream_type(s.offset, s.fin, true)),
+            Self::MaxData(_) => FrameType::MAX_DATA,
+            Self::MaxStreamData { .. } => FrameType::MAX_STREAM_DATA,
+            Self::MaxStreams { dir: Dir::Bi, .. } => FrameType::MAX_STREAMS_BIDI,
+            Self::MaxStreams { dir: Dir::Uni, .. } => FrameType::MAX_STREAMS_UNI,
+            Self::DataBlocked(_) => FrameType::DATA_BLOCKED,
+            Self::StreamDataBlocked { .. } => FrameType::STREAM_DATA_BLOCKED,
+            Self::StreamsBlocked { dir: Dir::Bi, .. } => FrameType::STREAMS_BLOCKED_BIDI,
+            Self::StreamsBlocked { dir: Dir::Uni, .. } => FrameType::STREAMS_BLOCKED_UNI,
+            Self::NewConnectionId(_) => FrameType::NEW_CONNECTION_ID,
+            Self::RetireConnectionId { .. } => FrameType::RETIRE_CONNECTION_ID,
+            Self::PathChallenge(_) => FrameType::PATH_CHALLENGE,
+            Self::PathResponse(_) => FrameType::PATH_RESPONSE,
+            Self::Close(c) => {
+                if c.application {
+                    FrameType::APPLICATION_CLOSE
+                } else {
+                    FrameType::CONNECTION_CLOSE
+                }
+            }
+            Self::HandshakeDone => FrameType::HANDSHAKE_DONE,
+            Self::Datagram { .. } => FrameType::DATAGRAM_LEN,
+        }
+    }
+
+    /// Whether this frame obliges the peer to acknowledge the packet (RFC 9002 §2)
+    pub fn is_ack_eliciting(&self) -> bool {
+        self.ty().is_ack_eliciting()
+    }
 }
