@@ -246,22 +246,14 @@ mod tests {
         d
     }
 
-    /// Parse DATAGRAM frames back out of a buffer
-    fn parse(mut b: &[u8]) -> Vec<Vec<u8>> {
-        let mut out = Vec::new();
-        while !b.is_empty() {
-            let ty = b[0];
-            b = &b[1..];
-            let len = if ty == 0x31 {
-                varint::read(&mut b).unwrap() as usize
-            } else {
-                assert_eq!(ty, 0x30);
-                b.len()
-            };
-            out.push(b[..len].to_vec());
-            b = &b[len..];
-        }
-        out
+    /// Parse DATAGRAM frames back out of a buffer with the wire module's parser
+    fn parse(b: &[u8]) -> Vec<Vec<u8>> {
+        crate::frame::Iter::new(b)
+            .map(|f| match f.expect("well-formed") {
+                crate::frame::Frame::Datagram { data } => data.to_vec(),
+                other => panic!("unexpected frame {other:?}"),
+            })
+            .collect()
     }
 
     #[test]

@@ -1,7 +1,6 @@
 use super::*;
 use crate::error::TransportErrorCode;
 use crate::frame::Frame;
-use crate::varint;
 use proptest::prelude::*;
 
 fn cfg() -> StreamsConfig {
@@ -35,62 +34,11 @@ fn pair() -> (StreamsState, StreamsState) {
     (c, s)
 }
 
-/// Decode the frames the stream layer emits (a test-local parser for that subset)
-fn parse(mut b: &[u8]) -> Vec<Frame<'_>> {
-    let mut out = Vec::new();
-    let v = |b: &mut &[u8]| varint::read(b).expect("varint");
-    while !b.is_empty() {
-        let t = v(&mut b);
-        let f = match t {
-            0x04 => Frame::ResetStream {
-                id: StreamId(v(&mut b)),
-                error_code: v(&mut b),
-                final_size: v(&mut b),
-            },
-            0x05 => Frame::StopSending {
-                id: StreamId(v(&mut b)),
-                error_code: v(&mut b),
-            },
-            0x08..=0x0f => {
-                let id = StreamId(v(&mut b));
-                let offset = if t & 4 != 0 { v(&mut b) } else { 0 };
-                let len = if t & 2 != 0 {
-                    v(&mut b) as usize
-                } else {
-                    b.len()
-                };
-                let (data, rest) = b.split_at(len);
-                b = rest;
-                Frame::Stream(frame::Stream {
-                    id,
-                    offset,
-                    fin: t & 1 != 0,
-                    data,
-                })
-            }
-            0x10 => Frame::MaxData(v(&mut b)),
-            0x11 => Frame::MaxStreamData {
-                id: StreamId(v(&mut b)),
-                max: v(&mut b),
-            },
-            0x12 | 0x13 => Frame::MaxStreams {
-                dir: if t == 0x12 { Dir::Bi } else { Dir::Uni },
-                count: v(&mut b),
-            },
-            0x14 => Frame::DataBlocked(v(&mut b)),
-            0x15 => Frame::StreamDataBlocked {
-                id: StreamId(v(&mut b)),
-                limit: v(&mut b),
-            },
-            0x16 | 0x17 => Frame::StreamsBlocked {
-                dir: if t == 0x16 { Dir::Bi } else { Dir::Uni },
-                limit: v(&mut b),
-            },
-            _ => panic!("unexpected frame type {t:#x}"),
-        };
-        out.push(f);
-    }
-    out
+/// Decode a packet payload with the wire module's parser; everything we emit must parse
+fn parse(b: &[u8]) -> Vec<Frame<'_>> {
+    frame::Iter::new(b)
+        .map(|f| f.expect("stream layer emitted a malformed frame"))
+        .collect()
 }
 
 /// Feed one decoded frame to `s`
