@@ -656,6 +656,54 @@ fn frames_for_closed_streams_are_ignored() {
     assert_eq!(c.on_max_stream_data(id, 10_000), Ok(()));
 }
 
+#[test]
+fn lost_blocked_frames_resent_only_while_still_blocked() {
+    let (mut c, _) = pair();
+    let id = c.open(Dir::Bi).unwrap();
+    c.write(id, &[0; 1000]).unwrap();
+    assert_eq!(c.write(id, b"x"), Err(WriteError::Blocked));
+    // Control frames come first; a 10-byte packet holds only STREAM_DATA_BLOCKED.
+    let (buf, sent) = packet(&mut c, 10);
+    assert_eq!(parse(&buf)[0], Frame::StreamDataBlocked { id, limit: 1000 });
+    c.on_lost(sent);
+    let (buf, sent) = packet(&mut c, 10);
+    assert_eq!(parse(&buf)[0], Frame::StreamDataBlocked { id, limit: 1000 });
+    // Credit arrives, then the second copy is lost too: no longer worth sending.
+    c.on_max_stream_data(id, 2000).unwrap();
+    c.on_lost(sent);
+    let (buf, _) = packet(&mut c, 1200);
+    assert!(!parse(&buf)
+        .iter()
+        .any(|f| matches!(f, Frame::StreamDataBlocked { .. })));
+}
+
+#[test]
+fn lost_max_stream_data_resent_only_while_relevant() {
+    let (mut c, mut s) = pair();
+    let id = c.open(Dir::Uni).unwrap();
+    c.write(id, &[0; 1000]).unwrap();
+    flush(&mut c, &mut s);
+    s.read(id, &mut [0; 600]).unwrap();
+    let msd = |buf: &[u8]| {
+        parse(buf).iter().find_map(|f| match f {
+            Frame::MaxStreamData { max, .. } => Some(*max),
+            _ => None,
+        })
+    };
+    let (buf, lost) = packet(&mut s, 1200);
+    let max = msd(&buf).expect("MAX_STREAM_DATA after reading");
+    // Still the newest limit: it goes again.
+    s.on_lost(lost);
+    let (buf, lost) = packet(&mut s, 1200);
+    assert_eq!(msd(&buf), Some(max));
+    // Once the final size is known the peer needs no more credit.
+    c.finish(id).unwrap();
+    flush(&mut c, &mut s);
+    s.on_lost(lost);
+    let (buf, _) = packet(&mut s, 1200);
+    assert_eq!(msd(&buf), None);
+}
+
 /// One direction of a lossy pipe between two stream layers
 #[derive(Debug, Clone)]
 struct Net {
