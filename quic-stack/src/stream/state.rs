@@ -142,6 +142,12 @@ const P_RESET: u8 = 1;
 const P_STOP: u8 = 2;
 const P_SDB: u8 = 3;
 
+/// Whether `RecvFlow::poll_update` would raise the limit (mirrors its half-window rule)
+fn wants_update(flow: &RecvFlow) -> bool {
+    let remaining = flow.max().saturating_sub(flow.consumed());
+    remaining <= flow.window() / 2 && flow.consumed().saturating_add(flow.window()) > flow.max()
+}
+
 fn di(dir: Dir) -> usize {
     dir as usize
 }
@@ -387,6 +393,9 @@ impl StreamsState {
     }
 
     /// Read data in order; `Ok(None)` when nothing is available yet
+    ///
+    /// `Readable` is raised when a stream becomes readable, not for every frame: after it,
+    /// read until `Ok(None)` (or `fin`).
     pub fn read(&mut self, id: StreamId, buf: &mut [u8]) -> Result<Option<ReadResult>, ReadError> {
         let recv = self
             .streams
@@ -982,7 +991,13 @@ impl StreamsState {
             || !self.pending.stream.is_empty()
             || self.pending.data_blocked
             || self.pending.streams_blocked.iter().any(|&b| b)
-            || !self.check_msd.is_empty()
+            || wants_update(&self.conn_recv)
+            || self.check_msd.iter().any(|id| {
+                self.streams
+                    .get(id)
+                    .and_then(|s| s.recv.as_ref())
+                    .is_some_and(|r| r.final_size.is_none() && wants_update(&r.flow))
+            })
     }
 
     /// A packet carrying `sent` was acknowledged

@@ -495,6 +495,25 @@ fn max_data_sent_as_app_reads() {
 }
 
 #[test]
+fn reading_to_fin_still_sends_max_data() {
+    let (mut c, mut s) = pair();
+    let ids: Vec<_> = (0..2).map(|_| c.open(Dir::Uni).unwrap()).collect();
+    for &id in &ids {
+        c.write(id, &[0; 1000]).unwrap();
+        c.finish(id).unwrap();
+    }
+    flush(&mut c, &mut s);
+    assert!(!s.has_pending());
+    for &id in &ids {
+        assert!(s.read(id, &mut [0; 1000]).unwrap().unwrap().fin);
+    }
+    // No stream needs credit any more, but the connection window does.
+    assert!(s.has_pending());
+    let (buf, _) = packet(&mut s, 1200);
+    assert!(parse(&buf).iter().any(|f| matches!(f, Frame::MaxData(_))));
+}
+
+#[test]
 fn lost_max_data_resent_only_if_newest() {
     let (mut c, mut s) = pair();
     let ids: Vec<_> = (0..3).map(|_| c.open(Dir::Uni).unwrap()).collect();
@@ -786,9 +805,14 @@ proptest! {
                 finished[i] = queued[i].is_empty();
             }
             // Both sides emit a packet.
+            // has_pending() false means write_frames has nothing to say.
+            let pending = c.has_pending();
             let (p, sent) = packet(&mut c, mtu);
+            prop_assert!(pending || p.is_empty());
             if !p.is_empty() { c2s.in_flight.push((p, sent)); }
+            let pending = s.has_pending();
             let (p, sent) = packet(&mut s, mtu);
+            prop_assert!(pending || p.is_empty());
             if !p.is_empty() { s2c.in_flight.push((p, sent)); }
             // Deliver one packet each way, in a random order, maybe lost.
             let (r1, r2) = (next(), next());
