@@ -19,6 +19,7 @@ pub mod coding;
 pub mod config;
 pub mod connection;
 pub mod crypto;
+pub mod datagram;
 #[cfg(feature = "tokio")]
 pub mod driver;
 pub mod endpoint;
