@@ -45,3 +45,6 @@ pub use crate::shared::{
     ConnectionId, Dir, EcnCodepoint, RecvMeta, Side, SpaceId, StreamId, Transmit,
 };
 pub use crate::varint::VarInt;
+pub use crate::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
+pub use crate::connection::{Connection, ConnectionError, ConnectionStats, Event};
+pub use crate::endpoint::{ConnectError, ConnectionHandle, Endpoint};

@@ -1,0 +1,540 @@
+//! The send path: what goes into the next datagram, packet protection, coalescing and GSO
+//! batching
+//!
+//! Packets are built straight into the caller's buffer and sealed in place; nothing is
+//! allocated per packet except what a sent-packet record needs for retransmission.
+
+use std::time::Instant;
+
+use super::spaces::SentRecord;
+use super::{Connection, State, Timer};
+use crate::frame::{self, Frame};
+use crate::packet;
+use crate::recovery::SentPacket;
+use crate::shared::{SpaceId, Transmit};
+
+/// RFC 9000 §14.1: datagrams carrying Initial packets from a client (or ack-eliciting Initial
+/// packets from a server) are padded to at least this size
+const MIN_INITIAL_DATAGRAM: usize = 1200;
+
+/// Header bytes to reserve before deciding a packet is worth starting: a long header with two
+/// 20-byte CIDs, an empty token, a 2-byte Length and a 4-byte packet number
+const MAX_HEADER_OVERHEAD: usize = 1 + 4 + 1 + 20 + 1 + 20 + 1 + 2 + 4;
+
+/// A datagram this close to full is padded to full size so GSO batches stay uniform
+const GSO_PAD_SLACK: usize = 32;
+
+/// Smallest useful frame payload
+const MIN_PAYLOAD: usize = 8;
+
+/// A packet whose header is written and whose frames are being appended
+pub(super) struct PacketInProgress {
+    pub(super) space: SpaceId,
+    /// Offset of the first header byte in the buffer
+    pub(super) start: usize,
+    pub(super) long: Option<packet::LongHeaderOffsets>,
+    pub(super) pn_offset: usize,
+    pub(super) pn: u64,
+    pub(super) pn_len: usize,
+    pub(super) ack_eliciting: bool,
+    /// Contains PADDING (counts as in flight, RFC 9002 §2)
+    pub(super) padded: bool,
+    /// The datagram carrying this packet must reach 1200 bytes
+    pub(super) pad_datagram: bool,
+    pub(super) record: SentRecord,
+}
+
+impl Connection {
+    /// Write the next datagram (or GSO batch) into `buf`
+    ///
+    /// `buf` is cleared first. With `max_datagrams > 1`, several datagrams of the same size may be
+    /// written back to back; [`Transmit::segment_size`] then gives their size.
+    pub(crate) fn poll_transmit(
+        &mut self,
+        now: Instant,
+        max_datagrams: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<Transmit> {
+        buf.clear();
+        match self.state {
+            State::Drained | State::Draining => return None,
+            State::Closing => return self.poll_transmit_close(now, buf),
+            State::Handshake | State::Established => {}
+        }
+        if let Some(size) = self.mtu_probe_due() {
+            let cc_ok = self.bytes_in_flight() + u64::from(size) <= self.cc.window();
+            if cc_ok && self.build_mtu_probe(now, buf, size) {
+                self.stats.udp_tx_datagrams += 1;
+                self.stats.udp_tx_bytes += buf.len() as u64;
+                self.path.bytes_sent += buf.len() as u64;
+                return Some(Transmit {
+                    destination: self.path.remote,
+                    size: buf.len(),
+                    ecn: None,
+                    segment_size: None,
+                    src_ip: None,
+                });
+            }
+        }
+        let mtu = usize::from(self.path.mtu);
+        let mut segment_size: Option<usize> = None;
+        let mut count = 0;
+        while count < max_datagrams.max(1) {
+            let start = buf.len();
+            let limit = segment_size.unwrap_or(mtu);
+            if !self.build_datagram(now, buf, limit) {
+                break;
+            }
+            let size = buf.len() - start;
+            count += 1;
+            self.stats.udp_tx_datagrams += 1;
+            self.stats.udp_tx_bytes += size as u64;
+            self.path.bytes_sent += size as u64;
+            match segment_size {
+                None => {
+                    // Only full-size datagrams can be followed by more in the same batch
+                    if size < mtu {
+                        break;
+                    }
+                    segment_size = Some(size);
+                }
+                Some(s) if size < s => break,
+                Some(_) => {}
+            }
+        }
+        if count == 0 {
+            return None;
+        }
+        Some(Transmit {
+            destination: self.path.remote,
+            size: buf.len(),
+            ecn: None,
+            segment_size: if count > 1 { segment_size } else { None },
+            src_ip: None,
+        })
+    }
+
+    /// True if `space` holds something ack-eliciting to send
+    fn wants_to_send(&self, space_id: SpaceId) -> bool {
+        let space = self.space(space_id);
+        if space.has_crypto_or_ping() {
+            return true;
+        }
+        if space_id != SpaceId::Data {
+            return false;
+        }
+        self.handshake_done_pending
+            || self.path.pending_response.is_some()
+            || self.path.challenge_pending
+            || !self.cids.pending_new.is_empty()
+            || !self.cids.pending_retire.is_empty()
+            || self.datagrams.has_pending()
+            || self.streams.has_pending()
+    }
+
+    /// An ACK should go out in `space` even without other frames
+    fn ack_due(&self, space_id: SpaceId) -> bool {
+        let space = self.space(space_id);
+        space.ack_pending && space.immediate_ack
+    }
+
+    /// Build one datagram of at most `limit` bytes at the end of `buf`; false if nothing to send
+    fn build_datagram(&mut self, now: Instant, buf: &mut Vec<u8>, limit: usize) -> bool {
+        let datagram_start = buf.len();
+        // RFC 9000 §8.1: an unvalidated server sends at most three times what it received
+        let budget = self.path.amplification_budget();
+        let limit = (limit as u64).min(budget) as usize;
+        if limit < MAX_HEADER_OVERHEAD + 16 + MIN_PAYLOAD {
+            return false;
+        }
+        let datagram_end = datagram_start + limit;
+
+        // Congestion control and pacing gate new ack-eliciting data; ACKs and probes pass
+        let in_flight = self.bytes_in_flight();
+        let window = self.cc.window();
+        let cc_blocked = in_flight + usize::from(self.path.mtu) as u64 > window;
+        let pacing_delay = if self.config.pacing && !cc_blocked {
+            self.pacer.delay(
+                self.rtt.smoothed(),
+                limit as u64,
+                self.path.mtu,
+                window,
+                now,
+            )
+        } else {
+            None
+        };
+
+        let mut current: Option<PacketInProgress> = None;
+        let mut pad_datagram = false;
+        let mut blocked_by_pacing = false;
+        for space_id in SpaceId::ALL {
+            if self.space(space_id).keys.is_none() {
+                continue;
+            }
+            let probing = self.space(space_id).probes > 0;
+            let may_send_data = probing || (!cc_blocked && pacing_delay.is_none());
+            let wants_data = self.wants_to_send(space_id);
+            if wants_data && !may_send_data && pacing_delay.is_some() {
+                blocked_by_pacing = true;
+            }
+            if !(self.ack_due(space_id) || (may_send_data && wants_data)) {
+                continue;
+            }
+            let tag_len = self.tag_len(space_id);
+            if datagram_end.saturating_sub(buf.len()) < MAX_HEADER_OVERHEAD + tag_len + MIN_PAYLOAD
+            {
+                break;
+            }
+            if let Some(p) = current.take() {
+                self.finish_packet(now, buf, p, None);
+            }
+            let mut p = self.start_packet(now, buf, space_id);
+            let frames_end = datagram_end - tag_len;
+            self.write_frames(now, buf, &mut p, frames_end, may_send_data);
+            if buf.len() == p.pn_offset + p.pn_len {
+                // Nothing fitted after all: take the header back, the packet number is unused
+                buf.truncate(p.start);
+                continue;
+            }
+            self.space_mut(space_id).next_pn += 1;
+            if space_id == SpaceId::Initial && (self.side.is_client() || p.ack_eliciting) {
+                pad_datagram = true;
+            }
+            pad_datagram |= p.pad_datagram;
+            current = Some(p);
+        }
+        if blocked_by_pacing {
+            // Come back when the pacer has tokens again
+            self.timers.set_or_stop(Timer::Pacing, pacing_delay);
+        }
+        let Some(last) = current else {
+            return false;
+        };
+        let mut pad_to =
+            pad_datagram.then(|| (datagram_start + MIN_INITIAL_DATAGRAM).min(datagram_end));
+        // A nearly full datagram is topped up to the limit: the few PADDING bytes let the next
+        // datagrams join it in one GSO batch, which needs equal sizes
+        let tag_len = self.tag_len(last.space);
+        if pad_to.is_none()
+            && last.ack_eliciting
+            && datagram_end.saturating_sub(buf.len() + tag_len) < GSO_PAD_SLACK
+        {
+            pad_to = Some(datagram_end);
+        }
+        self.finish_packet(now, buf, last, pad_to);
+        true
+    }
+
+    fn tag_len(&self, space_id: SpaceId) -> usize {
+        self.space(space_id)
+            .keys
+            .as_ref()
+            .map_or(16, |k| k.packet.local.tag_len())
+    }
+
+    pub(super) fn start_packet(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+        space_id: SpaceId,
+    ) -> PacketInProgress {
+        if space_id == SpaceId::Data {
+            self.maybe_initiate_key_update(now);
+        }
+        let space = self.space(space_id);
+        let pn = space.next_pn;
+        let pn_len = packet::encode_packet_number_len(pn, space.largest_acked);
+        let dcid = self.cids.peer_cid();
+        let start = buf.len();
+        let (long, pn_offset) = match space_id {
+            SpaceId::Data => {
+                let pn_offset = packet::write_short_header(
+                    buf,
+                    false,
+                    self.key_update.phase,
+                    &dcid,
+                    pn,
+                    pn_len,
+                    false,
+                );
+                (None, pn_offset)
+            }
+            _ => {
+                let ty = if space_id == SpaceId::Initial {
+                    packet::LongType::Initial
+                } else {
+                    packet::LongType::Handshake
+                };
+                let scid = self.cids.initial_local_cid();
+                let token = (space_id == SpaceId::Initial && self.side.is_client())
+                    .then_some(&self.retry_token[..]);
+                let offsets = packet::write_long_header(
+                    buf,
+                    ty,
+                    self.version,
+                    &dcid,
+                    &scid,
+                    token,
+                    pn,
+                    pn_len,
+                    false,
+                );
+                let pn_offset = offsets.pn_offset;
+                (Some(offsets), pn_offset)
+            }
+        };
+        PacketInProgress {
+            space: space_id,
+            start,
+            long,
+            pn_offset,
+            pn,
+            pn_len,
+            ack_eliciting: false,
+            padded: false,
+            pad_datagram: false,
+            record: SentRecord::default(),
+        }
+    }
+
+    /// Append frames in priority order, never beyond `end`
+    fn write_frames(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+        p: &mut PacketInProgress,
+        end: usize,
+        may_send_data: bool,
+    ) {
+        let space_id = p.space;
+        let exponent = self.config.ack_delay_exponent();
+
+        // ACK first: it is small and keeps the peer's recovery moving
+        let space = &mut self.spaces[space_id as usize];
+        if space.ack_pending {
+            let delay = space.ack_delay(now, exponent);
+            let len = frame::ack_encoded_len(space.ack_ranges(), delay, None);
+            if buf.len() + len <= end {
+                frame::encode_ack(buf, space.ack_ranges(), delay, None);
+                p.record.ack_largest = space.rx_pns.max();
+                space.on_ack_sent();
+                if space_id == SpaceId::Data {
+                    self.timers.stop(Timer::MaxAckDelay);
+                }
+            }
+        }
+        if !may_send_data {
+            return;
+        }
+        let before_eliciting = buf.len();
+
+        if space_id == SpaceId::Data {
+            if self.handshake_done_pending && buf.len() < end {
+                Frame::HandshakeDone.encode(buf);
+                self.handshake_done_pending = false;
+                p.record.handshake_done = true;
+            }
+            if let (true, Some(data)) = (self.path.challenge_pending, self.path.challenge) {
+                if buf.len() + 9 <= end {
+                    Frame::PathChallenge(data).encode(buf);
+                    self.path.challenge_pending = false;
+                    // RFC 9000 §8.2.1: a PATH_CHALLENGE datagram is padded to 1200 bytes
+                    p.pad_datagram = true;
+                }
+            }
+            if let Some(data) = self.path.pending_response {
+                if buf.len() + 9 <= end {
+                    Frame::PathResponse(data).encode(buf);
+                    self.path.pending_response = None;
+                }
+            }
+            while let Some(&seq) = self.cids.pending_retire.front() {
+                let f = Frame::RetireConnectionId { sequence: seq };
+                if buf.len() + f.encoded_len() > end {
+                    break;
+                }
+                f.encode(buf);
+                self.cids.pending_retire.pop_front();
+                p.record.retire_cids.push(seq);
+            }
+            while let Some(&seq) = self.cids.pending_new.front() {
+                let Some(ncid) = self.cids.new_cid_frame(seq) else {
+                    self.cids.pending_new.pop_front();
+                    continue;
+                };
+                let f = Frame::NewConnectionId(ncid);
+                if buf.len() + f.encoded_len() > end {
+                    break;
+                }
+                f.encode(buf);
+                self.cids.pending_new.pop_front();
+                p.record.new_cids.push(seq);
+            }
+        }
+
+        // CRYPTO: the lowest pending range that fits
+        let space = &mut self.spaces[space_id as usize];
+        if let Some(range) = space.crypto_tx.pending.iter().next() {
+            let header = frame::crypto_header_len(range.start, (range.end - range.start) as usize);
+            let room = end.saturating_sub(buf.len() + header);
+            if room > 0 {
+                let len = room.min((range.end - range.start) as usize);
+                let sent = range.start..range.start + len as u64;
+                frame::encode_crypto_header(buf, sent.start, len);
+                buf.extend_from_slice(
+                    &space.crypto_tx.data[sent.start as usize..sent.end as usize],
+                );
+                space.crypto_tx.pending.remove(sent.clone());
+                p.record.crypto = Some(sent);
+            }
+        }
+
+        if space_id == SpaceId::Data && self.state == State::Established {
+            // Datagrams before stream data: they are the latency-sensitive tunnel payload
+            let n = self
+                .datagrams
+                .write_frames(buf, end.saturating_sub(buf.len()));
+            self.stats.datagrams_sent += n as u64;
+            let rtt = self.rtt.smoothed();
+            let room = end.saturating_sub(buf.len());
+            self.streams
+                .write_frames(buf, room, now, rtt, &mut p.record.stream);
+            self.app_limited = !self.streams.has_pending() && !self.datagrams.has_pending();
+        }
+
+        let space = &mut self.spaces[space_id as usize];
+        let mut wrote_eliciting = buf.len() > before_eliciting;
+        if (space.ping_pending || (space.probes > 0 && !wrote_eliciting)) && buf.len() < end {
+            Frame::Ping.encode(buf);
+            wrote_eliciting = true;
+        }
+        if wrote_eliciting {
+            space.ping_pending = false;
+            space.probes = space.probes.saturating_sub(1);
+            p.ack_eliciting = true;
+        }
+    }
+
+    /// Pad, fill in the Length, seal, protect the header and record the packet
+    pub(super) fn finish_packet(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+        mut p: PacketInProgress,
+        pad_to: Option<usize>,
+    ) {
+        let space_id = p.space;
+        let Some(keys) = self.spaces[space_id as usize].keys.as_ref() else {
+            buf.truncate(p.start);
+            return;
+        };
+        let tag_len = keys.packet.local.tag_len();
+        // RFC 9001 §5.4.2: the header protection sample starts 4 bytes after the packet number
+        // offset, so the packet must hold at least that many bytes plus the sample
+        let min_len = p.pn_offset + 4 + keys.header.local.sample_size() - tag_len;
+        let mut target = buf.len().max(min_len);
+        if let Some(pad_to) = pad_to {
+            target = target.max(pad_to.saturating_sub(tag_len));
+        }
+        if target > buf.len() {
+            // PADDING frames are zero bytes
+            buf.resize(target, 0);
+            p.padded = true;
+        }
+        if let Some(offsets) = &p.long {
+            packet::finish_long_header(buf, offsets, tag_len);
+        }
+        buf.resize(buf.len() + tag_len, 0);
+        let header_len = p.pn_offset + p.pn_len - p.start;
+        let packet_bytes = &mut buf[p.start..];
+        {
+            let (header, payload) = packet_bytes.split_at_mut(header_len);
+            keys.packet.local.seal(p.pn, header, payload);
+        }
+        if keys
+            .header
+            .local
+            .encrypt(p.pn_offset - p.start, packet_bytes)
+            .is_err()
+        {
+            // Cannot happen with the minimum length above; never send a half-protected packet
+            buf.truncate(p.start);
+            return;
+        }
+        let size = buf.len() - p.start;
+        let in_flight = p.ack_eliciting || p.padded;
+        if space_id == SpaceId::Data {
+            self.key_update.sent_in_phase += 1;
+        }
+        self.on_packet_sent(
+            now,
+            space_id,
+            p.pn,
+            SentPacket {
+                time_sent: now,
+                size: size.min(usize::from(u16::MAX)) as u16,
+                ack_eliciting: p.ack_eliciting,
+                in_flight,
+                payload: p.record,
+            },
+        );
+        if in_flight && self.config.pacing {
+            self.pacer.on_sent(size as u64);
+        }
+        // RFC 9001 §4.9.1: a client discards Initial keys when it first sends a Handshake packet
+        if space_id == SpaceId::Handshake && self.side.is_client() {
+            self.discard_space(SpaceId::Initial);
+        }
+    }
+
+    /// In the closing state: one datagram with CONNECTION_CLOSE in every space we have keys for
+    fn poll_transmit_close(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
+        if !self.close.pending {
+            return None;
+        }
+        self.close.pending = false;
+        let limit =
+            (usize::from(self.path.mtu) as u64).min(self.path.amplification_budget()) as usize;
+        if limit < MAX_HEADER_OVERHEAD + 16 + MIN_PAYLOAD {
+            return None;
+        }
+        let mut current: Option<PacketInProgress> = None;
+        let mut pad = false;
+        for space_id in SpaceId::ALL {
+            if self.space(space_id).keys.is_none() {
+                continue;
+            }
+            // RFC 9000 §10.2.3: once the handshake is confirmed, only 1-RTT packets
+            if space_id != SpaceId::Data && self.handshake_confirmed {
+                continue;
+            }
+            let tag_len = self.tag_len(space_id);
+            if limit.saturating_sub(buf.len()) < MAX_HEADER_OVERHEAD + tag_len + MIN_PAYLOAD {
+                break;
+            }
+            if let Some(p) = current.take() {
+                self.finish_packet(now, buf, p, None);
+            }
+            let p = self.start_packet(now, buf, space_id);
+            let max_len = limit - tag_len - buf.len();
+            self.write_close_frame(buf, space_id, max_len);
+            self.space_mut(space_id).next_pn += 1;
+            pad |= space_id == SpaceId::Initial && self.side.is_client();
+            current = Some(p);
+        }
+        let last = current?;
+        let pad_to = pad.then_some(MIN_INITIAL_DATAGRAM.min(limit));
+        self.finish_packet(now, buf, last, pad_to);
+        self.stats.udp_tx_datagrams += 1;
+        self.stats.udp_tx_bytes += buf.len() as u64;
+        self.path.bytes_sent += buf.len() as u64;
+        Some(Transmit {
+            destination: self.path.remote,
+            size: buf.len(),
+            ecn: None,
+            segment_size: None,
+            src_ip: None,
+        })
+    }
+}

@@ -1,0 +1,323 @@
+//! Test harness: endpoints as simulator nodes, certificates, TLS configs and app-level pumps
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand::{RngCore, SeedableRng};
+
+use crate::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
+use crate::connection::{Connection, Event};
+use crate::endpoint::{ConnectionHandle, Endpoint};
+use crate::shared::{Dir, RecvMeta, StreamId, Transmit};
+use crate::sim::{LinkConfig, Node, Pair};
+
+pub(super) const ALPN: &[u8] = b"quictun-test";
+
+/// An endpoint plus the events and accepted handles it produced
+pub(super) struct TestNode {
+    pub(super) ep: Endpoint,
+    pub(super) events: Vec<(ConnectionHandle, Event)>,
+    pub(super) accepted: Vec<ConnectionHandle>,
+    /// Datagram sizes sent, in order (for padding checks)
+    pub(super) sent_sizes: Vec<usize>,
+}
+
+impl TestNode {
+    fn collect(&mut self) {
+        while let Some(e) = self.ep.poll_event() {
+            self.events.push(e);
+        }
+        while let Some(h) = self.ep.accept() {
+            self.accepted.push(h);
+        }
+    }
+
+    pub(super) fn conn(&mut self, h: ConnectionHandle) -> &mut Connection {
+        self.ep.connection_mut(h).expect("connection exists")
+    }
+
+    pub(super) fn has_event(&self, h: ConnectionHandle, f: impl Fn(&Event) -> bool) -> bool {
+        self.events.iter().any(|(eh, e)| *eh == h && f(e))
+    }
+
+    pub(super) fn lost_reason(
+        &self,
+        h: ConnectionHandle,
+    ) -> Option<crate::connection::ConnectionError> {
+        self.events.iter().find_map(|(eh, e)| match e {
+            Event::ConnectionLost { reason } if *eh == h => Some(reason.clone()),
+            _ => None,
+        })
+    }
+}
+
+impl Node for TestNode {
+    fn handle_datagram(&mut self, now: Instant, meta: RecvMeta, data: &mut [u8]) {
+        self.ep.handle_datagram(now, meta, data);
+        self.collect();
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        self.ep.handle_timeout(now);
+        self.collect();
+    }
+    fn poll_transmit(
+        &mut self,
+        now: Instant,
+        max_datagrams: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<Transmit> {
+        let t = self.ep.poll_transmit(now, max_datagrams, buf);
+        if let Some(t) = &t {
+            match t.segment_size {
+                Some(s) => {
+                    let mut left = t.size;
+                    while left > 0 {
+                        self.sent_sizes.push(left.min(s));
+                        left = left.saturating_sub(s);
+                    }
+                }
+                None => self.sent_sizes.push(t.size),
+            }
+        }
+        self.collect();
+        t
+    }
+    fn poll_timeout(&mut self) -> Option<Instant> {
+        self.ep.poll_timeout()
+    }
+}
+
+/// A self-signed certificate for "localhost"
+pub(super) fn cert() -> (
+    rustls_pki_types::CertificateDer<'static>,
+    rustls_pki_types::PrivateKeyDer<'static>,
+) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).expect("rcgen");
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    (ck.cert.der().clone(), key)
+}
+
+pub(super) fn tls_server(
+    cert: rustls_pki_types::CertificateDer<'static>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> Arc<rustls::ServerConfig> {
+    Arc::new(
+        crate::tls::server_config(vec![cert], key, vec![ALPN.to_vec()], None, false)
+            .expect("server config"),
+    )
+}
+
+pub(super) fn tls_client(
+    cert: rustls_pki_types::CertificateDer<'static>,
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("root");
+    Arc::new(crate::tls::client_config(roots, vec![ALPN.to_vec()], None).expect("client config"))
+}
+
+/// What a scenario varies
+pub(super) struct Setup {
+    pub(super) seed: u64,
+    pub(super) version: u32,
+    pub(super) transport: TransportConfig,
+    pub(super) link: LinkConfig,
+    /// Versions the server endpoint accepts (default: all)
+    pub(super) server_versions: Option<Vec<u32>>,
+    /// The server validates addresses with Retry
+    pub(super) retry: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            version: crate::crypto::VERSION_1,
+            transport: TransportConfig::default(),
+            link: LinkConfig::default(),
+            server_versions: None,
+            retry: false,
+        }
+    }
+}
+
+/// A client and a server endpoint on a simulated link, with one connection started
+pub(super) struct Harness {
+    pub(super) pair: Pair<TestNode>,
+    /// The client's connection
+    pub(super) ch: ConnectionHandle,
+    /// The server's connection, once accepted
+    pub(super) sh: Option<ConnectionHandle>,
+    pub(super) server_endpoint_config: Arc<EndpointConfig>,
+    pub(super) server_config: Arc<ServerConfig>,
+}
+
+impl Harness {
+    pub(super) fn new(setup: Setup) -> Self {
+        let (cert, key) = cert();
+        let transport = Arc::new(setup.transport);
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(setup.seed);
+        let mut seed = || {
+            let mut s = [0u8; 32];
+            rng.fill_bytes(&mut s);
+            s
+        };
+        let endpoint_config = Arc::new(EndpointConfig::default());
+        let server_config = Arc::new(ServerConfig {
+            transport: transport.clone(),
+            retry: setup.retry,
+            ..ServerConfig::new(tls_server(cert.clone(), key))
+        });
+        let mut server_endpoint_config = EndpointConfig {
+            reset_key: Some([0x5e; 32]),
+            ..EndpointConfig::default()
+        };
+        if let Some(v) = setup.server_versions {
+            server_endpoint_config.supported_versions = v;
+        }
+        let server_endpoint_config = Arc::new(server_endpoint_config);
+        let server = Endpoint::new(
+            server_endpoint_config.clone(),
+            Some(server_config.clone()),
+            seed(),
+        );
+        let client = Endpoint::new(endpoint_config, None, seed());
+        let node = |ep| TestNode {
+            ep,
+            events: Vec::new(),
+            accepted: Vec::new(),
+            sent_sizes: Vec::new(),
+        };
+        let mut pair = Pair::new(setup.seed, node(client), node(server));
+        pair.set_links(setup.link);
+        let now = pair.net.now();
+        let server_addr = pair.server_addr();
+        let config = ClientConfig {
+            crypto: tls_client(cert),
+            transport,
+            version: setup.version,
+        };
+        let ch = pair
+            .client_mut()
+            .ep
+            .connect(now, config, server_addr, "localhost")
+            .expect("connect");
+        Self {
+            pair,
+            ch,
+            sh: None,
+            server_endpoint_config,
+            server_config,
+        }
+    }
+
+    pub(super) fn now(&self) -> Instant {
+        self.pair.net.now()
+    }
+
+    pub(super) fn client(&mut self) -> &mut TestNode {
+        self.pair.client_mut()
+    }
+
+    pub(super) fn server(&mut self) -> &mut TestNode {
+        self.pair.server_mut()
+    }
+
+    pub(super) fn client_conn(&mut self) -> &mut Connection {
+        let h = self.ch;
+        self.client().conn(h)
+    }
+
+    pub(super) fn client_conn_stats(&mut self) -> Option<crate::connection::ConnectionStats> {
+        let h = self.ch;
+        self.client().ep.connection(h).map(|c| c.stats())
+    }
+
+    pub(super) fn server_conn(&mut self) -> &mut Connection {
+        let h = self.sh.expect("server connection accepted");
+        self.server().conn(h)
+    }
+
+    /// Drive until both sides report `Connected`
+    pub(super) fn handshake(&mut self) {
+        let ch = self.ch;
+        let seed = self.pair.net.seed();
+        self.pair
+            .drive_until(|p| {
+                let s = p.server();
+                let server_done = s
+                    .accepted
+                    .first()
+                    .is_some_and(|&h| s.has_event(h, |e| *e == Event::Connected));
+                server_done && p.client().has_event(ch, |e| *e == Event::Connected)
+            })
+            .unwrap_or_else(|e| panic!("handshake failed (seed {seed}): {e:?}"));
+        self.sh = self.server().accepted.first().copied();
+    }
+
+    /// Send `data` from the client on a new stream of `dir` and return what the server read
+    pub(super) fn transfer(&mut self, dir: Dir, data: &[u8]) -> Vec<u8> {
+        let id = self.client_conn().open(dir).expect("stream open");
+        let mut sent = 0;
+        let mut finished = false;
+        let mut received = Vec::new();
+        let mut fin = false;
+        let sh = self.sh.expect("server");
+        let ch = self.ch;
+        let seed = self.pair.net.seed();
+        let mut server_stream: Option<StreamId> = None;
+        let mut buf = vec![0u8; 64 * 1024];
+        self.pair
+            .drive_until(|p| {
+                let c = p.client_mut().conn(ch);
+                while sent < data.len() {
+                    match c.write(id, &data[sent..]) {
+                        Ok(n) if n > 0 => sent += n,
+                        _ => break,
+                    }
+                }
+                if sent == data.len() && !finished {
+                    c.finish(id).expect("finish");
+                    finished = true;
+                }
+                let s = p.server_mut().conn(sh);
+                if server_stream.is_none() {
+                    server_stream = s.accept(dir);
+                }
+                if let Some(sid) = server_stream {
+                    while let Ok(Some(r)) = s.read(sid, &mut buf) {
+                        received.extend_from_slice(&buf[..r.len]);
+                        if r.fin {
+                            fin = true;
+                            break;
+                        }
+                        if r.len == 0 {
+                            break;
+                        }
+                    }
+                }
+                fin
+            })
+            .unwrap_or_else(|e| {
+                panic!(
+                    "transfer stalled (seed {seed}): sent {sent}, received {}: {e:?}",
+                    received.len()
+                )
+            });
+        received
+    }
+
+    /// Queue a datagram on the client
+    pub(super) fn client_datagram(&mut self, data: &'static [u8]) {
+        self.client_conn()
+            .send_datagram(Bytes::from_static(data))
+            .expect("send datagram");
+    }
+}
+
+/// Deterministic pseudo-random payload
+pub(super) fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
