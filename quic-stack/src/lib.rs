@@ -40,11 +40,11 @@ pub mod tls;
 pub mod transport_params;
 pub mod varint;
 
+pub use crate::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
+pub use crate::connection::{Connection, ConnectionError, ConnectionStats, Event};
+pub use crate::endpoint::{ConnectError, ConnectionHandle, Endpoint};
 pub use crate::error::{TransportError, TransportErrorCode};
 pub use crate::shared::{
     ConnectionId, Dir, EcnCodepoint, RecvMeta, Side, SpaceId, StreamId, Transmit,
 };
 pub use crate::varint::VarInt;
-pub use crate::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
-pub use crate::connection::{Connection, ConnectionError, ConnectionStats, Event};
-pub use crate::endpoint::{ConnectError, ConnectionHandle, Endpoint};
