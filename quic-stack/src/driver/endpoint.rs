@@ -1,0 +1,683 @@
+//! The tokio endpoint driver and the async handles over it
+//!
+//! One task per endpoint owns the UDP socket and loops:
+//! 1. receive a GRO batch and feed each datagram to the sans-IO [`proto::Endpoint`];
+//! 2. wake the handles whose connections produced events;
+//! 3. drain `poll_transmit` into GSO batches and send them;
+//! 4. sleep until `poll_timeout`, a datagram, or a command from a handle.
+//!
+//! Handles ([`Endpoint`], [`Connection`], [`SendStream`], [`RecvStream`]) lock the shared state
+//! for the duration of one call into the core and never across an `.await`. A handle that would
+//! block waits on its connection's `Notify`, which the driver fires on every event of that
+//! connection; the waiter registers before it checks, so no wake-up is lost.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::socket::{RecvInfo, UdpSocket};
+use crate::config::{ClientConfig, EndpointConfig, ServerConfig};
+use crate::connection::{self as proto_conn, ConnectionError, ConnectionStats, Event};
+use crate::datagram::SendDatagramError;
+use crate::endpoint::{self as proto, ConnectError, ConnectionHandle};
+use crate::stream::{ReadError, WriteError};
+use crate::{Dir, RecvMeta, StreamId};
+
+/// Most datagrams handed to the kernel in one GSO send
+const MAX_GSO_SEGMENTS: usize = 16;
+/// GRO batches read per wake-up
+const RECV_BATCHES: usize = 4;
+
+struct ConnWaker {
+    notify: Arc<Notify>,
+}
+
+struct State {
+    proto: proto::Endpoint,
+    conns: HashMap<ConnectionHandle, ConnWaker>,
+    incoming: VecDeque<ConnectionHandle>,
+    /// Live `Endpoint` handles; at zero (and with no connections left) the driver stops
+    endpoint_handles: usize,
+    /// Live `Connection` handles per connection; at zero the connection is closed
+    conn_handles: HashMap<ConnectionHandle, usize>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the driver after a handle changed the core's state
+    wake_driver: Notify,
+    /// Wakes `accept` callers
+    incoming: Notify,
+    local_addr: SocketAddr,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the core in an unknown state; continuing with
+        // the inner value is still better than poisoning every other connection.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A QUIC endpoint bound to one UDP socket, driven by a background tokio task
+pub struct Endpoint {
+    shared: Arc<Shared>,
+}
+
+impl Endpoint {
+    /// An endpoint on `bind` that can connect out and, with `server`, accept connections
+    ///
+    /// Must be called inside a tokio runtime.
+    pub fn new(
+        bind: SocketAddr,
+        config: EndpointConfig,
+        server: Option<ServerConfig>,
+    ) -> io::Result<Self> {
+        let socket = UdpSocket::bind(bind)?;
+        Self::with_socket(socket, config, server)
+    }
+
+    /// An endpoint over an already bound socket
+    pub fn with_socket(
+        socket: UdpSocket,
+        config: EndpointConfig,
+        server: Option<ServerConfig>,
+    ) -> io::Result<Self> {
+        let local_addr = socket.local_addr();
+        let mut seed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+        let proto = proto::Endpoint::new(Arc::new(config), server.map(Arc::new), seed);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                proto,
+                conns: HashMap::new(),
+                incoming: VecDeque::new(),
+                endpoint_handles: 1,
+                conn_handles: HashMap::new(),
+            }),
+            wake_driver: Notify::new(),
+            incoming: Notify::new(),
+            local_addr,
+        });
+        tokio::spawn(drive(shared.clone(), socket));
+        Ok(Self { shared })
+    }
+
+    /// The socket's local address
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Start a connection to `remote`; await [`Connection::handshake`] for it to complete
+    pub fn connect(
+        &self,
+        config: ClientConfig,
+        remote: SocketAddr,
+        server_name: &str,
+    ) -> Result<Connection, ConnectError> {
+        let mut state = self.shared.lock();
+        let handle = state
+            .proto
+            .connect(Instant::now(), config, remote, server_name)?;
+        let notify = Arc::new(Notify::new());
+        state.conns.insert(
+            handle,
+            ConnWaker {
+                notify: notify.clone(),
+            },
+        );
+        *state.conn_handles.entry(handle).or_insert(0) += 1;
+        drop(state);
+        self.shared.wake_driver.notify_one();
+        Ok(Connection {
+            shared: self.shared.clone(),
+            handle,
+            notify,
+        })
+    }
+
+    /// The next incoming connection (still handshaking); `None` once the endpoint shuts down
+    pub async fn accept(&self) -> Option<Connection> {
+        loop {
+            let mut notified = pin!(self.shared.incoming.notified());
+            notified.as_mut().enable();
+            {
+                let mut state = self.shared.lock();
+                while let Some(handle) = state.incoming.pop_front() {
+                    let Some(waker) = state.conns.get(&handle) else {
+                        continue;
+                    };
+                    let notify = waker.notify.clone();
+                    *state.conn_handles.entry(handle).or_insert(0) += 1;
+                    return Some(Connection {
+                        shared: self.shared.clone(),
+                        handle,
+                        notify,
+                    });
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Replace the server configuration (e.g. after a certificate reload)
+    pub fn set_server_config(&self, server: Option<ServerConfig>) {
+        self.shared
+            .lock()
+            .proto
+            .set_server_config(server.map(Arc::new));
+    }
+}
+
+impl Clone for Endpoint {
+    fn clone(&self) -> Self {
+        self.shared.lock().endpoint_handles += 1;
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.shared.lock().endpoint_handles -= 1;
+        self.shared.wake_driver.notify_one();
+    }
+}
+
+/// The background task: the only place that touches the socket
+async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
+    // One GRO batch is at most 64 KiB; a few of them per wake-up amortise the lock.
+    let mut rx: Vec<Vec<u8>> = (0..RECV_BATCHES).map(|_| vec![0u8; 64 * 1024]).collect();
+    let mut infos = [RecvInfo {
+        meta: RecvMeta {
+            remote: shared.local_addr,
+            local_ip: None,
+            ecn: None,
+        },
+        len: 0,
+        stride: 0,
+    }; RECV_BATCHES];
+    let mut tx = Vec::with_capacity(MAX_GSO_SEGMENTS * 1500);
+    let max_segments = socket.max_gso_segments().clamp(1, MAX_GSO_SEGMENTS);
+    loop {
+        let timeout = {
+            let mut state = shared.lock();
+            if state.endpoint_handles == 0 && state.conns.is_empty() {
+                return;
+            }
+            state.proto.poll_timeout()
+        };
+        let sleep = async {
+            match timeout {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut bufs: Vec<&mut [u8]> = rx.iter_mut().map(|b| b.as_mut_slice()).collect();
+        tokio::select! {
+            received = socket.recv_many(&mut bufs, &mut infos) => {
+                match received {
+                    Ok(count) => {
+                        let now = Instant::now();
+                        let mut state = shared.lock();
+                        for (buf, info) in bufs.iter_mut().zip(&infos).take(count) {
+                            let stride = info.stride.max(1);
+                            for datagram in buf[..info.len].chunks_mut(stride) {
+                                state.proto.handle_datagram(now, info.meta, datagram);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        // ICMP errors surface here as ECONNREFUSED and the like; they never
+                        // concern the other connections on this socket.
+                        tracing::debug!("udp receive error: {e}");
+                    }
+                }
+            }
+            _ = shared.wake_driver.notified() => {}
+            _ = sleep => {
+                shared.lock().proto.handle_timeout(Instant::now());
+            }
+        }
+        dispatch_events(&shared);
+        transmit(&shared, &socket, &mut tx, max_segments).await;
+    }
+}
+
+/// Wake the handles of every connection that produced events, and queue new connections
+fn dispatch_events(shared: &Shared) {
+    let mut state = shared.lock();
+    let mut new_incoming = false;
+    while let Some((handle, event)) = state.proto.poll_event() {
+        state
+            .conns
+            .entry(handle)
+            .or_insert_with(|| ConnWaker {
+                notify: Arc::new(Notify::new()),
+            })
+            .notify
+            .notify_waiters();
+        if matches!(event, Event::Drained) {
+            state.conns.remove(&handle);
+            state.conn_handles.remove(&handle);
+        }
+    }
+    while let Some(handle) = state.proto.accept() {
+        state.conns.entry(handle).or_insert_with(|| ConnWaker {
+            notify: Arc::new(Notify::new()),
+        });
+        state.incoming.push_back(handle);
+        new_incoming = true;
+    }
+    drop(state);
+    if new_incoming {
+        shared.incoming.notify_waiters();
+    }
+}
+
+/// Send everything the core has ready, releasing the lock while the kernel takes each batch
+async fn transmit(shared: &Shared, socket: &UdpSocket, tx: &mut Vec<u8>, max_segments: usize) {
+    loop {
+        let transmit = {
+            let mut state = shared.lock();
+            state.proto.poll_transmit(Instant::now(), max_segments, tx)
+        };
+        let Some(transmit) = transmit else {
+            return;
+        };
+        if let Err(e) = socket.send(&transmit, &tx[..transmit.size]).await {
+            // A lost datagram is recovered by QUIC; a broken route shows up as a timeout.
+            tracing::debug!("udp send to {} failed: {e}", transmit.destination);
+        }
+    }
+}
+
+/// An established or handshaking connection
+pub struct Connection {
+    shared: Arc<Shared>,
+    handle: ConnectionHandle,
+    notify: Arc<Notify>,
+}
+
+impl Clone for Connection {
+    fn clone(&self) -> Self {
+        *self
+            .shared
+            .lock()
+            .conn_handles
+            .entry(self.handle)
+            .or_insert(0) += 1;
+        Self {
+            shared: self.shared.clone(),
+            handle: self.handle,
+            notify: self.notify.clone(),
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        let remaining = match state.conn_handles.get_mut(&self.handle) {
+            Some(count) => {
+                *count = count.saturating_sub(1);
+                *count
+            }
+            None => return,
+        };
+        if remaining == 0 {
+            // Nobody can use the connection any more: close it rather than leak it until the
+            // idle timeout.
+            state.conn_handles.remove(&self.handle);
+            if let Some(conn) = state.proto.connection_mut(self.handle) {
+                if !conn.is_closed() {
+                    conn.close(Instant::now(), 0, b"");
+                }
+            }
+        }
+        drop(state);
+        self.shared.wake_driver.notify_one();
+    }
+}
+
+/// Errors of the async handles
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The connection ended
+    #[error("connection lost: {0}")]
+    ConnectionLost(ConnectionError),
+    /// The peer asked us to stop sending (STOP_SENDING)
+    #[error("stream stopped by peer with code {0}")]
+    Stopped(u64),
+    /// The peer abandoned the stream (RESET_STREAM)
+    #[error("stream reset by peer with code {0}")]
+    Reset(u64),
+    /// The stream was already finished, reset or never existed
+    #[error("stream closed")]
+    ClosedStream,
+}
+
+impl Connection {
+    /// Run `op` against the core connection until it is ready, sleeping between events
+    async fn wait<T>(
+        &self,
+        mut op: impl FnMut(&mut proto_conn::Connection) -> Poll<Result<T, StreamError>>,
+    ) -> Result<T, StreamError> {
+        loop {
+            let mut notified = pin!(self.notify.notified());
+            notified.as_mut().enable();
+            {
+                let mut state = self.shared.lock();
+                let Some(conn) = state.proto.connection_mut(self.handle) else {
+                    return Err(StreamError::ConnectionLost(ConnectionError::LocallyClosed));
+                };
+                let result = op(conn);
+                if let Poll::Ready(result) = result {
+                    drop(state);
+                    self.shared.wake_driver.notify_one();
+                    return result;
+                }
+                if let Some(reason) = conn.close_reason() {
+                    return Err(StreamError::ConnectionLost(reason));
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Run a non-blocking command against the core connection and wake the driver
+    fn with<T>(&self, op: impl FnOnce(&mut proto_conn::Connection) -> T) -> Option<T> {
+        let mut state = self.shared.lock();
+        let result = state.proto.connection_mut(self.handle).map(op);
+        drop(state);
+        self.shared.wake_driver.notify_one();
+        result
+    }
+
+    /// Wait for the handshake to complete
+    pub async fn handshake(&self) -> Result<(), ConnectionError> {
+        self.wait(|conn| {
+            if conn.is_handshaking() {
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(()))
+            }
+        })
+        .await
+        .map_err(into_connection_error)
+    }
+
+    /// Open a bidirectional stream, waiting for stream credit
+    pub async fn open_bi(&self) -> Result<(SendStream, RecvStream), ConnectionError> {
+        let id = self.open(Dir::Bi).await?;
+        Ok((self.send_stream(id), self.recv_stream(id)))
+    }
+
+    /// Open a unidirectional stream, waiting for stream credit
+    pub async fn open_uni(&self) -> Result<SendStream, ConnectionError> {
+        let id = self.open(Dir::Uni).await?;
+        Ok(self.send_stream(id))
+    }
+
+    async fn open(&self, dir: Dir) -> Result<StreamId, ConnectionError> {
+        self.wait(|conn| match conn.open(dir) {
+            Some(id) => Poll::Ready(Ok(id)),
+            None => Poll::Pending,
+        })
+        .await
+        .map_err(into_connection_error)
+    }
+
+    /// Wait for the peer to open a bidirectional stream
+    pub async fn accept_bi(&self) -> Result<(SendStream, RecvStream), ConnectionError> {
+        let id = self.accept(Dir::Bi).await?;
+        Ok((self.send_stream(id), self.recv_stream(id)))
+    }
+
+    /// Wait for the peer to open a unidirectional stream
+    pub async fn accept_uni(&self) -> Result<RecvStream, ConnectionError> {
+        let id = self.accept(Dir::Uni).await?;
+        Ok(self.recv_stream(id))
+    }
+
+    async fn accept(&self, dir: Dir) -> Result<StreamId, ConnectionError> {
+        self.wait(|conn| match conn.accept(dir) {
+            Some(id) => Poll::Ready(Ok(id)),
+            None => Poll::Pending,
+        })
+        .await
+        .map_err(into_connection_error)
+    }
+
+    fn send_stream(&self, id: StreamId) -> SendStream {
+        SendStream {
+            conn: self.clone(),
+            id,
+        }
+    }
+
+    fn recv_stream(&self, id: StreamId) -> RecvStream {
+        RecvStream {
+            conn: self.clone(),
+            id,
+            finished: false,
+        }
+    }
+
+    /// Queue an unreliable datagram (RFC 9221); the oldest queued one is dropped when full
+    pub fn send_datagram(&self, data: Bytes) -> Result<(), DatagramError> {
+        match self.with(|conn| {
+            conn.close_reason().map_or_else(
+                || conn.send_datagram(data).map_err(DatagramError::Send),
+                |r| Err(DatagramError::ConnectionLost(r)),
+            )
+        }) {
+            Some(result) => result,
+            None => Err(DatagramError::ConnectionLost(
+                ConnectionError::LocallyClosed,
+            )),
+        }
+    }
+
+    /// Wait for the next datagram from the peer
+    pub async fn read_datagram(&self) -> Result<Bytes, ConnectionError> {
+        self.wait(|conn| match conn.recv_datagram() {
+            Some(data) => Poll::Ready(Ok(data)),
+            None => Poll::Pending,
+        })
+        .await
+        .map_err(into_connection_error)
+    }
+
+    /// Largest datagram payload the peer and the path accept right now
+    pub fn max_datagram_size(&self) -> Option<usize> {
+        self.with(|conn| conn.max_datagram_size()).flatten()
+    }
+
+    /// Close with an application error code and reason
+    pub fn close(&self, error_code: u64, reason: &[u8]) {
+        self.with(|conn| conn.close(Instant::now(), error_code, reason));
+    }
+
+    /// Wait until the connection is closed, by either side or a timeout
+    pub async fn closed(&self) -> ConnectionError {
+        match self
+            .wait(|conn| match conn.close_reason() {
+                Some(reason) => Poll::Ready(Ok(reason)),
+                None => Poll::Pending,
+            })
+            .await
+        {
+            Ok(reason) => reason,
+            Err(e) => into_connection_error(e),
+        }
+    }
+
+    /// Counters and path estimates
+    pub fn stats(&self) -> Option<ConnectionStats> {
+        self.with(|conn| conn.stats())
+    }
+
+    /// The peer's current address (`None` once the connection is gone)
+    pub fn remote_address(&self) -> Option<SocketAddr> {
+        self.with(|conn| conn.remote_address())
+    }
+
+    /// The reason the connection closed, if it has
+    pub fn close_reason(&self) -> Option<ConnectionError> {
+        self.with(|conn| conn.close_reason()).flatten()
+    }
+
+    /// The peer's certificate chain (DER), after the handshake
+    pub fn peer_identity(&self) -> Option<Vec<Vec<u8>>> {
+        self.with(|conn| conn.peer_identity()).flatten()
+    }
+}
+
+/// Why a datagram could not be queued
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatagramError {
+    /// The connection ended
+    #[error("connection lost: {0}")]
+    ConnectionLost(ConnectionError),
+    /// The connection refused it (unsupported by the peer, too large, queue full)
+    #[error(transparent)]
+    Send(SendDatagramError),
+}
+
+fn into_connection_error(e: StreamError) -> ConnectionError {
+    match e {
+        StreamError::ConnectionLost(reason) => reason,
+        _ => ConnectionError::LocallyClosed,
+    }
+}
+
+fn map_write_error(e: WriteError) -> Poll<Result<usize, StreamError>> {
+    match e {
+        WriteError::Blocked => Poll::Pending,
+        WriteError::Stopped(code) => Poll::Ready(Err(StreamError::Stopped(code))),
+        _ => Poll::Ready(Err(StreamError::ClosedStream)),
+    }
+}
+
+/// The sending half of a stream
+pub struct SendStream {
+    conn: Connection,
+    id: StreamId,
+}
+
+impl SendStream {
+    /// The stream's ID
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    /// Write some bytes, waiting for flow-control credit; returns how many were taken
+    pub async fn write(&mut self, data: &[u8]) -> Result<usize, StreamError> {
+        let id = self.id;
+        self.conn
+            .wait(|conn| match conn.write(id, data) {
+                Ok(0) if !data.is_empty() => Poll::Pending,
+                Ok(n) => Poll::Ready(Ok(n)),
+                Err(e) => map_write_error(e),
+            })
+            .await
+    }
+
+    /// Write all of `data`
+    pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), StreamError> {
+        while !data.is_empty() {
+            let n = self.write(data).await?;
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    /// Mark the end of the stream (FIN)
+    pub fn finish(&mut self) -> Result<(), StreamError> {
+        let id = self.id;
+        match self.conn.with(|conn| conn.finish(id)) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(StreamError::ClosedStream),
+            None => Err(StreamError::ConnectionLost(ConnectionError::LocallyClosed)),
+        }
+    }
+
+    /// Abandon the stream with an error code (RESET_STREAM)
+    pub fn reset(&mut self, error_code: u64) -> Result<(), StreamError> {
+        let id = self.id;
+        match self.conn.with(|conn| conn.reset(id, error_code)) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(StreamError::ClosedStream),
+            None => Err(StreamError::ConnectionLost(ConnectionError::LocallyClosed)),
+        }
+    }
+}
+
+/// The receiving half of a stream
+pub struct RecvStream {
+    conn: Connection,
+    id: StreamId,
+    /// The FIN was delivered with the last read; the core has already freed the stream
+    finished: bool,
+}
+
+impl RecvStream {
+    /// The stream's ID
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    /// Read into `buf`; `Ok(None)` at the end of the stream
+    pub async fn read(&mut self, buf: &mut [u8]) -> Result<Option<usize>, StreamError> {
+        if self.finished {
+            return Ok(None);
+        }
+        let id = self.id;
+        let (len, fin) = self
+            .conn
+            .wait(|conn| match conn.read(id, buf) {
+                Ok(Some(r)) if r.len == 0 && !r.fin => Poll::Pending,
+                Ok(Some(r)) => Poll::Ready(Ok((r.len, r.fin))),
+                Ok(None) => Poll::Pending,
+                Err(ReadError::Reset(code)) => Poll::Ready(Err(StreamError::Reset(code))),
+                Err(_) => Poll::Ready(Err(StreamError::ClosedStream)),
+            })
+            .await?;
+        self.finished = fin;
+        Ok(if len == 0 { None } else { Some(len) })
+    }
+
+    /// Read until the end of the stream, failing beyond `limit` bytes
+    pub async fn read_to_end(&mut self, limit: usize) -> Result<Vec<u8>, StreamError> {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Some(n) = self.read(&mut buf).await? {
+            if out.len() + n > limit {
+                return Err(StreamError::ClosedStream);
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        Ok(out)
+    }
+
+    /// Ask the peer to stop sending (STOP_SENDING)
+    pub fn stop(&mut self, error_code: u64) -> Result<(), StreamError> {
+        let id = self.id;
+        match self.conn.with(|conn| conn.stop_sending(id, error_code)) {
+            Some(Ok(())) => Ok(()),
+            Some(Err(_)) => Err(StreamError::ClosedStream),
+            None => Err(StreamError::ConnectionLost(ConnectionError::LocallyClosed)),
+        }
+    }
+}

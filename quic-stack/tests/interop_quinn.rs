@@ -1,0 +1,292 @@
+//! Interop against quinn, an independent QUIC implementation, over loopback UDP
+//!
+//! Each direction (our client ↔ quinn server, quinn client ↔ our server) runs the same script:
+//! handshake, 8 MiB echoed on a bidirectional stream, a unidirectional stream each way, 100
+//! datagrams each way, and an application close whose code the peer must see.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig};
+use quic_stack::connection::ConnectionError;
+use quic_stack::driver;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+const ALPN: &[u8] = b"quictun-interop";
+const ECHO_BYTES: usize = 8 * 1024 * 1024;
+const DATAGRAMS: usize = 100;
+const CLOSE_CODE: u32 = 0x42;
+/// Bounds every test so a protocol bug fails instead of hanging CI
+const TEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+struct TestCert {
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivatePkcs8KeyDer<'static>,
+}
+
+fn test_cert() -> TestCert {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
+        .expect("rcgen generates a self-signed certificate");
+    TestCert {
+        chain: vec![certified.cert.der().clone()],
+        key: PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()),
+    }
+}
+
+fn roots(cert: &TestCert) -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.chain[0].clone()).expect("valid root");
+    roots
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn quinn_server(cert: &TestCert) -> quinn::Endpoint {
+    let mut crypto = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3 is supported")
+        .with_no_client_auth()
+        .with_single_cert(
+            cert.chain.clone(),
+            PrivateKeyDer::Pkcs8(cert.key.clone_key()),
+        )
+        .expect("valid certificate");
+    crypto.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).expect("QUIC-capable");
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_uni_streams(16u32.into());
+    config.transport_config(Arc::new(transport));
+    quinn::Endpoint::server(config, (Ipv4Addr::LOCALHOST, 0).into()).expect("bind quinn server")
+}
+
+fn quinn_client(cert: &TestCert) -> (quinn::Endpoint, quinn::ClientConfig) {
+    let mut crypto = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3 is supported")
+        .with_root_certificates(roots(cert))
+        .with_no_client_auth();
+    crypto.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("QUIC-capable");
+    let endpoint =
+        quinn::Endpoint::client((Ipv4Addr::LOCALHOST, 0).into()).expect("bind quinn client");
+    (endpoint, quinn::ClientConfig::new(Arc::new(crypto)))
+}
+
+fn our_server(cert: &TestCert) -> driver::Endpoint {
+    let crypto = quic_stack::tls::server_config(
+        cert.chain.clone(),
+        PrivateKeyDer::Pkcs8(cert.key.clone_key()),
+        vec![ALPN.to_vec()],
+        None,
+        false,
+    )
+    .expect("server TLS config");
+    let server = ServerConfig::new(Arc::new(crypto));
+    driver::Endpoint::new(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        EndpointConfig::default(),
+        Some(server),
+    )
+    .expect("bind our server")
+}
+
+fn our_client(cert: &TestCert) -> (driver::Endpoint, ClientConfig) {
+    let crypto = quic_stack::tls::client_config(roots(cert), vec![ALPN.to_vec()], None)
+        .expect("client TLS config");
+    let endpoint = driver::Endpoint::new(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        EndpointConfig::default(),
+        None,
+    )
+    .expect("bind our client");
+    (endpoint, ClientConfig::new(Arc::new(crypto)))
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+async fn with_timeout<F: std::future::Future>(f: F) -> F::Output {
+    tokio::time::timeout(TEST_TIMEOUT, f)
+        .await
+        .expect("interop test timed out")
+}
+
+/// quinn's side of the script when it is the server: echo every bidi stream, answer a uni stream
+/// with one of its own, echo datagrams, then wait for our close
+async fn quinn_serve(endpoint: quinn::Endpoint) -> quinn::ConnectionError {
+    let incoming = endpoint.accept().await.expect("an incoming connection");
+    let conn = incoming.await.expect("quinn completes the handshake");
+    let echo_conn = conn.clone();
+    tokio::spawn(async move {
+        while let Ok((mut send, mut recv)) = echo_conn.accept_bi().await {
+            tokio::spawn(async move {
+                let data = recv.read_to_end(usize::MAX).await.expect("read bidi");
+                send.write_all(&data).await.expect("echo bidi");
+                send.finish().expect("finish echo");
+            });
+        }
+    });
+    let uni_conn = conn.clone();
+    tokio::spawn(async move {
+        while let Ok(mut recv) = uni_conn.accept_uni().await {
+            let data = recv.read_to_end(usize::MAX).await.expect("read uni");
+            let mut send = uni_conn.open_uni().await.expect("open uni back");
+            send.write_all(&data).await.expect("write uni back");
+            send.finish().expect("finish uni back");
+        }
+    });
+    let dgram_conn = conn.clone();
+    tokio::spawn(async move {
+        while let Ok(data) = dgram_conn.read_datagram().await {
+            if dgram_conn.send_datagram(data).is_err() {
+                break;
+            }
+        }
+    });
+    conn.closed().await
+}
+
+#[tokio::test]
+async fn our_client_to_quinn_server() {
+    with_timeout(async {
+        let cert = test_cert();
+        let server = quinn_server(&cert);
+        let server_addr = server.local_addr().expect("quinn address");
+        let server_task = tokio::spawn(quinn_serve(server));
+
+        let (endpoint, config) = our_client(&cert);
+        let conn = endpoint
+            .connect(config, server_addr, "localhost")
+            .expect("start connecting");
+        conn.handshake().await.expect("handshake with quinn");
+
+        // 8 MiB echoed on a bidirectional stream
+        let payload = pattern(ECHO_BYTES);
+        let (mut send, mut recv) = conn.open_bi().await.expect("open bidi");
+        let writer = {
+            let payload = payload.clone();
+            tokio::spawn(async move {
+                send.write_all(&payload).await.expect("write 8 MiB");
+                send.finish().expect("finish");
+            })
+        };
+        let echoed = recv.read_to_end(ECHO_BYTES + 1).await.expect("read echo");
+        writer.await.expect("writer task");
+        assert!(echoed == payload, "echoed bytes differ from what was sent");
+
+        // a unidirectional stream each way
+        let mut uni = conn.open_uni().await.expect("open uni");
+        uni.write_all(b"uni from us").await.expect("write uni");
+        uni.finish().expect("finish uni");
+        let mut back = conn.accept_uni().await.expect("quinn opens uni back");
+        assert_eq!(
+            back.read_to_end(1024).await.expect("read uni"),
+            b"uni from us"
+        );
+
+        // 100 datagrams each way
+        for i in 0..DATAGRAMS {
+            conn.send_datagram(Bytes::from(format!("datagram {i}")))
+                .expect("send datagram");
+            let echoed = conn.read_datagram().await.expect("echoed datagram");
+            assert_eq!(echoed, format!("datagram {i}").as_bytes());
+        }
+
+        // application close seen by quinn with our code
+        conn.close(u64::from(CLOSE_CODE), b"done");
+        match server_task.await.expect("server task") {
+            quinn::ConnectionError::ApplicationClosed(close) => {
+                assert_eq!(close.error_code, quinn::VarInt::from_u32(CLOSE_CODE));
+                assert_eq!(&close.reason[..], b"done");
+            }
+            other => panic!("quinn saw {other:?}, expected our application close"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn quinn_client_to_our_server() {
+    with_timeout(async {
+        let cert = test_cert();
+        let server = our_server(&cert);
+        let server_addr = server.local_addr();
+
+        let server_task = tokio::spawn(async move {
+            let conn = server.accept().await.expect("incoming connection");
+            conn.handshake()
+                .await
+                .expect("our server completes the handshake");
+            // echo one bidi stream
+            let (mut send, mut recv) = conn.accept_bi().await.expect("accept bidi");
+            let data = recv.read_to_end(ECHO_BYTES + 1).await.expect("read bidi");
+            send.write_all(&data).await.expect("echo");
+            send.finish().expect("finish echo");
+            // answer a uni stream with one of ours
+            let mut uni = conn.accept_uni().await.expect("accept uni");
+            let data = uni.read_to_end(1024).await.expect("read uni");
+            let mut back = conn.open_uni().await.expect("open uni back");
+            back.write_all(&data).await.expect("write uni back");
+            back.finish().expect("finish uni back");
+            // echo datagrams
+            for _ in 0..DATAGRAMS {
+                let data = conn.read_datagram().await.expect("datagram from quinn");
+                conn.send_datagram(data).expect("echo datagram");
+            }
+            conn.closed().await
+        });
+
+        let (endpoint, config) = quinn_client(&cert);
+        let conn = endpoint
+            .connect_with(config, server_addr, "localhost")
+            .expect("start connecting")
+            .await
+            .expect("handshake with our server");
+
+        let payload = pattern(ECHO_BYTES);
+        let (mut send, mut recv) = conn.open_bi().await.expect("open bidi");
+        let writer = {
+            let payload = payload.clone();
+            tokio::spawn(async move {
+                send.write_all(&payload).await.expect("write 8 MiB");
+                send.finish().expect("finish");
+            })
+        };
+        let echoed = recv.read_to_end(ECHO_BYTES + 1).await.expect("read echo");
+        writer.await.expect("writer task");
+        assert!(echoed == payload, "echoed bytes differ from what was sent");
+
+        let mut uni = conn.open_uni().await.expect("open uni");
+        uni.write_all(b"uni from quinn").await.expect("write uni");
+        uni.finish().expect("finish uni");
+        let mut back = conn.accept_uni().await.expect("we open uni back");
+        assert_eq!(
+            back.read_to_end(1024).await.expect("read uni"),
+            b"uni from quinn"
+        );
+
+        for i in 0..DATAGRAMS {
+            conn.send_datagram(Bytes::from(format!("datagram {i}")))
+                .expect("send datagram");
+            let echoed = conn.read_datagram().await.expect("echoed datagram");
+            assert_eq!(echoed, format!("datagram {i}").as_bytes());
+        }
+
+        conn.close(quinn::VarInt::from_u32(CLOSE_CODE), b"done");
+        match server_task.await.expect("server task") {
+            ConnectionError::ApplicationClosed { error_code, reason } => {
+                assert_eq!(error_code, u64::from(CLOSE_CODE));
+                assert_eq!(&reason[..], b"done");
+            }
+            other => panic!("we saw {other:?}, expected quinn's application close"),
+        }
+        endpoint.wait_idle().await;
+    })
+    .await;
+}
