@@ -32,6 +32,7 @@ pub mod recovery;
 mod shared;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod sockapi;
 pub mod stream;
 #[cfg(test)]
 mod tests;
