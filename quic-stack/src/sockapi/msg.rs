@@ -5,10 +5,10 @@
 //! Every datagram is one message:
 //!
 //! ```text
-//! 0      2    3    4        8          10     12            16
-//! +------+----+----+--------+----------+------+-------------+------ body ------+-- payload --+
-//! |magic |ver | op |  seq   | body_len | 0    | payload_len | fixed fields     | bytes       |
-//! +------+----+----+--------+----------+------+-------------+------------------+-------------+
+//! 0      2    3    4        8          10      12            16
+//! +------+----+----+--------+----------+-------+-------------+------ body ------+-- payload --+
+//! |magic |ver | op |  seq   | body_len | flags | payload_len | fixed fields     | bytes       |
+//! +------+----+----+--------+----------+-------+-------------+------------------+-------------+
 //! ```
 //! All integers little-endian. `magic` is `"QS"`, `ver` is [`VERSION`]. `seq` is chosen by the
 //! library and echoed in the response, so a late answer to an interrupted call can be told
@@ -20,9 +20,11 @@
 //! straight from/into the application's buffer. Data is copied once per hop, never twice.
 //!
 //! Readiness: the service sends `Notify` when the socket's receive queue becomes non-empty and
-//! again after any response that leaves it non-empty; the library discards `Notify` messages
-//! read while waiting for a response. The fd is therefore readable exactly when a recvmsg
-//! would return something. Blocking calls are emulated by the library: it issues the
+//! right after any response that leaves it non-empty, marking that response with
+//! [`FLAG_NOTIFY_FOLLOWS`]; the library discards `Notify` messages read while waiting for a
+//! response, and before returning a marked response waits until the following `Notify` has
+//! arrived (otherwise an application polling right after the call could miss it). The fd is
+//! therefore readable exactly when a recvmsg would return something. Blocking calls are emulated by the library: it issues the
 //! non-blocking request and, on EAGAIN, polls the fd for the next `Notify` (which also carries
 //! POLLOUT when a blocked send may proceed).
 
@@ -46,6 +48,9 @@ pub const DEFAULT_SERVICE_NAME: &str = "quictun-sockd";
 pub const SERVICE_ENV: &str = "QUICTUN_SOCKD";
 /// Raw sockaddr bytes carried in a body (room for `sockaddr_in6`)
 pub const ADDR_LEN: usize = 28;
+
+/// Header flag on a response: a `Notify` follows it (the receive queue is not empty)
+pub const FLAG_NOTIFY_FOLLOWS: u16 = 0x1;
 
 /// Readiness bits in [`Response::Notify`] (the poll(2) values)
 pub mod ready {
@@ -348,6 +353,8 @@ pub struct Header {
     pub seq: u32,
     /// Fixed body length
     pub body_len: u16,
+    /// `FLAG_*` bits (unknown bits are ignored)
+    pub flags: u16,
     /// Payload length
     pub payload_len: u32,
 }
@@ -367,6 +374,7 @@ impl Header {
             op: h[3],
             seq: u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
             body_len: u16::from_le_bytes([h[8], h[9]]),
+            flags: u16::from_le_bytes([h[10], h[11]]),
             payload_len: u32::from_le_bytes([h[12], h[13], h[14], h[15]]),
         };
         let rest = &msg[HEADER_LEN..];
@@ -376,6 +384,39 @@ impl Header {
         }
         let (body, payload) = rest.split_at(body_len);
         Ok((hdr, body, payload))
+    }
+
+    /// Parse only the fixed header (the library peeks it to size its receive buffers)
+    pub fn peek(head: &[u8]) -> Result<Self, DecodeError> {
+        let h = head.get(..HEADER_LEN).ok_or(DecodeError::Truncated)?;
+        let mut whole = h.to_vec();
+        // Pretend body and payload are absent so `split` checks only magic and version.
+        whole[8..10].fill(0);
+        whole[12..16].fill(0);
+        Self::split(&whole)?;
+        let b = padded::<HEADER_LEN>(h);
+        Ok(Self {
+            op: b[3],
+            seq: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+            body_len: u16::from_le_bytes([b[8], b[9]]),
+            flags: u16::from_le_bytes([b[10], b[11]]),
+            payload_len: u32::from_le_bytes([b[12], b[13], b[14], b[15]]),
+        })
+    }
+
+    /// Set `FLAG_*` bits in an encoded head; no-op on a buffer shorter than a header
+    pub fn set_flags(head: &mut [u8], flags: u16) {
+        if let Some(f) = head.get_mut(10..12) {
+            f.copy_from_slice(&flags.to_le_bytes());
+        }
+    }
+
+    /// Rewrite the payload length of an encoded head (for a payload sent from several
+    /// iovecs, or received separately); no-op on a buffer shorter than a header
+    pub fn set_payload_len(head: &mut [u8], len: u32) {
+        if let Some(f) = head.get_mut(12..16) {
+            f.copy_from_slice(&len.to_le_bytes());
+        }
     }
 
     fn write(op: u8, seq: u32, body: &[u8], payload_len: usize, out: &mut Vec<u8>) {
