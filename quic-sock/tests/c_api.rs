@@ -79,6 +79,9 @@ struct FakeSocket {
     next_bidi: i64,
     next_uni: i64,
     active: Option<i64>,
+    /// Datagrams starting with "delay:" are echoed 200 ms later, to exercise blocking
+    /// receives woken by the Notify doorbell
+    delayed: Vec<(std::time::Instant, Vec<u8>)>,
 }
 
 impl FakeSocket {
@@ -92,6 +95,7 @@ impl FakeSocket {
             next_bidi: 0,
             next_uni: 2,
             active: None,
+            delayed: Vec::new(),
         }
     }
 
@@ -107,6 +111,24 @@ impl FakeSocket {
     fn serve(&mut self) {
         let mut buf = vec![0u8; msg::MAX_MESSAGE];
         loop {
+            if let Some(&(due, _)) = self.delayed.first() {
+                let wait = due.saturating_duration_since(std::time::Instant::now());
+                let mut p = libc::pollfd {
+                    fd: self.fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                if unsafe { libc::poll(&mut p, 1, wait.as_millis() as i32) } == 0 {
+                    let (_, d) = self.delayed.remove(0);
+                    let was_empty = self.queue.is_empty();
+                    self.queue.push_datagram(d);
+                    if was_empty {
+                        self.send(0, &Response::Notify(msg::ready::IN));
+                    }
+                    continue;
+                }
+            }
             // SAFETY: buf is valid for its length.
             let n = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n <= 0 {
@@ -295,7 +317,12 @@ impl FakeSocket {
                 if self.opts.local_transport_param().max_datagram_frame_size == 0 {
                     return Err(Errno::EINVAL);
                 }
-                self.queue.push_datagram(payload.to_vec());
+                if payload.starts_with(b"delay:") {
+                    let due = std::time::Instant::now() + std::time::Duration::from_millis(200);
+                    self.delayed.push((due, payload.to_vec()));
+                } else {
+                    self.queue.push_datagram(payload.to_vec());
+                }
             }
             SendTarget::Stream {
                 choice,

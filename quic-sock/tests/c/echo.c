@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/time.h>
 #include <arpa/inet.h>
 #include <netinet/quic.h>
 
@@ -157,6 +158,44 @@ int main(void)
 	CHECK(send(fd, "", 0, MSG_QUIC_DATAGRAM) == -1 && errno == EMSGSIZE);
 	CHECK(send(fd, "x", 1, MSG_OOB) == -1 && errno == EINVAL);
 
+	/* blocking recv: SO_RCVTIMEO expiry, then a wake-up by the service's doorbell */
+	{
+		struct timeval tv = { 0, 50000 };
+		ssize_t r;
+
+		CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
+		CHECK(recv(fd, buf, sizeof(buf), 0) == -1 && errno == EAGAIN);
+		tv.tv_usec = 0;
+		CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
+		CHECK(send(fd, "delay:z", 7, MSG_QUIC_DATAGRAM) == 7);
+		CHECK(poll(&p, 1, 0) == 0);
+		r = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0);
+		CHECK(r == 7 && (mflags & MSG_QUIC_DATAGRAM) && buf[6] == 'z');
+	}
+
+	/* a write above the 64 KiB message size goes in pieces; FIN only on the last */
+	{
+		static char big[100000];
+		size_t got = 0;
+		int fins = 0;
+
+		memset(big, 'b', sizeof(big));
+		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, big,
+				  sizeof(big), 0) == (ssize_t)sizeof(big));
+		n = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0); /* the STREAM_UPDATE */
+		CHECK(n > 0 && (mflags & MSG_QUIC_NOTIFICATION));
+		while (got < sizeof(big)) {
+			static char rb[70000];
+
+			n = recv_any(fd, rb, sizeof(rb), &si, &mflags, MSG_DONTWAIT);
+			CHECK(n > 0 && si.stream_id == 4);
+			if (si.stream_flags & MSG_QUIC_STREAM_FIN)
+				fins++;
+			got += n;
+		}
+		CHECK(got == sizeof(big) && fins == 1 && (si.stream_flags & MSG_QUIC_STREAM_FIN));
+	}
+
 	/* STREAM_OPEN: next unidirectional stream */
 	si.stream_id = -1;
 	si.stream_flags = MSG_QUIC_STREAM_UNI;
@@ -165,7 +204,7 @@ int main(void)
 	CHECK(len == sizeof(si) && si.stream_id == 2);
 
 	/* FIN without room for the cmsg: MSG_CTRUNC and FIN in msg_flags */
-	CHECK(send_stream(fd, 4, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "abc", 3, 0) == 3);
+	CHECK(send_stream(fd, 12, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "abc", 3, 0) == 3);
 	n = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0); /* the event */
 	CHECK(n > 0 && (mflags & MSG_QUIC_NOTIFICATION));
 	{
@@ -183,12 +222,12 @@ int main(void)
 		int64_t sid = -1;
 		uint32_t fl = 0;
 
-		CHECK(quic_sendmsg(fd, "xyz", 3, 8, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN) == 3);
+		CHECK(quic_sendmsg(fd, "xyz", 3, 16, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN) == 3);
 		n = quic_recvmsg(fd, buf, sizeof(buf), &sid, &fl);
 		CHECK(n > 0 && (fl & MSG_QUIC_NOTIFICATION));
 		fl = 0;
 		n = quic_recvmsg(fd, buf, sizeof(buf), &sid, &fl);
-		CHECK(n == 3 && sid == 8 && (fl & MSG_QUIC_STREAM_FIN) && !memcmp(buf, "xyz", 3));
+		CHECK(n == 3 && sid == 16 && (fl & MSG_QUIC_STREAM_FIN) && !memcmp(buf, "xyz", 3));
 	}
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_KEY_UPDATE, NULL, 0) == 0);
 #endif
