@@ -248,3 +248,54 @@ pub extern "C" fn close(fd: c_int) -> c_int {
     }
     api::quicsock_close(fd)
 }
+
+/// A duplicate of a QUIC fd is a QUIC fd (same Unix socket, same service-side socket)
+fn inherit(old: c_int, new: c_int) -> c_int {
+    if new >= 0 && new != old {
+        if registry::is_quic(old) {
+            registry::mark(new);
+        } else {
+            registry::unmark(new);
+        }
+    }
+    new
+}
+
+/// dup(2)
+#[no_mangle]
+pub extern "C" fn dup(fd: c_int) -> c_int {
+    // SAFETY: passthrough.
+    inherit(fd, unsafe { sys::dup(fd) })
+}
+
+/// dup2(2): `new` is silently closed by the kernel; its QUIC mark follows `old`
+#[no_mangle]
+pub extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    // SAFETY: passthrough.
+    inherit(old, unsafe { sys::dup2(old, new) })
+}
+
+/// dup3(2)
+#[no_mangle]
+pub extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    // SAFETY: passthrough.
+    inherit(old, unsafe { sys::dup3(old, new, flags) })
+}
+
+/// fcntl(2), for F_DUPFD / F_DUPFD_CLOEXEC
+///
+/// C declares fcntl variadic; stable Rust can't define variadic functions. On the Linux
+/// x86_64 and aarch64 ABIs the optional third argument arrives in the same register as a
+/// fixed one, so it is taken as a `long` and passed on unchanged to libc's fcntl.
+///
+/// # Safety
+/// libc's contract.
+#[no_mangle]
+pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: libc::c_long) -> c_int {
+    // SAFETY: passthrough of the caller's arguments.
+    let r = unsafe { sys::fcntl(fd, cmd, arg) };
+    if cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC {
+        return inherit(fd, r);
+    }
+    r
+}

@@ -4,6 +4,7 @@
  * echoes stream data and datagrams back and reports a STREAM_UPDATE event on FIN.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,6 +238,20 @@ int main(void)
 	CHECK(len == sizeof(peer) && peer.sin_port == htons(4433));
 	len = sizeof(peer);
 	CHECK(getsockname(fd, (struct sockaddr *)&peer, &len) == 0 && peer.sin_family == AF_INET);
+
+	/* a duplicate is the same QUIC socket; closing it leaves the original open */
+	{
+		int d = dup(fd), d2 = fcntl(fd, F_DUPFD_CLOEXEC, 100);
+
+		CHECK(d >= 0 && d2 >= 100);
+		len = sizeof(ev);
+		ev.type = QUIC_EVENT_STREAM_UPDATE;
+		CHECK(getsockopt(d, SOL_QUIC, QUIC_SOCKOPT_EVENT, &ev, &len) == 0 && ev.on == 1);
+		CHECK(getsockopt(d2, SOL_QUIC, QUIC_SOCKOPT_EVENT, &ev, &len) == 0 && ev.on == 1);
+		CHECK(close(d) == 0 && close(d2) == 0);
+		len = sizeof(ev);
+		CHECK(getsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_EVENT, &ev, &len) == 0);
+	}
 
 	CHECK(shutdown(fd, SHUT_RDWR) == 0);
 	CHECK(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) == -1 && errno == ENOTCONN);
