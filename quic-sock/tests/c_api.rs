@@ -7,10 +7,12 @@
 //! does not link the quic_sock rlib: its exported `socket`/`close`/... would interpose this
 //! test binary's own calls. Skips (with a message) without gcc or the built cdylib.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 
 use quic_stack::sockapi::consts::*;
@@ -70,6 +72,21 @@ fn start_fake_service() -> String {
     name
 }
 
+/// Listening fake sockets by address: the listener's service fd (for its doorbell) and the
+/// queue of connecting clients' addresses
+type Listeners = Mutex<HashMap<SocketAddr, (i32, VecDeque<SocketAddr>)>>;
+
+fn listeners() -> &'static Listeners {
+    static L: OnceLock<Listeners> = OnceLock::new();
+    L.get_or_init(Listeners::default)
+}
+
+fn ring(fd: i32, bits: u32) {
+    let b = Response::Notify(bits).encode(0);
+    // SAFETY: b is valid for its length.
+    unsafe { libc::send(fd, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL) };
+}
+
 struct FakeSocket {
     fd: i32,
     opts: SockOptions,
@@ -99,9 +116,78 @@ impl FakeSocket {
         }
     }
 
+    fn readable(&self) -> bool {
+        if !self.queue.is_empty() {
+            return true;
+        }
+        let l = listeners().lock().unwrap();
+        self.opts.state() == SockState::Listening
+            && l.get(&self.local).is_some_and(|(_, q)| !q.is_empty())
+    }
+
+    /// The Accepted answer, with the new socket's fd as SCM_RIGHTS
+    fn send_accepted(&self, seq: u32, addr: SocketAddr, passed: i32) {
+        let mut b = Response::Accepted(RawAddr::from_socket_addr(&addr)).encode(seq);
+        if self.readable() {
+            msg::Header::set_flags(&mut b, msg::FLAG_NOTIFY_FOLLOWS);
+        }
+        // SAFETY: iov/cmsg buffers are valid; CMSG_* stay within cbuf.
+        unsafe {
+            let mut iov = libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            };
+            let mut cbuf = [0u64; 4];
+            let mut m: libc::msghdr = std::mem::zeroed();
+            m.msg_iov = &mut iov;
+            m.msg_iovlen = 1;
+            m.msg_control = cbuf.as_mut_ptr().cast();
+            m.msg_controllen = libc::CMSG_SPACE(4) as usize;
+            let c = libc::CMSG_FIRSTHDR(&m);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+            std::ptr::copy_nonoverlapping((&raw const passed).cast::<u8>(), libc::CMSG_DATA(c), 4);
+            libc::sendmsg(self.fd, &m, libc::MSG_NOSIGNAL);
+        }
+    }
+
+    fn accept(&mut self, seq: u32) -> bool {
+        let next = listeners()
+            .lock()
+            .unwrap()
+            .get_mut(&self.local)
+            .and_then(|(_, q)| q.pop_front());
+        let Some(peer) = next else { return false };
+        let mut pair = [0i32; 2];
+        // SAFETY: pair is valid for two fds.
+        let rc = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                pair.as_mut_ptr(),
+            )
+        };
+        assert_eq!(rc, 0);
+        let mut child = FakeSocket::new(pair[0]);
+        child.opts = self.opts.accept_child();
+        child.local = self.local;
+        child.peer = Some(peer);
+        thread::spawn(move || {
+            child.serve();
+            // SAFETY: our end of the pair.
+            unsafe { libc::close(child.fd) };
+        });
+        self.send_accepted(seq, peer, pair[1]);
+        // SAFETY: the peer end now lives in the application.
+        unsafe { libc::close(pair[1]) };
+        true
+    }
+
     fn send(&self, seq: u32, r: &Response<'_>) {
         let mut b = r.encode(seq);
-        if seq != 0 && !self.queue.is_empty() {
+        if seq != 0 && self.readable() {
             msg::Header::set_flags(&mut b, msg::FLAG_NOTIFY_FOLLOWS);
         }
         // SAFETY: b is valid for its length.
@@ -139,13 +225,19 @@ impl FakeSocket {
                 return;
             };
             let close = matches!(req, Request::Close);
+            if matches!(req, Request::Accept { .. }) && self.accept(seq) {
+                if self.readable() {
+                    self.send(0, &Response::Notify(msg::ready::IN));
+                }
+                continue;
+            }
             let mut out = Vec::new();
             let resp = self.handle(&req, &mut out);
             match resp {
                 Ok(r) => self.send(seq, &r),
                 Err(e) => self.send(seq, &Response::Err(e.0)),
             }
-            if !self.queue.is_empty() {
+            if self.readable() {
                 self.send(0, &Response::Notify(msg::ready::IN));
             }
             if close {
@@ -177,13 +269,32 @@ impl FakeSocket {
                     self.local = "127.0.0.1:40000".parse().unwrap();
                 }
                 self.opts.on_connect();
+                let peer = self.peer;
+                if let Some((lfd, q)) = peer.and_then(|p| {
+                    listeners().lock().unwrap().get_mut(&p).map(|(f, q)| {
+                        q.push_back(self.local);
+                        (*f, q.len())
+                    })
+                }) {
+                    if q == 1 {
+                        ring(lfd, msg::ready::IN);
+                    }
+                }
                 ok
             }
             Request::Listen { backlog } => {
                 self.opts.on_listen(*backlog);
+                listeners()
+                    .lock()
+                    .unwrap()
+                    .insert(self.local, (self.fd, VecDeque::new()));
                 ok
             }
-            Request::Accept { .. } => Err(Errno::EOPNOTSUPP),
+            // Nothing pending (a pending connection was answered in `serve`).
+            Request::Accept { .. } if self.opts.state() == SockState::Listening => {
+                Err(Errno::EAGAIN)
+            }
+            Request::Accept { .. } => Err(Errno::EINVAL),
             Request::Handshake(_) => {
                 if self.opts.state() != SockState::Establishing {
                     return Err(Errno::EINVAL);
@@ -493,6 +604,20 @@ fn unmodified_c_program_under_ld_preload() {
     let exe = out_dir().join("echo_preload");
     let echo = src("echo.c");
     if !compile(&["-DKERNEL_API_ONLY", echo.to_str().unwrap()], &exe) {
+        return;
+    }
+    let name = start_fake_service();
+    run(Command::new(&exe)
+        .env(msg::SERVICE_ENV, &name)
+        .env("LD_PRELOAD", lib.join("libquic_sock.so")));
+}
+
+#[test]
+fn listen_accept_passes_a_real_fd() {
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("accept_preload");
+    let c = src("accept.c");
+    if !compile(&[c.to_str().unwrap()], &exe) {
         return;
     }
     let name = start_fake_service();
