@@ -170,7 +170,7 @@ impl FakeSocket {
             )
         };
         assert_eq!(rc, 0);
-        let mut child = FakeSocket::new(pair[0]);
+        let mut child = Self::new(pair[0]);
         child.opts = self.opts.accept_child();
         child.local = self.local;
         child.peer = Some(peer);
