@@ -629,7 +629,7 @@ pub unsafe extern "C" fn quicsock_getsockopt(
     };
     let input = iov(&buf);
     let mut out = vec![0u8; cap];
-    let into = iov(&out);
+    let into = client::iov_mut(&mut out);
     // SAFETY: buf and out live across the call; out is only written by the kernel recvmsg.
     let r = unsafe { client::call(fd, &req, &[input], &[into]) }.and_then(|a| match a {
         Answer::OptVal(n) => Ok(n),

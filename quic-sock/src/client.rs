@@ -334,10 +334,143 @@ unsafe fn take_fd(m: &msghdr) -> Option<RawFd> {
     None
 }
 
-/// An iovec over a byte slice (the pointer is only written through for `into` lists)
+/// An iovec for sending a byte slice (never written through)
 pub(crate) fn iov(b: &[u8]) -> iovec {
     iovec {
         iov_base: b.as_ptr() as *mut c_void,
         iov_len: b.len(),
+    }
+}
+
+/// An iovec for receiving into a byte slice
+pub(crate) fn iov_mut(b: &mut [u8]) -> iovec {
+    iovec {
+        iov_base: b.as_mut_ptr().cast(),
+        iov_len: b.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quic_stack::sockapi::msg::ready;
+
+    /// A socketpair: (library end, service end)
+    fn pair() -> (RawFd, RawFd) {
+        let mut p = [0; 2];
+        // SAFETY: p is valid for two fds.
+        let rc =
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET, 0, p.as_mut_ptr()) };
+        assert_eq!(rc, 0);
+        (p[0], p[1])
+    }
+
+    fn service_send(fd: RawFd, b: &[u8]) {
+        // SAFETY: b valid.
+        unsafe { libc::send(fd, b.as_ptr().cast(), b.len(), 0) };
+    }
+
+    fn service_recv(fd: RawFd) -> (u32, Vec<u8>) {
+        let mut b = vec![0u8; msg::MAX_MESSAGE];
+        // SAFETY: b valid.
+        let n = unsafe { libc::recv(fd, b.as_mut_ptr().cast(), b.len(), 0) };
+        b.truncate(n.max(0) as usize);
+        let (seq, _) = Request::decode(&b).expect("library sent a valid request");
+        (seq, b)
+    }
+
+    fn close(fd: RawFd) {
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+    }
+
+    #[test]
+    fn answer_skips_doorbells_and_stale_answers() {
+        let (lib, svc) = pair();
+        let t = std::thread::spawn(move || {
+            let (seq, _) = service_recv(svc);
+            service_send(svc, &Response::Notify(ready::IN).encode(0));
+            service_send(svc, &Response::Ok(99).encode(seq.wrapping_sub(1)));
+            service_send(svc, &Response::Ok(7).encode(seq));
+            svc
+        });
+        // SAFETY: no buffers.
+        let a = unsafe { call(lib, &Request::Listen { backlog: 1 }, &[], &[]) };
+        assert!(matches!(a, Ok(Answer::Ok(7))), "{a:?}");
+        close(t.join().unwrap());
+        close(lib);
+    }
+
+    #[test]
+    fn payload_lands_in_caller_buffers() {
+        let (lib, svc) = pair();
+        let t = std::thread::spawn(move || {
+            let (seq, req) = service_recv(svc);
+            let Ok((_, Request::SendMsg { payload, .. })) = Request::decode(&req) else {
+                panic!("not a sendmsg")
+            };
+            assert_eq!(payload, b"abcdef", "two iovecs arrive as one payload");
+            let r = Response::Recv {
+                msg_flags: 0,
+                stream_info: Some(StreamInfo {
+                    stream_id: 4,
+                    stream_flags: 0x200,
+                }),
+                handshake_level: None,
+                payload: b"0123456789",
+            };
+            service_send(svc, &r.encode(seq));
+            svc
+        });
+        let (a, b) = (b"abc".to_vec(), b"def".to_vec());
+        let mut x = [0u8; 4];
+        let mut y = [0u8; 8];
+        let into = [iov_mut(&mut x), iov_mut(&mut y)];
+        let req = Request::SendMsg {
+            flags: 0,
+            stream_info: None,
+            handshake_level: None,
+            payload: &[],
+        };
+        // SAFETY: all iovecs point at live buffers.
+        let r = unsafe { call(lib, &req, &[iov(&a), iov(&b)], &into) }.unwrap();
+        let Answer::Recv {
+            len, stream_info, ..
+        } = r
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!(len, 10);
+        assert_eq!(stream_info.unwrap().stream_id, 4);
+        assert_eq!((&x[..], &y[..6]), (&b"0123"[..], &b"456789"[..]));
+        close(t.join().unwrap());
+        close(lib);
+    }
+
+    #[test]
+    fn garbage_and_dead_service_become_errno() {
+        let (lib, svc) = pair();
+        let t = std::thread::spawn(move || {
+            service_recv(svc);
+            service_send(svc, b"QS\x09garbage-garbage");
+            let (seq, _) = service_recv(svc);
+            let mut bad = Response::Ok(0).encode(seq);
+            bad[3] = 0x7e; // unknown op behind a valid header
+            service_send(svc, &bad);
+            svc
+        });
+        // SAFETY: no buffers.
+        let e = unsafe { call(lib, &Request::GetSockName, &[], &[]) }.unwrap_err();
+        assert_eq!(e.errno(), libc::EPROTO);
+        // SAFETY: no buffers.
+        let e = unsafe { call(lib, &Request::GetSockName, &[], &[]) }.unwrap_err();
+        assert_eq!(e.errno(), libc::EPROTO);
+        let svc = t.join().unwrap();
+        close(svc);
+        // SAFETY: no buffers.
+        let e = unsafe { call(lib, &Request::GetSockName, &[], &[]) }.unwrap_err();
+        assert_eq!(e, ClientError::ServiceGone);
+        assert_eq!(e.errno(), libc::ECONNRESET);
+        close(lib);
     }
 }
