@@ -354,7 +354,9 @@ pub(crate) unsafe fn send_inner(
                 }
             }
             Ok(_) => return Err(ClientError::Unexpected(msg::op::OK)),
-            Err(ClientError::Errno(libc::EAGAIN)) if blocking => {
+            // Flow control answers ENOSPC for sends with a stream cmsg; both mean "would
+            // block" to a blocking socket, which waits for the service's POLLOUT.
+            Err(ClientError::Errno(libc::EAGAIN | libc::ENOSPC)) if blocking && sent == 0 => {
                 wait_doorbell(fd, msg::ready::OUT, libc::SO_SNDTIMEO)?
             }
             Err(e) if sent > 0 && e != ClientError::ServiceGone => return Ok(sent),
@@ -370,12 +372,15 @@ fn wait_doorbell(fd: RawFd, bits: u32, timeo_opt: c_int) -> Result<()> {
     let timeout = client::timeout_ms(fd, timeo_opt);
     loop {
         client::wait(fd, libc::POLLIN, timeout)?;
+        let _g = registry::lock(fd);
         // SAFETY: no receive buffers.
-        match unsafe { client::receive(fd, None, &[]) }? {
-            Answer::Notify(b) if b & (bits | msg::ready::ERR | msg::ready::HUP) != 0 => {
+        match unsafe { client::receive(fd, None, &[]) } {
+            Ok(Answer::Notify(b)) if b & (bits | msg::ready::ERR | msg::ready::HUP) != 0 => {
                 return Ok(())
             }
-            _ => continue,
+            // Another thread's exchange took the doorbell first: poll again.
+            Ok(_) | Err(ClientError::Errno(libc::EAGAIN)) => continue,
+            Err(e) => return Err(e),
         }
     }
 }

@@ -186,7 +186,8 @@ pub(crate) unsafe fn call(
     unsafe { receive(fd, Some(seq), into) }
 }
 
-/// Receive the response to `seq` (or, with None, the next Notify)
+/// Receive the response to `seq` (or, with None, the next Notify: EAGAIN if none is queued;
+/// the caller must hold the fd's lock then, so no other thread's answer is consumed)
 ///
 /// # Safety
 /// `into` iovecs must be valid writable memory.
@@ -205,6 +206,8 @@ pub(crate) unsafe fn receive(fd: RawFd, seq: Option<u32>, into: &[iovec]) -> Res
         if n < 0 {
             match sys::errno() {
                 libc::EINTR => continue,
+                // Waiting for a doorbell: the caller polls without holding the fd lock.
+                libc::EAGAIN if seq.is_none() => return Err(ClientError::Errno(libc::EAGAIN)),
                 libc::EAGAIN => {
                     wait(fd, libc::POLLIN, -1)?;
                     continue;

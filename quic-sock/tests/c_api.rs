@@ -99,6 +99,10 @@ struct FakeSocket {
     /// Datagrams starting with "delay:" are echoed 200 ms later, to exercise blocking
     /// receives woken by the Notify doorbell
     delayed: Vec<(std::time::Instant, Vec<u8>)>,
+    /// Stream sends starting with "block:" are refused as flow-control blocked until this
+    /// deadline passes; then a POLLOUT doorbell rings and they are accepted
+    unblock_at: Option<std::time::Instant>,
+    unblocked: bool,
 }
 
 impl FakeSocket {
@@ -113,6 +117,8 @@ impl FakeSocket {
             next_uni: 2,
             active: None,
             delayed: Vec::new(),
+            unblock_at: None,
+            unblocked: false,
         }
     }
 
@@ -197,6 +203,21 @@ impl FakeSocket {
     fn serve(&mut self) {
         let mut buf = vec![0u8; msg::MAX_MESSAGE];
         loop {
+            if let Some(due) = self.unblock_at {
+                let wait = due.saturating_duration_since(std::time::Instant::now());
+                let mut p = libc::pollfd {
+                    fd: self.fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                if unsafe { libc::poll(&mut p, 1, wait.as_millis() as i32) } == 0 {
+                    self.unblock_at = None;
+                    self.unblocked = true;
+                    self.send(0, &Response::Notify(msg::ready::OUT));
+                    continue;
+                }
+            }
             if let Some(&(due, _)) = self.delayed.first() {
                 let wait = due.saturating_duration_since(std::time::Instant::now());
                 let mut p = libc::pollfd {
@@ -440,6 +461,15 @@ impl FakeSocket {
                 stream_flags,
                 ..
             } => {
+                if payload.starts_with(b"block:") {
+                    if !self.unblocked {
+                        self.unblock_at.get_or_insert_with(|| {
+                            std::time::Instant::now() + std::time::Duration::from_millis(100)
+                        });
+                        return Err(target.flow_blocked_errno());
+                    }
+                    self.unblocked = false;
+                }
                 let id = match (choice, self.active) {
                     (StreamChoice::Id(id), _) => id as i64,
                     (_, Some(a)) if stream_flags & MSG_QUIC_STREAM_NEW == 0 => a,

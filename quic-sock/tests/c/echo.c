@@ -197,6 +197,17 @@ int main(void)
 		CHECK(got == sizeof(big) && fins == 1 && (si.stream_flags & MSG_QUIC_STREAM_FIN));
 	}
 
+	/* flow-control blocked sends: ENOSPC with a stream cmsg, EAGAIN without; a blocking
+	 * socket waits for the service's POLLOUT doorbell */
+	CHECK(send_stream(fd, 20, MSG_QUIC_STREAM_NEW, "block:1", 7, MSG_DONTWAIT) == -1 &&
+	      errno == ENOSPC);
+	CHECK(send(fd, "block:2", 7, MSG_DONTWAIT) == -1 && errno == EAGAIN);
+	CHECK(send_stream(fd, 20, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "block:3", 7, 0) == 7);
+	n = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0); /* STREAM_UPDATE */
+	CHECK(n > 0 && (mflags & MSG_QUIC_NOTIFICATION));
+	n = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0);
+	CHECK(n == 7 && si.stream_id == 20 && !memcmp(buf, "block:3", 7));
+
 	/* STREAM_OPEN: next unidirectional stream */
 	si.stream_id = -1;
 	si.stream_flags = MSG_QUIC_STREAM_UNI;
