@@ -344,8 +344,13 @@ pub(crate) unsafe fn send_inner(
             payload: &[],
         };
         let piece = window(iovs, sent, n);
+        let hdr_flags = if blocking && sent == 0 {
+            msg::FLAG_WILL_WAIT
+        } else {
+            0
+        };
         // SAFETY: piece lies inside the caller's iovecs.
-        match unsafe { client::call(fd, &req, &piece, &[]) } {
+        match unsafe { client::call_flagged(fd, &req, hdr_flags, &piece, &[]) } {
             Ok(Answer::Ok(k)) => {
                 let k = usize::try_from(k).unwrap_or(0).min(n);
                 sent += k;

@@ -141,10 +141,26 @@ pub(crate) unsafe fn call(
     payload: &[iovec],
     into: &[iovec],
 ) -> Result<Answer> {
+    // SAFETY: same contract.
+    unsafe { call_flagged(fd, req, 0, payload, into) }
+}
+
+/// [`call`] with header `FLAG_*` bits on the request
+///
+/// # Safety
+/// As for [`call`].
+pub(crate) unsafe fn call_flagged(
+    fd: RawFd,
+    req: &Request<'_>,
+    hdr_flags: u16,
+    payload: &[iovec],
+    into: &[iovec],
+) -> Result<Answer> {
     let _g = registry::lock(fd);
     let seq = registry::next_seq();
     let mut head = Vec::with_capacity(64);
     req.encode_head(seq, &mut head);
+    Header::set_flags(&mut head, hdr_flags);
     let mut built = Vec::new();
     let mut iov = vec![iovec {
         iov_base: head.as_mut_ptr().cast(),

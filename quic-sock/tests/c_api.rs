@@ -103,6 +103,8 @@ struct FakeSocket {
     /// deadline passes; then a POLLOUT doorbell rings and they are accepted
     unblock_at: Option<std::time::Instant>,
     unblocked: bool,
+    /// Header flags of the request being handled
+    req_flags: u16,
 }
 
 impl FakeSocket {
@@ -119,6 +121,7 @@ impl FakeSocket {
             delayed: Vec::new(),
             unblock_at: None,
             unblocked: false,
+            req_flags: 0,
         }
     }
 
@@ -241,6 +244,7 @@ impl FakeSocket {
             if n <= 0 {
                 return; // EOF: the application closed the socket
             }
+            self.req_flags = msg::Header::split(&buf[..n as usize]).map_or(0, |(h, _, _)| h.flags);
             let Ok((seq, req)) = Request::decode(&buf[..n as usize]) else {
                 self.send(0, &Response::Err(libc::EPROTO));
                 return;
@@ -463,9 +467,12 @@ impl FakeSocket {
             } => {
                 if payload.starts_with(b"block:") {
                     if !self.unblocked {
-                        self.unblock_at.get_or_insert_with(|| {
-                            std::time::Instant::now() + std::time::Duration::from_millis(100)
-                        });
+                        // Ring POLLOUT later only for a writer that waits for it.
+                        if self.req_flags & msg::FLAG_WILL_WAIT != 0 {
+                            self.unblock_at.get_or_insert_with(|| {
+                                std::time::Instant::now() + std::time::Duration::from_millis(100)
+                            });
+                        }
                         return Err(target.flow_blocked_errno());
                     }
                     self.unblocked = false;

@@ -202,6 +202,8 @@ int main(void)
 	CHECK(send_stream(fd, 20, MSG_QUIC_STREAM_NEW, "block:1", 7, MSG_DONTWAIT) == -1 &&
 	      errno == ENOSPC);
 	CHECK(send(fd, "block:2", 7, MSG_DONTWAIT) == -1 && errno == EAGAIN);
+	usleep(150000);
+	CHECK(poll(&p, 1, 0) == 0); /* no POLLOUT doorbell for writers that did not wait */
 	CHECK(send_stream(fd, 20, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "block:3", 7, 0) == 7);
 	n = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0); /* STREAM_UPDATE */
 	CHECK(n > 0 && (mflags & MSG_QUIC_NOTIFICATION));

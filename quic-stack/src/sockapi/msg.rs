@@ -25,8 +25,9 @@
 //! response, and before returning a marked response waits until the following `Notify` has
 //! arrived (otherwise an application polling right after the call could miss it). The fd is
 //! therefore readable exactly when a recvmsg would return something. Blocking calls are emulated by the library: it issues the
-//! non-blocking request and, on EAGAIN, polls the fd for the next `Notify` (which also carries
-//! POLLOUT when a blocked send may proceed).
+//! non-blocking request and, on EAGAIN, polls the fd for the next `Notify`. A blocked send
+//! marked [`FLAG_WILL_WAIT`] gets a POLLOUT `Notify` once it may proceed; unmarked refusals get
+//! none, so no doorbell is left in the fd for a writer that gave up.
 
 use std::fmt;
 
@@ -51,6 +52,9 @@ pub const ADDR_LEN: usize = 28;
 
 /// Header flag on a response: a `Notify` follows it (the receive queue is not empty)
 pub const FLAG_NOTIFY_FOLLOWS: u16 = 0x1;
+/// Header flag on a SendMsg request: if it is refused as blocked (EAGAIN/ENOSPC), the library
+/// waits for a POLLOUT `Notify`; the service rings POLLOUT only for such a waiting writer
+pub const FLAG_WILL_WAIT: u16 = 0x2;
 
 /// Readiness bits in [`Response::Notify`] (the poll(2) values)
 pub mod ready {
