@@ -343,7 +343,15 @@ pub fn client_config(
 /// Handshake signatures are still checked, so the server must hold the key of the certificate
 /// it presents.
 pub fn danger_insecure_client_config(alpn: Vec<Vec<u8>>) -> Result<ClientConfig, TlsError> {
-    let provider = provider();
+    danger_insecure_client_config_with_provider(provider(), alpn)
+}
+
+/// [`danger_insecure_client_config`] on a caller-chosen provider, e.g. one restricted to a
+/// single cipher suite (the interop runner's `chacha20` test case); same caveats
+pub fn danger_insecure_client_config_with_provider(
+    provider: Arc<CryptoProvider>,
+    alpn: Vec<Vec<u8>>,
+) -> Result<ClientConfig, TlsError> {
     let verifier = Arc::new(AcceptAnyServerCert(
         provider.signature_verification_algorithms,
     ));
