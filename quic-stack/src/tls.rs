@@ -201,6 +201,13 @@ impl Session for TlsSession {
     }
 
     fn transport_parameters(&self) -> Option<&[u8]> {
+        // A resuming rustls client reports the parameters remembered with the session ticket
+        // (meant for 0-RTT) from the ClientHello on; those carry the previous connection's
+        // initial_source_connection_id. Only hand out the server's own ones, which arrive in
+        // EncryptedExtensions together with the ALPN choice.
+        if self.side == Side::Client && !self.handshake_data_ready() {
+            return None;
+        }
         self.conn.quic_transport_parameters()
     }
 
