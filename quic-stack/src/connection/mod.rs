@@ -18,6 +18,13 @@
 //! # Lifecycle
 //! `Handshake` → `Established` → `Closing` (we sent CONNECTION_CLOSE) or `Draining` (the peer
 //! did) → `Drained`. An idle timeout goes straight to `Drained` (RFC 9000 §10.1).
+//!
+//! # Files
+//! `spaces` (packet number spaces, ACK generation, CRYPTO streams), `send` (packet building,
+//! coalescing, protection, GSO), `recv` (unprotection, frame dispatch, TLS), `loss` (ACK
+//! processing, loss detection, PTO), `close` (closing and draining), `cid` (connection IDs),
+//! `path` (anti-amplification, path validation), `keys` (key updates), `mtud` (path MTU
+//! discovery), `params` (transport parameters), `timer`, `stats`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

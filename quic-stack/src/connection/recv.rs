@@ -57,6 +57,11 @@ impl Connection {
         }
         self.last_datagram_len = data.len() as u64;
         let known_path = meta.remote == self.path.remote;
+        // RFC 9000 §9: servers do not migrate, so a client drops packets from other addresses
+        if self.side.is_client() && !known_path {
+            self.stats.packets_dropped += 1;
+            return;
+        }
         if known_path {
             let was_blocked = self.path.amplification_budget() == 0;
             self.path.bytes_received += data.len() as u64;

@@ -41,6 +41,8 @@ pub(super) struct PacketInProgress {
     pub(super) padded: bool,
     /// The datagram carrying this packet must reach 1200 bytes
     pub(super) pad_datagram: bool,
+    /// Set by `close_packet`: where the payload ends and the AEAD tag goes
+    pub(super) payload_end: Option<usize>,
     pub(super) record: SentRecord,
 }
 
@@ -182,20 +184,31 @@ impl Connection {
                 continue;
             }
             let tag_len = self.tag_len(space_id);
-            if datagram_end.saturating_sub(buf.len()) < MAX_HEADER_OVERHEAD + tag_len + MIN_PAYLOAD
-            {
+            // The previous packet's tag is still to come
+            let reserved = current.as_ref().map_or(0, |p| self.tag_len(p.space));
+            let room = datagram_end.saturating_sub(buf.len() + reserved);
+            if room < MAX_HEADER_OVERHEAD + tag_len + MIN_PAYLOAD {
                 break;
             }
-            if let Some(p) = current.take() {
-                self.finish_packet(now, buf, p, None);
+            // Reserve the previous packet's tag so this one can follow it; it is sealed once
+            // this one proves non-empty
+            if let Some(prev) = current.as_mut() {
+                self.close_packet(buf, prev, None);
             }
             let mut p = self.start_packet(now, buf, space_id);
             let frames_end = datagram_end - tag_len;
             self.write_frames(now, buf, &mut p, frames_end, may_send_data);
             if buf.len() == p.pn_offset + p.pn_len {
-                // Nothing fitted after all: take the header back, the packet number is unused
+                // Nothing fitted after all: take the header back (the packet number is unused)
+                // and leave the previous packet open for padding
                 buf.truncate(p.start);
+                if let Some(prev) = current.as_mut() {
+                    Self::reopen_packet(buf, prev);
+                }
                 continue;
+            }
+            if let Some(prev) = current.take() {
+                self.seal_packet(now, buf, prev);
             }
             self.space_mut(space_id).next_pn += 1;
             if space_id == SpaceId::Initial && (self.side.is_client() || p.ack_eliciting) {
@@ -294,6 +307,7 @@ impl Connection {
             ack_eliciting: false,
             padded: false,
             pad_datagram: false,
+            payload_end: None,
             record: SentRecord::default(),
         }
     }
@@ -424,9 +438,14 @@ impl Connection {
         mut p: PacketInProgress,
         pad_to: Option<usize>,
     ) {
-        let space_id = p.space;
-        let Some(keys) = self.spaces[space_id as usize].keys.as_ref() else {
-            buf.truncate(p.start);
+        self.close_packet(buf, &mut p, pad_to);
+        self.seal_packet(now, buf, p);
+    }
+
+    /// Pad, fill in the Length and reserve the AEAD tag, so the next coalesced packet can
+    /// follow; [`Self::reopen_packet`] undoes it while the packet is still last in `buf`
+    fn close_packet(&self, buf: &mut Vec<u8>, p: &mut PacketInProgress, pad_to: Option<usize>) {
+        let Some(keys) = self.spaces[p.space as usize].keys.as_ref() else {
             return;
         };
         let tag_len = keys.packet.local.tag_len();
@@ -445,9 +464,28 @@ impl Connection {
         if let Some(offsets) = &p.long {
             packet::finish_long_header(buf, offsets, tag_len);
         }
+        p.payload_end = Some(buf.len());
         buf.resize(buf.len() + tag_len, 0);
+    }
+
+    /// Take back the tag reservation of the last packet in `buf`
+    fn reopen_packet(buf: &mut Vec<u8>, p: &mut PacketInProgress) {
+        if let Some(end) = p.payload_end.take() {
+            buf.truncate(end);
+        }
+    }
+
+    /// Seal a closed packet in place, protect its header and record it as sent
+    fn seal_packet(&mut self, now: Instant, buf: &mut [u8], p: PacketInProgress) {
+        let space_id = p.space;
+        let (Some(keys), Some(payload_end)) =
+            (self.spaces[space_id as usize].keys.as_ref(), p.payload_end)
+        else {
+            return;
+        };
+        let end = payload_end + keys.packet.local.tag_len();
         let header_len = p.pn_offset + p.pn_len - p.start;
-        let packet_bytes = &mut buf[p.start..];
+        let packet_bytes = &mut buf[p.start..end];
         {
             let (header, payload) = packet_bytes.split_at_mut(header_len);
             keys.packet.local.seal(p.pn, header, payload);
@@ -458,11 +496,12 @@ impl Connection {
             .encrypt(p.pn_offset - p.start, packet_bytes)
             .is_err()
         {
-            // Cannot happen with the minimum length above; never send a half-protected packet
-            buf.truncate(p.start);
+            // Cannot happen with the minimum length of close_packet; never send a
+            // half-protected packet: zero it so the peer drops it
+            packet_bytes.fill(0);
             return;
         }
-        let size = buf.len() - p.start;
+        let size = end - p.start;
         let in_flight = p.ack_eliciting || p.padded;
         if space_id == SpaceId::Data {
             self.key_update.sent_in_phase += 1;

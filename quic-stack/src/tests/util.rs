@@ -126,6 +126,8 @@ pub(super) struct Setup {
     pub(super) server_versions: Option<Vec<u32>>,
     /// The server validates addresses with Retry
     pub(super) retry: bool,
+    /// Name the client asks for (the certificate is for "localhost")
+    pub(super) server_name: &'static str,
 }
 
 impl Default for Setup {
@@ -137,6 +139,7 @@ impl Default for Setup {
             link: LinkConfig::default(),
             server_versions: None,
             retry: false,
+            server_name: "localhost",
         }
     }
 }
@@ -200,7 +203,7 @@ impl Harness {
         let ch = pair
             .client_mut()
             .ep
-            .connect(now, config, server_addr, "localhost")
+            .connect(now, config, server_addr, setup.server_name)
             .expect("connect");
         Self {
             pair,
