@@ -867,3 +867,156 @@ fn missing_certificate_fails() {
         .expect("run server");
     assert_eq!(status.code(), Some(1));
 }
+
+// ---- against quinn, an independent implementation ----
+
+/// A quinn HTTP/0.9 (`hq-interop`) file server on loopback, inside its own runtime
+fn quinn_hq_server(www: PathBuf, cert: &Path, key: &Path) -> (tokio::runtime::Runtime, SocketAddr) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert)
+        .expect("cert PEM")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("cert PEM");
+    let key = PrivateKeyDer::from_pem_file(key).expect("key PEM");
+    let mut crypto = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("TLS 1.3")
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .expect("server certificate");
+    crypto.alpn_protocols = vec![b"hq-interop".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).expect("QUIC-capable");
+    let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let endpoint = rt
+        .block_on(async { quinn::Endpoint::server(config, ([127, 0, 0, 1], 0).into()) })
+        .expect("bind quinn server");
+    let addr = endpoint.local_addr().expect("quinn address");
+    rt.spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            let www = www.clone();
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else {
+                    return;
+                };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    let www = www.clone();
+                    tokio::spawn(async move {
+                        let request = recv.read_to_end(1024).await.expect("request");
+                        let line = String::from_utf8(request).expect("UTF-8 request");
+                        let name = line.trim_end().strip_prefix("GET /").expect("GET line");
+                        let data = std::fs::read(www.join(name)).expect("requested file");
+                        send.write_all(&data).await.expect("response");
+                        send.finish().expect("finish");
+                    });
+                }
+            });
+        }
+    });
+    (rt, addr)
+}
+
+/// Our client, in several of its test-case behaviours, downloads from a quinn server
+#[test]
+fn our_client_quinn_server() {
+    let s = setup(
+        "vs-quinn-server",
+        &[3 * MIB, 5 * KIB, 32, 32, 32, 10 * KIB],
+        10,
+        1,
+    );
+    let (rt, addr) = quinn_hq_server(s.www.clone(), &s.cert, &s.key);
+    for testcase in ["transfer", "chacha20", "multiconnect", "resumption"] {
+        for entry in std::fs::read_dir(&s.downloads).expect("downloads") {
+            std::fs::remove_file(entry.expect("entry").path()).expect("clear downloads");
+        }
+        let status = run_client(testcase, &requests_for(addr, &s.names), &s.downloads, &[]);
+        assert!(
+            status.success(),
+            "{testcase}: client failed against quinn: {status}"
+        );
+        check_downloads(&s.www, &s.downloads, &s.names);
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// A quinn client downloads from our server, all files concurrently
+#[test]
+fn quinn_client_our_server() {
+    let s = setup(
+        "vs-quinn-client",
+        &[3 * MIB, 5 * KIB, 32, 32, 10 * KIB],
+        10,
+        1,
+    );
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")));
+    let _server = Server::start("transfer", &s.www, (&s.cert, &s.key), listen);
+    let cert = std::fs::read(&s.cert).expect("cert");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from_pem_slice(&cert).expect("cert PEM"))
+            .expect("root");
+        let mut crypto = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        crypto.alpn_protocols = vec![b"hq-interop".to_vec()];
+        let crypto =
+            quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("QUIC-capable");
+        let endpoint =
+            quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).expect("bind quinn client");
+        let conn = tokio::time::timeout(
+            CLIENT_TIMEOUT,
+            endpoint
+                .connect_with(
+                    quinn::ClientConfig::new(Arc::new(crypto)),
+                    listen,
+                    "localhost",
+                )
+                .expect("connect"),
+        )
+        .await
+        .expect("handshake in time")
+        .expect("handshake with our server");
+        let mut tasks = Vec::new();
+        for name in &s.names {
+            let conn = conn.clone();
+            let name = name.clone();
+            tasks.push(tokio::spawn(async move {
+                let (mut send, mut recv) = conn.open_bi().await.expect("open stream");
+                send.write_all(format!("GET /{name}\r\n").as_bytes())
+                    .await
+                    .expect("request");
+                send.finish().expect("finish request");
+                (name, recv.read_to_end(usize::MAX).await.expect("response"))
+            }));
+        }
+        for task in tasks {
+            let (name, data) = tokio::time::timeout(CLIENT_TIMEOUT, task)
+                .await
+                .expect("download in time")
+                .expect("download task");
+            std::fs::write(s.downloads.join(name), data).expect("store download");
+        }
+        conn.close(0u32.into(), b"");
+        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+    });
+    check_downloads(&s.www, &s.downloads, &s.names);
+}
