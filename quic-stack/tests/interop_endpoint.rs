@@ -349,6 +349,9 @@ struct RelayStats {
     server_datagrams_after_rebind: AtomicU64,
     /// Datagrams swallowed by blackhole periods
     blackholed: AtomicU64,
+    /// Bytes of server datagrams carrying Handshake packets, per connection (by the client's
+    /// CID) in order of appearance
+    server_handshake_bytes: Mutex<Vec<(Vec<u8>, u64)>>,
 }
 
 struct Relay {
@@ -589,8 +592,20 @@ impl Relay {
                             .fetch_add(1, Ordering::Relaxed);
                     }
                     let mut data = buf[..n].to_vec();
-                    if long_types(&data).first() == Some(&3) {
+                    let types = long_types(&data);
+                    if types.first() == Some(&3) {
                         stats.retry_seen.store(true, Ordering::SeqCst);
+                    }
+                    if types.contains(&2) {
+                        // Long headers carry the DCID at byte 6, its length at byte 5; the
+                        // server's DCID is the client's SCID, one per connection
+                        let dcid_len = usize::from(data.get(5).copied().unwrap_or(0));
+                        let dcid = data.get(6..6 + dcid_len).unwrap_or_default().to_vec();
+                        let mut per_conn = stats.server_handshake_bytes.lock().expect("stats lock");
+                        match per_conn.iter_mut().find(|(c, _)| *c == dcid) {
+                            Some((_, bytes)) => *bytes += n as u64,
+                            None => per_conn.push((dcid, n as u64)),
+                        }
                     }
                     if !stats.client_handshake_seen.load(Ordering::SeqCst) {
                         stats
@@ -689,18 +704,33 @@ fn retry() {
     );
 }
 
-/// Two connections (checked through the client's qlog files); keys logged
+/// Two connections, the second resuming the first's session: with a 9-certificate chain the
+/// first server Handshake flight is large, the resumed one (no Certificate) small. Also checks
+/// the client's qlog (one file per connection) and key log
 #[test]
 fn resumption() {
-    let s = setup("resumption", &[5 * KIB, 10 * KIB], 10, 1);
+    let s = setup("resumption", &[5 * KIB, 10 * KIB], 10, 9);
     let qlog = s.dir.sub("qlog");
     let keylog = s.dir.0.join("keys.log");
-    run_case(
+    let stats = run_case(
         &s,
         "resumption",
         "resumption",
-        None,
+        Some(RelayConfig::default()),
         &[("QLOGDIR", &qlog), ("SSLKEYLOGFILE", &keylog)],
+    )
+    .expect("relay stats");
+    let flights = stats
+        .server_handshake_bytes
+        .lock()
+        .expect("stats lock")
+        .clone();
+    assert_eq!(flights.len(), 2, "two handshakes");
+    assert!(
+        flights[0].1 > 3000 && flights[1].1 < 2000,
+        "second handshake should carry no certificate: {} then {} Handshake bytes",
+        flights[0].1,
+        flights[1].1
     );
     let traces = std::fs::read_dir(&qlog).expect("qlog dir").count();
     assert_eq!(traces, 2, "one qlog per connection");
@@ -947,9 +977,15 @@ fn our_client_quinn_server() {
     rt.shutdown_timeout(Duration::from_secs(1));
 }
 
-/// A quinn client downloads from our server, all files concurrently
+/// A quinn client downloads from our server, all files concurrently; also through a Retry
 #[test]
 fn quinn_client_our_server() {
+    for testcase in ["transfer", "retry"] {
+        quinn_client_download(testcase);
+    }
+}
+
+fn quinn_client_download(server_case: &str) {
     let s = setup(
         "vs-quinn-client",
         &[3 * MIB, 5 * KIB, 32, 32, 10 * KIB],
@@ -957,7 +993,7 @@ fn quinn_client_our_server() {
         1,
     );
     let listen = SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")));
-    let _server = Server::start("transfer", &s.www, (&s.cert, &s.key), listen);
+    let _server = Server::start(server_case, &s.www, (&s.cert, &s.key), listen);
     let cert = std::fs::read(&s.cert).expect("cert");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
