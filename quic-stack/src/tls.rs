@@ -874,6 +874,19 @@ mod tests {
         assert!(!server.is_handshaking());
     }
 
+    /// A resuming client must not report the previous connection's transport parameters as
+    /// the server's (they carry a stale initial_source_connection_id)
+    #[test]
+    fn resuming_client_waits_for_fresh_transport_parameters() {
+        let (setup, _ca) = setup();
+        let (mut client, mut server) = sessions(&setup, VERSION_1);
+        handshake(&mut client, &mut server).unwrap();
+        let (mut client, mut server) = sessions(&setup, VERSION_1);
+        assert!(client.transport_parameters().is_none());
+        handshake(&mut client, &mut server).unwrap();
+        assert_eq!(client.transport_parameters(), Some(SERVER_PARAMS));
+    }
+
     #[test]
     fn zero_rtt_refused_when_server_disables_it() {
         let ca = Ca::new("CA");
