@@ -144,8 +144,18 @@ struct Server {
 
 impl Server {
     fn start(testcase: &str, www: &Path, certs: (&Path, &Path), listen: SocketAddr) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("server")
+        Self::start_with_env(testcase, www, certs, listen, &[])
+    }
+
+    fn start_with_env(
+        testcase: &str,
+        www: &Path,
+        certs: (&Path, &Path),
+        listen: SocketAddr,
+        env: &[(&str, &Path)],
+    ) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("server")
             .arg("--www")
             .arg(www)
             .arg("--listen")
@@ -158,9 +168,11 @@ impl Server {
             .env_remove("SSLKEYLOGFILE")
             .env_remove("QLOGDIR")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn quic-interop server");
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn quic-interop server");
         let stderr = child.stderr.take().expect("server stderr");
         let (ready_tx, ready_rx) = mpsc::channel();
         // Forward the server's stderr into the test output and report readiness
@@ -864,11 +876,60 @@ fn rebind_port() {
     assert!(followed > 0, "the server never sent to a rebound port");
 }
 
+/// Runner: 3 MiB; the client updates keys early and the server answers. Both sides' qlog
+/// summaries must count a key update (the runner looks for key phase 1 from both)
+#[test]
+fn keyupdate() {
+    let s = setup("keyupdate", &[3 * MIB], 10, 1);
+    let client_qlog = s.dir.sub("client-qlog");
+    let server_qlog = s.dir.sub("server-qlog");
+    let listen = SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")));
+    let server = Server::start_with_env(
+        "transfer",
+        &s.www,
+        (&s.cert, &s.key),
+        listen,
+        &[("QLOGDIR", &server_qlog)],
+    );
+    let status = run_client(
+        "keyupdate",
+        &requests_for(listen, &s.names),
+        &s.downloads,
+        &[("QLOGDIR", &client_qlog)],
+    );
+    assert!(status.success(), "client failed: {status}");
+    check_downloads(&s.www, &s.downloads, &s.names);
+    // The server writes its qlog when it sees the close; give it a moment
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let updated = |dir: &Path| {
+        std::fs::read_dir(dir).ok().into_iter().flatten().any(|e| {
+            e.ok()
+                .and_then(|e| std::fs::read_to_string(e.path()).ok())
+                .is_some_and(|t| {
+                    t.contains("connection_closed") && !t.contains("\"key_updates\":0")
+                })
+        })
+    };
+    while !updated(&server_qlog) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(server);
+    assert!(updated(&client_qlog), "client qlog shows no key update");
+    assert!(updated(&server_qlog), "server qlog shows no key update");
+}
+
 /// Unknown and unsupported test cases exit 127 on both sides, without touching the network
 #[test]
 fn unsupported_exit_127() {
     let dir = TempDir::new("unsupported");
-    for testcase in ["no-such-test", "zerortt", "http3", "ecn", "v2", "keyupdate"] {
+    for testcase in [
+        "no-such-test",
+        "zerortt",
+        "http3",
+        "ecn",
+        "v2",
+        "connectionmigration",
+    ] {
         let status = run_client(testcase, "https://127.0.0.1:1/x", &dir.0, &[]);
         assert_eq!(status.code(), Some(127), "client, {testcase}");
         let status = Command::new(BIN)
@@ -963,7 +1024,13 @@ fn our_client_quinn_server() {
         1,
     );
     let (rt, addr) = quinn_hq_server(s.www.clone(), &s.cert, &s.key);
-    for testcase in ["transfer", "chacha20", "multiconnect", "resumption"] {
+    for testcase in [
+        "transfer",
+        "chacha20",
+        "multiconnect",
+        "resumption",
+        "keyupdate",
+    ] {
         for entry in std::fs::read_dir(&s.downloads).expect("downloads") {
             std::fs::remove_file(entry.expect("entry").path()).expect("clear downloads");
         }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
-use quic_stack::connection::ConnectionError;
+use quic_stack::connection::{ConnectionError, ConnectionStats};
 use quic_stack::driver::{Connection, Endpoint};
 use quic_stack::{crypto, tls};
 use rustls::pki_types::pem::PemObject;
@@ -109,6 +109,8 @@ enum Plan {
     ConnectionPerRequest,
     /// First request on one connection, the rest on a second one resuming the TLS session
     Resumption,
+    /// Like `Concurrent`, with a 1-RTT key update as early as the connection allows
+    KeyUpdate,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -123,9 +125,9 @@ struct Case {
 /// The behaviour for `testcase`, or `None` if it is not supported (exit 127)
 ///
 /// Unsupported, and why (see docs/interop.md): `zerortt` (the stack sends no 0-RTT), `http3`
-/// (no HTTP/3 layer), `keyupdate` (the async driver exposes no key update trigger), `ecn` (no
-/// ECN marking on send), `v2` (no compatible version negotiation: no version_information),
-/// `connectionmigration` (no preferred_address), `versionnegotiation` (disabled in the runner).
+/// (no HTTP/3 layer), `ecn` (no ECN marking on send), `v2` (no compatible version negotiation:
+/// no version_information), `connectionmigration` (no preferred_address),
+/// `versionnegotiation` (disabled in the runner).
 fn case(testcase: &str) -> Option<Case> {
     let plan = match testcase {
         // Network impairments are the runner's business; the endpoints just transfer
@@ -134,6 +136,7 @@ fn case(testcase: &str) -> Option<Case> {
         | "goodput" | "crosstraffic" | "rebind-port" | "rebind-addr" => Plan::Concurrent,
         "multiconnect" | "handshakeloss" | "handshakecorruption" => Plan::ConnectionPerRequest,
         "resumption" => Plan::Resumption,
+        "keyupdate" => Plan::KeyUpdate,
         _ => return None,
     };
     Some(Case {
@@ -169,6 +172,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match args.role {
+            // The server side of keyupdate is a plain transfer: the core answers the peer's
+            // key update by itself
             Role::Server => run_server(&args, case).await,
             Role::Client => run_client(&args, case).await,
         }
@@ -261,10 +266,10 @@ fn qlog_started(qlog: &mut Option<Qlog>, local: SocketAddr, remote: SocketAddr) 
     }
 }
 
-fn qlog_closed(qlog: &mut Option<Qlog>, conn: &Connection, outcome: &str) {
+fn qlog_closed(qlog: &mut Option<Qlog>, stats: Option<ConnectionStats>, outcome: &str) {
     if let Some(q) = qlog {
         let mut data = format!("{{\"trigger\":\"{}\"", json_escape(outcome));
-        if let Some(s) = conn.stats() {
+        if let Some(s) = stats {
             let _ = write!(
                 data,
                 ",\"quictun_stats\":{{\"packets_sent\":{},\"packets_received\":{},\"packets_lost\":{},\
@@ -380,7 +385,7 @@ async fn accept_loop(endpoint: Endpoint, www: Arc<PathBuf>) {
                 qlog_started(&mut qlog, local, remote);
             }
             let outcome = serve_connection(&conn, &www).await;
-            qlog_closed(&mut qlog, &conn, &outcome.to_string());
+            qlog_closed(&mut qlog, conn.stats(), &outcome.to_string());
         });
     }
 }
@@ -586,6 +591,18 @@ async fn run_client(args: &Args, case: Case) -> Result<()> {
             }
             Ok(())
         }
+        Plan::KeyUpdate => {
+            drop(client.endpoint);
+            keyupdate::fetch(
+                bind,
+                remote,
+                &first.host,
+                client.config,
+                &requests,
+                &args.downloads,
+            )
+            .await
+        }
         Plan::Resumption => {
             let (head, tail) = requests.split_at(1);
             client.fetch_on_one_connection(head).await?;
@@ -649,7 +666,7 @@ impl Client {
             Ok(()) => "done".to_owned(),
             Err(e) => e.clone(),
         };
-        qlog_closed(&mut qlog, &conn, &outcome);
+        qlog_closed(&mut qlog, conn.stats(), &outcome);
         result
     }
 
@@ -717,6 +734,187 @@ async fn close_and_flush(conn: &Connection) {
             Some(s) if s.udp_tx_datagrams > sent_before => return,
             None => return,
             Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+/// The `keyupdate` client, on the sans-IO core directly
+///
+/// The async driver's connection handle has no way to ask for a key update, while the core's
+/// `Connection::initiate_key_update` does; this small single-connection loop (no GSO, no GRO)
+/// reaches it. Everything else in the binary uses the driver.
+mod keyupdate {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use quic_stack::config::ClientConfig;
+    use quic_stack::{Dir, Endpoint, Event, RecvMeta, StreamId};
+
+    use super::{download_path, endpoint_config, qlog_closed, qlog_started, Qlog, Request, Result};
+
+    struct Download {
+        path: String,
+        file: std::fs::File,
+    }
+
+    pub(super) async fn fetch(
+        bind: SocketAddr,
+        remote: SocketAddr,
+        server_name: &str,
+        config: ClientConfig,
+        requests: &[Request],
+        downloads: &Path,
+    ) -> Result<()> {
+        let socket = tokio::net::UdpSocket::bind(bind)
+            .await
+            .map_err(|e| format!("binding {bind}: {e}"))?;
+        let mut seed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+        let mut endpoint = Endpoint::new(Arc::new(endpoint_config()), None, seed);
+        let handle = endpoint
+            .connect(Instant::now(), config, remote, server_name)
+            .map_err(|e| format!("connecting to {remote}: {e}"))?;
+        let mut qlog = Qlog::create("client");
+        if let Ok(local) = socket.local_addr() {
+            qlog_started(&mut qlog, local, remote);
+        }
+        let result = run(&mut endpoint, handle, &socket, requests, downloads).await;
+        let stats = endpoint.connection(handle).map(|c| c.stats());
+        let outcome = match &result {
+            Ok(()) => "done".to_owned(),
+            Err(e) => e.clone(),
+        };
+        qlog_closed(&mut qlog, stats, &outcome);
+        result
+    }
+
+    async fn run(
+        endpoint: &mut Endpoint,
+        handle: quic_stack::ConnectionHandle,
+        socket: &tokio::net::UdpSocket,
+        requests: &[Request],
+        downloads: &Path,
+    ) -> Result<()> {
+        let mut pending: Vec<&Request> = requests.iter().rev().collect();
+        let mut active: HashMap<StreamId, Download> = HashMap::new();
+        let mut update_requested = false;
+        let mut tx = Vec::with_capacity(1500);
+        let mut rx = vec![0u8; 65536];
+        let mut chunk = vec![0u8; 65536];
+        loop {
+            let now = Instant::now();
+            let Some(conn) = endpoint.connection_mut(handle) else {
+                return Err("connection vanished".into());
+            };
+            if let Some(reason) = conn.close_reason() {
+                return Err(format!("connection lost: {reason}"));
+            }
+            if !conn.is_handshaking() {
+                if !update_requested {
+                    // The core performs it once the handshake is confirmed and a packet of the
+                    // current phase was acknowledged: early, well within the first MB
+                    conn.initiate_key_update();
+                    update_requested = true;
+                }
+                // Open request streams while stream credit lasts
+                while let Some(request) = pending.last() {
+                    let Some(id) = conn.open(Dir::Bi) else {
+                        break;
+                    };
+                    let line = format!("GET {}\r\n", request.path);
+                    // A fresh stream takes a short request whole (far below any window)
+                    let written = conn
+                        .write(id, line.as_bytes())
+                        .map_err(|e| format!("requesting {}: {e:?}", request.path))?;
+                    if written != line.len() {
+                        return Err(format!("requesting {}: request truncated", request.path));
+                    }
+                    conn.finish(id)
+                        .map_err(|e| format!("requesting {}: {e:?}", request.path))?;
+                    let target = download_path(downloads, &request.path)?;
+                    if let Some(parent) = target.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| format!("{}: {e}", parent.display()))?;
+                    }
+                    let file = std::fs::File::create(&target)
+                        .map_err(|e| format!("{}: {e}", target.display()))?;
+                    active.insert(
+                        id,
+                        Download {
+                            path: request.path.clone(),
+                            file,
+                        },
+                    );
+                    pending.pop();
+                }
+                // Drain whatever arrived
+                let mut finished = Vec::new();
+                for (&id, download) in active.iter_mut() {
+                    loop {
+                        match conn.read(id, &mut chunk) {
+                            Ok(Some(r)) => {
+                                std::io::Write::write_all(&mut download.file, &chunk[..r.len])
+                                    .map_err(|e| format!("storing {}: {e}", download.path))?;
+                                if r.fin {
+                                    finished.push(id);
+                                    break;
+                                }
+                                if r.len == 0 {
+                                    break;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(e) => return Err(format!("downloading {}: {e:?}", download.path)),
+                        }
+                    }
+                }
+                for id in finished {
+                    active.remove(&id);
+                }
+                if pending.is_empty() && active.is_empty() {
+                    let updates = conn.stats().key_updates;
+                    conn.close(now, 0, b"");
+                    flush(endpoint, socket, &mut tx).await;
+                    if updates == 0 {
+                        return Err("downloads complete but no key update happened".into());
+                    }
+                    return Ok(());
+                }
+            }
+            flush(endpoint, socket, &mut tx).await;
+            let timeout = endpoint.poll_timeout();
+            let sleep = async {
+                match timeout {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                received = socket.recv_from(&mut rx) => {
+                    // Errors are ICMP reports (e.g. port unreachable); loss recovery copes
+                    if let Ok((n, from)) = received {
+                        let meta = RecvMeta { remote: from, local_ip: None, ecn: None };
+                        endpoint.handle_datagram(Instant::now(), meta, &mut rx[..n]);
+                    }
+                }
+                _ = sleep => endpoint.handle_timeout(Instant::now()),
+            }
+            // Events only wake handles in the driver; this loop polls the streams itself
+            while let Some((_, event)) = endpoint.poll_event() {
+                if let Event::ConnectionLost { reason } = event {
+                    return Err(format!("connection lost: {reason}"));
+                }
+            }
+        }
+    }
+
+    async fn flush(endpoint: &mut Endpoint, socket: &tokio::net::UdpSocket, tx: &mut Vec<u8>) {
+        while let Some(t) = endpoint.poll_transmit(Instant::now(), 1, tx) {
+            // A lost datagram is recovered by QUIC
+            let _ = socket.send_to(&tx[..t.size], t.destination).await;
         }
     }
 }
