@@ -210,7 +210,7 @@ impl Qlog {
         let dir = std::env::var_os("QLOGDIR").filter(|d| !d.is_empty())?;
         let dir = PathBuf::from(dir);
         if let Err(e) = std::fs::create_dir_all(&dir) {
-            tracing_warn(&format!("qlog dir {}: {e}", dir.display()));
+            warn(&format!("qlog dir {}: {e}", dir.display()));
             return None;
         }
         let unix = SystemTime::now()
@@ -225,7 +225,7 @@ impl Qlog {
         let mut file = match std::fs::File::create(dir.join(&name)) {
             Ok(f) => f,
             Err(e) => {
-                tracing_warn(&format!("qlog file {name}: {e}"));
+                warn(&format!("qlog file {name}: {e}"));
                 return None;
             }
         };
@@ -305,7 +305,7 @@ fn json_escape(s: &str) -> String {
 }
 
 /// Non-fatal problems go to stderr; the binary has no tracing subscriber
-fn tracing_warn(msg: &str) {
+fn warn(msg: &str) {
     eprintln!("quic-interop: warning: {msg}");
 }
 
@@ -350,7 +350,7 @@ async fn run_server(args: &Args, case: Case) -> Result<()> {
             Ok(e) => e,
             // A host without IPv6 (or IPv4) still serves on the other family
             Err(e) if args.listen.len() > 1 => {
-                tracing_warn(&format!("listen {addr}: {e}"));
+                warn(&format!("listen {addr}: {e}"));
                 continue;
             }
             Err(e) => return Err(format!("listen {addr}: {e}")),
@@ -401,7 +401,7 @@ async fn serve_connection(conn: &Connection, www: &Arc<PathBuf>) -> ConnectionEr
                 let www = www.clone();
                 tokio::spawn(async move {
                     if let Err(e) = serve_stream(send, recv, &www).await {
-                        tracing_warn(&e);
+                        warn(&e);
                     }
                 });
             }
@@ -571,9 +571,20 @@ async fn run_client(args: &Args, case: Case) -> Result<()> {
     } else {
         SocketAddr::from(([0u8; 4], 0))
     };
+    let config = client_config(case)?;
+    if case.plan == Plan::KeyUpdate {
+        return keyupdate::fetch(
+            bind,
+            remote,
+            &first.host,
+            config,
+            &requests,
+            &args.downloads,
+        )
+        .await;
+    }
     let endpoint =
         Endpoint::new(bind, endpoint_config(), None).map_err(|e| format!("binding {bind}: {e}"))?;
-    let config = client_config(case)?;
     let client = Client {
         endpoint,
         config,
@@ -591,18 +602,7 @@ async fn run_client(args: &Args, case: Case) -> Result<()> {
             }
             Ok(())
         }
-        Plan::KeyUpdate => {
-            drop(client.endpoint);
-            keyupdate::fetch(
-                bind,
-                remote,
-                &first.host,
-                client.config,
-                &requests,
-                &args.downloads,
-            )
-            .await
-        }
+        Plan::KeyUpdate => Err("keyupdate runs on its own loop".into()),
         Plan::Resumption => {
             let (head, tail) = requests.split_at(1);
             client.fetch_on_one_connection(head).await?;
@@ -632,8 +632,7 @@ fn client_config(case: Case) -> Result<ClientConfig> {
         // MAX_DATA / MAX_STREAM_DATA updates during `transfer`
         stream_receive_window: 256 * 1024,
         receive_window: 1024 * 1024,
-        // Room for many concurrent request streams from the server side is not needed:
-        // the server opens none
+        // HTTP/0.9 servers never open streams towards the client
         max_concurrent_uni_streams: 0,
         ..TransportConfig::default()
     };
