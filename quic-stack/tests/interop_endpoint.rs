@@ -796,10 +796,10 @@ fn transfercorruption() {
     run_case(&s, "transfer", "transfer", Some(relay), &[]);
 }
 
-/// Runner: 50 × 1 KiB, one connection each, 30 % loss both ways in bursts of 3; here 20 files
+/// Runner: 50 × 1 KiB, one connection each, 30 % loss both ways in bursts of 3
 #[test]
 fn handshakeloss() {
-    let s = setup("handshakeloss", &[KIB; 20], 10, 1);
+    let s = setup("handshakeloss", &[KIB; 50], 10, 1);
     let relay = RelayConfig {
         rate: 0.3,
         burst: 3,
@@ -809,11 +809,10 @@ fn handshakeloss() {
     run_case(&s, "multiconnect", "multiconnect", Some(relay), &[]);
 }
 
-/// Runner: 50 × 1 KiB, one connection each, 30 % corruption both ways in bursts of 3; here
-/// 20 files
+/// Runner: 50 × 1 KiB, one connection each, 30 % corruption both ways in bursts of 3
 #[test]
 fn handshakecorruption() {
-    let s = setup("handshakecorruption", &[KIB; 20], 10, 1);
+    let s = setup("handshakecorruption", &[KIB; 50], 10, 1);
     let relay = RelayConfig {
         rate: 0.3,
         burst: 3,
