@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
 use quic_stack::connection::{ConnectionError, ConnectionStats};
-use quic_stack::driver::{Connection, Endpoint};
+use quic_stack::driver::{Connection, Endpoint, RecvStream, SendStream};
 use quic_stack::{crypto, tls};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -413,11 +413,7 @@ async fn serve_connection(conn: &Connection, www: &Arc<PathBuf>) -> ConnectionEr
     }
 }
 
-async fn serve_stream(
-    mut send: quic_stack::driver::SendStream,
-    mut recv: quic_stack::driver::RecvStream,
-    www: &Path,
-) -> Result<()> {
+async fn serve_stream(mut send: SendStream, mut recv: RecvStream, www: &Path) -> Result<()> {
     let request = recv
         .read_to_end(MAX_REQUEST)
         .await
@@ -692,13 +688,15 @@ impl Client {
             .await
             .map_err(|e| format!("handshake with {}: {e}", self.remote))?;
         let mut tasks = tokio::task::JoinSet::new();
+        let opener = Arc::new(tokio::sync::Mutex::new(()));
         for request in requests {
             let target = download_path(&self.downloads, &request.path)?;
             let conn = conn.clone();
             let path = request.path.clone();
-            // Each task waits in open_bi for stream credit, so a server limit below the number
-            // of requests is honoured by waiting for MAX_STREAMS
-            tasks.spawn(async move { fetch(&conn, &path, &target).await });
+            let opener = opener.clone();
+            // Each task waits for stream credit, so a server limit below the number of
+            // requests is honoured by waiting for MAX_STREAMS
+            tasks.spawn(async move { fetch(&conn, &opener, &path, &target).await });
         }
         while let Some(joined) = tasks.join_next().await {
             joined.map_err(|e| format!("download task: {e}"))??;
@@ -707,9 +705,34 @@ impl Client {
     }
 }
 
-async fn fetch(conn: &Connection, path: &str, target: &Path) -> Result<()> {
-    let (mut send, mut recv) = conn
-        .open_bi()
+/// How often a client blocked on stream credit looks again (see [`open_bi`])
+const OPEN_RECHECK: Duration = Duration::from_millis(20);
+
+/// Open a bidirectional stream, one task at a time, re-checking for credit periodically
+///
+/// The driver wakes a waiting `open_bi` only when the connection reports an event, and the core
+/// reports none when a MAX_STREAMS frame alone raises the limit. When it arrives after the last
+/// response, every waiter would sleep until the idle timeout. Cancelling the wait is harmless
+/// (nothing is opened until it succeeds); the mutex keeps the retries to one task.
+async fn open_bi(
+    conn: &Connection,
+    opener: &tokio::sync::Mutex<()>,
+) -> std::result::Result<(SendStream, RecvStream), ConnectionError> {
+    let _turn = opener.lock().await;
+    loop {
+        if let Ok(opened) = tokio::time::timeout(OPEN_RECHECK, conn.open_bi()).await {
+            return opened;
+        }
+    }
+}
+
+async fn fetch(
+    conn: &Connection,
+    opener: &tokio::sync::Mutex<()>,
+    path: &str,
+    target: &Path,
+) -> Result<()> {
+    let (mut send, mut recv) = open_bi(conn, opener)
         .await
         .map_err(|e| format!("opening a stream for {path}: {e}"))?;
     send.write_all(format!("GET {path}\r\n").as_bytes())
