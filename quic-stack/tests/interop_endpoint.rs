@@ -524,13 +524,14 @@ impl Relay {
                 };
                 let mut buf = vec![0u8; 65536];
                 let mut index = 0u64;
-                let mut next_rebind = config.rebind_every.map(|d| Instant::now() + d);
+                // Rebinding counts from the client's first datagram, not from process start-up
+                let mut next_rebind: Option<Instant> = None;
                 while !stop.load(Ordering::Relaxed) {
                     if let (Some(at), Some(every)) = (next_rebind, config.rebind_every) {
                         if Instant::now() >= at {
                             let mut up = upstream.lock().expect("upstream lock");
                             *up = (bind_upstream(), up.1 + 1);
-                            next_rebind = Some(at + every);
+                            next_rebind = Some(Instant::now() + every);
                         }
                     }
                     let Ok((n, from)) = listen.recv_from(&mut buf) else {
@@ -538,6 +539,9 @@ impl Relay {
                     };
                     *client.lock().expect("client lock") = Some(from);
                     index += 1;
+                    if index == 1 {
+                        next_rebind = config.rebind_every.map(|every| Instant::now() + every);
+                    }
                     let mut data = buf[..n].to_vec();
                     let types = long_types(&data);
                     if types.first() == Some(&0)
@@ -862,12 +866,12 @@ fn ipv6() {
 }
 
 /// Runner: 10 MiB, the NAT moves the client port after 1 s and every 5 s; loopback is faster,
-/// so here the port moves every 100 ms. The server must validate and follow each new path
+/// so here the port moves every 25 ms. The server must validate and follow each new path
 #[test]
 fn rebind_port() {
     let s = setup("rebind-port", &[10 * MIB], 10, 1);
     let relay = RelayConfig {
-        rebind_every: Some(Duration::from_millis(100)),
+        rebind_every: Some(Duration::from_millis(25)),
         ..Default::default()
     };
     let stats = run_case(&s, "transfer", "transfer", Some(relay), &[]).expect("relay stats");
