@@ -758,12 +758,12 @@ fn resumption() {
 }
 
 /// Runner: 10 MiB, 2 s outages after every 5 s; loopback moves 10 MiB in well under 5 s, so
-/// here one 2 s outage starts 40 ms into the connection, in the middle of the transfer
+/// here one 2 s outage starts 20 ms into the connection, in the middle of the transfer
 #[test]
 fn blackhole() {
     let s = setup("blackhole", &[10 * MIB], 10, 1);
     let relay = RelayConfig {
-        blackhole: vec![(Duration::from_millis(40), Duration::from_millis(2040))],
+        blackhole: vec![(Duration::from_millis(20), Duration::from_millis(2020))],
         ..Default::default()
     };
     let stats = run_case(&s, "transfer", "transfer", Some(relay), &[]).expect("relay stats");
