@@ -30,6 +30,7 @@ pub use ip::{IpError, IpPacket, IpVersion};
 pub use mem::MemTun;
 pub use netlink::{NetEvent, NetWatcher, Netlink, NetlinkError};
 pub use netns::{NetNs, NetNsError, NetNsGuard};
+pub use sys::accept_owned;
 pub use tun::{LinuxTun, TunConfig, TunError};
 
 use std::future::Future;

@@ -25,3 +25,16 @@ pub(crate) fn pre_exec_setns(cmd: &mut Command, ns_fd: Arc<OwnedFd>) {
         cmd.pre_exec(hook);
     }
 }
+
+/// accept4(2) on a listening socket, returning an owned fd (nix 0.29 hands back a raw fd, and
+/// turning that into an `OwnedFd` is the one unsafe step crates with `forbid(unsafe_code)` can't
+/// take). The new fd is close-on-exec and non-blocking.
+pub fn accept_owned(listener: &impl AsFd) -> std::io::Result<OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let fd = nix::sys::socket::accept4(
+        listener.as_fd().as_raw_fd(),
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC | nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+    )?;
+    // SAFETY: accept4 just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

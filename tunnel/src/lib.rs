@@ -16,4 +16,5 @@ pub mod daemon;
 pub mod ip;
 pub mod metrics;
 pub mod router;
+pub mod sockd;
 pub mod tls;

@@ -52,7 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cert(args) => cert_cmd(&args),
         Command::Demo => Err(NotWired("demo").into()),
         Command::Migrate(_) => Err(NotWired("migrate").into()),
-        Command::Sockd => Err(NotWired("sockd").into()),
+        Command::Sockd => sockd(),
     }
 }
 
@@ -126,5 +126,39 @@ fn cert_cmd(args: &CertArgs) -> anyhow::Result<()> {
     for p in written {
         println!("wrote {}", p.display());
     }
+    Ok(())
+}
+
+/// `quictun sockd`: the kernel-QUIC-API socket service of this network namespace, in the
+/// foreground until SIGTERM/SIGINT
+fn sockd() -> anyhow::Result<()> {
+    // RUST_LOG overrides; the service logs to stderr like the other foreground commands.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")?;
+    rt.block_on(async {
+        let name = tunnel::sockd::service_name();
+        let listener = tunnel::sockd::bind(&name)?;
+        tracing::info!("sockd listening on @{name}");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("install the SIGTERM handler")?;
+        tokio::select! {
+            () = tunnel::sockd::serve(listener, tunnel::sockd::Limits::default()) => {}
+            _ = term.recv() => tracing::info!("sockd: SIGTERM, exiting"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("sockd: interrupted, exiting"),
+        }
+        anyhow::Ok(())
+    })?;
+    // Dropping the runtime aborts every session; applications see EOF on their fds.
+    rt.shutdown_timeout(Duration::from_millis(200));
     Ok(())
 }

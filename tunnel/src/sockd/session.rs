@@ -1,0 +1,1178 @@
+//! One QUIC socket: a Unix SEQPACKET connection served by one task
+//!
+//! The task owns the socket's [`SockOptions`] and answers requests one by one, never parking a
+//! request (the library emulates blocking by waiting for a Notify). Work that must wait on the
+//! network — reading streams and datagrams, accepting streams and connections, noticing the
+//! close — runs in helper "pump" tasks that fill the shared [`RecvQueue`] and wake the session,
+//! which then rings the Notify doorbell. Pumps are aborted when the session ends.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::pin::pin;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
+use quic_stack::connection::ConnectionError;
+use quic_stack::driver::{
+    Connection, DatagramError, Endpoint, RecvStream, SendStream, StreamError,
+};
+use quic_stack::sockapi::consts::{self, stream_state, IPPROTO_QUIC, SOL_QUIC};
+use quic_stack::sockapi::events::{Event, EventMask, RecvKind, RecvQueue};
+use quic_stack::sockapi::msg::{self, HandshakeArgs, RawAddr, Request, Response};
+use quic_stack::sockapi::options::{
+    reply_for, ConnAction, ConnQuery, GetOutcome, SetOutcome, SockOptions, SockState,
+};
+use quic_stack::sockapi::send::{classify_send, SendTarget, StreamChoice};
+use quic_stack::sockapi::types::{ConnectionClose, ConnectionIdInfo, StreamInfo, StreamUpdate};
+use quic_stack::sockapi::Errno;
+use quic_stack::Dir;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use super::{SeqPacket, Service, Slot};
+
+/// How long a quic_*_handshake request may take before it fails with ETIMEDOUT
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest stream read a pump makes at once
+const READ_CHUNK: usize = 64 * 1024;
+/// How soon a writer refused for flow control (and waiting) is told to try again: the driver
+/// has no "writable" signal, so the doorbell is a timed retry
+const SEND_RETRY: Duration = Duration::from_millis(10);
+
+/// State the pumps and the session share
+struct Shared {
+    inner: Mutex<Inner>,
+    /// Wakes the session: the queue, the accept queue or the connection state changed
+    wake: Notify,
+    /// Wakes stream pumps waiting for room in the receive queue
+    space: Notify,
+    /// Wakes stream pumps to check for STOP_SENDING requests
+    stop: Notify,
+    rcvbuf: usize,
+    backlog_cap: usize,
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: RecvQueue,
+    events: EventMask,
+    /// Listener: connections waiting for accept()
+    pending: VecDeque<Connection>,
+    backlog: usize,
+    /// Our sending halves by stream id (opened by us or accepted bidirectional streams)
+    send: HashMap<u64, SendStream>,
+    /// Streams opened by a waiting task while the application was refused (see `open`)
+    preopened: HashMap<Dir, VecDeque<(SendStream, Option<RecvStream>)>>,
+    /// STOP_SENDING requests for the pump that owns the receiving half
+    stop: HashMap<u64, u64>,
+    /// The connection ended (either side); the session applies it to its options
+    peer_close: Option<ConnectionClose>,
+    closed: bool,
+    /// A refused writer that waits may try again: ring POLLOUT
+    pollout: bool,
+    /// Directions with a task already waiting for stream credit (one each is enough)
+    open_waiting: Vec<Dir>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn readable(&self) -> bool {
+        let i = self.lock();
+        !i.queue.is_empty() || !i.pending.is_empty()
+    }
+
+    /// Ask the session to ring POLLOUT for a waiting writer
+    fn ring_pollout(&self) {
+        self.lock().pollout = true;
+        self.wake.notify_one();
+    }
+
+    /// Wait until the receive queue has room (back-pressure onto QUIC flow control)
+    async fn wait_space(&self) {
+        loop {
+            let mut n = pin!(self.space.notified());
+            n.as_mut().enable();
+            if self.lock().queue.queued_bytes() < self.rcvbuf {
+                return;
+            }
+            n.await;
+        }
+    }
+}
+
+struct Session {
+    unix: SeqPacket,
+    svc: Arc<Service>,
+    uid: u32,
+    _slot: Slot,
+    opts: SockOptions,
+    family: u16,
+    local: Option<SocketAddr>,
+    peer: Option<SocketAddr>,
+    endpoint: Option<Endpoint>,
+    conn: Option<Connection>,
+    shared: Arc<Shared>,
+    /// The stream a send without stream info continues (the last one not finished)
+    active: Option<u64>,
+    /// A Notify may be sitting unread in the application's fd
+    notified: bool,
+    hup_sent: bool,
+    pumps: Vec<JoinHandle<()>>,
+}
+
+/// Serve a client that connected to the service: the first request must be Socket
+pub(super) async fn serve_new(svc: Arc<Service>, unix: SeqPacket) {
+    let mut buf = vec![0u8; msg::MAX_MESSAGE + 1];
+    let n = match unix.recv(&mut buf).await {
+        Ok(n) if n > 0 => n,
+        _ => return,
+    };
+    let (seq, family) = match Request::decode(&buf[..n]) {
+        Ok((
+            seq,
+            Request::Socket {
+                family,
+                sock_type,
+                protocol,
+            },
+        )) => {
+            let errno = socket_errno(family, sock_type, protocol);
+            if let Some(e) = errno {
+                let _ = unix.send(&[&Response::Err(e.0).encode(seq)], None).await;
+                return;
+            }
+            (seq, family)
+        }
+        _ => {
+            let _ = unix
+                .send(&[&Response::Err(Errno::EPROTO.0).encode(0)], None)
+                .await;
+            return;
+        }
+    };
+    // SO_PEERCRED of the connecting process: the budget is per uid, not per connection, so a
+    // client can't exhaust the service by opening many sockets.
+    let uid = unix.peer_uid().unwrap_or(u32::MAX);
+    let Some(slot) = svc.claim(uid) else {
+        tracing::warn!(uid, "sockd: socket limit reached");
+        let _ = unix
+            .send(&[&Response::Err(Errno::EMFILE.0).encode(seq)], None)
+            .await;
+        return;
+    };
+    let mut s = Session::new(svc, unix, uid, slot, SockOptions::new(), family);
+    if s.respond(seq, Ok(Response::Ok(0)), None).await.is_err() {
+        return;
+    }
+    s.run(buf).await;
+}
+
+fn socket_errno(family: u16, sock_type: i32, protocol: i32) -> Option<Errno> {
+    if family != libc_af::INET && family != libc_af::INET6 {
+        return Some(Errno::EAFNOSUPPORT);
+    }
+    if protocol != IPPROTO_QUIC {
+        return Some(Errno::EPROTONOSUPPORT);
+    }
+    // SOCK_DGRAM (2) or SOCK_STREAM (1), flags already stripped by the library
+    if sock_type != 1 && sock_type != 2 {
+        return Some(Errno::EPROTOTYPE);
+    }
+    None
+}
+
+/// Address family numbers (Linux)
+mod libc_af {
+    pub(super) const INET: u16 = 2;
+    pub(super) const INET6: u16 = 10;
+}
+
+impl Session {
+    fn new(
+        svc: Arc<Service>,
+        unix: SeqPacket,
+        uid: u32,
+        slot: Slot,
+        opts: SockOptions,
+        family: u16,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                events: opts.events(),
+                ..Inner::default()
+            }),
+            wake: Notify::new(),
+            space: Notify::new(),
+            stop: Notify::new(),
+            rcvbuf: svc.limits.rcvbuf,
+            backlog_cap: svc.limits.max_backlog,
+        });
+        Self {
+            unix,
+            svc,
+            uid,
+            _slot: slot,
+            opts,
+            family,
+            local: None,
+            peer: None,
+            endpoint: None,
+            conn: None,
+            shared,
+            active: None,
+            notified: false,
+            hup_sent: false,
+            pumps: Vec::new(),
+        }
+    }
+
+    async fn run(mut self, mut buf: Vec<u8>) {
+        enum Step {
+            Msg(usize),
+            Eof,
+            Wake,
+        }
+        loop {
+            let step = tokio::select! {
+                r = self.unix.recv(&mut buf) => match r {
+                    Ok(0) | Err(_) => Step::Eof,
+                    Ok(n) => Step::Msg(n),
+                },
+                _ = self.shared.wake.notified() => Step::Wake,
+            };
+            match step {
+                Step::Eof => break,
+                Step::Msg(n) => {
+                    if n > msg::MAX_MESSAGE {
+                        let _ = self.send_raw(&Response::Err(Errno::EPROTO.0), 0).await;
+                        break;
+                    }
+                    // A request means the library read (and discarded) any Notify before it.
+                    self.notified = false;
+                    let msg = buf[..n].to_vec();
+                    match self.request(&msg).await {
+                        Ok(true) => {}
+                        Ok(false) | Err(_) => break,
+                    }
+                }
+                Step::Wake => {
+                    self.apply_shared();
+                    if self.ring().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.teardown();
+    }
+
+    /// Take over what the pumps learnt about the connection
+    fn apply_shared(&mut self) {
+        let close = self.shared.lock().peer_close.take();
+        if let Some(c) = close {
+            self.opts.on_peer_close(c);
+        }
+    }
+
+    /// Ring the doorbell if something became readable since the last one
+    async fn ring(&mut self) -> std::io::Result<()> {
+        if !self.notified && self.shared.readable() {
+            self.notified = true;
+            self.send_raw(&Response::Notify(msg::ready::IN), 0).await?;
+        }
+        let pollout = std::mem::take(&mut self.shared.lock().pollout);
+        if pollout {
+            self.send_raw(&Response::Notify(msg::ready::OUT), 0).await?;
+        }
+        let closed = self.shared.lock().closed;
+        if closed && !self.hup_sent && self.opts.state() == SockState::Closed {
+            self.hup_sent = true;
+            self.send_raw(&Response::Notify(msg::ready::HUP | msg::ready::ERR), 0)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn send_raw(&self, r: &Response<'_>, seq: u32) -> std::io::Result<()> {
+        let mut head = Vec::with_capacity(64);
+        r.encode_head(seq, &mut head);
+        self.unix.send(&[&head, r.payload()], None).await
+    }
+
+    /// Send a response (FLAG_NOTIFY_FOLLOWS + Notify when the socket stays readable)
+    async fn respond(
+        &mut self,
+        seq: u32,
+        r: Result<Response<'_>, Errno>,
+        pass: Option<&OwnedFd>,
+    ) -> std::io::Result<()> {
+        let r = r.unwrap_or_else(|e| Response::Err(e.0));
+        let mut head = Vec::with_capacity(64);
+        r.encode_head(seq, &mut head);
+        let readable = self.shared.readable();
+        if readable {
+            msg::Header::set_flags(&mut head, msg::FLAG_NOTIFY_FOLLOWS);
+        }
+        self.unix.send(&[&head, r.payload()], pass).await?;
+        self.notified = readable;
+        if readable {
+            self.send_raw(&Response::Notify(msg::ready::IN), 0).await?;
+        }
+        Ok(())
+    }
+
+    /// Handle one request; Ok(false) ends the session
+    async fn request(&mut self, m: &[u8]) -> std::io::Result<bool> {
+        let flags = msg::Header::split(m).map_or(0, |(h, _, _)| h.flags);
+        let (seq, req) = match Request::decode(m) {
+            Ok(x) => x,
+            Err(e) => {
+                // A broken client: tell it and drop only this connection.
+                tracing::debug!("sockd: bad request: {e}");
+                self.send_raw(&Response::Err(Errno::EPROTO.0), 0).await?;
+                return Ok(false);
+            }
+        };
+        let mut out = Vec::new();
+        let r = match req {
+            Request::Socket { .. } => Err(Errno::EINVAL),
+            Request::Bind(a) => self.bind(a),
+            Request::Listen { backlog } => self.listen(backlog),
+            Request::Accept { .. } => return self.accept(seq).await.map(|()| true),
+            Request::Connect(a) => self.connect(a),
+            Request::Handshake(args) => self.handshake(args).await,
+            Request::SendMsg {
+                flags: f,
+                stream_info,
+                handshake_level,
+                payload,
+            } => self.sendmsg(f, stream_info, handshake_level, payload, flags),
+            Request::RecvMsg { flags: f, max_len } => self.recvmsg(f, max_len, &mut out),
+            Request::SetSockOpt {
+                level,
+                optname,
+                optval,
+            } => self.setsockopt(level, optname, optval),
+            Request::GetSockOpt {
+                level,
+                optname,
+                optlen,
+                input,
+            } => self.getsockopt(level, optname, optlen, input, &mut out),
+            Request::GetSockName => Ok(Response::Addr(RawAddr::from_socket_addr(
+                &self.local.unwrap_or_else(|| self.unspecified()),
+            ))),
+            Request::GetPeerName => match self.peer_addr() {
+                Some(p) => Ok(Response::Addr(RawAddr::from_socket_addr(&p))),
+                None => Err(Errno::ENOTCONN),
+            },
+            Request::Shutdown { .. } => {
+                self.close_connection();
+                Ok(Response::Ok(0))
+            }
+            Request::Close => {
+                self.respond(seq, Ok(Response::Ok(0)), None).await?;
+                return Ok(false);
+            }
+        };
+        self.respond(seq, r, None).await?;
+        Ok(true)
+    }
+
+    fn unspecified(&self) -> SocketAddr {
+        if self.family == libc_af::INET6 {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)
+        } else {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
+        }
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.conn
+            .as_ref()
+            .and_then(Connection::remote_address)
+            .or(self.peer)
+    }
+
+    fn make_endpoint(&mut self, addr: SocketAddr) -> Result<(), Errno> {
+        let ep = Endpoint::new(addr, EndpointConfig::default(), None).map_err(io_errno)?;
+        self.local = Some(ep.local_addr());
+        self.endpoint = Some(ep);
+        Ok(())
+    }
+
+    fn bind(&mut self, a: RawAddr) -> Result<Response<'static>, Errno> {
+        if self.endpoint.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        let addr = a.to_socket_addr()?;
+        self.make_endpoint(addr)?;
+        Ok(Response::Ok(0))
+    }
+
+    fn listen(&mut self, backlog: i32) -> Result<Response<'static>, Errno> {
+        if self.conn.is_some() || self.peer.is_some() {
+            return Err(Errno::EINVAL);
+        }
+        if self.endpoint.is_none() {
+            self.make_endpoint(self.unspecified())?;
+        }
+        let Some(ep) = self.endpoint.clone() else {
+            return Err(Errno::EINVAL);
+        };
+        if backlog == 0 {
+            ep.set_server_config(None);
+            for p in self.pumps.drain(..) {
+                p.abort();
+            }
+            self.opts.on_listen(0);
+            return Ok(Response::Ok(0));
+        }
+        let server = server_config(None, alpn_list(self.opts.alpn()), &self.transport())?;
+        ep.set_server_config(Some(server));
+        {
+            let mut i = self.shared.lock();
+            i.backlog = usize::try_from(backlog)
+                .unwrap_or(1)
+                .clamp(1, self.shared.backlog_cap);
+        }
+        if self.pumps.is_empty() {
+            let shared = self.shared.clone();
+            self.pumps.push(tokio::spawn(async move {
+                while let Some(conn) = ep.accept().await {
+                    let mut i = shared.lock();
+                    if i.pending.len() >= i.backlog {
+                        // Backlog full: refuse like a kernel listener that drops the Initial.
+                        drop(i);
+                        conn.close(
+                            u64::from(consts::transport_error::CONNECTION_REFUSED),
+                            b"backlog",
+                        );
+                        continue;
+                    }
+                    i.pending.push_back(conn);
+                    drop(i);
+                    shared.wake.notify_one();
+                }
+            }));
+        }
+        self.opts.on_listen(backlog);
+        Ok(Response::Ok(0))
+    }
+
+    async fn accept(&mut self, seq: u32) -> std::io::Result<()> {
+        if self.opts.state() != SockState::Listening {
+            return self.respond(seq, Err(Errno::EINVAL), None).await;
+        }
+        let Some(conn) = self.shared.lock().pending.pop_front() else {
+            return self.respond(seq, Err(Errno::EAGAIN), None).await;
+        };
+        let Some(slot) = self.svc.claim(self.uid) else {
+            conn.close(
+                u64::from(consts::transport_error::CONNECTION_REFUSED),
+                b"limit",
+            );
+            return self.respond(seq, Err(Errno::EMFILE), None).await;
+        };
+        let (ours, theirs) = match SeqPacket::pair() {
+            Ok(p) => p,
+            Err(e) => {
+                return self.respond(seq, Err(io_errno(e)), None).await;
+            }
+        };
+        let peer = conn.remote_address();
+        let mut child = Session::new(
+            self.svc.clone(),
+            ours,
+            self.uid,
+            slot,
+            self.opts.accept_child(),
+            self.family,
+        );
+        child.local = self.local;
+        child.peer = peer;
+        child.endpoint = self.endpoint.clone();
+        child.conn = Some(conn);
+        spawn_child(child);
+        let addr = peer.map_or_else(
+            || RawAddr::from_socket_addr(&self.unspecified()),
+            |p| RawAddr::from_socket_addr(&p),
+        );
+        self.respond(seq, Ok(Response::Accepted(addr)), Some(&theirs))
+            .await
+    }
+
+    fn connect(&mut self, a: RawAddr) -> Result<Response<'static>, Errno> {
+        if self.peer.is_some() || self.conn.is_some() {
+            return Err(Errno::EISCONN);
+        }
+        if self.opts.state() == SockState::Listening {
+            return Err(Errno::EINVAL);
+        }
+        let addr = a.to_socket_addr()?;
+        if self.endpoint.is_none() {
+            // Auto-bind like the kernel: an ephemeral port of the peer's family.
+            let any = match addr {
+                SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+                SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+            };
+            self.make_endpoint(any)?;
+        }
+        self.peer = Some(addr);
+        self.opts.on_connect();
+        Ok(Response::Ok(0))
+    }
+
+    /// The transport settings the socket's options ask for
+    fn transport(&self) -> TransportConfig {
+        let tp = self.opts.local_transport_param();
+        let mut t = TransportConfig::default();
+        if tp.max_idle_timeout > 0 {
+            t.idle_timeout = Some(Duration::from_micros(u64::from(tp.max_idle_timeout)));
+        }
+        t.datagram_receive_buffer_size =
+            (tp.max_datagram_frame_size > 0).then_some(self.shared.rcvbuf);
+        if tp.max_streams_bidi > 0 {
+            t.max_concurrent_bidi_streams = u64::from(tp.max_streams_bidi);
+        }
+        if tp.max_streams_uni > 0 {
+            t.max_concurrent_uni_streams = u64::from(tp.max_streams_uni);
+        }
+        if tp.max_data > 0 {
+            t.receive_window = tp.max_data;
+        }
+        if tp.max_stream_data_bidi_remote > 0 {
+            t.stream_receive_window = tp.max_stream_data_bidi_remote;
+        }
+        t
+    }
+
+    async fn handshake(&mut self, args: HandshakeArgs<'_>) -> Result<Response<'static>, Errno> {
+        if self.opts.state() != SockState::Establishing {
+            return Err(Errno::EINVAL);
+        }
+        let conn = if args.server {
+            let Some(conn) = self.conn.clone() else {
+                return Err(Errno::EINVAL);
+            };
+            // The TLS handshake of an accepted connection already began with the listener's
+            // certificate (the Initial arrived before accept); the files given here serve the
+            // listener's next connections.
+            if let (Some(key), Some(cert), Some(ep)) = (args.pkey, args.cert, &self.endpoint) {
+                let alpns = args
+                    .alpns
+                    .map_or_else(|| alpn_list(self.opts.alpn()), alpn_list);
+                match server_config(Some((cert, key)), alpns, &self.transport()) {
+                    Ok(c) => ep.set_server_config(Some(c)),
+                    Err(e) => return Err(e),
+                }
+            }
+            conn
+        } else {
+            if args.pkey.is_some() {
+                // PSK needs rustls external PSK support; not available.
+                return Err(Errno::EOPNOTSUPP);
+            }
+            let (Some(ep), Some(peer)) = (&self.endpoint, self.peer) else {
+                return Err(Errno::ENOTCONN);
+            };
+            let alpns = args
+                .alpns
+                .map_or_else(|| alpn_list(self.opts.alpn()), alpn_list);
+            // libquic sets no verify callback for X.509 clients: the server certificate is not
+            // validated (reference §2); do the same.
+            let crypto =
+                quic_stack::tls::danger_insecure_client_config(alpns).map_err(|_| Errno::EINVAL)?;
+            let mut cfg = ClientConfig::new(Arc::new(crypto));
+            cfg.transport = Arc::new(self.transport());
+            let name = args
+                .hostname
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .filter(|h| !h.is_empty())
+                .unwrap_or("localhost");
+            let conn = ep.connect(cfg, peer, name).map_err(|e| {
+                tracing::debug!("sockd connect: {e}");
+                Errno::EINVAL
+            })?;
+            self.conn = Some(conn.clone());
+            conn
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.handshake()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!("sockd handshake: {e}");
+                self.opts.on_closed();
+                return Err(Errno::ECONNREFUSED);
+            }
+            Err(_) => {
+                conn.close(0, b"");
+                self.opts.on_closed();
+                return Err(Errno::ETIMEDOUT);
+            }
+        }
+        self.opts.on_established();
+        self.start_pumps(conn);
+        Ok(Response::Ok(0))
+    }
+
+    /// Tasks that move what the connection receives into the queue
+    fn start_pumps(&mut self, conn: Connection) {
+        let sh = self.shared.clone();
+        let c = conn.clone();
+        self.pumps.push(tokio::spawn(async move {
+            while let Ok((send, recv)) = c.accept_bi().await {
+                sh.lock().send.insert(send.id().0, send);
+                tokio::spawn(read_stream(sh.clone(), recv));
+            }
+        }));
+        let sh = self.shared.clone();
+        let c = conn.clone();
+        self.pumps.push(tokio::spawn(async move {
+            while let Ok(recv) = c.accept_uni().await {
+                tokio::spawn(read_stream(sh.clone(), recv));
+            }
+        }));
+        let sh = self.shared.clone();
+        let c = conn.clone();
+        self.pumps.push(tokio::spawn(async move {
+            while let Ok(d) = c.read_datagram().await {
+                let mut i = sh.lock();
+                // Datagrams are unreliable: over the receive budget they are dropped.
+                if i.queue.queued_bytes() + d.len() <= sh.rcvbuf {
+                    i.queue.push_datagram(d.to_vec());
+                    drop(i);
+                    sh.wake.notify_one();
+                }
+            }
+        }));
+        let sh = self.shared.clone();
+        self.pumps.push(tokio::spawn(async move {
+            let reason = conn.closed().await;
+            let close = close_info(&reason);
+            let mut i = sh.lock();
+            i.closed = true;
+            if !matches!(reason, ConnectionError::LocallyClosed) {
+                let mask = i.events;
+                i.queue.push_event(mask, &Event::ConnectionClose(close));
+                i.peer_close = Some(close);
+            }
+            drop(i);
+            sh.wake.notify_one();
+            sh.space.notify_waiters();
+        }));
+    }
+
+    fn sendmsg(
+        &mut self,
+        flags: u32,
+        si: Option<StreamInfo>,
+        hs: Option<u8>,
+        payload: &[u8],
+        hdr_flags: u16,
+    ) -> Result<Response<'static>, Errno> {
+        match self.opts.state() {
+            SockState::Closed | SockState::Listening => return Err(Errno::EPIPE),
+            SockState::Establishing => return Err(Errno::ENOTCONN),
+            SockState::Established => {}
+        }
+        let hs = hs.map(|l| quic_stack::sockapi::types::HandshakeInfo { crypto_level: l });
+        let target = classify_send(flags, si, hs, payload.len())?;
+        let Some(conn) = self.conn.clone() else {
+            return Err(Errno::ENOTCONN);
+        };
+        match target {
+            // Built-in TLS only: there is no external-TLS crypto stream to write to.
+            SendTarget::Handshake { .. } => Err(Errno::EOPNOTSUPP),
+            SendTarget::Datagram => {
+                let Some(max) = conn.max_datagram_size() else {
+                    return Err(Errno::EINVAL);
+                };
+                if payload.len() > max {
+                    return Err(Errno::EMSGSIZE);
+                }
+                match conn.send_datagram(Bytes::copy_from_slice(payload)) {
+                    Ok(()) => Ok(Response::Ok(payload.len() as i64)),
+                    Err(DatagramError::ConnectionLost(_)) => Err(Errno::EPIPE),
+                    Err(_) => Err(Errno::EINVAL),
+                }
+            }
+            SendTarget::Stream {
+                choice,
+                stream_flags,
+                ..
+            } => {
+                let wait = hdr_flags & msg::FLAG_WILL_WAIT != 0;
+                let new = stream_flags & consts::MSG_QUIC_STREAM_NEW != 0;
+                let id = match (choice, self.active) {
+                    (StreamChoice::Id(id), _) => self.stream_for(&conn, id, wait)?,
+                    (_, Some(a)) if !new => a,
+                    (StreamChoice::ActiveOrNextUni, _) => self.open(&conn, Dir::Uni, wait)?,
+                    (_, _) => self.open(&conn, Dir::Bi, wait)?,
+                };
+                let fin = stream_flags & consts::MSG_QUIC_STREAM_FIN != 0;
+                let n = self.write(id, payload, fin, target, wait)?;
+                Ok(Response::Ok(n as i64))
+            }
+        }
+    }
+
+    /// The stream to send on for an explicit id: known, or opened (with every lower one of its
+    /// kind, as RFC 9000 §3.2 implies) when it is ours and not yet open
+    fn stream_for(&mut self, conn: &Connection, id: u64, wait: bool) -> Result<u64, Errno> {
+        if self.shared.lock().send.contains_key(&id) {
+            return Ok(id);
+        }
+        let ours_bit = u64::from(self.opts.role() == quic_stack::sockapi::options::Role::Server);
+        if id & 1 != ours_bit {
+            // A peer-initiated stream we have no sending half for (unknown or uni).
+            return Err(Errno::EINVAL);
+        }
+        let dir = if id & 2 != 0 { Dir::Uni } else { Dir::Bi };
+        loop {
+            let got = self.open(conn, dir, wait)?;
+            if got >= id {
+                return if got == id {
+                    Ok(id)
+                } else {
+                    Err(Errno::EINVAL)
+                };
+            }
+        }
+    }
+
+    /// Open the next stream of `dir` now, or refuse with EAGAIN (over the peer's MAX_STREAMS);
+    /// a waiting writer gets a task that opens it as soon as allowed and rings POLLOUT
+    fn open(&mut self, conn: &Connection, dir: Dir, wait: bool) -> Result<u64, Errno> {
+        let pre = self
+            .shared
+            .lock()
+            .preopened
+            .get_mut(&dir)
+            .and_then(VecDeque::pop_front);
+        let (send, recv) = match pre {
+            Some(p) => p,
+            None => match poll_now(open_stream(conn, dir)) {
+                Some(Ok(p)) => p,
+                Some(Err(_)) => return Err(Errno::EPIPE),
+                None => {
+                    let first = {
+                        let mut i = self.shared.lock();
+                        let first = !i.open_waiting.contains(&dir);
+                        if wait && first {
+                            i.open_waiting.push(dir);
+                        }
+                        first
+                    };
+                    if wait && first {
+                        let sh = self.shared.clone();
+                        let c = conn.clone();
+                        self.pumps.push(tokio::spawn(async move {
+                            if let Ok(p) = open_stream(&c, dir).await {
+                                sh.lock().preopened.entry(dir).or_default().push_back(p);
+                            }
+                            sh.lock().open_waiting.retain(|d| *d != dir);
+                            sh.ring_pollout();
+                        }));
+                    }
+                    return Err(Errno::EAGAIN);
+                }
+            },
+        };
+        let id = send.id().0;
+        self.shared.lock().send.insert(id, send);
+        if let Some(r) = recv {
+            self.pumps
+                .push(tokio::spawn(read_stream(self.shared.clone(), r)));
+        }
+        Ok(id)
+    }
+
+    fn write(
+        &mut self,
+        id: u64,
+        data: &[u8],
+        fin: bool,
+        target: SendTarget,
+        wait: bool,
+    ) -> Result<usize, Errno> {
+        let mut i = self.shared.lock();
+        let Some(stream) = i.send.get_mut(&id) else {
+            return Err(Errno::EINVAL);
+        };
+        let mut done = 0;
+        let mut blocked = false;
+        while done < data.len() {
+            match poll_now(stream.write(&data[done..])) {
+                Some(Ok(n)) => done += n,
+                Some(Err(StreamError::Stopped(code))) => {
+                    let ev = Event::StreamUpdate(StreamUpdate {
+                        id: id as i64,
+                        state: stream_state::SEND_RESET_SENT,
+                        errcode: code as u32,
+                        finalsz: 0,
+                    });
+                    let mask = i.events;
+                    i.queue.push_event(mask, &ev);
+                    i.send.remove(&id);
+                    drop(i);
+                    self.shared.wake.notify_one();
+                    return Err(Errno::EPIPE);
+                }
+                Some(Err(StreamError::ConnectionLost(_))) => return Err(Errno::EPIPE),
+                Some(Err(_)) => return Err(Errno::EINVAL),
+                None => {
+                    blocked = true;
+                    break;
+                }
+            }
+        }
+        if blocked && done == 0 {
+            drop(i);
+            if wait {
+                // No writability signal in the driver: ask the writer to retry shortly.
+                let sh = self.shared.clone();
+                self.pumps.push(tokio::spawn(async move {
+                    tokio::time::sleep(SEND_RETRY).await;
+                    sh.ring_pollout();
+                }));
+            }
+            return Err(target.flow_blocked_errno());
+        }
+        if fin && done == data.len() {
+            let _ = stream.finish();
+            i.send.remove(&id);
+            self.active = None;
+        } else {
+            self.active = Some(id);
+        }
+        Ok(done)
+    }
+
+    fn recvmsg<'a>(
+        &mut self,
+        flags: u32,
+        max_len: u32,
+        out: &'a mut Vec<u8>,
+    ) -> Result<Response<'a>, Errno> {
+        if self.opts.state() == SockState::Listening {
+            return Err(Errno::EINVAL);
+        }
+        let peek = flags & consts::msg::PEEK != 0;
+        out.resize((max_len as usize).min(msg::MAX_PAYLOAD), 0);
+        let mut i = self.shared.lock();
+        let Some(r) = i.queue.recv(out, peek) else {
+            let closed = i.closed || self.opts.state() == SockState::Closed;
+            return Err(if closed {
+                Errno::ENOTCONN
+            } else {
+                Errno::EAGAIN
+            });
+        };
+        drop(i);
+        if !peek {
+            self.shared.space.notify_waiters();
+        }
+        Ok(Response::Recv {
+            msg_flags: r.msg_flags,
+            stream_info: r.stream_info(),
+            handshake_level: match r.kind {
+                RecvKind::Handshake { level } => Some(level),
+                _ => None,
+            },
+            payload: &out[..r.len],
+        })
+    }
+
+    fn setsockopt(
+        &mut self,
+        level: i32,
+        optname: i32,
+        optval: &[u8],
+    ) -> Result<Response<'static>, Errno> {
+        if level != SOL_QUIC {
+            // SOL_SOCKET options live on the Unix fd in the library.
+            return Ok(Response::Ok(0));
+        }
+        let action = match self.opts.set(optname, optval)? {
+            SetOutcome::Stored => {
+                self.shared.lock().events = self.opts.events();
+                return Ok(Response::Ok(0));
+            }
+            SetOutcome::Do(a) => a,
+        };
+        match action {
+            ConnAction::StreamReset(e) => {
+                let mut i = self.shared.lock();
+                let id = e.stream_id as u64;
+                let Some(mut s) = i.send.remove(&id) else {
+                    return Err(Errno::EINVAL);
+                };
+                s.reset(u64::from(e.errcode)).map_err(|_| Errno::EINVAL)?;
+                if self.active == Some(id) {
+                    self.active = None;
+                }
+                Ok(Response::Ok(0))
+            }
+            ConnAction::StopSending(e) => {
+                self.shared
+                    .lock()
+                    .stop
+                    .insert(e.stream_id as u64, u64::from(e.errcode));
+                self.shared.stop.notify_waiters();
+                Ok(Response::Ok(0))
+            }
+            // The tokio driver exposes no key update, CID, migration, preferred-address,
+            // NEW_TOKEN or external-TLS control yet.
+            _ => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    fn getsockopt<'a>(
+        &mut self,
+        level: i32,
+        optname: i32,
+        optlen: u32,
+        input: &[u8],
+        out: &'a mut Vec<u8>,
+    ) -> Result<Response<'a>, Errno> {
+        if level != SOL_QUIC {
+            return Err(Errno::ENOPROTOOPT);
+        }
+        let v = match self.opts.get(optname, input, optlen as usize)? {
+            GetOutcome::Value(v) => v,
+            GetOutcome::Ask(q) => {
+                let answer = self.answer(&q)?;
+                reply_for(&q, &answer, optlen as usize)?
+            }
+        };
+        *out = v;
+        Ok(Response::OptVal(out))
+    }
+
+    fn answer(&mut self, q: &ConnQuery) -> Result<Vec<u8>, Errno> {
+        match q {
+            ConnQuery::StreamOpen(info) => {
+                let Some(conn) = self.conn.clone() else {
+                    return Err(Errno::ENOTCONN);
+                };
+                let id = if info.stream_id < 0 {
+                    let dir = if info.stream_flags & consts::MSG_QUIC_STREAM_UNI != 0 {
+                        Dir::Uni
+                    } else {
+                        Dir::Bi
+                    };
+                    self.open(&conn, dir, false)?
+                } else {
+                    self.stream_for(&conn, info.stream_id as u64, false)?
+                };
+                Ok(StreamInfo {
+                    stream_id: id as i64,
+                    ..*info
+                }
+                .encode()
+                .to_vec())
+            }
+            ConnQuery::ConnectionId { dest } => Ok(ConnectionIdInfo {
+                dest: u8::from(*dest),
+                active: 0,
+                prior_to: 0,
+            }
+            .encode()
+            .to_vec()),
+            ConnQuery::SessionTicketKey | ConnQuery::TransportParamExt => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    /// CONNECTION_CLOSE with the socket's configured code and phrase
+    fn close_connection(&mut self) {
+        if let Some(c) = &self.conn {
+            let lc = self.opts.local_close();
+            let end = lc
+                .phrase
+                .iter()
+                .position(|&b| b == 0)
+                .unwrap_or(lc.phrase.len());
+            c.close(u64::from(lc.errcode), &lc.phrase[..end]);
+        }
+        self.opts.on_closed();
+        self.shared.lock().closed = true;
+    }
+
+    fn teardown(&mut self) {
+        if self.opts.state() != SockState::Closed {
+            self.close_connection();
+        }
+        for p in self.pumps.drain(..) {
+            p.abort();
+        }
+        // Pending, never-accepted connections of a listener die with it.
+        let pending: Vec<Connection> = self.shared.lock().pending.drain(..).collect();
+        for c in pending {
+            c.close(u64::from(consts::transport_error::CONNECTION_REFUSED), b"");
+        }
+        self.shared.lock().send.clear();
+        self.shared.stop.notify_waiters();
+    }
+}
+
+/// Run an accepted socket's session; a plain fn so the session future's type does not
+/// contain itself (accept → spawn → run → accept)
+fn spawn_child(child: Session) {
+    tokio::spawn(child.run(vec![0u8; msg::MAX_MESSAGE + 1]));
+}
+
+/// Read one stream into the queue until FIN, reset, STOP_SENDING or the connection's end
+async fn read_stream(sh: Arc<Shared>, mut rs: RecvStream) {
+    let id = rs.id().0;
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        sh.wait_space().await;
+        let mut stop = pin!(sh.stop.notified());
+        stop.as_mut().enable();
+        if let Some(code) = sh.lock().stop.remove(&id) {
+            let _ = rs.stop(code);
+            return;
+        }
+        let r = tokio::select! {
+            r = rs.read(&mut buf) => r,
+            _ = stop => continue,
+        };
+        let (data, fin) = match r {
+            Ok(Some(n)) => {
+                let data = buf[..n].to_vec();
+                // The driver reports FIN on the read after the last bytes; look for it now so
+                // data and FIN usually reach the application in one recvmsg.
+                let fin = matches!(poll_now(rs.read(&mut [])), Some(Ok(None)));
+                (data, fin)
+            }
+            Ok(None) => (Vec::new(), true),
+            Err(StreamError::Reset(code)) => {
+                let ev = Event::StreamUpdate(StreamUpdate {
+                    id: id as i64,
+                    state: stream_state::RECV_RESET_RECVD,
+                    errcode: code as u32,
+                    finalsz: 0,
+                });
+                let mut i = sh.lock();
+                let mask = i.events;
+                i.queue.push_event(mask, &ev);
+                drop(i);
+                sh.wake.notify_one();
+                return;
+            }
+            Err(_) => return,
+        };
+        sh.lock().queue.push_stream(id as i64, data, fin);
+        sh.wake.notify_one();
+        if fin {
+            return;
+        }
+    }
+}
+
+async fn open_stream(
+    conn: &Connection,
+    dir: Dir,
+) -> Result<(SendStream, Option<RecvStream>), ConnectionError> {
+    match dir {
+        Dir::Bi => conn.open_bi().await.map(|(s, r)| (s, Some(r))),
+        Dir::Uni => conn.open_uni().await.map(|s| (s, None)),
+    }
+}
+
+/// Poll a future once: its value if ready now, None if it would wait
+fn poll_now<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    match pin!(f).poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
+fn close_info(e: &ConnectionError) -> ConnectionClose {
+    let (code, frame, reason): (u64, u64, &[u8]) = match e {
+        ConnectionError::ApplicationClosed { error_code, reason } => (*error_code, 0, reason),
+        ConnectionError::ConnectionClosed {
+            error_code,
+            frame_type,
+            reason,
+        } => (*error_code, *frame_type, reason.as_bytes()),
+        _ => (0, 0, &[]),
+    };
+    let mut c = ConnectionClose {
+        errcode: u32::try_from(code).unwrap_or(u32::MAX),
+        frame: u8::try_from(frame).unwrap_or(0),
+        ..ConnectionClose::default()
+    };
+    // Keep a terminating NUL, as the kernel's phrase buffer does.
+    let n = reason.len().min(c.phrase.len() - 1);
+    c.phrase[..n].copy_from_slice(&reason[..n]);
+    c
+}
+
+fn alpn_list(s: &[u8]) -> Vec<Vec<u8>> {
+    s.split(|&b| b == b',')
+        .map(|a| a.trim_ascii().to_vec())
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// A server config with the given PEM cert/key, or the service's own self-signed certificate
+fn server_config(
+    pem: Option<(&[u8], &[u8])>,
+    alpn: Vec<Vec<u8>>,
+    transport: &TransportConfig,
+) -> Result<ServerConfig, Errno> {
+    let (chain, key) = match pem {
+        Some((cert, key)) => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
+                .filter_map(Result::ok)
+                .collect();
+            let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| Errno::EINVAL)?;
+            if chain.is_empty() {
+                return Err(Errno::EINVAL);
+            }
+            (chain, key)
+        }
+        None => {
+            let (c, k) = self_signed().ok_or(Errno::ENOMEM)?;
+            (vec![c.clone()], k.clone_key())
+        }
+    };
+    let crypto =
+        quic_stack::tls::server_config(chain, key, alpn, None, false).map_err(|_| Errno::EINVAL)?;
+    let mut cfg = ServerConfig::new(Arc::new(crypto));
+    cfg.transport = Arc::new(transport.clone());
+    Ok(cfg)
+}
+
+/// The service's certificate for listeners whose application has not given one yet
+fn self_signed() -> Option<&'static (CertificateDer<'static>, PrivateKeyDer<'static>)> {
+    static CERT: OnceLock<Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>> =
+        OnceLock::new();
+    CERT.get_or_init(|| {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).ok()?;
+        let key = PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+        Some((ck.cert.der().clone(), key))
+    })
+    .as_ref()
+}
+
+fn io_errno(e: std::io::Error) -> Errno {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::AddrInUse => Errno::EADDRINUSE,
+        K::AddrNotAvailable => Errno::EADDRNOTAVAIL,
+        K::PermissionDenied => Errno::EPERM,
+        _ => e.raw_os_error().map_or(Errno::EINVAL, Errno),
+    }
+}
