@@ -1,0 +1,414 @@
+//! C programs that use only the kernel QUIC socket API, run through `libquic_sock.so` against
+//! the REAL service: the `quictun sockd` binary, over loopback
+//!
+//! Each test starts its own service under a unique abstract name (`QUICTUN_SOCKD`), so tests run
+//! in parallel without meeting each other. Skips with a message without gcc. The root-only test
+//! shows that two network namespaces each get their own service (abstract Unix names are
+//! scoped to the namespace). Does not link quic-sock: its interposed `socket`/`close` would
+//! replace this binary's own.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn quicsock_dir() -> PathBuf {
+    workspace().join("quic-sock")
+}
+
+fn gcc_ok() -> bool {
+    let ok = Command::new("gcc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIP: gcc not found");
+    }
+    ok
+}
+
+/// Directory holding libquic_sock.so, built here (a no-op when fresh)
+fn lib_dir() -> Option<PathBuf> {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        // Cargo's CARGO_PKG_* & co. would make build scripts with rerun-if-env-changed rerun.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if (k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR")
+                || k == "OUT_DIR"
+            {
+                cmd.env_remove(k);
+            }
+        }
+        let st = cmd
+            .args(["build", "-p", "quic-sock", "--lib", "--manifest-path"])
+            .arg(quicsock_dir().join("Cargo.toml"))
+            .status();
+        if !st.is_ok_and(|s| s.success()) {
+            eprintln!("building the quic-sock cdylib failed");
+        }
+    });
+    // The quictun binary sits in target/<profile>/; `cargo build` (dev profile) puts the
+    // cdylib in target/debug/.
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_quictun"));
+    let candidates = [
+        bin.parent().map(Path::to_path_buf),
+        bin.parent().and_then(Path::parent).map(|t| t.join("debug")),
+    ];
+    for d in candidates.into_iter().flatten() {
+        if d.join("libquic_sock.so").exists() {
+            return Some(d);
+        }
+    }
+    eprintln!("SKIP: no libquic_sock.so next to {}", bin.display());
+    None
+}
+
+fn out_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sockd-c-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+fn compile(src: &Path, extra: &[&str], out: &Path) {
+    let o = Command::new("gcc")
+        .args(["-std=gnu11", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(quicsock_dir().join("include"))
+        .arg(src)
+        .args(extra)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .expect("run gcc");
+    assert!(
+        o.status.success(),
+        "gcc {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn linked_args(lib: &Path) -> Vec<String> {
+    vec![
+        format!("-L{}", lib.display()),
+        format!("-Wl,-rpath,{}", lib.display()),
+        "-lquic_sock".into(),
+    ]
+}
+
+/// A running `quictun sockd`, killed (by its pid) on drop
+struct Sockd {
+    child: Child,
+    name: String,
+}
+
+impl Sockd {
+    fn start(netns: Option<&str>) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "quictun-sockd-it-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        Self::start_named(netns, &name)
+    }
+
+    fn start_named(netns: Option<&str>, name: &str) -> Self {
+        let name = name.to_string();
+        let bin = env!("CARGO_BIN_EXE_quictun");
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin, "sockd"]);
+                c
+            }
+            None => {
+                let mut c = Command::new(bin);
+                c.arg("sockd");
+                c
+            }
+        };
+        let mut child = cmd
+            .env("QUICTUN_SOCKD", format!("@{name}"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start quictun sockd");
+        // Ready once it logs that it listens (or it died: report why).
+        let mut err = child.stderr.take().expect("stderr");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut log = Vec::new();
+        let mut b = [0u8; 256];
+        while !String::from_utf8_lossy(&log).contains("listening") {
+            assert!(Instant::now() < deadline, "sockd did not start");
+            match err.read(&mut b) {
+                Ok(0) | Err(_) => panic!("sockd exited: {}", String::from_utf8_lossy(&log)),
+                Ok(n) => log.extend_from_slice(&b[..n]),
+            }
+        }
+        // Keep draining stderr so the service never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = err.read_to_end(&mut sink);
+        });
+        Self { child, name }
+    }
+
+    fn env(&self) -> String {
+        format!("@{}", self.name)
+    }
+}
+
+impl Drop for Sockd {
+    fn drop(&mut self) {
+        // SIGTERM first: the service exits cleanly; then make sure.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Server key and certificate PEM files for quic_server_handshake
+fn cert_files() -> (PathBuf, PathBuf) {
+    let d = out_dir();
+    let (key, cert) = (d.join("key.pem"), d.join("cert.pem"));
+    if !key.exists() {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("self-signed cert");
+        std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+        std::fs::write(&key, ck.key_pair.serialize_pem()).expect("write key");
+    }
+    (key, cert)
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn run_ok(cmd: &mut Command) {
+    let o = cmd.output().expect("run C program");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("OK"),
+        "C program failed ({}):\nstdout: {stdout}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn echo_cmd(exe: &Path, svc: &Sockd) -> Command {
+    let (key, cert) = cert_files();
+    let mut c = Command::new(exe);
+    c.arg(key)
+        .arg(cert)
+        .arg(free_udp_port().to_string())
+        .env("QUICTUN_SOCKD", svc.env());
+    c
+}
+
+#[test]
+fn echo_linked_against_the_library() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_echo_linked");
+    let args = linked_args(&lib);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile(&quicsock_dir().join("tests/c/sockd_echo.c"), &args, &exe);
+    let svc = Sockd::start(None);
+    run_ok(&mut echo_cmd(&exe, &svc));
+}
+
+#[test]
+fn echo_unmodified_program_under_ld_preload() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_echo_preload");
+    // Not linked with quic_sock: linked, like a program built for the kernel module, against
+    // a "libquic.so" (here a stub whose handshakes fail); the preloaded library interposes
+    // socket calls and the libquic helpers alike.
+    let stub_src = out_dir().join("stub_libquic.c");
+    std::fs::write(
+        &stub_src,
+        "#include <errno.h>\n\
+         int quic_client_handshake(int f,const char*k,const char*h,const char*a)\
+         {(void)f;(void)k;(void)h;(void)a;errno=ENOSYS;return -1;}\n\
+         int quic_server_handshake(int f,const char*k,const char*c,const char*a)\
+         {(void)f;(void)k;(void)c;(void)a;errno=ENOSYS;return -1;}\n",
+    )
+    .expect("write stub");
+    compile(
+        &stub_src,
+        &["-shared", "-fPIC"],
+        &out_dir().join("libquic.so"),
+    );
+    let stub_dir = out_dir();
+    let l = format!("-L{}", stub_dir.display());
+    let r = format!("-Wl,-rpath,{}", stub_dir.display());
+    compile(
+        &quicsock_dir().join("tests/c/sockd_echo.c"),
+        &["-DKERNEL_API_ONLY", &l, &r, "-lquic"],
+        &exe,
+    );
+    let svc = Sockd::start(None);
+    run_ok(echo_cmd(&exe, &svc).env("LD_PRELOAD", lib.join("libquic_sock.so")));
+}
+
+#[test]
+fn two_services_do_not_share_clients() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_echo_two");
+    let args = linked_args(&lib);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile(&quicsock_dir().join("tests/c/sockd_echo.c"), &args, &exe);
+    let a = Sockd::start(None);
+    let b = Sockd::start(None);
+    // Both at once; a client killed mid-way on one service does not disturb the other.
+    let mut victim = echo_cmd(&exe, &a)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(50));
+    let _ = victim.kill();
+    let _ = victim.wait();
+    run_ok(&mut echo_cmd(&exe, &b));
+    run_ok(&mut echo_cmd(&exe, &a));
+}
+
+/// The README's "use QUIC sockets from your program" example compiles as printed
+#[test]
+fn readme_example_compiles() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let readme = std::fs::read_to_string(quicsock_dir().join("README.md")).expect("README");
+    let start = readme
+        .find("```c\n")
+        .expect("README has a ```c example block")
+        + 5;
+    let len = readme[start..].find("```").expect("closed block");
+    let src = out_dir().join("readme_example.c");
+    std::fs::write(&src, &readme[start..start + len]).expect("write example");
+    let args = linked_args(&lib);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile(&src, &args, &out_dir().join("readme_example"));
+}
+
+/// Abstract Unix names are per network namespace: each namespace has its own service, and a
+/// program in a namespace without one sees "no QUIC support" (EPROTONOSUPPORT)
+#[test]
+fn each_network_namespace_has_its_own_service() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: needs root for network namespaces");
+        return;
+    }
+    if !gcc_ok()
+        || !Command::new("ip")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("SKIP: gcc or ip missing");
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_echo_ns");
+    let args = linked_args(&lib);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile(&quicsock_dir().join("tests/c/sockd_echo.c"), &args, &exe);
+    let nosvc_src = out_dir().join("nosvc.c");
+    std::fs::write(
+        &nosvc_src,
+        "#include <errno.h>\n#include <stdio.h>\n#include <netinet/quic.h>\n\
+         int main(void){int fd=socket(AF_INET,SOCK_DGRAM,IPPROTO_QUIC);\
+         if(fd==-1&&errno==EPROTONOSUPPORT){printf(\"OK\\n\");return 0;}return 1;}\n",
+    )
+    .expect("write nosvc.c");
+    let nosvc = out_dir().join("nosvc_ns");
+    compile(&nosvc_src, &args, &nosvc);
+
+    let pid = std::process::id();
+    let ns = [format!("qtsockd-a-{pid}"), format!("qtsockd-b-{pid}")];
+    let _guard = NsGuard(ns.clone());
+    for n in &ns {
+        let ok = Command::new("ip")
+            .args(["netns", "add", n])
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("ip")
+                .args(["-n", n, "link", "set", "lo", "up"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIP: cannot create network namespaces here");
+            return;
+        }
+    }
+    let in_ns = |n: &str, exe: &Path| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", n]).arg(exe);
+        c
+    };
+    // Only A has a service: B's program finds none under the same name.
+    let a = Sockd::start(Some(&ns[0]));
+    run_ok(in_ns(&ns[1], &nosvc).env("QUICTUN_SOCKD", a.env()));
+    let (key, cert) = cert_files();
+    run_ok(
+        in_ns(&ns[0], &exe)
+            .arg(&key)
+            .arg(&cert)
+            .arg("4433")
+            .env("QUICTUN_SOCKD", a.env()),
+    );
+    // B's own service under the SAME name: no clash, and each echo runs in its namespace
+    // (same port 4433 in both: the UDP ports are per namespace too).
+    let b = Sockd::start_named(Some(&ns[1]), &a.name);
+    run_ok(
+        in_ns(&ns[1], &exe)
+            .arg(&key)
+            .arg(&cert)
+            .arg("4433")
+            .env("QUICTUN_SOCKD", b.env()),
+    );
+}
+
+/// Deletes the namespaces, whatever happened
+struct NsGuard([String; 2]);
+
+impl Drop for NsGuard {
+    fn drop(&mut self) {
+        for n in &self.0 {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
