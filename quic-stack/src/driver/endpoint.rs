@@ -31,9 +31,9 @@ use crate::stream::{ReadError, WriteError};
 use crate::{Dir, RecvMeta, StreamId};
 
 /// Most datagrams handed to the kernel in one GSO send
-const MAX_GSO_SEGMENTS: usize = 16;
+const MAX_GSO_SEGMENTS: usize = 64;
 /// GRO batches read per wake-up
-const RECV_BATCHES: usize = 4;
+const RECV_BATCHES: usize = 8;
 
 struct ConnWaker {
     notify: Arc<Notify>,
