@@ -225,8 +225,16 @@ impl Connection {
         self.reset_idle_timer(now);
         self.idle_reset_on_send = true;
 
-        if let Err(e) = self.drive_tls(now) {
-            self.close_with_error(now, e);
+        // Once established, TLS only has work when CRYPTO data arrived (e.g. a session ticket);
+        // skipping it keeps rustls off the per-packet path
+        let tls_idle = self.state == State::Established
+            && SpaceId::ALL
+                .iter()
+                .all(|&id| !self.space(id).crypto_rx.has_data());
+        if !tls_idle {
+            if let Err(e) = self.drive_tls(now) {
+                self.close_with_error(now, e);
+            }
         }
     }
 

@@ -77,6 +77,11 @@ impl CryptoRecv {
         Ok(())
     }
 
+    /// True if received bytes wait here (contiguous or not)
+    pub(crate) fn has_data(&self) -> bool {
+        !self.chunks.is_empty()
+    }
+
     /// Append the contiguous bytes available at the read offset to `out`
     pub(crate) fn read(&mut self, out: &mut Vec<u8>) {
         while let Some(entry) = self.chunks.first_entry() {

@@ -9,15 +9,12 @@
 //! - reads return bytes in order from [`Assembler::bytes_read`] and never skip a gap;
 //! - offsets saturate at `u64::MAX`, so no peer-supplied offset can panic. Limits on how much
 //!   may be buffered are flow control's job ([`crate::flow::RecvFlow`]); the ring keeps its
-//!   capacity between reads (no allocation per packet) and gives back large capacities when
-//!   it drains.
+//!   capacity (at most the stream's receive window) until the stream is freed, so steady
+//!   transfers allocate nothing per packet.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
-
-/// A drained ring larger than this gives its memory back
-const SHRINK_ABOVE: usize = 1 << 20;
 
 /// Reorders and deduplicates `(offset, bytes)` fragments into an in-order byte stream
 #[derive(Debug, Default, Clone)]
@@ -134,9 +131,6 @@ impl Assembler {
     fn consume(&mut self, n: usize) {
         self.ring.drain(..n);
         self.read += n as u64;
-        if self.ring.is_empty() && self.ring.capacity() > SHRINK_ABOVE {
-            self.ring = VecDeque::new();
-        }
     }
 
     /// Bytes handed to the application so far (the read offset)

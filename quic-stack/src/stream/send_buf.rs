@@ -4,9 +4,10 @@
 //! - bytes are numbered by stream offset from 0; [`SendBuffer::offset`] is the total written;
 //! - [`SendBuffer::poll_transmit`] hands out lost ranges first (lowest offset first), then
 //!   never-sent data, and never a range beyond what was written;
-//! - written bytes are copied once into a ring buffer that is reused (no allocation per
-//!   write); memory is released as the acknowledged prefix grows; bytes above it stay
-//!   available to [`SendBuffer::get`] until acknowledged;
+//! - written bytes are copied once into a ring buffer that keeps its capacity (bounded by
+//!   flow control) until the stream is freed, so steady writes allocate nothing;
+//! - bytes are dropped as the acknowledged prefix grows; bytes above it stay available to
+//!   [`SendBuffer::get`] until acknowledged;
 //! - acks and loss reports may name any range (peer-derived, duplicated, out of order): parts
 //!   already acknowledged or never sent are ignored.
 
@@ -14,9 +15,6 @@ use std::collections::VecDeque;
 use std::ops::Range;
 
 use crate::range_set::RangeSet;
-
-/// A drained ring larger than this gives its memory back
-const SHRINK_ABOVE: usize = 1 << 20;
 
 /// Outgoing stream data awaiting transmission and acknowledgement
 #[derive(Debug, Default, Clone)]
@@ -110,9 +108,6 @@ impl SendBuffer {
         // Free what the prefix covers.
         let freed = (self.acked_prefix - old_prefix) as usize;
         self.data.drain(..freed.min(self.data.len()));
-        if self.data.is_empty() && self.data.capacity() > SHRINK_ABOVE {
-            self.data = VecDeque::new();
-        }
     }
 
     /// The packet carrying `range` was lost: queue the unacknowledged parts again
