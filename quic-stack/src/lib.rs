@@ -41,7 +41,7 @@ pub mod transport_params;
 pub mod varint;
 
 pub use crate::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
-pub use crate::connection::{Connection, ConnectionError, ConnectionStats, Event};
+pub use crate::connection::{Connection, ConnectionError, ConnectionStats, Event, MigrateError};
 pub use crate::endpoint::{ConnectError, ConnectionHandle, Endpoint};
 pub use crate::error::{TransportError, TransportErrorCode};
 pub use crate::shared::{

@@ -186,6 +186,10 @@ impl Connection {
             self.on_packet_lost(space_id, p.payload);
         }
         self.lost_scratch = lost;
+        // Packets sent before the congestion controller was reset for a new path (RFC 9000
+        // §9.4) do not reduce the new path's window
+        let largest_lost_sent =
+            largest_lost_sent.filter(|&t| self.cc_reset_at.is_none_or(|r| t >= r));
         if let Some(sent) = largest_lost_sent {
             self.stats.congestion_events += 1;
             if persistent {

@@ -50,6 +50,7 @@ mod cid;
 mod close;
 mod keys;
 mod loss;
+mod migration;
 mod mtud;
 mod params;
 mod path;
@@ -64,6 +65,7 @@ mod stats;
 mod timer;
 
 use cid::CidState;
+pub use migration::MigrateError;
 use path::PathData;
 use spaces::PacketSpace;
 pub use stats::ConnectionStats;
@@ -104,6 +106,21 @@ pub enum Event {
     },
     /// A datagram can be taken with [`Connection::recv_datagram`]
     DatagramReceived,
+    /// We now send on a different path: the peer moved (server) or we migrated (client)
+    PathChanged {
+        /// The peer address we now send to
+        remote: SocketAddr,
+    },
+    /// The current path passed validation (RFC 9000 §8.2)
+    PathValidated {
+        /// The validated peer address
+        remote: SocketAddr,
+    },
+    /// Validation of a new path failed; a server falls back to the last validated address
+    PathFailed {
+        /// The peer address that did not answer
+        remote: SocketAddr,
+    },
     /// The connection failed or was closed by the peer; no more data flows
     ConnectionLost {
         /// Why
@@ -233,6 +250,11 @@ pub struct Connection {
     first_rtt_sample: Option<Instant>,
     /// Size of the datagram being processed (for the amplification budget of a new path)
     last_datagram_len: u64,
+    /// Source address of the datagram being processed
+    rx_remote: SocketAddr,
+    /// When the congestion controller was last reset for a new path: earlier losses are not
+    /// congestion signals for it
+    cc_reset_at: Option<Instant>,
     key_update: keys::KeyUpdateState,
     /// Derives the stateless reset tokens of the CIDs we issue
     reset_key: Arc<ring::hmac::Key>,
@@ -327,6 +349,8 @@ impl Connection {
             app_limited: true,
             first_rtt_sample: None,
             last_datagram_len: 0,
+            rx_remote: p.remote,
+            cc_reset_at: None,
             key_update: keys::KeyUpdateState::default(),
             reset_key: p.reset_key,
             mtud: mtud::MtuDiscovery::new(config.mtu_discovery, mtu),
@@ -546,7 +570,13 @@ impl Connection {
                         space.immediate_ack = true;
                     }
                 }
-                Timer::PathValidation => self.on_path_validation_timeout(),
+                Timer::PathValidation => {
+                    self.on_path_validation_timeout();
+                    if self.state == State::Drained {
+                        return;
+                    }
+                }
+                Timer::PathChallenge => self.on_path_challenge_timeout(),
                 Timer::KeyDiscard => self.on_key_discard_timeout(),
                 // Sending resumes in poll_transmit; nothing to do
                 Timer::Pacing => {}

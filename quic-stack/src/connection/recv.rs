@@ -1,7 +1,6 @@
 //! The receive path: coalesced packets, header and packet protection removal, frame dispatch
 //! and the TLS handshake driven by CRYPTO data
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::keys::KeyChoice;
@@ -56,6 +55,7 @@ impl Connection {
             return;
         }
         self.last_datagram_len = data.len() as u64;
+        self.rx_remote = meta.remote;
         let known_path = meta.remote == self.path.remote;
         // RFC 9000 §9: servers do not migrate, so a client drops packets from other addresses
         if self.side.is_client() && !known_path {
@@ -186,13 +186,14 @@ impl Connection {
         }
 
         let payload = &packet[d.payload_start..d.payload_end];
-        let ack_eliciting = match self.process_frames(now, space_id, payload, &hdr.dcid) {
-            Ok(e) => e,
-            Err(e) => {
-                self.close_with_error(now, e);
-                return;
-            }
-        };
+        let (ack_eliciting, non_probing) =
+            match self.process_frames(now, space_id, payload, &hdr.dcid) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.close_with_error(now, e);
+                    return;
+                }
+            };
         if !matches!(self.state, State::Handshake | State::Established) {
             return;
         }
@@ -219,7 +220,7 @@ impl Connection {
                 self.timers
                     .set(Timer::MaxAckDelay, now + self.config.max_ack_delay);
             }
-            self.maybe_rebind(now, meta.remote, d.pn);
+            self.on_peer_address(now, meta.remote, d.pn, non_probing);
         }
         // RFC 9000 §10.1: a successfully processed packet restarts the idle timer
         self.reset_idle_timer(now);
@@ -284,15 +285,17 @@ impl Connection {
         })
     }
 
-    /// Dispatch every frame of a decrypted payload; returns whether it was ack-eliciting
+    /// Dispatch every frame of a decrypted payload; returns whether it was ack-eliciting and
+    /// whether it held a non-probing frame (RFC 9000 §9.1)
     fn process_frames(
         &mut self,
         now: Instant,
         space_id: SpaceId,
         payload: &[u8],
         dcid: &[u8],
-    ) -> Result<bool, TransportError> {
+    ) -> Result<(bool, bool), TransportError> {
         let mut ack_eliciting = false;
+        let mut non_probing = false;
         let packet_type = match space_id {
             SpaceId::Initial => packet::PacketType::Initial,
             SpaceId::Handshake => packet::PacketType::Handshake,
@@ -312,6 +315,14 @@ impl Connection {
                 .with_frame(frame.ty().0));
             }
             ack_eliciting |= frame.is_ack_eliciting();
+            // RFC 9000 §9.1: PATH_CHALLENGE, PATH_RESPONSE, NEW_CONNECTION_ID and PADDING probe
+            non_probing |= !matches!(
+                frame,
+                Frame::Padding(_)
+                    | Frame::PathChallenge(_)
+                    | Frame::PathResponse(_)
+                    | Frame::NewConnectionId(_)
+            );
             let ty = frame.ty().0;
             self.handle_frame(now, space_id, frame, dcid).map_err(|e| {
                 if e.frame_type.is_none() {
@@ -324,7 +335,7 @@ impl Connection {
                 break;
             }
         }
-        Ok(ack_eliciting)
+        Ok((ack_eliciting, non_probing))
     }
 
     fn handle_frame(
@@ -378,7 +389,10 @@ impl Connection {
                     .on_retire(sequence, &mut self.rng, limit, dcid, &self.reset_key)?;
                 self.flush_cid_events();
             }
-            Frame::PathChallenge(data) => self.path.pending_response = Some(data),
+            // RFC 9000 §8.2.2: the response goes back on the path the challenge came from
+            Frame::PathChallenge(data) => {
+                self.path.pending_response = Some((data, self.rx_remote));
+            }
             Frame::PathResponse(data) => self.on_path_response(data),
             Frame::HandshakeDone => {
                 // RFC 9000 §19.20: only servers send HANDSHAKE_DONE
@@ -553,55 +567,5 @@ impl Connection {
         }
         self.on_stateless_reset();
         true
-    }
-
-    /// NAT rebinding: the newest 1-RTT packet came from a new address (RFC 9000 §9.3)
-    fn maybe_rebind(&mut self, now: Instant, remote: SocketAddr, pn: u64) {
-        if remote == self.path.remote || !self.handshake_confirmed {
-            return;
-        }
-        if self
-            .space(SpaceId::Data)
-            .largest_rx
-            .is_some_and(|(l, _)| l != pn)
-        {
-            return; // an old, reordered packet: not evidence of a new path
-        }
-        tracing::debug!(side = ?self.side, from = %self.path.remote, to = %remote, "peer address changed");
-        self.path.prev_remote = Some(self.path.remote);
-        self.path.remote = remote;
-        // The new path is unvalidated: limit what we send until the peer proves it is there
-        // (RFC 9000 §9.3, §8.2). The PATH_CHALLENGE goes out with the next packet.
-        self.path.validated = false;
-        self.path.bytes_received = self.last_datagram_len;
-        self.path.bytes_sent = 0;
-        let mut challenge = [0u8; 8];
-        rand::RngCore::fill_bytes(&mut self.rng, &mut challenge);
-        self.path.challenge = Some(challenge);
-        self.path.challenge_pending = true;
-        self.timers
-            .set(Timer::PathValidation, now + 3 * self.pto_for_close());
-    }
-
-    fn on_path_response(&mut self, data: [u8; 8]) {
-        if self.path.challenge == Some(data) {
-            self.path.validated = true;
-            self.path.challenge = None;
-            self.path.challenge_pending = false;
-            self.path.prev_remote = None;
-            self.timers.stop(Timer::PathValidation);
-        }
-    }
-
-    /// The new path never answered: go back to the old one (RFC 9000 §9.3.2)
-    pub(super) fn on_path_validation_timeout(&mut self) {
-        if let Some(prev) = self.path.prev_remote.take() {
-            if !self.path.validated {
-                self.path.remote = prev;
-                self.path.validated = true;
-            }
-        }
-        self.path.challenge = None;
-        self.path.challenge_pending = false;
     }
 }

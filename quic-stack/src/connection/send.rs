@@ -63,6 +63,12 @@ impl Connection {
             State::Closing => return self.poll_transmit_close(now, buf),
             State::Handshake | State::Established => {}
         }
+        if let Some((data, to)) = self.path.pending_response {
+            if to != self.path.remote {
+                self.path.pending_response = None;
+                return self.build_off_path_response(now, buf, data, to);
+            }
+        }
         if let Some(size) = self.mtu_probe_due() {
             let cc_ok = self.bytes_in_flight() + u64::from(size) <= self.cc.window();
             if cc_ok && self.build_mtu_probe(now, buf, size) {
@@ -116,6 +122,34 @@ impl Connection {
         })
     }
 
+    /// A PATH_RESPONSE for a challenge that arrived from another address than the current
+    /// path's, sent back to that address in its own datagram (RFC 9000 §8.2.2)
+    fn build_off_path_response(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+        data: [u8; 8],
+        to: std::net::SocketAddr,
+    ) -> Option<Transmit> {
+        self.space(SpaceId::Data).keys.as_ref()?;
+        let mut p = self.start_packet(now, buf, SpaceId::Data);
+        Frame::PathResponse(data).encode(buf);
+        p.ack_eliciting = true;
+        self.space_mut(SpaceId::Data).next_pn += 1;
+        // The challenge came in a datagram of at least 1200 bytes (RFC 9000 §8.2.1), so this
+        // padding stays within three times what that address sent
+        self.finish_packet(now, buf, p, Some(MIN_INITIAL_DATAGRAM));
+        self.stats.udp_tx_datagrams += 1;
+        self.stats.udp_tx_bytes += buf.len() as u64;
+        Some(Transmit {
+            destination: to,
+            size: buf.len(),
+            ecn: None,
+            segment_size: None,
+            src_ip: None,
+        })
+    }
+
     /// True if `space` holds something ack-eliciting to send
     fn wants_to_send(&self, space_id: SpaceId) -> bool {
         let space = self.space(space_id);
@@ -126,8 +160,8 @@ impl Connection {
             return false;
         }
         self.handshake_done_pending
-            || self.path.pending_response.is_some()
-            || self.path.challenge_pending
+            || self.path.response_on_path().is_some()
+            || self.path.challenge_pending()
             || !self.cids.pending_new.is_empty()
             || !self.cids.pending_retire.is_empty()
             || self.datagrams.has_pending()
@@ -349,18 +383,26 @@ impl Connection {
                 self.handshake_done_pending = false;
                 p.record.handshake_done = true;
             }
-            if let (true, Some(data)) = (self.path.challenge_pending, self.path.challenge) {
+            let challenge = self
+                .path
+                .challenge
+                .as_ref()
+                .filter(|c| c.pending)
+                .map(|c| c.data);
+            if let Some(data) = challenge {
                 if buf.len() + 9 <= end {
                     Frame::PathChallenge(data).encode(buf);
-                    self.path.challenge_pending = false;
+                    self.on_path_challenge_sent(now);
                     // RFC 9000 §8.2.1: a PATH_CHALLENGE datagram is padded to 1200 bytes
                     p.pad_datagram = true;
                 }
             }
-            if let Some(data) = self.path.pending_response {
+            if let Some(data) = self.path.response_on_path() {
                 if buf.len() + 9 <= end {
                     Frame::PathResponse(data).encode(buf);
                     self.path.pending_response = None;
+                    // RFC 9000 §8.2.2: so is a PATH_RESPONSE datagram
+                    p.pad_datagram = true;
                 }
             }
             while let Some(&seq) = self.cids.pending_retire.front() {

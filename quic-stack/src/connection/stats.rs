@@ -44,4 +44,10 @@ pub struct ConnectionStats {
     pub pto_count: u64,
     /// 1-RTT key updates (either side initiated)
     pub key_updates: u64,
+    /// Path changes: our active migrations (client) or peer address changes (server)
+    pub migrations: u64,
+    /// Path validations that succeeded (RFC 9000 §8.2)
+    pub path_validations_succeeded: u64,
+    /// Path validations that timed out
+    pub path_validations_failed: u64,
 }

@@ -13,6 +13,7 @@ use crate::crypto;
 use crate::shared::{Dir, RecvMeta};
 use crate::sim::{LinkConfig, Verdict};
 
+mod migration;
 mod util;
 
 use util::{payload, Harness, Setup};

@@ -260,6 +260,17 @@ impl Harness {
 
     /// Send `data` from the client on a new stream of `dir` and return what the server read
     pub(super) fn transfer(&mut self, dir: Dir, data: &[u8]) -> Vec<u8> {
+        self.transfer_with(dir, data, |_, _, _| {})
+    }
+
+    /// Like [`Self::transfer`], calling `hook(pair, client, server)` before every step so a
+    /// scenario can move nodes, inject packets or change links mid-transfer
+    pub(super) fn transfer_with(
+        &mut self,
+        dir: Dir,
+        data: &[u8],
+        mut hook: impl FnMut(&mut Pair<TestNode>, ConnectionHandle, ConnectionHandle),
+    ) -> Vec<u8> {
         let id = self.client_conn().open(dir).expect("stream open");
         let mut sent = 0;
         let mut finished = false;
@@ -272,6 +283,7 @@ impl Harness {
         let mut buf = vec![0u8; 64 * 1024];
         self.pair
             .drive_until(|p| {
+                hook(p, ch, sh);
                 let c = p.client_mut().conn(ch);
                 while sent < data.len() {
                     match c.write(id, &data[sent..]) {
