@@ -114,6 +114,10 @@ pub struct EndpointConfig {
     /// Key for stateless reset tokens (RFC 9000 §10.3); keep it across restarts so peers of a
     /// restarted endpoint learn at once that their connection is gone. `None`: a random key
     pub reset_key: Option<[u8; 32]>,
+    /// After falling back on a Version Negotiation packet, require the server's
+    /// version_information and close with VERSION_NEGOTIATION_ERROR without it (RFC 9368 §4).
+    /// Turn off only to reach legacy servers that do not send it (such as quinn 0.11)
+    pub strict_version_negotiation: bool,
 }
 
 impl Default for EndpointConfig {
@@ -125,6 +129,7 @@ impl Default for EndpointConfig {
             grease_quic_bit: false,
             max_connections: 100_000,
             reset_key: None,
+            strict_version_negotiation: true,
         }
     }
 }

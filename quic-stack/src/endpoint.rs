@@ -68,6 +68,9 @@ pub struct Endpoint {
     /// With zero-length local CIDs: remote address → connection
     by_addr: HashMap<SocketAddr, usize>,
     accept_queue: VecDeque<ConnectionHandle>,
+    /// Client: configuration and server name of each connection still handshaking, to start
+    /// over after a Version Negotiation packet
+    client_attempts: HashMap<usize, (ClientConfig, String)>,
     /// Packets sent without a connection (Version Negotiation)
     stateless: VecDeque<(SocketAddr, Vec<u8>)>,
     next_transmit: usize,
@@ -76,6 +79,8 @@ pub struct Endpoint {
     reset_key: Arc<ring::hmac::Key>,
     /// Seals Retry tokens
     token_key: TokenKey,
+    /// Time of the latest input, for work triggered while processing it
+    last_now: Option<Instant>,
     /// Origin of the endpoint's seconds clock for token lifetimes
     epoch: Option<Instant>,
 }
@@ -105,12 +110,14 @@ impl Endpoint {
             initial_cids: HashMap::new(),
             by_addr: HashMap::new(),
             accept_queue: VecDeque::new(),
+            client_attempts: HashMap::new(),
             stateless: VecDeque::new(),
             next_transmit: 0,
             next_event: 0,
             reset_key,
             token_key,
             epoch: None,
+            last_now: None,
         }
     }
 
@@ -145,23 +152,44 @@ impl Endpoint {
             return Err(ConnectError::TooManyConnections);
         }
         let local_cid = self.new_cid();
+        let conn = self.new_client(now, &config, remote, server_name, local_cid, None)?;
+        let h = self.insert(conn);
+        self.route_local_cid(local_cid, remote, h);
+        self.client_attempts
+            .insert(h, (config, server_name.to_owned()));
+        Ok(ConnectionHandle(h))
+    }
+
+    /// A client connection attempt; `vn_original` is the version a Version Negotiation packet
+    /// rejected, when this attempt follows one
+    fn new_client(
+        &mut self,
+        now: Instant,
+        config: &ClientConfig,
+        remote: SocketAddr,
+        server_name: &str,
+        local_cid: ConnectionId,
+        vn_original: Option<u32>,
+    ) -> Result<Connection, ConnectError> {
+        let version = config.version;
         // RFC 9000 §7.2: the first DCID is unpredictable and at least 8 bytes
         let dcid = ConnectionId::random(&mut self.rng, 8);
         let params = params_for(
             &config.transport,
             &self.config,
             Side::Client,
+            version,
             local_cid,
             None,
             None,
             None,
         );
-        let tls = TlsSession::client(config.crypto.clone(), config.version, server_name, params)
+        let tls = TlsSession::client(config.crypto.clone(), version, server_name, params)
             .map_err(|e| ConnectError::Crypto(e.to_string()))?;
-        let conn = Connection::new(
+        Connection::new(
             ConnectionParams {
                 side: Side::Client,
-                version: config.version,
+                version,
                 endpoint_config: self.config.clone(),
                 config: config.transport.clone(),
                 local_cid,
@@ -170,6 +198,7 @@ impl Endpoint {
                 initial_dcid: dcid,
                 retry_src_cid: None,
                 validated: false,
+                vn_original,
                 remote,
                 now,
                 rng_seed: self.rng.gen(),
@@ -177,14 +206,48 @@ impl Endpoint {
             },
             Box::new(tls),
         )
-        .map_err(|e| ConnectError::Crypto(e.to_string()))?;
-        let h = self.insert(conn);
-        self.route_local_cid(local_cid, remote, h);
-        Ok(ConnectionHandle(h))
+        .map_err(|e| ConnectError::Crypto(e.to_string()))
+    }
+
+    /// Start the attempt of connection `h` over in `version` after a Version Negotiation
+    /// packet (RFC 9000 §6.2); the handle and the application's queued data survive
+    fn restart_client(&mut self, now: Instant, h: usize, version: u32) {
+        let Some((config, server_name)) = self.client_attempts.get(&h).cloned() else {
+            return;
+        };
+        let Some(old) = self.connections[h].as_mut() else {
+            return;
+        };
+        let original = old.version();
+        let remote = old.remote_address();
+        let local_cid = old.initial_local_cid();
+        let config = ClientConfig { version, ..config };
+        match self.new_client(
+            now,
+            &config,
+            remote,
+            &server_name,
+            local_cid,
+            Some(original),
+        ) {
+            Ok(mut conn) => {
+                if let Some(old) = self.connections[h].as_mut() {
+                    conn.adopt_app_state(old);
+                }
+                self.connections[h] = Some(conn);
+            }
+            Err(e) => {
+                tracing::debug!("version fallback failed: {e}");
+                if let Some(old) = self.connections[h].as_mut() {
+                    old.fail_version_negotiation();
+                }
+            }
+        }
     }
 
     /// Process one received UDP datagram; `data` is decrypted in place
     pub fn handle_datagram(&mut self, now: Instant, meta: RecvMeta, data: &mut [u8]) {
+        self.last_now = Some(now);
         let cid_len = self.config.local_cid_len;
         let Ok(hdr) = packet::parse_header(data, cid_len) else {
             return;
@@ -377,6 +440,7 @@ impl Endpoint {
             &server.transport,
             &self.config,
             Side::Server,
+            version,
             local_cid,
             Some(orig_dst_cid),
             Some(stateless_reset_token(&self.reset_key, &local_cid)),
@@ -397,6 +461,7 @@ impl Endpoint {
                 initial_dcid: hdr.dcid,
                 retry_src_cid,
                 validated: retry_src_cid.is_some(),
+                vn_original: None,
                 remote: meta.remote,
                 now,
                 rng_seed: self.rng.gen(),
@@ -572,6 +637,7 @@ impl Endpoint {
             self.cids.retain(|_, v| *v != h);
             self.initial_cids.retain(|_, v| *v != h);
             self.by_addr.retain(|_, v| *v != h);
+            self.client_attempts.remove(&h);
         }
     }
 
@@ -579,6 +645,7 @@ impl Endpoint {
         let Some(conn) = self.connections[h].as_mut() else {
             return;
         };
+        let mut restart = None;
         while let Some(e) = conn.endpoint_events.pop_front() {
             match e {
                 EndpointEvent::NewCid(cid) => {
@@ -591,6 +658,12 @@ impl Endpoint {
                 }
                 // Removed once the application has seen Event::Drained
                 EndpointEvent::Drained => {}
+                EndpointEvent::Restart(version) => restart = Some(version),
+            }
+        }
+        if let Some(version) = restart {
+            if let Some(now) = self.last_now {
+                self.restart_client(now, h, version);
             }
         }
     }

@@ -408,3 +408,76 @@ async fn quinn_client_rebinds_to_our_server() {
     })
     .await;
 }
+
+/// Our client offering v2 first to quinn (v1 only): quinn answers with Version Negotiation
+fn v2_first_client(cert: &TestCert, strict: bool) -> (driver::Endpoint, ClientConfig) {
+    let crypto = quic_stack::tls::client_config(roots(cert), vec![ALPN.to_vec()], None)
+        .expect("client TLS config");
+    let endpoint = driver::Endpoint::new(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        EndpointConfig {
+            supported_versions: vec![quic_stack::crypto::VERSION_2, quic_stack::crypto::VERSION_1],
+            strict_version_negotiation: strict,
+            ..EndpointConfig::default()
+        },
+        None,
+    )
+    .expect("bind our client");
+    let config = ClientConfig {
+        version: quic_stack::crypto::VERSION_2,
+        ..ClientConfig::new(Arc::new(crypto))
+    };
+    (endpoint, config)
+}
+
+#[tokio::test]
+async fn version_negotiation_fallback_with_quinn() {
+    with_timeout(async {
+        let cert = test_cert();
+        let server = quinn_server(&cert);
+        let server_addr = server.local_addr().expect("quinn address");
+        let server_task = tokio::spawn(quinn_echo_once(server));
+        let (endpoint, config) = v2_first_client(&cert, false);
+        let conn = endpoint
+            .connect(config, server_addr, "localhost")
+            .expect("start connecting");
+        conn.handshake()
+            .await
+            .expect("handshake after falling back");
+        let (mut send, mut recv) = conn.open_bi().await.expect("open bidi");
+        send.write_all(b"after fallback").await.expect("write");
+        send.finish().expect("finish");
+        let echoed = recv.read_to_end(1024).await.expect("read echo");
+        assert_eq!(echoed, b"after fallback");
+        conn.close(0, b"");
+        server_task.await.expect("server task");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn strict_version_negotiation_refuses_quinn_without_version_information() {
+    // quinn 0.11 sends no version_information, so after a fallback RFC 9368 §4 makes us close
+    with_timeout(async {
+        let cert = test_cert();
+        let server = quinn_server(&cert);
+        let server_addr = server.local_addr().expect("quinn address");
+        tokio::spawn(async move {
+            if let Some(incoming) = server.accept().await {
+                let _ = incoming.await;
+            }
+        });
+        let (endpoint, config) = v2_first_client(&cert, true);
+        let conn = endpoint
+            .connect(config, server_addr, "localhost")
+            .expect("start connecting");
+        match conn.handshake().await {
+            Err(ConnectionError::TransportError(e)) => assert_eq!(
+                e.code,
+                quic_stack::TransportErrorCode::VERSION_NEGOTIATION_ERROR
+            ),
+            other => panic!("expected VERSION_NEGOTIATION_ERROR, got {other:?}"),
+        }
+    })
+    .await;
+}

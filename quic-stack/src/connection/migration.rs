@@ -20,7 +20,7 @@ use super::{Connection, ConnectionError, Event, State, Timer};
 use crate::cc;
 use crate::recovery::pacing::Pacer;
 use crate::recovery::RttEstimator;
-use crate::shared::SpaceId;
+use crate::shared::{ConnectionId, SpaceId};
 
 /// Why [`Connection::migrate`] refused
 #[derive(Debug, Clone, Copy, Eq, PartialEq, thiserror::Error)]
@@ -164,7 +164,17 @@ impl Connection {
         remote: SocketAddr,
         pn: u64,
         non_probing: bool,
+        dcid: ConnectionId,
     ) {
+        let newest = self
+            .space(SpaceId::Data)
+            .largest_rx
+            .is_none_or(|(l, _)| l == pn);
+        let prev_dcid = if newest {
+            self.rx_dcid.replace(dcid)
+        } else {
+            self.rx_dcid
+        };
         if remote == self.path.remote || self.side.is_client() {
             return;
         }
@@ -173,11 +183,7 @@ impl Connection {
         if !non_probing || !self.handshake_confirmed {
             return;
         }
-        if self
-            .space(SpaceId::Data)
-            .largest_rx
-            .is_some_and(|(l, _)| l != pn)
-        {
+        if !newest {
             return; // an old, reordered packet: not evidence of a new path
         }
         let old = self.path.remote;
@@ -206,6 +212,11 @@ impl Connection {
         // rebinding that changed only the port keeps them
         if old.ip() != remote.ip() {
             self.reset_path_estimates(now);
+        }
+        // RFC 9000 §9.5: a peer that moved with a new CID gets a new CID from us as well, so
+        // the two paths cannot be linked (a NAT rebinding keeps its CID, and so do we)
+        if prev_dcid.is_some_and(|d| d != dcid) && !self.cids.rotate_peer_cid() {
+            tracing::debug!("peer migrated but we have no spare connection ID for it");
         }
         self.abandon_validation(false);
         self.start_path_challenge(now);

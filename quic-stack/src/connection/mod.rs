@@ -189,6 +189,9 @@ pub(crate) enum EndpointEvent {
     RetireCid(ConnectionId),
     /// The connection finished draining: remove it
     Drained,
+    /// A Version Negotiation packet asks us to start over in this version (RFC 9000 §6.2,
+    /// RFC 9368 §2.1): the endpoint replaces the connection under the same handle
+    Restart(u32),
 }
 
 /// One QUIC connection
@@ -218,8 +221,12 @@ pub struct Connection {
     retry_token: Vec<u8>,
     /// Client: the server's CID was learned from its first Initial
     peer_cid_set: bool,
+    /// Client: the version a Version Negotiation packet rejected (RFC 9368 §4)
+    vn_original: Option<u32>,
     peer_params: Option<TransportParameters>,
     handshake_confirmed: bool,
+    /// The handshake completed at some point (stays true through closing)
+    handshake_completed: bool,
     /// Server: HANDSHAKE_DONE still to be (re)sent
     handshake_done_pending: bool,
     events: VecDeque<Event>,
@@ -252,6 +259,9 @@ pub struct Connection {
     last_datagram_len: u64,
     /// Source address of the datagram being processed
     rx_remote: SocketAddr,
+    /// DCID of the newest 1-RTT packet from the peer: a change with a new address means the
+    /// peer migrated actively, and we answer with a fresh CID of its own (RFC 9000 §9.5)
+    rx_dcid: Option<ConnectionId>,
     /// When the congestion controller was last reset for a new path: earlier losses are not
     /// congestion signals for it
     cc_reset_at: Option<Instant>,
@@ -276,6 +286,8 @@ pub(crate) struct ConnectionParams {
     pub(crate) retry_src_cid: Option<ConnectionId>,
     /// Server: the client's address was validated by a Retry token
     pub(crate) validated: bool,
+    /// Client: this attempt follows a Version Negotiation packet that rejected this version
+    pub(crate) vn_original: Option<u32>,
     pub(crate) remote: SocketAddr,
     pub(crate) now: Instant,
     pub(crate) rng_seed: [u8; 32],
@@ -328,8 +340,10 @@ impl Connection {
             retry_src_cid: p.retry_src_cid,
             retry_token: Vec::new(),
             peer_cid_set: p.side.is_server(),
+            vn_original: p.vn_original,
             peer_params: None,
             handshake_confirmed: false,
+            handshake_completed: false,
             handshake_done_pending: false,
             events: VecDeque::new(),
             endpoint_events: VecDeque::new(),
@@ -350,6 +364,7 @@ impl Connection {
             first_rtt_sample: None,
             last_datagram_len: 0,
             rx_remote: p.remote,
+            rx_dcid: None,
             cc_reset_at: None,
             key_update: keys::KeyUpdateState::default(),
             reset_key: p.reset_key,
@@ -438,6 +453,11 @@ impl Connection {
     /// True until the handshake completes
     pub fn is_handshaking(&self) -> bool {
         self.state == State::Handshake
+    }
+
+    /// True once the handshake completed, even if the connection closed since
+    pub fn handshake_completed(&self) -> bool {
+        self.handshake_completed
     }
 
     /// True once closing, draining or drained
@@ -656,6 +676,28 @@ impl Connection {
         self.endpoint_events.push_back(EndpointEvent::Drained);
     }
 
+    /// Take over the application's streams and datagrams of an attempt that a Version
+    /// Negotiation packet ended (nothing of them was sent without 1-RTT keys)
+    pub(crate) fn adopt_app_state(&mut self, old: &mut Self) {
+        std::mem::swap(&mut self.streams, &mut old.streams);
+        std::mem::swap(&mut self.datagrams, &mut old.datagrams);
+        self.events.extend(old.events.drain(..));
+    }
+
+    /// The CID we chose for the handshake (routes the connection at the endpoint)
+    pub(crate) fn initial_local_cid(&self) -> ConnectionId {
+        self.cids.initial_local_cid()
+    }
+
+    /// No version to fall back to could be set up: the attempt fails
+    pub(crate) fn fail_version_negotiation(&mut self) {
+        self.error = Some(ConnectionError::VersionMismatch);
+        self.events.push_back(Event::ConnectionLost {
+            reason: ConnectionError::VersionMismatch,
+        });
+        self.set_drained();
+    }
+
     /// Drop the keys of a space and everything in flight in it (RFC 9002 §6.4)
     fn discard_space(&mut self, id: SpaceId) {
         let space = &mut self.spaces[id as usize];
@@ -680,10 +722,12 @@ impl std::fmt::Debug for Connection {
 }
 
 /// Our encoded transport parameters for a new connection (see [`params::local_params`])
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn params_for(
     config: &TransportConfig,
     endpoint: &EndpointConfig,
     side: Side,
+    version: u32,
     initial_scid: ConnectionId,
     orig_dst_cid: Option<ConnectionId>,
     reset_token: Option<[u8; 16]>,
@@ -693,6 +737,7 @@ pub(crate) fn params_for(
         config,
         endpoint,
         side,
+        version,
         initial_scid,
         orig_dst_cid,
         reset_token,

@@ -220,7 +220,7 @@ impl Connection {
                 self.timers
                     .set(Timer::MaxAckDelay, now + self.config.max_ack_delay);
             }
-            self.on_peer_address(now, meta.remote, d.pn, non_probing);
+            self.on_peer_address(now, meta.remote, d.pn, non_probing, hdr.dcid);
         }
         // RFC 9000 §10.1: a successfully processed packet restarts the idle timer
         self.reset_idle_timer(now);
@@ -470,6 +470,7 @@ impl Connection {
 
     fn on_handshake_complete(&mut self, now: Instant) {
         self.state = State::Established;
+        self.handshake_completed = true;
         self.events.push_back(Event::Connected);
         tracing::debug!(side = ?self.side, "handshake complete");
         if self.side.is_server() {
@@ -502,13 +503,32 @@ impl Connection {
     }
 
     /// Version Negotiation (RFC 9000 §6.2): only before any other server packet, and only if
-    /// it does not list our version
+    /// it does not list our version; we start over with our most preferred version it lists
     fn on_version_negotiation(&mut self, hdr: &ProtectedHeader, packet: &[u8]) {
         if self.side.is_server() || self.peer_cid_set || self.state != State::Handshake {
             return;
         }
-        let ours = hdr.supported_versions(packet).any(|v| v == self.version);
-        if ours {
+        // RFC 9368 §4: ignore a VN listing the version we tried, and any VN answering an
+        // attempt that already followed one
+        if self.vn_original.is_some() || hdr.supported_versions(packet).any(|v| v == self.version) {
+            return;
+        }
+        let next = self
+            .endpoint_config
+            .supported_versions
+            .iter()
+            .copied()
+            .find(|v| {
+                crypto::is_supported_version(*v) && hdr.supported_versions(packet).any(|o| o == *v)
+            });
+        if let Some(version) = next {
+            tracing::debug!(
+                from = self.version,
+                to = version,
+                "version negotiation: falling back"
+            );
+            self.endpoint_events
+                .push_back(EndpointEvent::Restart(version));
             return;
         }
         self.error = Some(ConnectionError::VersionMismatch);

@@ -462,10 +462,12 @@ impl Connection {
     /// Wait for the handshake to complete
     pub async fn handshake(&self) -> Result<(), ConnectionError> {
         self.wait(|conn| {
-            if conn.is_handshaking() {
-                Poll::Pending
-            } else {
+            if conn.handshake_completed() {
                 Poll::Ready(Ok(()))
+            } else if let Some(reason) = conn.close_reason() {
+                Poll::Ready(Err(StreamError::ConnectionLost(reason)))
+            } else {
+                Poll::Pending
             }
         })
         .await

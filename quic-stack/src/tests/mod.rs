@@ -15,6 +15,7 @@ use crate::sim::{LinkConfig, Verdict};
 
 mod migration;
 mod util;
+mod versions;
 
 use util::{payload, Harness, Setup};
 
@@ -286,6 +287,7 @@ fn server_respects_amplification_limit() {
 fn version_negotiation_reports_mismatch() {
     let mut h = Harness::new(Setup {
         server_versions: Some(vec![crypto::VERSION_2]),
+        client_versions: Some(vec![crypto::VERSION_1]),
         ..Setup::default()
     });
     let ch = h.ch;

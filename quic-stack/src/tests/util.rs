@@ -124,6 +124,8 @@ pub(super) struct Setup {
     pub(super) link: LinkConfig,
     /// Versions the server endpoint accepts (default: all)
     pub(super) server_versions: Option<Vec<u32>>,
+    /// Versions the client endpoint supports, by preference (default: all)
+    pub(super) client_versions: Option<Vec<u32>>,
     /// The server validates addresses with Retry
     pub(super) retry: bool,
     /// Name the client asks for (the certificate is for "localhost")
@@ -138,6 +140,7 @@ impl Default for Setup {
             transport: TransportConfig::default(),
             link: LinkConfig::default(),
             server_versions: None,
+            client_versions: None,
             retry: false,
             server_name: "localhost",
         }
@@ -165,7 +168,11 @@ impl Harness {
             rng.fill_bytes(&mut s);
             s
         };
-        let endpoint_config = Arc::new(EndpointConfig::default());
+        let mut endpoint_config = EndpointConfig::default();
+        if let Some(v) = setup.client_versions {
+            endpoint_config.supported_versions = v;
+        }
+        let endpoint_config = Arc::new(endpoint_config);
         let server_config = Arc::new(ServerConfig {
             transport: transport.clone(),
             retry: setup.retry,
