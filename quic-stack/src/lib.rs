@@ -33,6 +33,7 @@ pub mod recovery;
 mod shared;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod sockapi;
 pub mod stream;
 #[cfg(test)]
 mod tests;

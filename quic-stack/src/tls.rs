@@ -1,7 +1,5 @@
 //! rustls QUIC adapter implementing [`crate::crypto::Session`]
 //!
-//! OWNER: crypto helper.
-//!
 //! [`TlsSession`] wraps `rustls::quic::{ClientConnection, ServerConnection}` and hands rustls's
 //! packet and header keys to the connection through our [`PacketKey`]/[`HeaderKey`] traits.
 //! The config helpers build TLS 1.3-only configs on the ring provider (RFC 9001 §4.2: QUIC
