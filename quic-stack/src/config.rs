@@ -52,6 +52,9 @@ pub struct TransportConfig {
     pub pacing: bool,
     /// Probe for a larger path MTU, up to `max_udp_payload_size` (RFC 9000 §14.3)
     pub mtu_discovery: bool,
+    /// Mark packets ECT(0), report ECN counts and react to CE (RFC 9000 §13.4); disabled
+    /// per path when validation fails
+    pub ecn: bool,
 }
 
 impl Default for TransportConfig {
@@ -76,6 +79,7 @@ impl Default for TransportConfig {
             active_connection_id_limit: 4,
             pacing: true,
             mtu_discovery: true,
+            ecn: true,
         }
     }
 }

@@ -481,3 +481,66 @@ async fn strict_version_negotiation_refuses_quinn_without_version_information() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn ecn_validated_with_quinn_both_ways() {
+    with_timeout(async {
+        let cert = test_cert();
+        // our client → quinn server
+        let server = quinn_server(&cert);
+        let server_addr = server.local_addr().expect("quinn address");
+        let server_task = tokio::spawn(quinn_echo_once(server));
+        let (endpoint, config) = our_client(&cert);
+        let conn = endpoint
+            .connect(config, server_addr, "localhost")
+            .expect("start connecting");
+        conn.handshake().await.expect("handshake with quinn");
+        let payload = pattern(1 << 20);
+        let (mut send, mut recv) = conn.open_bi().await.expect("open bidi");
+        send.write_all(&payload).await.expect("write");
+        send.finish().expect("finish");
+        let echoed = recv.read_to_end(2 << 20).await.expect("read echo");
+        assert!(echoed == payload);
+        let stats = conn.stats().expect("stats");
+        assert!(
+            stats.ecn_capable,
+            "quinn's ACK_ECN did not validate: {stats:?}"
+        );
+        conn.close(0, b"");
+        server_task.await.expect("server task");
+
+        // quinn client → our server
+        let server = our_server(&cert);
+        let server_addr = server.local_addr();
+        let server_task = tokio::spawn(async move {
+            let conn = server.accept().await.expect("incoming connection");
+            conn.handshake().await.expect("handshake");
+            let (mut send, mut recv) = conn.accept_bi().await.expect("accept bidi");
+            let data = recv.read_to_end(2 << 20).await.expect("read bidi");
+            send.write_all(&data).await.expect("echo");
+            send.finish().expect("finish echo");
+            let stats = conn.stats();
+            conn.closed().await;
+            stats
+        });
+        let (endpoint, config) = quinn_client(&cert);
+        let conn = endpoint
+            .connect_with(config, server_addr, "localhost")
+            .expect("start connecting")
+            .await
+            .expect("handshake with our server");
+        let (mut send, mut recv) = conn.open_bi().await.expect("open bidi");
+        send.write_all(&payload).await.expect("write");
+        send.finish().expect("finish");
+        let echoed = recv.read_to_end(2 << 20).await.expect("read echo");
+        assert!(echoed == payload);
+        conn.close(quinn::VarInt::from_u32(0), b"");
+        let stats = server_task.await.expect("server task").expect("stats");
+        assert!(
+            stats.ecn_capable,
+            "quinn's ACK_ECN did not validate: {stats:?}"
+        );
+        endpoint.wait_idle().await;
+    })
+    .await;
+}

@@ -68,6 +68,8 @@ impl Connection {
             }
         }
 
+        let newly_acked_ect = acked.iter().filter(|(_, p)| p.payload.ecn).count() as u64;
+        let largest_sent = largest_newly.map(|(_, t)| t);
         let app_limited = self.app_limited;
         for (pn, p) in acked.drain(..) {
             if space_id == SpaceId::Data {
@@ -83,6 +85,7 @@ impl Connection {
         self.cc
             .on_end_acks(now, self.bytes_in_flight(), app_limited, largest);
         self.acked_scratch = acked;
+        self.on_ack_ecn(now, space_id, ack.ecn, newly_acked_ect, largest_sent);
 
         // RFC 9001 §4.1.2: a client may treat an acknowledged 1-RTT packet as confirmation
         if space_id == SpaceId::Data && self.side.is_client() && !self.handshake_confirmed {
@@ -155,6 +158,9 @@ impl Connection {
                 continue;
             }
             self.stats.packets_lost += 1;
+            if p.payload.ecn {
+                self.on_ecn_packet_lost();
+            }
             self.stats.bytes_lost += u64::from(p.size);
             if p.in_flight {
                 lost_bytes += u64::from(p.size);

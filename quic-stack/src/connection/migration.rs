@@ -85,6 +85,7 @@ impl Connection {
             self.reset_path_estimates(now);
         }
         tracing::debug!(side = ?self.side, local = ?new_local, "migrating to a new local address");
+        self.ecn.restart(self.config.ecn);
         self.start_path_challenge(now);
         // Elicit an immediate answer so the server follows quickly
         self.space_mut(SpaceId::Data).ping_pending = true;
@@ -219,6 +220,7 @@ impl Connection {
             tracing::debug!("peer migrated but we have no spare connection ID for it");
         }
         self.abandon_validation(false);
+        self.ecn.restart(self.config.ecn);
         self.start_path_challenge(now);
         self.events.push_back(Event::PathChanged { remote });
     }

@@ -48,6 +48,7 @@ use crate::transport_params::TransportParameters;
 
 mod cid;
 mod close;
+mod ecn;
 mod keys;
 mod loss;
 mod migration;
@@ -269,6 +270,9 @@ pub struct Connection {
     /// Derives the stateless reset tokens of the CIDs we issue
     reset_key: Arc<ring::hmac::Key>,
     mtud: mtud::MtuDiscovery,
+    ecn: ecn::EcnState,
+    /// ECN codepoint of the datagram being built
+    tx_ecn: Option<crate::shared::EcnCodepoint>,
 }
 
 /// What [`Connection::new`] needs besides the TLS session
@@ -369,6 +373,8 @@ impl Connection {
             key_update: keys::KeyUpdateState::default(),
             reset_key: p.reset_key,
             mtud: mtud::MtuDiscovery::new(config.mtu_discovery, mtu),
+            ecn: ecn::EcnState::new(config.ecn),
+            tx_ecn: None,
             config,
         };
         if let Some(t) = conn.idle_timeout {
@@ -486,6 +492,7 @@ impl Connection {
         s.rtt = self.rtt.smoothed();
         s.cwnd = self.cc.window();
         s.bytes_in_flight = self.bytes_in_flight();
+        s.ecn_capable = self.ecn.is_capable();
         let d = self.datagrams.stats();
         s.datagrams_dropped =
             d.dropped_send_queue_full + d.dropped_too_large + d.dropped_recv_buffer_full;

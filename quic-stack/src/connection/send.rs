@@ -63,12 +63,14 @@ impl Connection {
             State::Closing => return self.poll_transmit_close(now, buf),
             State::Handshake | State::Established => {}
         }
+        self.tx_ecn = None;
         if let Some((data, to)) = self.path.pending_response {
             if to != self.path.remote {
                 self.path.pending_response = None;
                 return self.build_off_path_response(now, buf, data, to);
             }
         }
+        self.tx_ecn = self.ecn.codepoint();
         if let Some(size) = self.mtu_probe_due() {
             let cc_ok = self.bytes_in_flight() + u64::from(size) <= self.cc.window();
             if cc_ok && self.build_mtu_probe(now, buf, size) {
@@ -78,7 +80,7 @@ impl Connection {
                 return Some(Transmit {
                     destination: self.path.remote,
                     size: buf.len(),
-                    ecn: None,
+                    ecn: self.tx_ecn,
                     segment_size: None,
                     src_ip: None,
                 });
@@ -116,7 +118,7 @@ impl Connection {
         Some(Transmit {
             destination: self.path.remote,
             size: buf.len(),
-            ecn: None,
+            ecn: self.tx_ecn,
             segment_size: if count > 1 { segment_size } else { None },
             src_ip: None,
         })
@@ -362,9 +364,12 @@ impl Connection {
         let space = &mut self.spaces[space_id as usize];
         if space.ack_pending {
             let delay = space.ack_delay(now, exponent);
-            let len = frame::ack_encoded_len(space.ack_ranges(), delay, None);
+            // RFC 9000 §19.3.2: ACK_ECN once we have seen any ECN-marked packet
+            let c = space.ecn;
+            let ecn = (c.ect0 | c.ect1 | c.ce != 0).then_some(c);
+            let len = frame::ack_encoded_len(space.ack_ranges(), delay, ecn.as_ref());
             if buf.len() + len <= end {
-                frame::encode_ack(buf, space.ack_ranges(), delay, None);
+                frame::encode_ack(buf, space.ack_ranges(), delay, ecn.as_ref());
                 p.record.ack_largest = space.rx_pns.max();
                 space.on_ack_sent();
                 if space_id == SpaceId::Data {
@@ -545,6 +550,11 @@ impl Connection {
         }
         let size = end - p.start;
         let in_flight = p.ack_eliciting || p.padded;
+        let mut p = p;
+        if self.tx_ecn.is_some() {
+            p.record.ecn = true;
+            self.ecn.on_packet_sent();
+        }
         if space_id == SpaceId::Data {
             self.key_update.sent_in_phase += 1;
         }
@@ -575,6 +585,7 @@ impl Connection {
             return None;
         }
         self.close.pending = false;
+        self.tx_ecn = None;
         let limit =
             (usize::from(self.path.mtu) as u64).min(self.path.amplification_budget()) as usize;
         if limit < MAX_HEADER_OVERHEAD + 16 + MIN_PAYLOAD {

@@ -50,4 +50,8 @@ pub struct ConnectionStats {
     pub path_validations_succeeded: u64,
     /// Path validations that timed out
     pub path_validations_failed: u64,
+    /// Increase of the CE counts the peer reported (RFC 9000 §13.4.1)
+    pub ecn_ce_reported: u64,
+    /// ECN was validated on the current path and packets are marked ECT(0)
+    pub ecn_capable: bool,
 }

@@ -13,6 +13,7 @@ use crate::crypto;
 use crate::shared::{Dir, RecvMeta};
 use crate::sim::{LinkConfig, Verdict};
 
+mod ecn;
 mod migration;
 mod util;
 mod versions;
