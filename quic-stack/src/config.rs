@@ -111,7 +111,8 @@ pub struct EndpointConfig {
     pub supported_versions: Vec<u32>,
     /// Largest UDP payload we accept
     pub max_udp_payload_size: u16,
-    /// Advertise grease_quic_bit (RFC 9287)
+    /// Advertise grease_quic_bit (RFC 9287): accept packets whose QUIC bit is cleared. Our own
+    /// bit is greased only when the peer advertises it too
     pub grease_quic_bit: bool,
     /// Connections the endpoint will hold at once; further Initials are dropped
     pub max_connections: usize,
@@ -130,7 +131,7 @@ impl Default for EndpointConfig {
             local_cid_len: 8,
             supported_versions: vec![crypto::VERSION_1, crypto::VERSION_2],
             max_udp_payload_size: 1472,
-            grease_quic_bit: false,
+            grease_quic_bit: true,
             max_connections: 100_000,
             reset_key: None,
             strict_version_negotiation: true,

@@ -418,6 +418,10 @@ impl Endpoint {
         let Some(version) = hdr.version else {
             return;
         };
+        // RFC 9000 §17.2: the fixed bit may only be clear if we advertised grease_quic_bit
+        if !hdr.fixed_bit() && !self.config.grease_quic_bit {
+            return;
+        }
         // Address validation with Retry (RFC 9000 §8.1.2): the first Initial gets a Retry,
         // the second must carry its token
         let (orig_dst_cid, retry_src_cid) = if server.retry {

@@ -126,6 +126,12 @@ impl Connection {
             self.stats.packets_dropped += 1;
             return;
         }
+        // RFC 9000 §17.2: a cleared QUIC bit is discarded unless we advertised
+        // grease_quic_bit (RFC 9287 §3)
+        if !hdr.fixed_bit() && !self.endpoint_config.grease_quic_bit {
+            self.stats.packets_dropped += 1;
+            return;
+        }
         // A stateless reset looks like a short packet ending in a token (RFC 9000 §10.3); keep
         // the tail before decryption overwrites the buffer
         let mut tail = [0u8; 16];

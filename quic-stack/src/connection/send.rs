@@ -296,6 +296,11 @@ impl Connection {
         let pn_len = packet::encode_packet_number_len(pn, space.largest_acked);
         let dcid = self.cids.peer_cid();
         let start = buf.len();
+        // RFC 9287 §3: once the peer advertised grease_quic_bit, the QUIC bit is unpredictable
+        // (not in Initial packets, whose first flight precedes the peer's parameters)
+        let grease = space_id != SpaceId::Initial
+            && self.peer_params.as_ref().is_some_and(|p| p.grease_quic_bit)
+            && rand::Rng::gen::<bool>(&mut self.rng);
         let (long, pn_offset) = match space_id {
             SpaceId::Data => {
                 let pn_offset = packet::write_short_header(
@@ -305,7 +310,7 @@ impl Connection {
                     &dcid,
                     pn,
                     pn_len,
-                    false,
+                    grease,
                 );
                 (None, pn_offset)
             }
@@ -327,7 +332,7 @@ impl Connection {
                     token,
                     pn,
                     pn_len,
-                    false,
+                    grease,
                 );
                 let pn_offset = offsets.pn_offset;
                 (Some(offsets), pn_offset)

@@ -14,6 +14,7 @@ use crate::shared::{Dir, RecvMeta};
 use crate::sim::{LinkConfig, Verdict};
 
 mod ecn;
+mod grease;
 mod migration;
 mod util;
 mod versions;

@@ -126,6 +126,8 @@ pub(super) struct Setup {
     pub(super) server_versions: Option<Vec<u32>>,
     /// Versions the client endpoint supports, by preference (default: all)
     pub(super) client_versions: Option<Vec<u32>>,
+    /// The server endpoint advertises grease_quic_bit (default: yes)
+    pub(super) server_grease_quic_bit: bool,
     /// The server validates addresses with Retry
     pub(super) retry: bool,
     /// Name the client asks for (the certificate is for "localhost")
@@ -141,6 +143,7 @@ impl Default for Setup {
             link: LinkConfig::default(),
             server_versions: None,
             client_versions: None,
+            server_grease_quic_bit: true,
             retry: false,
             server_name: "localhost",
         }
@@ -180,6 +183,7 @@ impl Harness {
         });
         let mut server_endpoint_config = EndpointConfig {
             reset_key: Some([0x5e; 32]),
+            grease_quic_bit: setup.server_grease_quic_bit,
             ..EndpointConfig::default()
         };
         if let Some(v) = setup.server_versions {
