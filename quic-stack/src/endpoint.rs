@@ -71,6 +71,9 @@ pub struct Endpoint {
     /// Client: configuration and server name of each connection still handshaking, to start
     /// over after a Version Negotiation packet
     client_attempts: HashMap<usize, (ClientConfig, String)>,
+    /// Client: the latest NEW_TOKEN token per server name, used in the next connection's
+    /// Initial packets (RFC 9000 §8.1.3)
+    tokens: HashMap<String, Vec<u8>>,
     /// Packets sent without a connection (Version Negotiation)
     stateless: VecDeque<(SocketAddr, Vec<u8>)>,
     next_transmit: usize,
@@ -87,6 +90,18 @@ pub struct Endpoint {
 
 /// A Retry token is only good for the handshake attempt that follows it
 const RETRY_TOKEN_LIFETIME_SECS: u64 = 10;
+/// A NEW_TOKEN token lets a client skip Retry for a day
+const NEW_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+
+/// What the token of a client Initial proves
+enum TokenCheck {
+    /// A fresh Retry token for this address, naming the original DCID
+    Retry(ConnectionId),
+    /// A fresh NEW_TOKEN token for this address
+    NewToken,
+    /// Nothing (absent, invalid, expired or for another address)
+    None,
+}
 
 impl Endpoint {
     /// A new endpoint; `server` enables accepting connections
@@ -111,6 +126,7 @@ impl Endpoint {
             by_addr: HashMap::new(),
             accept_queue: VecDeque::new(),
             client_attempts: HashMap::new(),
+            tokens: HashMap::new(),
             stateless: VecDeque::new(),
             next_transmit: 0,
             next_event: 0,
@@ -152,7 +168,11 @@ impl Endpoint {
             return Err(ConnectError::TooManyConnections);
         }
         let local_cid = self.new_cid();
-        let conn = self.new_client(now, &config, remote, server_name, local_cid, None)?;
+        let mut conn = self.new_client(now, &config, remote, server_name, local_cid, None)?;
+        // RFC 9000 §8.1.3: a token is used once
+        if let Some(token) = self.tokens.remove(server_name) {
+            conn.set_initial_token(token);
+        }
         let h = self.insert(conn);
         self.route_local_cid(local_cid, remote, h);
         self.client_attempts
@@ -341,19 +361,35 @@ impl Endpoint {
         self.stateless.push_back((meta.remote, buf));
     }
 
-    /// The original DCID sealed in a fresh Retry token from this client address
-    fn validate_retry_token(
-        &mut self,
-        now: Instant,
-        meta: &RecvMeta,
-        token: &[u8],
-    ) -> Option<ConnectionId> {
-        let secs = self.secs(now);
-        let data = self.token_key.open(meta.remote.ip(), token).ok()?;
-        if !data.is_fresh(secs, RETRY_TOKEN_LIFETIME_SECS) {
-            return None;
+    /// Classify the token of a client Initial (RFC 9000 §8.1.3)
+    fn check_token(&mut self, now: Instant, meta: &RecvMeta, token: &[u8]) -> TokenCheck {
+        if token.is_empty() {
+            return TokenCheck::None;
         }
-        data.orig_dst_cid
+        let secs = self.secs(now);
+        let Ok(data) = self.token_key.open(meta.remote.ip(), token) else {
+            return TokenCheck::None;
+        };
+        match data.orig_dst_cid {
+            Some(odcid) if data.is_fresh(secs, RETRY_TOKEN_LIFETIME_SECS) => {
+                TokenCheck::Retry(odcid)
+            }
+            None if data.is_fresh(secs, NEW_TOKEN_LIFETIME_SECS) => TokenCheck::NewToken,
+            _ => TokenCheck::None,
+        }
+    }
+
+    /// A token for the client of connection `h` to validate its address next time (NEW_TOKEN,
+    /// RFC 9000 §8.1.3)
+    fn issue_new_token(&mut self, h: usize) {
+        let Some(now) = self.last_now else {
+            return;
+        };
+        let secs = self.secs(now);
+        if let Some(conn) = self.connections[h].as_mut() {
+            let token = self.token_key.seal(conn.remote_address().ip(), secs, None);
+            conn.queue_new_token(token);
+        }
     }
 
     /// A stateless reset carries a random DCID, so it is matched by its last 16 bytes against
@@ -424,20 +460,17 @@ impl Endpoint {
         }
         // Address validation with Retry (RFC 9000 §8.1.2): the first Initial gets a Retry,
         // the second must carry its token
-        let (orig_dst_cid, retry_src_cid) = if server.retry {
-            let token = data.get(hdr.token.clone()).unwrap_or_default();
-            if token.is_empty() {
+        let token = data.get(hdr.token.clone()).unwrap_or_default().to_vec();
+        let (orig_dst_cid, retry_src_cid, validated) = match self.check_token(now, &meta, &token) {
+            TokenCheck::Retry(odcid) => (odcid, Some(hdr.dcid), true),
+            // RFC 9000 §8.1.3: a NEW_TOKEN token validates the address without a Retry
+            TokenCheck::NewToken => (hdr.dcid, None, true),
+            // RFC 9000 §8.1.3: an invalid or missing token counts as no token
+            TokenCheck::None if server.retry => {
                 self.send_retry(now, &meta, hdr, version);
                 return;
             }
-            match self.validate_retry_token(now, &meta, token) {
-                Some(odcid) => (odcid, Some(hdr.dcid)),
-                // RFC 9000 §8.1.3: an invalid token is dropped (it may be from NEW_TOKEN of
-                // another server); the client retries and eventually times out
-                None => return,
-            }
-        } else {
-            (hdr.dcid, None)
+            TokenCheck::None => (hdr.dcid, None, false),
         };
         let local_cid = self.new_cid();
         let params = params_for(
@@ -464,7 +497,7 @@ impl Endpoint {
                 orig_dst_cid,
                 initial_dcid: hdr.dcid,
                 retry_src_cid,
-                validated: retry_src_cid.is_some(),
+                validated,
                 vn_original: None,
                 remote: meta.remote,
                 now,
@@ -597,6 +630,12 @@ impl Endpoint {
         self.live
     }
 
+    /// Whether a NEW_TOKEN token is stored for `server_name`
+    #[cfg(test)]
+    pub(crate) fn has_token(&self, server_name: &str) -> bool {
+        self.tokens.contains_key(server_name)
+    }
+
     /// Connection IDs currently routed (tests check NEW_CONNECTION_ID issuance)
     #[cfg(test)]
     pub(crate) fn routed_cids(&self) -> usize {
@@ -650,6 +689,7 @@ impl Endpoint {
             return;
         };
         let mut restart = None;
+        let mut issue_token = false;
         while let Some(e) = conn.endpoint_events.pop_front() {
             match e {
                 EndpointEvent::NewCid(cid) => {
@@ -663,7 +703,16 @@ impl Endpoint {
                 // Removed once the application has seen Event::Drained
                 EndpointEvent::Drained => {}
                 EndpointEvent::Restart(version) => restart = Some(version),
+                EndpointEvent::IssueToken => issue_token = true,
+                EndpointEvent::NewToken(token) => {
+                    if let Some((_, name)) = self.client_attempts.get(&h) {
+                        self.tokens.insert(name.clone(), token);
+                    }
+                }
             }
+        }
+        if issue_token {
+            self.issue_new_token(h);
         }
         if let Some(version) = restart {
             if let Some(now) = self.last_now {

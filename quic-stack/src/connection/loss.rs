@@ -125,6 +125,10 @@ impl Connection {
         if record.handshake_done {
             self.handshake_done_pending = true;
         }
+        // RFC 9000 §13.3: NEW_TOKEN is retransmitted
+        if record.new_token && self.new_token.is_some() {
+            self.new_token_pending = true;
+        }
         self.cids.pending_new.extend(record.new_cids);
         self.cids.pending_retire.extend(record.retire_cids);
         self.streams.on_lost(record.stream);

@@ -193,6 +193,10 @@ pub(crate) enum EndpointEvent {
     /// A Version Negotiation packet asks us to start over in this version (RFC 9000 §6.2,
     /// RFC 9368 §2.1): the endpoint replaces the connection under the same handle
     Restart(u32),
+    /// Server: mint a NEW_TOKEN token for this client (see [`Connection::queue_new_token`])
+    IssueToken,
+    /// Client: the server gave us a token for future connections (NEW_TOKEN)
+    NewToken(Vec<u8>),
 }
 
 /// One QUIC connection
@@ -222,6 +226,9 @@ pub struct Connection {
     retry_token: Vec<u8>,
     /// Client: the server's CID was learned from its first Initial
     peer_cid_set: bool,
+    /// Server: a NEW_TOKEN frame to (re)send
+    new_token: Option<Vec<u8>>,
+    new_token_pending: bool,
     /// Client: the version a Version Negotiation packet rejected (RFC 9368 §4)
     vn_original: Option<u32>,
     peer_params: Option<TransportParameters>,
@@ -344,6 +351,8 @@ impl Connection {
             retry_src_cid: p.retry_src_cid,
             retry_token: Vec::new(),
             peer_cid_set: p.side.is_server(),
+            new_token: None,
+            new_token_pending: false,
             vn_original: p.vn_original,
             peer_params: None,
             handshake_confirmed: false,
@@ -689,6 +698,17 @@ impl Connection {
         std::mem::swap(&mut self.streams, &mut old.streams);
         std::mem::swap(&mut self.datagrams, &mut old.datagrams);
         self.events.extend(old.events.drain(..));
+    }
+
+    /// Client: the token for our Initial packets, from a NEW_TOKEN of an earlier connection
+    pub(crate) fn set_initial_token(&mut self, token: Vec<u8>) {
+        self.retry_token = token;
+    }
+
+    /// Server: send `token` in a NEW_TOKEN frame
+    pub(crate) fn queue_new_token(&mut self, token: Vec<u8>) {
+        self.new_token = Some(token);
+        self.new_token_pending = true;
     }
 
     /// The CID we chose for the handshake (routes the connection at the endpoint)

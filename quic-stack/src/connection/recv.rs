@@ -381,12 +381,17 @@ impl Connection {
                     self.events.push_back(Event::DatagramReceived);
                 }
             }
-            Frame::NewToken { .. } => {
-                // RFC 9000 §19.7: a server receiving NEW_TOKEN is a PROTOCOL_VIOLATION; the
-                // client ignores tokens as it does not do address-validation resumption yet
+            Frame::NewToken { token } => {
+                // RFC 9000 §19.7: a server receiving NEW_TOKEN is a PROTOCOL_VIOLATION
                 if self.side.is_server() {
                     return Err(TransportError::PROTOCOL_VIOLATION("NEW_TOKEN from client"));
                 }
+                // RFC 9000 §19.7: an empty token is a FRAME_ENCODING_ERROR
+                if token.is_empty() {
+                    return Err(TransportError::FRAME_ENCODING_ERROR("empty NEW_TOKEN"));
+                }
+                self.endpoint_events
+                    .push_back(EndpointEvent::NewToken(token.to_vec()));
             }
             Frame::NewConnectionId(ncid) => self.cids.on_new_cid(&ncid)?,
             Frame::RetireConnectionId { sequence } => {
@@ -431,7 +436,11 @@ impl Connection {
             // New keys may be needed for the next coalesced packet, so collect them now
             self.drive_tls_write();
         }
-        self.handle_peer_params()?;
+        // A resuming client's TLS reports the parameters remembered with the ticket until the
+        // server's EncryptedExtensions arrive: only trust them once the handshake is done
+        if self.side.is_server() || !self.tls.is_handshaking() {
+            self.handle_peer_params()?;
+        }
         if self.state == State::Handshake && !self.tls.is_handshaking() {
             if self.peer_params.is_none() {
                 return Err(TransportError::TRANSPORT_PARAMETER_ERROR(
@@ -488,6 +497,10 @@ impl Connection {
         self.cids.issue(&mut self.rng, limit, &self.reset_key);
         self.flush_cid_events();
         self.reset_keep_alive(now);
+        if self.side.is_server() {
+            // RFC 9000 §8.1.3: a token the client can use to skip address validation next time
+            self.endpoint_events.push_back(EndpointEvent::IssueToken);
+        }
     }
 
     /// RFC 9001 §4.9.2: Handshake keys are discarded once the handshake is confirmed

@@ -162,6 +162,7 @@ impl Connection {
             return false;
         }
         self.handshake_done_pending
+            || (self.new_token_pending && self.state == State::Established)
             || self.path.response_on_path().is_some()
             || self.path.challenge_pending()
             || !self.cids.pending_new.is_empty()
@@ -413,6 +414,16 @@ impl Connection {
                     self.path.pending_response = None;
                     // RFC 9000 §8.2.2: so is a PATH_RESPONSE datagram
                     p.pad_datagram = true;
+                }
+            }
+            if self.new_token_pending && self.state == State::Established {
+                if let Some(token) = &self.new_token {
+                    let f = Frame::NewToken { token };
+                    if buf.len() + f.encoded_len() <= end {
+                        f.encode(buf);
+                        self.new_token_pending = false;
+                        p.record.new_token = true;
+                    }
                 }
             }
             while let Some(&seq) = self.cids.pending_retire.front() {

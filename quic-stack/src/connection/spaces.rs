@@ -39,6 +39,8 @@ pub(crate) struct SentRecord {
     pub(crate) mtu_probe: Option<u16>,
     /// Sent with ECT(0)
     pub(crate) ecn: bool,
+    /// Carried our NEW_TOKEN frame
+    pub(crate) new_token: bool,
 }
 
 /// Reassembles the peer's CRYPTO stream of one encryption level

@@ -47,7 +47,10 @@ fn no_grease_towards_a_peer_that_did_not_advertise() {
     let data = payload(100_000, 5);
     assert_eq!(h.transfer(Dir::Bi, &data), data);
     assert_eq!(to_server.get(), 0, "the client greased without permission");
-    assert!(to_client.get() > 0, "the server may grease towards the client");
+    assert!(
+        to_client.get() > 0,
+        "the server may grease towards the client"
+    );
 }
 
 #[test]

@@ -159,6 +159,8 @@ pub(super) struct Harness {
     pub(super) sh: Option<ConnectionHandle>,
     pub(super) server_endpoint_config: Arc<EndpointConfig>,
     pub(super) server_config: Arc<ServerConfig>,
+    /// The client's configuration, for further connections
+    pub(super) client_config: ClientConfig,
 }
 
 impl Harness {
@@ -211,6 +213,7 @@ impl Harness {
             transport,
             version: setup.version,
         };
+        let client_config = config.clone();
         let ch = pair
             .client_mut()
             .ep
@@ -222,6 +225,7 @@ impl Harness {
             sh: None,
             server_endpoint_config,
             server_config,
+            client_config,
         }
     }
 
