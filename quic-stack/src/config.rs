@@ -123,6 +123,9 @@ pub struct EndpointConfig {
     /// version_information and close with VERSION_NEGOTIATION_ERROR without it (RFC 9368 §4).
     /// Turn off only to reach legacy servers that do not send it (such as quinn 0.11)
     pub strict_version_negotiation: bool,
+    /// Write a qlog trace (JSON-SEQ, one `.sqlog` file per connection) into this directory.
+    /// The core only emits events; the driver creates the files
+    pub qlog_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EndpointConfig {
@@ -135,6 +138,7 @@ impl Default for EndpointConfig {
             max_connections: 100_000,
             reset_key: None,
             strict_version_negotiation: true,
+            qlog_dir: None,
         }
     }
 }

@@ -28,6 +28,7 @@ pub mod flow;
 pub mod frame;
 pub mod fuzzing;
 pub mod packet;
+pub mod qlog;
 pub mod range_set;
 pub mod recovery;
 mod shared;

@@ -544,3 +544,65 @@ async fn ecn_validated_with_quinn_both_ways() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn qlog_files_written_by_the_driver() {
+    with_timeout(async {
+        let cert = test_cert();
+        let server = quinn_server(&cert);
+        let server_addr = server.local_addr().expect("quinn address");
+        let server_task = tokio::spawn(quinn_echo_once(server));
+        let dir = std::env::temp_dir().join(format!("quictun-qlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("qlog dir");
+        let crypto = quic_stack::tls::client_config(roots(&cert), vec![ALPN.to_vec()], None)
+            .expect("client TLS config");
+        let endpoint = driver::Endpoint::new(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            EndpointConfig {
+                qlog_dir: Some(dir.clone()),
+                ..EndpointConfig::default()
+            },
+            None,
+        )
+        .expect("bind our client");
+        let conn = endpoint
+            .connect(
+                ClientConfig::new(Arc::new(crypto)),
+                server_addr,
+                "localhost",
+            )
+            .expect("start connecting");
+        conn.handshake().await.expect("handshake with quinn");
+        let (mut send, mut recv) = conn.open_bi().await.expect("open bidi");
+        send.write_all(b"traced").await.expect("write");
+        send.finish().expect("finish");
+        assert_eq!(recv.read_to_end(64).await.expect("echo"), b"traced");
+        conn.close(0, b"");
+        server_task.await.expect("server task");
+        drop(send);
+        drop(recv);
+        drop(conn);
+        drop(endpoint);
+        // The trace is flushed when the connection state is dropped after draining
+        let mut text = String::new();
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let files: Vec<_> = std::fs::read_dir(&dir)
+                .expect("read qlog dir")
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            if let Some(f) = files.first() {
+                text = std::fs::read_to_string(f).unwrap_or_default();
+                if text.contains("connection_closed") {
+                    break;
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(text.starts_with('\u{1e}'), "not JSON-SEQ: {text:.80}");
+        assert!(text.contains("transport:packet_sent"));
+        assert!(text.contains("connectivity:connection_closed"));
+    })
+    .await;
+}

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use super::{Connection, State, Timer};
 use crate::error::TransportError;
 use crate::frame;
+use crate::qlog::QlogEvent;
 use crate::recovery::{loss, SentPacket};
 use crate::shared::SpaceId;
 
@@ -86,6 +87,18 @@ impl Connection {
             .on_end_acks(now, self.bytes_in_flight(), app_limited, largest);
         self.acked_scratch = acked;
         self.on_ack_ecn(now, space_id, ack.ecn, newly_acked_ect, largest_sent);
+        if self.qlog.is_some() {
+            let (cwnd, bytes_in_flight, smoothed_rtt) = (
+                self.cc.window(),
+                self.bytes_in_flight(),
+                self.rtt.smoothed(),
+            );
+            self.qlog(now, || QlogEvent::MetricsUpdated {
+                cwnd,
+                bytes_in_flight,
+                smoothed_rtt,
+            });
+        }
 
         // RFC 9001 §4.1.2: a client may treat an acknowledged 1-RTT packet as confirmation
         if space_id == SpaceId::Data && self.side.is_client() && !self.handshake_confirmed {
@@ -192,7 +205,11 @@ impl Connection {
             self.peer_max_ack_delay,
         );
         self.lost_times_scratch = run;
-        for (_, p) in lost.drain(..) {
+        for (pn, p) in lost.drain(..) {
+            self.qlog(now, || QlogEvent::PacketLost {
+                packet_type: super::qlog_packet_type(space_id),
+                packet_number: pn,
+            });
             self.on_packet_lost(space_id, p.payload);
         }
         self.lost_scratch = lost;
@@ -328,6 +345,11 @@ impl Connection {
         packet: SentPacket<SentRecord>,
     ) {
         let size = u64::from(packet.size);
+        self.qlog(now, || QlogEvent::PacketSent {
+            packet_type: super::qlog_packet_type(space_id),
+            packet_number: pn,
+            size: size as usize,
+        });
         let in_flight = packet.in_flight;
         let eliciting = packet.ack_eliciting;
         // Packet numbers only grow, so the insert cannot be refused

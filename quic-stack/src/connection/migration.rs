@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::path::Challenge;
 use super::{Connection, ConnectionError, Event, State, Timer};
 use crate::cc;
+use crate::qlog::QlogEvent;
 use crate::recovery::pacing::Pacer;
 use crate::recovery::RttEstimator;
 use crate::shared::{ConnectionId, SpaceId};
@@ -89,9 +90,9 @@ impl Connection {
         self.start_path_challenge(now);
         // Elicit an immediate answer so the server follows quickly
         self.space_mut(SpaceId::Data).ping_pending = true;
-        self.events.push_back(Event::PathChanged {
-            remote: self.path.remote,
-        });
+        let remote = self.path.remote;
+        self.qlog(now, || QlogEvent::PathUpdated { remote });
+        self.events.push_back(Event::PathChanged { remote });
         Ok(())
     }
 
@@ -222,6 +223,7 @@ impl Connection {
         self.abandon_validation(false);
         self.ecn.restart(self.config.ecn);
         self.start_path_challenge(now);
+        self.qlog(now, || QlogEvent::PathUpdated { remote });
         self.events.push_back(Event::PathChanged { remote });
     }
 
@@ -234,7 +236,7 @@ impl Connection {
         self.timers.stop(Timer::PathChallenge);
     }
 
-    pub(super) fn on_path_response(&mut self, data: [u8; 8]) {
+    pub(super) fn on_path_response(&mut self, now: Instant, data: [u8; 8]) {
         // RFC 9000 §8.2.3: a PATH_RESPONSE on any path validates the challenged path
         if self.path.challenge.as_ref().is_none_or(|c| c.data != data) {
             return;
@@ -244,9 +246,12 @@ impl Connection {
         self.path.prev_remote = None;
         self.stats.path_validations_succeeded += 1;
         tracing::debug!(side = ?self.side, remote = %self.path.remote, "path validated");
-        self.events.push_back(Event::PathValidated {
-            remote: self.path.remote,
+        let remote = self.path.remote;
+        self.qlog(now, || QlogEvent::PathValidation {
+            remote,
+            success: true,
         });
+        self.events.push_back(Event::PathValidated { remote });
     }
 
     /// The path never answered (RFC 9000 §8.2.4)

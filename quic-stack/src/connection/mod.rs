@@ -40,6 +40,7 @@ use crate::config::{EndpointConfig, TransportConfig};
 use crate::crypto::{self, HandshakeData, Session};
 use crate::datagram::{DatagramState, SendDatagramError};
 use crate::error::TransportError;
+use crate::qlog::{QlogEvent, QlogPacketType, QlogSink};
 use crate::recovery::pacing::Pacer;
 use crate::recovery::RttEstimator;
 use crate::shared::{ConnectionId, Dir, Side, SpaceId, StreamId};
@@ -280,6 +281,8 @@ pub struct Connection {
     ecn: ecn::EcnState,
     /// ECN codepoint of the datagram being built
     tx_ecn: Option<crate::shared::EcnCodepoint>,
+    /// qlog sink and the start of its trace
+    qlog: Option<(Box<dyn QlogSink>, Instant)>,
 }
 
 /// What [`Connection::new`] needs besides the TLS session
@@ -384,6 +387,7 @@ impl Connection {
             mtud: mtud::MtuDiscovery::new(config.mtu_discovery, mtu),
             ecn: ecn::EcnState::new(config.ecn),
             tx_ecn: None,
+            qlog: None,
             config,
         };
         if let Some(t) = conn.idle_timeout {
@@ -556,6 +560,23 @@ impl Connection {
         context: &[u8],
     ) -> Result<(), crypto::CryptoError> {
         self.tls.export_keying_material(output, label, context)
+    }
+
+    /// Trace this connection's events to `sink` (qlog), times relative to `now`
+    pub fn set_qlog(&mut self, now: Instant, sink: Box<dyn QlogSink>) {
+        self.qlog = Some((sink, now));
+    }
+
+    /// The Destination Connection ID of the client's first Initial (names qlog traces)
+    pub fn original_dcid(&self) -> ConnectionId {
+        self.orig_dst_cid
+    }
+
+    /// Hand an event to the qlog sink, building it only when tracing
+    fn qlog(&mut self, now: Instant, event: impl FnOnce() -> QlogEvent) {
+        if let Some((sink, start)) = self.qlog.as_mut() {
+            sink.emit(now.saturating_duration_since(*start), &event());
+        }
     }
 
     // ---- Outputs ----
@@ -735,6 +756,15 @@ impl Connection {
         space.sent = crate::recovery::SentPackets::new();
         self.spaces[id as usize].discard();
         self.pto_count = 0;
+    }
+}
+
+/// The qlog name of a packet number space's packets
+fn qlog_packet_type(space: SpaceId) -> QlogPacketType {
+    match space {
+        SpaceId::Initial => QlogPacketType::Initial,
+        SpaceId::Handshake => QlogPacketType::Handshake,
+        SpaceId::Data => QlogPacketType::OneRtt,
     }
 }
 

@@ -9,6 +9,7 @@ use crate::crypto;
 use crate::error::TransportError;
 use crate::frame::{self, Frame};
 use crate::packet::{self, HeaderKind, LongType, ProtectedHeader};
+use crate::qlog::QlogEvent;
 use crate::shared::{EcnCodepoint, RecvMeta, SpaceId};
 
 /// The packet kinds the connection distinguishes
@@ -175,6 +176,12 @@ impl Connection {
             return;
         }
         self.stats.packets_received += 1;
+        let size = packet.len();
+        self.qlog(now, || QlogEvent::PacketReceived {
+            packet_type: super::qlog_packet_type(space_id),
+            packet_number: d.pn,
+            size,
+        });
         if space_id == SpaceId::Data {
             self.on_1rtt_packet(now, d.key, d.pn);
         }
@@ -404,7 +411,7 @@ impl Connection {
             Frame::PathChallenge(data) => {
                 self.path.pending_response = Some((data, self.rx_remote));
             }
-            Frame::PathResponse(data) => self.on_path_response(data),
+            Frame::PathResponse(data) => self.on_path_response(now, data),
             Frame::HandshakeDone => {
                 // RFC 9000 §19.20: only servers send HANDSHAKE_DONE
                 if self.side.is_server() {

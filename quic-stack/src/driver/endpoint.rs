@@ -96,6 +96,7 @@ impl Endpoint {
         let local_addr = socket.local_addr();
         let mut seed = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+        let server = server.map(with_env_key_log_server);
         let proto = proto::Endpoint::new(Arc::new(config), server.map(Arc::new), seed);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -153,9 +154,11 @@ impl Endpoint {
         server_name: &str,
     ) -> Result<Connection, ConnectError> {
         let mut state = self.shared.lock();
+        let config = with_env_key_log_client(config);
         let handle = state
             .proto
             .connect(Instant::now(), config, remote, server_name)?;
+        install_qlog(&mut state.proto, handle);
         let notify = Arc::new(Notify::new());
         state.conns.insert(
             handle,
@@ -202,7 +205,7 @@ impl Endpoint {
         self.shared
             .lock()
             .proto
-            .set_server_config(server.map(Arc::new));
+            .set_server_config(server.map(with_env_key_log_server).map(Arc::new));
     }
 }
 
@@ -292,6 +295,51 @@ async fn drive(shared: Arc<Shared>, mut socket: UdpSocket) {
     }
 }
 
+/// Give a new connection a qlog file when [`EndpointConfig::qlog_dir`] is set
+fn install_qlog(proto: &mut proto::Endpoint, handle: ConnectionHandle) {
+    let Some(dir) = proto.config().qlog_dir.clone() else {
+        return;
+    };
+    let Some(conn) = proto.connection_mut(handle) else {
+        return;
+    };
+    let side = conn.side();
+    let odcid = conn.original_dcid();
+    let role = if side.is_client() { "client" } else { "server" };
+    let path = dir.join(format!("{odcid}-{role}.sqlog"));
+    match std::fs::File::create(&path) {
+        Ok(file) => {
+            let writer =
+                crate::qlog::QlogWriter::new(io::BufWriter::new(file), side, odcid, "quic-stack");
+            conn.set_qlog(Instant::now(), Box::new(writer));
+        }
+        Err(e) => tracing::warn!("cannot create qlog file {}: {e}", path.display()),
+    }
+}
+
+/// Log TLS secrets to the file named by `SSLKEYLOGFILE`, when set (for Wireshark)
+fn key_log_wanted() -> bool {
+    std::env::var_os("SSLKEYLOGFILE").is_some()
+}
+
+fn with_env_key_log_client(mut config: ClientConfig) -> ClientConfig {
+    if key_log_wanted() {
+        let mut crypto = (*config.crypto).clone();
+        crypto.key_log = crate::tls::key_log(true);
+        config.crypto = Arc::new(crypto);
+    }
+    config
+}
+
+fn with_env_key_log_server(mut config: ServerConfig) -> ServerConfig {
+    if key_log_wanted() {
+        let mut crypto = (*config.crypto).clone();
+        crypto.key_log = crate::tls::key_log(true);
+        config.crypto = Arc::new(crypto);
+    }
+    config
+}
+
 /// Tell every client connection that its local address changed
 fn migrate_all(shared: &Shared, local: SocketAddr) {
     let now = Instant::now();
@@ -327,6 +375,7 @@ fn dispatch_events(shared: &Shared) {
         }
     }
     while let Some(handle) = state.proto.accept() {
+        install_qlog(&mut state.proto, handle);
         state.conns.entry(handle).or_insert_with(|| ConnWaker {
             notify: Arc::new(Notify::new()),
         });

@@ -66,7 +66,10 @@ fn sixteen_mib_on_eight_streams_under_loss_and_reordering() {
     let mut jobs: Vec<StreamJob> = (0..STREAMS)
         .map(|i| StreamJob {
             data: payload(PER_STREAM, seed * 100 + i as u64),
-            id: h.client_conn().open(Dir::Uni).expect("stream credit for 8 streams"),
+            id: h
+                .client_conn()
+                .open(Dir::Uni)
+                .expect("stream credit for 8 streams"),
             written: 0,
             finished: false,
             received: Vec::new(),
@@ -125,7 +128,10 @@ fn sixteen_mib_on_eight_streams_under_loss_and_reordering() {
         );
     }
     let stats = h.client_conn().stats();
-    assert!(stats.packets_lost > 0, "seed {seed}: nothing was lost: {stats:?}");
+    assert!(
+        stats.packets_lost > 0,
+        "seed {seed}: nothing was lost: {stats:?}"
+    );
 }
 
 /// Small windows bind the sender, are never exceeded (the receiver would close with
@@ -205,7 +211,8 @@ fn flow_control_binds_without_stalling() {
         "seed {seed}: the windows never bound the sender"
     );
     assert!(
-        !h.client().has_event(ch, |e| matches!(e, Event::ConnectionLost { .. })),
+        !h.client()
+            .has_event(ch, |e| matches!(e, Event::ConnectionLost { .. })),
         "seed {seed}: connection lost"
     );
 }
