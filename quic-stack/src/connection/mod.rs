@@ -106,6 +106,11 @@ pub enum Event {
         /// The peer's application error code
         error_code: u64,
     },
+    /// The peer raised its stream limit: [`Connection::open`] may succeed again
+    StreamAvailable {
+        /// Direction that gained credit
+        dir: Dir,
+    },
     /// A datagram can be taken with [`Connection::recv_datagram`]
     DatagramReceived,
     /// We now send on a different path: the peer moved (server) or we migrated (client)
@@ -592,6 +597,7 @@ impl Connection {
             StreamEvent::Writable { id } => Event::StreamWritable { id },
             StreamEvent::Finished { id } => Event::StreamFinished { id },
             StreamEvent::Stopped { id, error_code } => Event::StreamStopped { id, error_code },
+            StreamEvent::Available { dir } => Event::StreamAvailable { dir },
         })
     }
 

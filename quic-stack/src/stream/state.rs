@@ -699,7 +699,11 @@ impl StreamsState {
         }
         let d = di(dir);
         // RFC 9000 §4.6: MAX_STREAMS that do not increase the limit are ignored.
-        self.max_local[d] = self.max_local[d].max(count);
+        if count > self.max_local[d] {
+            self.max_local[d] = count;
+            // Whoever waits in `open` has no other wake-up: no stream event would follow.
+            self.events.push_back(StreamEvent::Available { dir });
+        }
         Ok(())
     }
 
