@@ -489,7 +489,7 @@ impl Session {
             }
         };
         let peer = conn.remote_address();
-        let mut child = Session::new(
+        let mut child = Self::new(
             self.svc.clone(),
             ours,
             self.uid,
