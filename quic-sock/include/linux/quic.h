@@ -77,6 +77,12 @@ struct quic_stream_info {
 
 #define QUIC_CRYPTO_SECRET_BUFFER_SIZE 48
 
+/* QUIC_SOCKOPT_STREAM_RESET / QUIC_SOCKOPT_STREAM_STOP_SENDING */
+struct quic_errinfo {
+	int64_t stream_id;
+	uint32_t errcode;
+};
+
 struct quic_connection_id_info {
 	uint8_t dest;
 	uint8_t reserved[3];

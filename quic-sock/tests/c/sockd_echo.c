@@ -85,6 +85,27 @@ static void enable_datagrams(int fd)
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &tp, sizeof(tp)) == 0);
 }
 
+/* read until a datagram arrives (skipping stream data) and check it */
+static void wait_dgram(int fd, const char *want)
+{
+	char buf[256];
+	struct quic_stream_info si;
+	int mflags;
+	ssize_t n;
+
+	for (;;) {
+		n = recv_any(fd, buf, sizeof(buf), &si, &mflags);
+		CHECK(n >= 0);
+		if (mflags & MSG_QUIC_DATAGRAM)
+			break;
+	}
+	/* "S" alone matches "S<any code>" */
+	if (!strcmp(want, "S"))
+		CHECK(n >= 2 && buf[0] == 'S');
+	else
+		CHECK((size_t)n == strlen(want) && !memcmp(buf, want, n));
+}
+
 static int client(struct sockaddr_in *sa)
 {
 	static char buf[70000];
@@ -157,6 +178,33 @@ static int client(struct sockaddr_in *sa)
 	for (i = 0; i < NSTREAMS; i++)
 		CHECK(seen[i] == 1);
 
+	/* stream reset: the server reports RESET_STREAM's code back in a datagram */
+	{
+		struct quic_errinfo e = { 4 * (NSTREAMS + 1), 9 };
+
+		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW, "rst", 3, 0) == 3);
+		CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_STREAM_RESET, &e, sizeof(e)) == 0);
+		wait_dgram(fd, "R9");
+		/* a reset stream can't be written to */
+		CHECK(send_stream(fd, e.stream_id, 0, "x", 1, 0) == -1 && errno == EINVAL);
+	}
+	/* stop-sending: the server's next write on the stream fails, it reports the code */
+	{
+		struct quic_errinfo e = { 4 * (NSTREAMS + 2), 7 };
+
+		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW, "stp", 3, 0) == 3);
+		do {
+			n = recv_any(fd, buf, sizeof(buf), &si, &mflags);
+			CHECK(n >= 0);
+		} while (si.stream_id != e.stream_id);
+		CHECK(n == 3 && !memcmp(buf, "stp", 3));
+		CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_STREAM_STOP_SENDING, &e, sizeof(e)) == 0);
+		CHECK(send_stream(fd, e.stream_id, 0, "more", 4, 0) == 4);
+		/* "S7" with the code; the service reports 0 when the driver already dropped the
+		 * stopped stream (README: deliberate differences) */
+		wait_dgram(fd, "S");
+	}
+
 	/* errno cases on an established socket */
 	CHECK(send(fd, "x", 1, MSG_OOB) == -1 && errno == EINVAL);
 	CHECK(listen(fd, 1) == -1 && errno == EINVAL);
@@ -175,8 +223,11 @@ int main(int argc, char **argv)
 	static char buf[70000];
 	struct sockaddr_in sa, from;
 	struct quic_event_option ev = { QUIC_EVENT_CONNECTION_CLOSE, 1 };
+	struct quic_event_option ev2 = { QUIC_EVENT_STREAM_UPDATE, 1 };
 	struct quic_stream_info si;
 	socklen_t len;
+	static char ubuf[4096];
+	ssize_t ulen = 0;
 	int l, a, st, mflags, closed = 0;
 	pid_t pid;
 	ssize_t n;
@@ -196,6 +247,7 @@ int main(int argc, char **argv)
 	CHECK(l >= 0);
 	CHECK(setsockopt(l, SOL_QUIC, QUIC_SOCKOPT_ALPN, "sample", 6) == 0);
 	CHECK(setsockopt(l, SOL_QUIC, QUIC_SOCKOPT_EVENT, &ev, sizeof(ev)) == 0);
+	CHECK(setsockopt(l, SOL_QUIC, QUIC_SOCKOPT_EVENT, &ev2, sizeof(ev2)) == 0);
 	enable_datagrams(l);
 	CHECK(bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	CHECK(listen(l, 8) == 0);
@@ -215,7 +267,18 @@ int main(int argc, char **argv)
 	while (!closed) {
 		n = recv_any(a, buf, sizeof(buf), &si, &mflags);
 		CHECK(n >= 0);
-		if (mflags & MSG_QUIC_NOTIFICATION) {
+		if ((mflags & MSG_QUIC_NOTIFICATION) && buf[0] == QUIC_EVENT_STREAM_UPDATE) {
+			struct quic_stream_update *up = (void *)(buf + 1);
+			char r[16];
+			int rl;
+
+			CHECK(up->state == QUIC_STREAM_RECV_STATE_RESET_RECVD ||
+			      up->state == QUIC_STREAM_SEND_STATE_RESET_SENT);
+			rl = snprintf(r, sizeof(r), "%c%u",
+				      up->state == QUIC_STREAM_RECV_STATE_RESET_RECVD ? 'R' : 'S',
+				      up->errcode);
+			CHECK(send(a, r, rl, MSG_QUIC_DATAGRAM) == rl);
+		} else if (mflags & MSG_QUIC_NOTIFICATION) {
 			struct quic_connection_close *cc = (void *)(buf + 1);
 
 			CHECK(buf[0] == QUIC_EVENT_CONNECTION_CLOSE);
@@ -224,15 +287,26 @@ int main(int argc, char **argv)
 		} else if (mflags & MSG_QUIC_DATAGRAM) {
 			CHECK(send(a, buf, n, MSG_QUIC_DATAGRAM) == n);
 		} else if (si.stream_id & 2) {
-			CHECK(si.stream_flags & MSG_QUIC_STREAM_FIN);
-			CHECK(send_stream(a, -1,
-					  MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_UNI |
-						  MSG_QUIC_STREAM_FIN,
-					  buf, n, 0) == n);
+			/* data and FIN may arrive in separate reads: answer at the FIN */
+			CHECK(ulen + n <= (ssize_t)sizeof(ubuf));
+			memcpy(ubuf + ulen, buf, n);
+			ulen += n;
+			if (si.stream_flags & MSG_QUIC_STREAM_FIN) {
+				CHECK(send_stream(a, -1,
+						  MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_UNI |
+							  MSG_QUIC_STREAM_FIN,
+						  ubuf, ulen, 0) == ulen);
+				ulen = 0;
+			}
 		} else {
 			uint32_t fin = si.stream_flags & MSG_QUIC_STREAM_FIN;
+			ssize_t w = send_stream(a, si.stream_id, fin, buf, n, 0);
 
-			CHECK(send_stream(a, si.stream_id, fin, buf, n, 0) == n);
+			if (w != n && !(w == -1 && errno == EPIPE))
+				fprintf(stderr, "server: echo on stream %lld failed\n",
+					(long long)si.stream_id);
+			/* EPIPE: the client sent STOP_SENDING (the event follows) */
+			CHECK(w == n || (w == -1 && errno == EPIPE));
 		}
 	}
 	/* the connection is gone: nothing more to read */

@@ -122,6 +122,8 @@ struct Session {
     shared: Arc<Shared>,
     /// The stream a send without stream info continues (the last one not finished)
     active: Option<u64>,
+    /// Past the highest stream id we opened, per direction
+    next_open: HashMap<Dir, u64>,
     /// A Notify may be sitting unread in the application's fd
     notified: bool,
     hup_sent: bool,
@@ -228,6 +230,7 @@ impl Session {
             conn: None,
             shared,
             active: None,
+            next_open: HashMap::new(),
             notified: false,
             hup_sent: false,
             pumps: Vec::new(),
@@ -360,7 +363,7 @@ impl Session {
                 level,
                 optname,
                 optval,
-            } => self.setsockopt(level, optname, optval),
+            } => self.setsockopt(level, optname, optval).await,
             Request::GetSockOpt {
                 level,
                 optname,
@@ -736,6 +739,10 @@ impl Session {
             return Err(Errno::EINVAL);
         }
         let dir = if id & 2 != 0 { Dir::Uni } else { Dir::Bi };
+        if id < self.next_id(dir) {
+            // Ours, opened before and now finished or reset.
+            return Err(Errno::EINVAL);
+        }
         loop {
             let got = self.open(conn, dir, wait)?;
             if got >= id {
@@ -746,6 +753,12 @@ impl Session {
                 };
             }
         }
+    }
+
+    /// The lowest stream id of `dir` we have not opened yet (0 = none opened: any of ours is
+    /// at or above it)
+    fn next_id(&self, dir: Dir) -> u64 {
+        self.next_open.get(&dir).copied().unwrap_or(0)
     }
 
     /// Open the next stream of `dir` now, or refuse with EAGAIN (over the peer's MAX_STREAMS);
@@ -787,6 +800,9 @@ impl Session {
             },
         };
         let id = send.id().0;
+        tracing::debug!(id, "sockd: stream opened");
+        let next = self.next_open.entry(dir).or_insert(0);
+        *next = (*next).max(id + 4);
         self.shared.lock().send.insert(id, send);
         if let Some(r) = recv {
             self.pumps
@@ -812,7 +828,14 @@ impl Session {
         while done < data.len() {
             match poll_now(stream.write(&data[done..])) {
                 Some(Ok(n)) => done += n,
-                Some(Err(StreamError::Stopped(code))) => {
+                // The core answers STOP_SENDING with RESET_STREAM and may then forget the
+                // stream, so a write to a stream we never finished that is "closed" was stopped
+                // by the peer; the driver doesn't expose the code then (reported as 0).
+                Some(Err(e @ (StreamError::Stopped(_) | StreamError::ClosedStream))) => {
+                    let code = match e {
+                        StreamError::Stopped(c) => c,
+                        _ => 0,
+                    };
                     let ev = Event::StreamUpdate(StreamUpdate {
                         id: id as i64,
                         state: stream_state::SEND_RESET_SENT,
@@ -827,7 +850,10 @@ impl Session {
                     return Err(Errno::EPIPE);
                 }
                 Some(Err(StreamError::ConnectionLost(_))) => return Err(Errno::EPIPE),
-                Some(Err(_)) => return Err(Errno::EINVAL),
+                Some(Err(e)) => {
+                    tracing::debug!(id, "sockd: write: {e}");
+                    return Err(Errno::EINVAL);
+                }
                 None => {
                     blocked = true;
                     break;
@@ -891,7 +917,7 @@ impl Session {
         })
     }
 
-    fn setsockopt(
+    async fn setsockopt(
         &mut self,
         level: i32,
         optname: i32,
@@ -922,12 +948,21 @@ impl Session {
                 Ok(Response::Ok(0))
             }
             ConnAction::StopSending(e) => {
-                self.shared
-                    .lock()
-                    .stop
-                    .insert(e.stream_id as u64, u64::from(e.errcode));
+                // The receiving half belongs to its pump task: hand it the request and wait
+                // (briefly) until STOP_SENDING is queued, so data the application sends after
+                // this call goes out after the frame, as with the kernel.
+                let id = e.stream_id as u64;
+                self.shared.lock().stop.insert(id, u64::from(e.errcode));
                 self.shared.stop.notify_waiters();
-                Ok(Response::Ok(0))
+                for _ in 0..50 {
+                    if !self.shared.lock().stop.contains_key(&id) {
+                        return Ok(Response::Ok(0));
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                // No pump took it: the stream is unknown or already fully read.
+                self.shared.lock().stop.remove(&id);
+                Err(Errno::EINVAL)
             }
             // The tokio driver exposes no key update, CID, migration, preferred-address,
             // NEW_TOKEN or external-TLS control yet.
@@ -1046,12 +1081,23 @@ async fn read_stream(sh: Arc<Shared>, mut rs: RecvStream) {
             _ = stop => continue,
         };
         let (data, fin) = match r {
-            Ok(Some(n)) => {
-                let data = buf[..n].to_vec();
-                // The driver reports FIN on the read after the last bytes; look for it now so
-                // data and FIN usually reach the application in one recvmsg.
-                let fin = matches!(poll_now(rs.read(&mut [])), Some(Ok(None)));
-                (data, fin)
+            Ok(Some(mut n)) => {
+                // Take what else is already there, and the FIN, which the driver reports on
+                // the read after the last bytes: data and FIN then reach the application in
+                // one recvmsg whenever they arrived together.
+                let mut fin = false;
+                while n < buf.len() {
+                    match poll_now(rs.read(&mut buf[n..])) {
+                        Some(Ok(Some(m))) => n += m,
+                        Some(Ok(None)) => {
+                            fin = true;
+                            break;
+                        }
+                        // Errors surface on the next read; pending: deliver what we have.
+                        _ => break,
+                    }
+                }
+                (buf[..n].to_vec(), fin)
             }
             Ok(None) => (Vec::new(), true),
             Err(StreamError::Reset(code)) => {
@@ -1070,6 +1116,7 @@ async fn read_stream(sh: Arc<Shared>, mut rs: RecvStream) {
             }
             Err(_) => return,
         };
+        tracing::trace!(id, len = data.len(), fin, "sockd: stream data");
         sh.lock().queue.push_stream(id as i64, data, fin);
         sh.wake.notify_one();
         if fin {
