@@ -38,7 +38,18 @@ pub enum Command {
     /// Move a running client's connection to a new local address
     Migrate(MigrateArgs),
     /// Serve QUIC sockets (SOL_QUIC) to local applications over abstract Unix sockets
-    Sockd,
+    Sockd(SockdArgs),
+}
+
+/// `quictun sockd` (the service name comes from QUICTUN_SOCKD, as for the library)
+#[derive(Debug, Args)]
+pub struct SockdArgs {
+    /// QUIC sockets one uid may hold open at once
+    #[arg(long, default_value_t = 1024)]
+    pub max_sockets: usize,
+    /// Bytes queued per socket for the application before the service stops reading
+    #[arg(long, default_value_t = 4 << 20)]
+    pub rcvbuf: usize,
 }
 
 /// `quictun up`
@@ -181,5 +192,6 @@ mod tests {
         assert!(Cli::try_parse_from(["quictun", "migrate", "--to", "198.18.1.2"]).is_ok());
         assert!(Cli::try_parse_from(["quictun", "demo"]).is_ok());
         assert!(Cli::try_parse_from(["quictun", "sockd"]).is_ok());
+        assert!(Cli::try_parse_from(["quictun", "sockd", "--max-sockets", "2"]).is_ok());
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use tunnel::cert::{self, CertError, PeerCertRequest};
-use tunnel::cli::{exit, CertArgs, Cli, Command, StatusArgs, UpArgs};
+use tunnel::cli::{exit, CertArgs, Cli, Command, SockdArgs, StatusArgs, UpArgs};
 use tunnel::config::{Config, ConfigError};
 use tunnel::control::{self, ControlError, Request};
 
@@ -52,7 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cert(args) => cert_cmd(&args),
         Command::Demo => Err(NotWired("demo").into()),
         Command::Migrate(_) => Err(NotWired("migrate").into()),
-        Command::Sockd => sockd(),
+        Command::Sockd(args) => sockd(&args),
     }
 }
 
@@ -131,7 +131,7 @@ fn cert_cmd(args: &CertArgs) -> anyhow::Result<()> {
 
 /// `quictun sockd`: the kernel-QUIC-API socket service of this network namespace, in the
 /// foreground until SIGTERM/SIGINT
-fn sockd() -> anyhow::Result<()> {
+fn sockd(args: &SockdArgs) -> anyhow::Result<()> {
     // RUST_LOG overrides; the service logs to stderr like the other foreground commands.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -146,13 +146,18 @@ fn sockd() -> anyhow::Result<()> {
         .build()
         .context("start the tokio runtime")?;
     rt.block_on(async {
+        let limits = tunnel::sockd::Limits {
+            sockets_per_uid: args.max_sockets,
+            rcvbuf: args.rcvbuf.max(64 * 1024),
+            ..tunnel::sockd::Limits::default()
+        };
         let name = tunnel::sockd::service_name();
         let listener = tunnel::sockd::bind(&name)?;
         tracing::info!("sockd listening on @{name}");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("install the SIGTERM handler")?;
         tokio::select! {
-            () = tunnel::sockd::serve(listener, tunnel::sockd::Limits::default()) => {}
+            () = tunnel::sockd::serve(listener, limits) => {}
             _ = term.recv() => tracing::info!("sockd: SIGTERM, exiting"),
             _ = tokio::signal::ctrl_c() => tracing::info!("sockd: interrupted, exiting"),
         }

@@ -120,10 +120,14 @@ impl Sockd {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        Self::start_named(netns, &name)
+        Self::start_with(netns, &name, &[])
     }
 
     fn start_named(netns: Option<&str>, name: &str) -> Self {
+        Self::start_with(netns, name, &[])
+    }
+
+    fn start_with(netns: Option<&str>, name: &str, extra: &[&str]) -> Self {
         let name = name.to_string();
         let bin = env!("CARGO_BIN_EXE_quictun");
         let mut cmd = match netns {
@@ -139,6 +143,7 @@ impl Sockd {
             }
         };
         let mut child = cmd
+            .args(extra)
             .env("QUICTUN_SOCKD", format!("@{name}"))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -302,6 +307,52 @@ fn two_services_do_not_share_clients() {
     let _ = victim.wait();
     run_ok(&mut echo_cmd(&exe, &b));
     run_ok(&mut echo_cmd(&exe, &a));
+}
+
+/// The per-uid socket limit: EMFILE beyond it, and a closed socket frees its slot
+#[test]
+fn socket_limit_per_uid() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let src = out_dir().join("limit.c");
+    std::fs::write(
+        &src,
+        r#"#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <netinet/quic.h>
+int main(void)
+{
+	int a = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
+	int b = socket(AF_INET6, SOCK_STREAM, IPPROTO_QUIC);
+	int c = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC), i;
+
+	if (a < 0 || b < 0)
+		return 1;
+	if (!(c == -1 && errno == EMFILE))
+		return 2;
+	close(a); /* the service notices the EOF and frees the slot */
+	for (i = 0; i < 100 && c < 0; i++) {
+		usleep(20000);
+		c = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
+	}
+	if (c < 0)
+		return 3;
+	puts("OK");
+	return 0;
+}
+"#,
+    )
+    .expect("write limit.c");
+    let exe = out_dir().join("limit");
+    let args = linked_args(&lib);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile(&src, &args, &exe);
+    let name = format!("quictun-sockd-it-limit-{}", std::process::id());
+    let svc = Sockd::start_with(None, &name, &["--max-sockets", "2"]);
+    run_ok(Command::new(&exe).env("QUICTUN_SOCKD", svc.env()));
 }
 
 /// The README's "use QUIC sockets from your program" example compiles as printed
