@@ -136,3 +136,22 @@ pub async fn serve(listener: SeqListener, limits: Limits) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_slots_are_per_uid_and_returned() {
+        let svc = Service::new(Limits {
+            sockets_per_uid: 2,
+            ..Limits::default()
+        });
+        let a = svc.claim(1).expect("first");
+        let _b = svc.claim(1).expect("second");
+        assert!(svc.claim(1).is_none(), "third for the same uid");
+        let _other = svc.claim(2).expect("another uid is not affected");
+        drop(a);
+        assert!(svc.claim(1).is_some(), "a closed socket frees its slot");
+    }
+}

@@ -32,7 +32,6 @@ use quic_stack::Dir;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
 use super::{SeqPacket, Service, Slot};
 
@@ -55,6 +54,8 @@ struct Shared {
     stop: Notify,
     rcvbuf: usize,
     backlog_cap: usize,
+    /// The pumps of this socket
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 #[derive(Default)]
@@ -80,6 +81,22 @@ struct Inner {
 }
 
 impl Shared {
+    /// Run a pump for this socket; it is aborted when the socket ends. Finished pumps are
+    /// pruned here, so a long connection with many streams doesn't accumulate handles.
+    fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        let h = tokio::spawn(f).abort_handle();
+        let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        t.retain(|h| !h.is_finished());
+        t.push(h);
+    }
+
+    fn abort_all(&self) {
+        let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        for h in t.drain(..) {
+            h.abort();
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -127,7 +144,8 @@ struct Session {
     /// A Notify may be sitting unread in the application's fd
     notified: bool,
     hup_sent: bool,
-    pumps: Vec<JoinHandle<()>>,
+    /// The listener's accept pump is running
+    acceptor: bool,
 }
 
 /// Serve a client that connected to the service: the first request must be Socket
@@ -216,6 +234,7 @@ impl Session {
             stop: Notify::new(),
             rcvbuf: svc.limits.rcvbuf,
             backlog_cap: svc.limits.max_backlog,
+            tasks: Mutex::new(Vec::new()),
         });
         Self {
             unix,
@@ -233,7 +252,7 @@ impl Session {
             next_open: HashMap::new(),
             notified: false,
             hup_sent: false,
-            pumps: Vec::new(),
+            acceptor: false,
         }
     }
 
@@ -433,9 +452,8 @@ impl Session {
         };
         if backlog == 0 {
             ep.set_server_config(None);
-            for p in self.pumps.drain(..) {
-                p.abort();
-            }
+            self.shared.abort_all();
+            self.acceptor = false;
             self.opts.on_listen(0);
             return Ok(Response::Ok(0));
         }
@@ -447,9 +465,10 @@ impl Session {
                 .unwrap_or(1)
                 .clamp(1, self.shared.backlog_cap);
         }
-        if self.pumps.is_empty() {
+        if !self.acceptor {
+            self.acceptor = true;
             let shared = self.shared.clone();
-            self.pumps.push(tokio::spawn(async move {
+            self.shared.spawn(async move {
                 while let Some(conn) = ep.accept().await {
                     let mut i = shared.lock();
                     if i.pending.len() >= i.backlog {
@@ -465,7 +484,7 @@ impl Session {
                     drop(i);
                     shared.wake.notify_one();
                 }
-            }));
+            });
         }
         self.opts.on_listen(backlog);
         Ok(Response::Ok(0))
@@ -630,22 +649,22 @@ impl Session {
     fn start_pumps(&mut self, conn: Connection) {
         let sh = self.shared.clone();
         let c = conn.clone();
-        self.pumps.push(tokio::spawn(async move {
+        self.shared.spawn(async move {
             while let Ok((send, recv)) = c.accept_bi().await {
                 sh.lock().send.insert(send.id().0, send);
-                tokio::spawn(read_stream(sh.clone(), recv));
+                sh.spawn(read_stream(sh.clone(), recv));
             }
-        }));
+        });
         let sh = self.shared.clone();
         let c = conn.clone();
-        self.pumps.push(tokio::spawn(async move {
+        self.shared.spawn(async move {
             while let Ok(recv) = c.accept_uni().await {
-                tokio::spawn(read_stream(sh.clone(), recv));
+                sh.spawn(read_stream(sh.clone(), recv));
             }
-        }));
+        });
         let sh = self.shared.clone();
         let c = conn.clone();
-        self.pumps.push(tokio::spawn(async move {
+        self.shared.spawn(async move {
             while let Ok(d) = c.read_datagram().await {
                 let mut i = sh.lock();
                 // Datagrams are unreliable: over the receive budget they are dropped.
@@ -655,9 +674,9 @@ impl Session {
                     sh.wake.notify_one();
                 }
             }
-        }));
+        });
         let sh = self.shared.clone();
-        self.pumps.push(tokio::spawn(async move {
+        self.shared.spawn(async move {
             let reason = conn.closed().await;
             let close = close_info(&reason);
             let mut i = sh.lock();
@@ -670,7 +689,7 @@ impl Session {
             drop(i);
             sh.wake.notify_one();
             sh.space.notify_waiters();
-        }));
+        });
     }
 
     fn sendmsg(
@@ -787,13 +806,13 @@ impl Session {
                     if wait && first {
                         let sh = self.shared.clone();
                         let c = conn.clone();
-                        self.pumps.push(tokio::spawn(async move {
+                        self.shared.spawn(async move {
                             if let Ok(p) = open_stream(&c, dir).await {
                                 sh.lock().preopened.entry(dir).or_default().push_back(p);
                             }
                             sh.lock().open_waiting.retain(|d| *d != dir);
                             sh.ring_pollout();
-                        }));
+                        });
                     }
                     return Err(Errno::EAGAIN);
                 }
@@ -805,8 +824,7 @@ impl Session {
         *next = (*next).max(id + 4);
         self.shared.lock().send.insert(id, send);
         if let Some(r) = recv {
-            self.pumps
-                .push(tokio::spawn(read_stream(self.shared.clone(), r)));
+            self.shared.spawn(read_stream(self.shared.clone(), r));
         }
         Ok(id)
     }
@@ -865,10 +883,10 @@ impl Session {
             if wait {
                 // No writability signal in the driver: ask the writer to retry shortly.
                 let sh = self.shared.clone();
-                self.pumps.push(tokio::spawn(async move {
+                self.shared.spawn(async move {
                     tokio::time::sleep(SEND_RETRY).await;
                     sh.ring_pollout();
-                }));
+                });
             }
             return Err(target.flow_blocked_errno());
         }
@@ -1045,9 +1063,7 @@ impl Session {
         if self.opts.state() != SockState::Closed {
             self.close_connection();
         }
-        for p in self.pumps.drain(..) {
-            p.abort();
-        }
+        self.shared.abort_all();
         // Pending, never-accepted connections of a listener die with it.
         let pending: Vec<Connection> = self.shared.lock().pending.drain(..).collect();
         for c in pending {
@@ -1221,5 +1237,57 @@ fn io_errno(e: std::io::Error) -> Errno {
         K::AddrNotAvailable => Errno::EADDRNOTAVAIL,
         K::PermissionDenied => Errno::EPERM,
         _ => e.raw_os_error().map_or(Errno::EINVAL, Errno),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_arguments_like_the_kernel() {
+        assert_eq!(socket_errno(2, 2, IPPROTO_QUIC), None);
+        assert_eq!(socket_errno(10, 1, IPPROTO_QUIC), None);
+        assert_eq!(socket_errno(1, 2, IPPROTO_QUIC), Some(Errno::EAFNOSUPPORT));
+        assert_eq!(socket_errno(2, 2, 17), Some(Errno::EPROTONOSUPPORT));
+        assert_eq!(socket_errno(2, 3, IPPROTO_QUIC), Some(Errno::EPROTOTYPE));
+    }
+
+    #[test]
+    fn alpn_lists_split_on_commas() {
+        assert_eq!(alpn_list(b"h3, sample,,x"), [&b"h3"[..], b"sample", b"x"]);
+        assert!(alpn_list(b"").is_empty());
+    }
+
+    #[test]
+    fn close_reasons_fit_the_kernel_struct() {
+        let long = Bytes::from(vec![b'a'; 200]);
+        let c = close_info(&ConnectionError::ApplicationClosed {
+            error_code: 42,
+            reason: long,
+        });
+        assert_eq!(c.errcode, 42);
+        assert_eq!(c.phrase[62], b'a');
+        assert_eq!(c.phrase[63], 0, "NUL-terminated like the kernel's buffer");
+        let c = close_info(&ConnectionError::ConnectionClosed {
+            error_code: 1 << 40,
+            frame_type: 0x1c,
+            reason: "x".into(),
+        });
+        assert_eq!((c.errcode, c.frame, c.phrase[0]), (u32::MAX, 0x1c, b'x'));
+        assert_eq!(close_info(&ConnectionError::TimedOut).errcode, 0);
+    }
+
+    #[test]
+    fn poll_now_reports_pending() {
+        assert_eq!(poll_now(async { 5 }), Some(5));
+        assert_eq!(poll_now(std::future::pending::<()>()), None);
+    }
+
+    #[test]
+    fn own_certificate_is_made_once() {
+        let a = self_signed().map(|(c, _)| c.clone());
+        assert!(a.is_some());
+        assert_eq!(a, self_signed().map(|(c, _)| c.clone()));
     }
 }
