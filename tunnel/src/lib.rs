@@ -14,6 +14,8 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod ip;
+pub mod link;
 pub mod metrics;
 pub mod router;
 pub mod tls;
+pub mod up;
