@@ -214,6 +214,46 @@ impl PacketLink for QuicLink {
         }
     }
 
+    async fn send_batch(&self, packets: &mut Vec<Bytes>) -> usize {
+        let n = packets.len();
+        let Some(conn) = self.current().conn else {
+            self.drops
+                .not_connected
+                .fetch_add(n as u64, Ordering::Relaxed);
+            packets.clear();
+            return n;
+        };
+        let mut failed = 0;
+        let mut too_large = false;
+        let r = conn.send_datagrams(packets.drain(..), |_, e| {
+            failed += 1;
+            match e {
+                SendDatagramError::TooLarge => {
+                    too_large = true;
+                    self.drops.too_large.fetch_add(1, Ordering::Relaxed);
+                }
+                SendDatagramError::UnsupportedByPeer | SendDatagramError::Disabled => {
+                    self.drops.unsupported.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => {}
+            }
+        });
+        if too_large {
+            // PMTUD or migration shrank the limit: route by the new one from the next batch
+            self.max_datagram
+                .store(conn.max_datagram_size().unwrap_or(0), Ordering::Relaxed);
+        }
+        match r {
+            Ok(()) => failed,
+            Err(_) => {
+                self.drops
+                    .not_connected
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                n
+            }
+        }
+    }
+
     async fn recv(&self) -> Result<Bytes, LinkError> {
         let mut out = Vec::with_capacity(1);
         self.recv_batch(&mut out, 1).await?;
@@ -268,16 +308,9 @@ impl PacketLink for QuicLink {
         let mut conn = self.next_connection(None).await;
         loop {
             tokio::select! {
-                r = conn.read_datagram() => match r {
-                    Ok(p) => {
-                        out.push(p);
-                        // Take what is already queued without waiting, to write the TUN in batches
-                        while out.len() < max {
-                            match futures::FutureExt::now_or_never(conn.read_datagram()) {
-                                Some(Ok(p)) => out.push(p),
-                                _ => break,
-                            }
-                        }
+                // Everything already received comes in one go, to write the TUN in batches
+                r = conn.read_datagrams(out, max) => match r {
+                    Ok(()) => {
                         while out.len() < max {
                             match streams.try_recv() {
                                 Ok(p) => out.push(p),
