@@ -50,7 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up(&args),
         Command::Status(args) => status(&args),
         Command::Cert(args) => cert_cmd(&args),
-        Command::Demo => Err(NotWired("demo").into()),
+        Command::Demo => Ok(tunnel::demo::run()?),
         Command::Migrate(_) => Err(NotWired("migrate").into()),
         Command::Sockd => Err(NotWired("sockd").into()),
     }
