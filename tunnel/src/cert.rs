@@ -590,6 +590,10 @@ mod tests {
         let e = generate_peer(&dir, &dir, &req, false).unwrap_err();
         assert!(e.to_string().contains("--force"), "{e}");
         generate_peer(&dir, &dir, &req, true).unwrap();
+        // The server maps a client certificate to its [[peer]] by this name
+        let der = load_certs("t", &dir.join("server.crt")).unwrap();
+        assert_eq!(common_name(&der[0]).as_deref(), Some("server"));
+        assert_eq!(common_name(b"\x30\x03\x02\x01\x00"), None);
         let mode = std::fs::metadata(dir.join("server.key"))
             .unwrap()
             .permissions()
