@@ -14,8 +14,6 @@
 //! Rules: everything that touches the kernel returns a typed error whose message names the fix
 //! when there is one (root, CAP_NET_ADMIN, modprobe tun); devices, netlink handles and watchers
 //! need a tokio runtime and belong to the network namespace of the thread that created them.
-//!
-//! OWNER of everything below the trait: netdev helper.
 
 #![deny(unsafe_code)]
 

@@ -7,6 +7,7 @@
 //! ```text
 //! cargo bench -p quic-stack --bench bulk            # 256 MiB per stack, 3 rounds
 //! BULK_MIB=64 BULK_ROUNDS=1 cargo bench -p quic-stack --bench bulk
+//! BULK_STACK=ours cargo bench -p quic-stack --bench bulk   # one stack only, for profiling
 //! ```
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -221,6 +222,24 @@ fn main() {
     println!("bulk transfer over loopback, {mib} MiB per run, {rounds} rounds (best of)");
     let mut best_ours: Option<Sample> = None;
     let mut best_quinn: Option<Sample> = None;
+    let only = std::env::var("BULK_STACK").unwrap_or_default();
+    if only == "ours" || only == "quinn" {
+        for round in 0..rounds {
+            let sample = runtime.block_on(async {
+                if only == "ours" {
+                    ours(&cert, bytes).await
+                } else {
+                    quinn(&cert, bytes).await
+                }
+            });
+            println!(
+                "round {round}: {only} {:.2} Gbit/s ({:.0} core-%/Gbit)",
+                sample.gbit_per_s(bytes),
+                sample.core_percent_per_gbit(bytes)
+            );
+        }
+        return;
+    }
     for round in 0..rounds {
         // Alternate the order so neither stack always runs on a warmer machine.
         let (a, b) = runtime.block_on(async {

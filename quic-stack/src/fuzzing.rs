@@ -5,12 +5,13 @@
 //! encode → decode. `quic-stack/fuzz/fuzz_targets/*.rs` call these; the tests below replay
 //! `quic-stack/fuzz/seeds/<target>/` and random inputs.
 //!
-//! OWNER: wire helper.
 
 use crate::frame::{self, Frame};
 use crate::packet::{self, HeaderKind, LongType};
 use crate::shared::{ConnectionId, Side};
 use crate::transport_params::TransportParameters;
+
+pub use crate::sockapi::msg::fuzz_sockapi_msg as sockapi_msg;
 
 /// Parse the headers of a datagram and split it into its coalesced packets
 ///

@@ -1,7 +1,5 @@
 //! rustls QUIC adapter implementing [`crate::crypto::Session`]
 //!
-//! OWNER: crypto helper.
-//!
 //! [`TlsSession`] wraps `rustls::quic::{ClientConnection, ServerConnection}` and hands rustls's
 //! packet and header keys to the connection through our [`PacketKey`]/[`HeaderKey`] traits.
 //! The config helpers build TLS 1.3-only configs on the ring provider (RFC 9001 §4.2: QUIC
@@ -201,6 +199,13 @@ impl Session for TlsSession {
     }
 
     fn transport_parameters(&self) -> Option<&[u8]> {
+        // A resuming rustls client reports the parameters remembered with the session ticket
+        // (meant for 0-RTT) from the ClientHello on; those carry the previous connection's
+        // initial_source_connection_id. Only hand out the server's own ones, which arrive in
+        // EncryptedExtensions together with the ALPN choice.
+        if self.side == Side::Client && !self.handshake_data_ready() {
+            return None;
+        }
         self.conn.quic_transport_parameters()
     }
 
@@ -343,7 +348,15 @@ pub fn client_config(
 /// Handshake signatures are still checked, so the server must hold the key of the certificate
 /// it presents.
 pub fn danger_insecure_client_config(alpn: Vec<Vec<u8>>) -> Result<ClientConfig, TlsError> {
-    let provider = provider();
+    danger_insecure_client_config_with_provider(provider(), alpn)
+}
+
+/// [`danger_insecure_client_config`] on a caller-chosen provider, e.g. one restricted to a
+/// single cipher suite (the interop runner's `chacha20` test case); same caveats
+pub fn danger_insecure_client_config_with_provider(
+    provider: Arc<CryptoProvider>,
+    alpn: Vec<Vec<u8>>,
+) -> Result<ClientConfig, TlsError> {
     let verifier = Arc::new(AcceptAnyServerCert(
         provider.signature_verification_algorithms,
     ));
@@ -857,6 +870,19 @@ mod tests {
         assert_eq!(s.keys.len() + s2.keys.len(), 2);
         // Resumption carries no certificates but the ticket is checked by the server
         assert!(!server.is_handshaking());
+    }
+
+    /// A resuming client must not report the previous connection's transport parameters as
+    /// the server's (they carry a stale initial_source_connection_id)
+    #[test]
+    fn resuming_client_waits_for_fresh_transport_parameters() {
+        let (setup, _ca) = setup();
+        let (mut client, mut server) = sessions(&setup, VERSION_1);
+        handshake(&mut client, &mut server).unwrap();
+        let (mut client, mut server) = sessions(&setup, VERSION_1);
+        assert!(client.transport_parameters().is_none());
+        handshake(&mut client, &mut server).unwrap();
+        assert_eq!(client.transport_parameters(), Some(SERVER_PARAMS));
     }
 
     #[test]

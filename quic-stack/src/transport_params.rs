@@ -6,8 +6,6 @@
 //! initial_source_connection_id matches the packet's SCID, that the server's
 //! original_destination_connection_id matches, version downgrade checks) belong to the
 //! connection.
-//!
-//! OWNER: wire helper.
 
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 

@@ -606,7 +606,7 @@ mod tests {
         )
         .expect("ping");
         assert_eq!((r.sent, r.received, r.duplicates), (20, 20, 0));
-        assert!(r.rtt_avg.is_some_and(|d| d < Duration::from_millis(100)));
+        assert!(r.rtt_avg.is_some(), "every reply carries an RTT sample");
         assert_eq!(echo.echoed(), 20);
     }
 }

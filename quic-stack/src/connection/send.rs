@@ -41,6 +41,8 @@ pub(super) struct PacketInProgress {
     pub(super) padded: bool,
     /// The datagram carrying this packet must reach 1200 bytes
     pub(super) pad_datagram: bool,
+    /// Set by `close_packet`: where the payload ends and the AEAD tag goes
+    pub(super) payload_end: Option<usize>,
     pub(super) record: SentRecord,
 }
 
@@ -61,6 +63,14 @@ impl Connection {
             State::Closing => return self.poll_transmit_close(now, buf),
             State::Handshake | State::Established => {}
         }
+        self.tx_ecn = None;
+        if let Some((data, to)) = self.path.pending_response {
+            if to != self.path.remote {
+                self.path.pending_response = None;
+                return self.build_off_path_response(now, buf, data, to);
+            }
+        }
+        self.tx_ecn = self.ecn.codepoint();
         if let Some(size) = self.mtu_probe_due() {
             let cc_ok = self.bytes_in_flight() + u64::from(size) <= self.cc.window();
             if cc_ok && self.build_mtu_probe(now, buf, size) {
@@ -70,7 +80,7 @@ impl Connection {
                 return Some(Transmit {
                     destination: self.path.remote,
                     size: buf.len(),
-                    ecn: None,
+                    ecn: self.tx_ecn,
                     segment_size: None,
                     src_ip: None,
                 });
@@ -108,8 +118,36 @@ impl Connection {
         Some(Transmit {
             destination: self.path.remote,
             size: buf.len(),
-            ecn: None,
+            ecn: self.tx_ecn,
             segment_size: if count > 1 { segment_size } else { None },
+            src_ip: None,
+        })
+    }
+
+    /// A PATH_RESPONSE for a challenge that arrived from another address than the current
+    /// path's, sent back to that address in its own datagram (RFC 9000 §8.2.2)
+    fn build_off_path_response(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+        data: [u8; 8],
+        to: std::net::SocketAddr,
+    ) -> Option<Transmit> {
+        self.space(SpaceId::Data).keys.as_ref()?;
+        let mut p = self.start_packet(now, buf, SpaceId::Data);
+        Frame::PathResponse(data).encode(buf);
+        p.ack_eliciting = true;
+        self.space_mut(SpaceId::Data).next_pn += 1;
+        // The challenge came in a datagram of at least 1200 bytes (RFC 9000 §8.2.1), so this
+        // padding stays within three times what that address sent
+        self.finish_packet(now, buf, p, Some(MIN_INITIAL_DATAGRAM));
+        self.stats.udp_tx_datagrams += 1;
+        self.stats.udp_tx_bytes += buf.len() as u64;
+        Some(Transmit {
+            destination: to,
+            size: buf.len(),
+            ecn: None,
+            segment_size: None,
             src_ip: None,
         })
     }
@@ -124,8 +162,9 @@ impl Connection {
             return false;
         }
         self.handshake_done_pending
-            || self.path.pending_response.is_some()
-            || self.path.challenge_pending
+            || (self.new_token_pending && self.state == State::Established)
+            || self.path.response_on_path().is_some()
+            || self.path.challenge_pending()
             || !self.cids.pending_new.is_empty()
             || !self.cids.pending_retire.is_empty()
             || self.datagrams.has_pending()
@@ -182,20 +221,31 @@ impl Connection {
                 continue;
             }
             let tag_len = self.tag_len(space_id);
-            if datagram_end.saturating_sub(buf.len()) < MAX_HEADER_OVERHEAD + tag_len + MIN_PAYLOAD
-            {
+            // The previous packet's tag is still to come
+            let reserved = current.as_ref().map_or(0, |p| self.tag_len(p.space));
+            let room = datagram_end.saturating_sub(buf.len() + reserved);
+            if room < MAX_HEADER_OVERHEAD + tag_len + MIN_PAYLOAD {
                 break;
             }
-            if let Some(p) = current.take() {
-                self.finish_packet(now, buf, p, None);
+            // Reserve the previous packet's tag so this one can follow it; it is sealed once
+            // this one proves non-empty
+            if let Some(prev) = current.as_mut() {
+                self.close_packet(buf, prev, None);
             }
             let mut p = self.start_packet(now, buf, space_id);
             let frames_end = datagram_end - tag_len;
             self.write_frames(now, buf, &mut p, frames_end, may_send_data);
             if buf.len() == p.pn_offset + p.pn_len {
-                // Nothing fitted after all: take the header back, the packet number is unused
+                // Nothing fitted after all: take the header back (the packet number is unused)
+                // and leave the previous packet open for padding
                 buf.truncate(p.start);
+                if let Some(prev) = current.as_mut() {
+                    Self::reopen_packet(buf, prev);
+                }
                 continue;
+            }
+            if let Some(prev) = current.take() {
+                self.seal_packet(now, buf, prev);
             }
             self.space_mut(space_id).next_pn += 1;
             if space_id == SpaceId::Initial && (self.side.is_client() || p.ack_eliciting) {
@@ -247,6 +297,11 @@ impl Connection {
         let pn_len = packet::encode_packet_number_len(pn, space.largest_acked);
         let dcid = self.cids.peer_cid();
         let start = buf.len();
+        // RFC 9287 §3: once the peer advertised grease_quic_bit, the QUIC bit is unpredictable
+        // (not in Initial packets, whose first flight precedes the peer's parameters)
+        let grease = space_id != SpaceId::Initial
+            && self.peer_params.as_ref().is_some_and(|p| p.grease_quic_bit)
+            && rand::Rng::gen::<bool>(&mut self.rng);
         let (long, pn_offset) = match space_id {
             SpaceId::Data => {
                 let pn_offset = packet::write_short_header(
@@ -256,7 +311,7 @@ impl Connection {
                     &dcid,
                     pn,
                     pn_len,
-                    false,
+                    grease,
                 );
                 (None, pn_offset)
             }
@@ -278,7 +333,7 @@ impl Connection {
                     token,
                     pn,
                     pn_len,
-                    false,
+                    grease,
                 );
                 let pn_offset = offsets.pn_offset;
                 (Some(offsets), pn_offset)
@@ -294,6 +349,7 @@ impl Connection {
             ack_eliciting: false,
             padded: false,
             pad_datagram: false,
+            payload_end: None,
             record: SentRecord::default(),
         }
     }
@@ -314,9 +370,12 @@ impl Connection {
         let space = &mut self.spaces[space_id as usize];
         if space.ack_pending {
             let delay = space.ack_delay(now, exponent);
-            let len = frame::ack_encoded_len(space.ack_ranges(), delay, None);
+            // RFC 9000 §19.3.2: ACK_ECN once we have seen any ECN-marked packet
+            let c = space.ecn;
+            let ecn = (c.ect0 | c.ect1 | c.ce != 0).then_some(c);
+            let len = frame::ack_encoded_len(space.ack_ranges(), delay, ecn.as_ref());
             if buf.len() + len <= end {
-                frame::encode_ack(buf, space.ack_ranges(), delay, None);
+                frame::encode_ack(buf, space.ack_ranges(), delay, ecn.as_ref());
                 p.record.ack_largest = space.rx_pns.max();
                 space.on_ack_sent();
                 if space_id == SpaceId::Data {
@@ -335,18 +394,36 @@ impl Connection {
                 self.handshake_done_pending = false;
                 p.record.handshake_done = true;
             }
-            if let (true, Some(data)) = (self.path.challenge_pending, self.path.challenge) {
+            let challenge = self
+                .path
+                .challenge
+                .as_ref()
+                .filter(|c| c.pending)
+                .map(|c| c.data);
+            if let Some(data) = challenge {
                 if buf.len() + 9 <= end {
                     Frame::PathChallenge(data).encode(buf);
-                    self.path.challenge_pending = false;
+                    self.on_path_challenge_sent(now);
                     // RFC 9000 §8.2.1: a PATH_CHALLENGE datagram is padded to 1200 bytes
                     p.pad_datagram = true;
                 }
             }
-            if let Some(data) = self.path.pending_response {
+            if let Some(data) = self.path.response_on_path() {
                 if buf.len() + 9 <= end {
                     Frame::PathResponse(data).encode(buf);
                     self.path.pending_response = None;
+                    // RFC 9000 §8.2.2: so is a PATH_RESPONSE datagram
+                    p.pad_datagram = true;
+                }
+            }
+            if self.new_token_pending && self.state == State::Established {
+                if let Some(token) = &self.new_token {
+                    let f = Frame::NewToken { token };
+                    if buf.len() + f.encoded_len() <= end {
+                        f.encode(buf);
+                        self.new_token_pending = false;
+                        p.record.new_token = true;
+                    }
                 }
             }
             while let Some(&seq) = self.cids.pending_retire.front() {
@@ -424,9 +501,14 @@ impl Connection {
         mut p: PacketInProgress,
         pad_to: Option<usize>,
     ) {
-        let space_id = p.space;
-        let Some(keys) = self.spaces[space_id as usize].keys.as_ref() else {
-            buf.truncate(p.start);
+        self.close_packet(buf, &mut p, pad_to);
+        self.seal_packet(now, buf, p);
+    }
+
+    /// Pad, fill in the Length and reserve the AEAD tag, so the next coalesced packet can
+    /// follow; [`Self::reopen_packet`] undoes it while the packet is still last in `buf`
+    fn close_packet(&self, buf: &mut Vec<u8>, p: &mut PacketInProgress, pad_to: Option<usize>) {
+        let Some(keys) = self.spaces[p.space as usize].keys.as_ref() else {
             return;
         };
         let tag_len = keys.packet.local.tag_len();
@@ -445,9 +527,28 @@ impl Connection {
         if let Some(offsets) = &p.long {
             packet::finish_long_header(buf, offsets, tag_len);
         }
+        p.payload_end = Some(buf.len());
         buf.resize(buf.len() + tag_len, 0);
+    }
+
+    /// Take back the tag reservation of the last packet in `buf`
+    fn reopen_packet(buf: &mut Vec<u8>, p: &mut PacketInProgress) {
+        if let Some(end) = p.payload_end.take() {
+            buf.truncate(end);
+        }
+    }
+
+    /// Seal a closed packet in place, protect its header and record it as sent
+    fn seal_packet(&mut self, now: Instant, buf: &mut [u8], p: PacketInProgress) {
+        let space_id = p.space;
+        let (Some(keys), Some(payload_end)) =
+            (self.spaces[space_id as usize].keys.as_ref(), p.payload_end)
+        else {
+            return;
+        };
+        let end = payload_end + keys.packet.local.tag_len();
         let header_len = p.pn_offset + p.pn_len - p.start;
-        let packet_bytes = &mut buf[p.start..];
+        let packet_bytes = &mut buf[p.start..end];
         {
             let (header, payload) = packet_bytes.split_at_mut(header_len);
             keys.packet.local.seal(p.pn, header, payload);
@@ -458,12 +559,18 @@ impl Connection {
             .encrypt(p.pn_offset - p.start, packet_bytes)
             .is_err()
         {
-            // Cannot happen with the minimum length above; never send a half-protected packet
-            buf.truncate(p.start);
+            // Cannot happen with the minimum length of close_packet; never send a
+            // half-protected packet: zero it so the peer drops it
+            packet_bytes.fill(0);
             return;
         }
-        let size = buf.len() - p.start;
+        let size = end - p.start;
         let in_flight = p.ack_eliciting || p.padded;
+        let mut p = p;
+        if self.tx_ecn.is_some() {
+            p.record.ecn = true;
+            self.ecn.on_packet_sent();
+        }
         if space_id == SpaceId::Data {
             self.key_update.sent_in_phase += 1;
         }
@@ -494,6 +601,7 @@ impl Connection {
             return None;
         }
         self.close.pending = false;
+        self.tx_ecn = None;
         let limit =
             (usize::from(self.path.mtu) as u64).min(self.path.amplification_budget()) as usize;
         if limit < MAX_HEADER_OVERHEAD + 16 + MIN_PAYLOAD {

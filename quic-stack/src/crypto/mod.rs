@@ -1,8 +1,6 @@
 //! The cryptographic boundary: packet and header protection keys, Initial secrets (v1 and v2),
 //! Retry integrity, and the [`Session`] trait that a TLS 1.3 implementation provides
 //!
-//! OWNER: crypto helper. The traits below are the contract other modules code against.
-//!
 //! Our own ring-based implementations live in sub-modules: [`initial_keys`] for Initial packets,
 //! [`keys_from_secret`] and [`next_secret`] for keys built from TLS traffic secrets,
 //! [`retry_tag`]/[`is_valid_retry`] for Retry integrity, and [`token`] for address-validation

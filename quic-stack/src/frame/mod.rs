@@ -7,8 +7,6 @@
 //! The hot-path helpers ([`encode_ack`], [`encode_stream_header`], [`encode_crypto_header`],
 //! [`encode_datagram_header`]) write frame headers straight into the packet buffer without
 //! building a [`Frame`].
-//!
-//! OWNER: wire helper. The enum below is the contract other modules code against.
 
 mod decode;
 mod encode;

@@ -8,8 +8,6 @@
 //! any input.
 //!
 //! Builders append to a `Vec<u8>` and return the offsets packet protection needs.
-//!
-//! OWNER: wire helper.
 
 mod build;
 mod number;

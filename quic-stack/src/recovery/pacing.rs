@@ -1,15 +1,31 @@
 //! Token-bucket pacing (RFC 9002 §7.7)
 //!
 //! The bucket refills at 1.25 × cwnd / smoothed_rtt (the N = 1.25 of RFC 9002 §7.7, so that
-//! pacing does not itself limit the window) and holds at most a burst of about ten packets.
+//! pacing does not itself limit the window). It holds [`BURST_INTERVAL`] worth of window, at
+//! least [`MIN_BURST_PACKETS`] and at most [`MAX_BURST_PACKETS`] packets: drivers sleep with
+//! millisecond timers, so a bucket smaller than a timer tick would cap the rate at one bucket
+//! per tick.
+//!
+//! Once the bucket runs dry it stays closed until it holds [`RESUME_PACKETS`] packets again (or
+//! half the bucket, if smaller): senders then wake up once per batch, not once per packet, and
+//! each wake-up fills a GSO batch. The average rate is unchanged.
+//!
 //! The caller asks [`Pacer::delay`] before building a packet and reports each sent packet with
 //! [`Pacer::on_sent`].
 
 use std::time::{Duration, Instant};
 
-/// Packets allowed in one burst (RFC 9002 §7.7 suggests sending no more than the initial
-/// window, ten packets, at once)
-const BURST_PACKETS: u64 = 10;
+/// Time worth of window the bucket holds (two ticks of a millisecond timer)
+const BURST_INTERVAL: Duration = Duration::from_millis(2);
+
+/// Fewest packets the bucket holds (RFC 9002 §7.7 allows the initial window, ten packets)
+const MIN_BURST_PACKETS: u64 = 10;
+
+/// Most packets the bucket holds
+const MAX_BURST_PACKETS: u64 = 256;
+
+/// Packets a dry bucket must refill before sending resumes
+const RESUME_PACKETS: u64 = 16;
 
 /// A token-bucket pacer
 #[derive(Debug, Clone)]
@@ -18,9 +34,12 @@ pub struct Pacer {
     tokens: u64,
     /// Bucket size in bytes
     capacity: u64,
-    /// Window and MTU the capacity was computed for
+    /// Window, MTU and RTT the capacity was computed for
     window: u64,
     mtu: u16,
+    rtt: Duration,
+    /// The bucket ran dry: wait for a batch worth of tokens before sending again
+    dry: bool,
     /// Time up to which tokens have been credited
     last_refill: Instant,
 }
@@ -28,12 +47,14 @@ pub struct Pacer {
 impl Pacer {
     /// A full bucket for `window` and `mtu`
     pub fn new(window: u64, mtu: u16, now: Instant) -> Self {
-        let capacity = capacity(window, mtu);
+        let capacity = capacity(window, mtu, Duration::ZERO);
         Self {
             tokens: capacity,
             capacity,
             window,
             mtu,
+            rtt: Duration::ZERO,
+            dry: false,
             last_refill: now,
         }
     }
@@ -48,20 +69,32 @@ impl Pacer {
         window: u64,
         now: Instant,
     ) -> Option<Instant> {
-        if window != self.window || mtu != self.mtu {
+        if window != self.window || mtu != self.mtu || smoothed_rtt != self.rtt {
             self.window = window;
             self.mtu = mtu;
-            self.capacity = capacity(window, mtu);
+            self.rtt = smoothed_rtt;
+            self.capacity = capacity(window, mtu, smoothed_rtt);
             self.tokens = self.tokens.min(self.capacity);
         }
         // A request larger than the bucket could never be met: wait for a full bucket instead.
         let need = bytes_to_send.min(self.capacity);
-        if self.tokens >= need {
+        // After running dry, wait for a batch (never more than half the bucket, never less
+        // than the request) so that wake-ups are not spent on single packets.
+        let resume = if self.dry {
+            (RESUME_PACKETS * u64::from(mtu))
+                .min(self.capacity / 2)
+                .max(need)
+        } else {
+            need
+        };
+        if self.tokens >= resume {
+            self.dry = false;
             return None;
         }
         let rtt_ns = smoothed_rtt.as_nanos();
         if rtt_ns == 0 || window == 0 {
             // No meaningful rate: do not hold packets back.
+            self.dry = false;
             return None;
         }
         // Refill: window * 5/4 bytes per smoothed RTT.
@@ -80,11 +113,17 @@ impl Pacer {
                 self.last_refill + nanos(used_ns)
             };
         }
-        if self.tokens >= need {
+        if self.tokens >= resume {
+            self.dry = false;
             return None;
         }
+        if !self.dry {
+            // Just ran dry: from now on wait for a whole batch
+            self.dry = true;
+            return self.delay(smoothed_rtt, bytes_to_send, mtu, window, now);
+        }
         // Time until the deficit is refilled, rounded up.
-        let deficit = u128::from(need - self.tokens);
+        let deficit = u128::from(resume - self.tokens);
         let wait_ns = (deficit * rtt_ns * 4).div_ceil(per_rtt);
         Some((self.last_refill + nanos(wait_ns)).max(now))
     }
@@ -95,11 +134,18 @@ impl Pacer {
     }
 }
 
-fn capacity(window: u64, mtu: u16) -> u64 {
+fn capacity(window: u64, mtu: u16, rtt: Duration) -> u64 {
+    let mtu = u64::from(mtu);
+    let packets = match rtt.as_nanos() {
+        0 => MIN_BURST_PACKETS,
+        rtt_ns => {
+            let bytes = u128::from(window) * BURST_INTERVAL.as_nanos() / rtt_ns;
+            let packets = u64::try_from(bytes / u128::from(mtu.max(1))).unwrap_or(u64::MAX);
+            packets.clamp(MIN_BURST_PACKETS, MAX_BURST_PACKETS)
+        }
+    };
     // Never more than the window, never less than one packet.
-    (BURST_PACKETS * u64::from(mtu))
-        .min(window)
-        .max(u64::from(mtu))
+    (packets * mtu).min(window).max(mtu)
 }
 
 fn nanos(ns: u128) -> Duration {
@@ -122,11 +168,16 @@ mod tests {
             assert_eq!(p.delay(100 * MS, 1200, 1200, window, t0), None);
             p.on_sent(1200);
         }
-        // Bucket empty: 1200 bytes at 125000 B/100ms = 0.96 ms.
+        // Bucket empty: it resumes with half a bucket, 6000 bytes at 125000 B/100ms = 4.8 ms.
         let d = p.delay(100 * MS, 1200, 1200, window, t0).unwrap();
-        assert_eq!(d - t0, Duration::from_micros(960));
-        assert_eq!(p.delay(100 * MS, 1200, 1200, window, d), None);
-        p.on_sent(1200);
+        assert_eq!(d - t0, Duration::from_micros(4800));
+        let halfway = t0 + Duration::from_micros(2400);
+        assert_eq!(p.delay(100 * MS, 1200, 1200, window, halfway), Some(d));
+        for _ in 0..5 {
+            assert_eq!(p.delay(100 * MS, 1200, 1200, window, d), None);
+            p.on_sent(1200);
+        }
+        assert!(p.delay(100 * MS, 1200, 1200, window, d).is_some());
         // Long idle refills at most a burst.
         let later = d + 10 * 100 * MS;
         for _ in 0..10 {
@@ -134,6 +185,21 @@ mod tests {
             p.on_sent(1200);
         }
         assert!(p.delay(100 * MS, 1200, 1200, window, later).is_some());
+    }
+
+    #[test]
+    fn bucket_covers_timer_ticks() {
+        let t0 = Instant::now();
+        // 4 MB window over 4 ms: 2 ms of it is 2 MB, capped at 256 packets.
+        let mut p = Pacer::new(14_720, 1472, t0);
+        assert_eq!(p.delay(4 * MS, 1472, 1472, 4_000_000, t0), None);
+        assert_eq!(p.capacity, 256 * 1472);
+        // 300 kB over 10 ms: 60 kB, 40 packets.
+        assert_eq!(p.delay(10 * MS, 1472, 1472, 300_000, t0), None);
+        assert_eq!(p.capacity, 40 * 1472);
+        // Small windows keep ten packets, but never more than the window.
+        assert_eq!(capacity(12_000, 1200, 100 * MS), 12_000);
+        assert_eq!(capacity(5_000, 1200, 100 * MS), 5_000);
     }
 
     #[test]
@@ -197,7 +263,7 @@ mod tests {
                     Some(t) => prop_assert!(t > now),
                 }
                 let elapsed = (now - t0).as_nanos();
-                let allowance = u128::from(capacity(window, mtu))
+                let allowance = u128::from(capacity(window, mtu, rtt))
                     + elapsed * u128::from(window) * 5 / (rtt.as_nanos() * 4);
                 prop_assert!(sent <= allowance, "{} > {}", sent, allowance);
             }

@@ -1,31 +1,34 @@
 //! Receive-side reassembly of stream and CRYPTO data
 //!
 //! Rules a caller can rely on:
-//! - every received byte is copied once, into a `Bytes` chunk; bytes already buffered or
-//!   already read are never copied again, so the first copy of a duplicated byte wins
-//!   (RFC 9000 §2.2 lets a receiver assume retransmitted data is identical);
-//! - chunks are disjoint and keyed by offset; reads return bytes in order from
-//!   [`Assembler::bytes_read`] and never skip a gap;
+//! - in-order bytes are copied once, into a reused ring buffer, and once more out of it by
+//!   [`Assembler::read`]; out-of-order bytes wait in `Bytes` fragments and move into the ring
+//!   when the gap below them fills. Bytes already buffered or already read are never copied
+//!   again, so the first copy of a duplicated byte wins (RFC 9000 §2.2 lets a receiver assume
+//!   retransmitted data is identical);
+//! - reads return bytes in order from [`Assembler::bytes_read`] and never skip a gap;
 //! - offsets saturate at `u64::MAX`, so no peer-supplied offset can panic. Limits on how much
-//!   may be buffered are flow control's job ([`crate::flow::RecvFlow`]).
+//!   may be buffered are flow control's job ([`crate::flow::RecvFlow`]); the ring keeps its
+//!   capacity (at most the stream's receive window) until the stream is freed, so steady
+//!   transfers allocate nothing per packet.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
 /// Reorders and deduplicates `(offset, bytes)` fragments into an in-order byte stream
 #[derive(Debug, Default, Clone)]
 pub struct Assembler {
-    /// Disjoint chunks at offsets >= `read`, keyed by offset
+    /// The bytes contiguous from `read`: offsets `read..read + ring.len()`
+    ring: VecDeque<u8>,
+    /// Disjoint out-of-order fragments, all above the end of `ring`, keyed by offset
     chunks: BTreeMap<u64, Bytes>,
     /// Offset of the next byte to hand to the application
     read: u64,
-    /// End of the data contiguous from `read`
-    contiguous_end: u64,
     /// Highest end offset ever received
     highest: u64,
     /// Bytes held in `chunks`
-    buffered: u64,
+    chunk_bytes: u64,
 }
 
 impl Assembler {
@@ -34,21 +37,36 @@ impl Assembler {
         Self::default()
     }
 
+    /// End of the data contiguous from the read offset
+    fn contiguous_end(&self) -> u64 {
+        self.read + self.ring.len() as u64
+    }
+
     /// Adds a fragment; only bytes neither buffered nor already read are copied
     pub fn insert(&mut self, offset: u64, data: &[u8]) {
         // Clip the fragment so that its end fits in a u64.
         let len = (data.len() as u64).min(u64::MAX - offset);
         let end = offset + len;
         self.highest = self.highest.max(end);
-        let mut cursor = offset.max(self.read);
+        let mut cursor = offset.max(self.contiguous_end());
         if cursor >= end {
             return;
         }
-        // Skip the part covered by a chunk starting at or before the cursor.
-        if let Some((&s, c)) = self.chunks.range(..=cursor).next_back() {
-            cursor = cursor.max(s + c.len() as u64);
+        // 1. Fast path: the fragment continues the contiguous data; append up to the first
+        //    out-of-order fragment.
+        if cursor == self.contiguous_end() {
+            let first = self.chunks.keys().next().copied().unwrap_or(u64::MAX);
+            let to = end.min(first);
+            self.ring
+                .extend(&data[(cursor - offset) as usize..(to - offset) as usize]);
+            cursor = to;
         }
-        // Fill each gap between existing chunks inside [cursor, end).
+        // 2. Out of order: fill each gap between fragments inside [cursor, end).
+        if cursor < end {
+            if let Some((&s, c)) = self.chunks.range(..=cursor).next_back() {
+                cursor = cursor.max(s + c.len() as u64);
+            }
+        }
         while cursor < end {
             let next = self
                 .chunks
@@ -61,46 +79,58 @@ impl Assembler {
                 let to = (gap_end - offset) as usize;
                 self.chunks
                     .insert(cursor, Bytes::copy_from_slice(&data[from..to]));
-                self.buffered += gap_end - cursor;
+                self.chunk_bytes += gap_end - cursor;
             }
             match next {
                 Some((_, e)) => cursor = e,
                 None => break,
             }
         }
-        self.advance_contiguous();
+        // 3. Move fragments that now continue the contiguous data into the ring.
+        let mut contiguous_end = self.contiguous_end();
+        while let Some(entry) = self.chunks.first_entry() {
+            let start = *entry.key();
+            if start > contiguous_end {
+                break;
+            }
+            let chunk = entry.remove();
+            self.chunk_bytes -= chunk.len() as u64;
+            let skip = ((contiguous_end - start) as usize).min(chunk.len());
+            self.ring.extend(&chunk[skip..]);
+            contiguous_end = self.contiguous_end();
+        }
     }
 
     /// Copies contiguous bytes from the read offset into `buf`; returns how many
     pub fn read(&mut self, buf: &mut [u8]) -> usize {
-        let mut n = 0;
-        while n < buf.len() {
-            let Some(chunk) = self.read_chunk(buf.len() - n) else {
-                break;
-            };
-            buf[n..n + chunk.len()].copy_from_slice(&chunk);
-            n += chunk.len();
+        let n = buf.len().min(self.ring.len());
+        if n == 0 {
+            return 0;
         }
+        let (a, b) = self.ring.as_slices();
+        let from_a = n.min(a.len());
+        buf[..from_a].copy_from_slice(&a[..from_a]);
+        buf[from_a..n].copy_from_slice(&b[..n - from_a]);
+        self.consume(n);
         n
     }
 
-    /// The next contiguous chunk of at most `max` bytes, without copying
+    /// The next contiguous chunk of at most `max` bytes
     pub fn read_chunk(&mut self, max: usize) -> Option<Bytes> {
-        if max == 0 {
+        let n = max.min(self.ring.len());
+        if n == 0 {
             return None;
         }
-        let entry = self.chunks.first_entry()?;
-        if *entry.key() != self.read {
-            return None; // a gap at the read offset
-        }
-        let mut chunk = entry.remove();
-        if chunk.len() > max {
-            let rest = chunk.split_off(max);
-            self.chunks.insert(self.read + max as u64, rest);
-        }
-        self.read += chunk.len() as u64;
-        self.buffered -= chunk.len() as u64;
+        let (a, _) = self.ring.as_slices();
+        let n = n.min(a.len());
+        let chunk = Bytes::copy_from_slice(&a[..n]);
+        self.consume(n);
         Some(chunk)
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.ring.drain(..n);
+        self.read += n as u64;
     }
 
     /// Bytes handed to the application so far (the read offset)
@@ -110,7 +140,7 @@ impl Assembler {
 
     /// Bytes readable now, contiguous from the read offset
     pub fn readable(&self) -> u64 {
-        self.contiguous_end - self.read
+        self.ring.len() as u64
     }
 
     /// Highest end offset received (buffered, read or discarded)
@@ -120,27 +150,21 @@ impl Assembler {
 
     /// Bytes held, contiguous or not
     pub fn buffered_bytes(&self) -> u64 {
-        self.buffered
+        self.ring.len() as u64 + self.chunk_bytes
     }
 
-    /// Number of disjoint chunks held (a fragmentation measure)
+    /// Number of disjoint chunks held (a fragmentation measure): the contiguous run counts as
+    /// one
     pub fn chunk_count(&self) -> usize {
-        self.chunks.len()
+        self.chunks.len() + usize::from(!self.ring.is_empty())
     }
 
     /// Drops all buffered bytes (e.g. after STOP_SENDING); offsets are kept, and bytes at or
     /// above the read offset may be inserted again
     pub fn clear(&mut self) {
+        self.ring = VecDeque::new();
         self.chunks.clear();
-        self.buffered = 0;
-        self.contiguous_end = self.read;
-    }
-
-    fn advance_contiguous(&mut self) {
-        // Each chunk is walked over once, so this is amortised O(1) per insert.
-        while let Some(c) = self.chunks.get(&self.contiguous_end) {
-            self.contiguous_end += c.len() as u64;
-        }
+        self.chunk_bytes = 0;
     }
 }
 
@@ -160,7 +184,7 @@ mod tests {
         let mut buf = [0; 3];
         assert_eq!(a.read(&mut buf), 3);
         assert_eq!(&buf, b"abc");
-        assert_eq!(a.read_chunk(100).as_deref(), Some(&b"de"[..]));
+        assert_eq!(a.read_chunk(2).as_deref(), Some(&b"de"[..]));
         assert_eq!(a.read_chunk(2).as_deref(), Some(&b"fg"[..]));
         assert_eq!(a.bytes_read(), 7);
         assert_eq!(a.buffered_bytes(), 3);
@@ -175,7 +199,7 @@ mod tests {
         a.insert(0, b"ABCDEFGHIJ");
         // Existing bytes win; gaps are filled from the new fragment.
         assert_eq!(a.buffered_bytes(), 10);
-        assert_eq!(a.chunk_count(), 5);
+        assert_eq!(a.chunk_count(), 1);
         let mut buf = [0; 16];
         assert_eq!(a.read(&mut buf), 10);
         assert_eq!(&buf[..10], b"ABcdEFghIJ");

@@ -108,6 +108,11 @@ pub enum StreamEvent {
         /// The peer's application error code
         error_code: u64,
     },
+    /// The peer raised MAX_STREAMS: `open` may succeed again
+    Available {
+        /// Direction that gained credit
+        dir: Dir,
+    },
 }
 
 /// Why a write failed

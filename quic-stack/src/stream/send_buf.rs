@@ -4,7 +4,9 @@
 //! - bytes are numbered by stream offset from 0; [`SendBuffer::offset`] is the total written;
 //! - [`SendBuffer::poll_transmit`] hands out lost ranges first (lowest offset first), then
 //!   never-sent data, and never a range beyond what was written;
-//! - memory is released as the acknowledged prefix grows; bytes above it stay available to
+//! - written bytes are copied once into a ring buffer that keeps its capacity (bounded by
+//!   flow control) until the stream is freed, so steady writes allocate nothing;
+//! - bytes are dropped as the acknowledged prefix grows; bytes above it stay available to
 //!   [`SendBuffer::get`] until acknowledged;
 //! - acks and loss reports may name any range (peer-derived, duplicated, out of order): parts
 //!   already acknowledged or never sent are ignored.
@@ -12,16 +14,13 @@
 use std::collections::VecDeque;
 use std::ops::Range;
 
-use bytes::Bytes;
-
 use crate::range_set::RangeSet;
 
 /// Outgoing stream data awaiting transmission and acknowledgement
 #[derive(Debug, Default, Clone)]
 pub struct SendBuffer {
-    /// Written data not yet freed, as `(start offset, bytes)`; contiguous, starting at or
-    /// below `acked_prefix`
-    chunks: VecDeque<(u64, Bytes)>,
+    /// Written data not yet freed: offsets `acked_prefix..offset`
+    data: VecDeque<u8>,
     /// Total bytes written
     offset: u64,
     /// First byte never transmitted
@@ -41,13 +40,9 @@ impl SendBuffer {
     }
 
     /// Appends data at the current offset
-    pub fn write(&mut self, data: Bytes) {
-        if data.is_empty() {
-            return;
-        }
-        let len = data.len() as u64;
-        self.chunks.push_back((self.offset, data));
-        self.offset += len;
+    pub fn write(&mut self, data: &[u8]) {
+        self.data.extend(data);
+        self.offset += data.len() as u64;
     }
 
     /// The next range to send, at most `max_len` bytes: a lost range if any, else unsent data
@@ -73,25 +68,26 @@ impl SendBuffer {
 
     /// The bytes starting at `range.start`, up to `range.end`
     ///
-    /// The slice ends early at a chunk boundary (each [`Self::write`] is one chunk), so callers
-    /// loop, advancing `range.start` by the returned length. Bytes already acknowledged and
-    /// freed, or never written, yield an empty slice.
+    /// The slice may end early (where the ring buffer wraps), so callers loop, advancing
+    /// `range.start` by the returned length. Bytes already acknowledged and freed, or never
+    /// written, yield an empty slice.
     pub fn get(&self, range: Range<u64>) -> &[u8] {
-        if range.start >= range.end {
+        if range.start >= range.end || range.start < self.acked_prefix {
             return &[];
         }
-        // Chunks are contiguous and sorted: the last one starting at or before range.start.
-        let i = self.chunks.partition_point(|(s, _)| *s <= range.start);
-        let Some(i) = i.checked_sub(1) else {
-            return &[];
-        };
-        let (s, data) = &self.chunks[i];
-        let from = range.start - s;
-        if from >= data.len() as u64 {
+        let from = range.start - self.acked_prefix;
+        if from >= self.data.len() as u64 {
             return &[];
         }
-        let to = (range.end - s).min(data.len() as u64);
-        &data[from as usize..to as usize]
+        let len = (range.end - range.start).min(self.data.len() as u64 - from) as usize;
+        let from = from as usize;
+        let (a, b) = self.data.as_slices();
+        if from < a.len() {
+            &a[from..(from + len).min(a.len())]
+        } else {
+            let from = from - a.len();
+            &b[from..from + len]
+        }
     }
 
     /// The peer acknowledged `range`
@@ -103,25 +99,15 @@ impl SendBuffer {
         }
         self.retransmits.remove(range.clone());
         self.acked.insert(range);
+        let old_prefix = self.acked_prefix;
         while self.acked.min() == Some(self.acked_prefix) {
             if let Some(r) = self.acked.pop_min() {
                 self.acked_prefix = r.end;
             }
         }
         // Free what the prefix covers.
-        while let Some((s, data)) = self.chunks.front_mut() {
-            let end = *s + data.len() as u64;
-            if end <= self.acked_prefix {
-                self.chunks.pop_front();
-            } else {
-                if *s < self.acked_prefix {
-                    // Drop the acknowledged head of a partly acknowledged chunk.
-                    let _ = data.split_to((self.acked_prefix - *s) as usize);
-                    *s = self.acked_prefix;
-                }
-                break;
-            }
-        }
+        let freed = (self.acked_prefix - old_prefix) as usize;
+        self.data.drain(..freed.min(self.data.len()));
     }
 
     /// The packet carrying `range` was lost: queue the unacknowledged parts again
@@ -190,15 +176,15 @@ mod tests {
     #[test]
     fn send_ack_free() {
         let mut b = SendBuffer::new();
-        b.write(Bytes::from_static(b"hello "));
-        b.write(Bytes::from_static(b"world"));
+        b.write(b"hello ");
+        b.write(b"world");
         assert_eq!(b.offset(), 11);
         assert!(b.has_unsent());
         assert_eq!(b.poll_transmit(4), Some(0..4));
         assert_eq!(b.poll_transmit(100), Some(4..11));
         assert_eq!(b.poll_transmit(100), None);
         assert!(!b.has_unsent());
-        assert_eq!(b.get(4..11), b"o ");
+        assert_eq!(b.get(4..11), b"o world");
         assert_eq!(collect(&b, 4..11), b"o world");
         b.ack(4..11);
         assert_eq!(b.unacked_len(), 11);
@@ -208,13 +194,13 @@ mod tests {
         assert_eq!(b.get(2..4), b"ll");
         b.ack(2..4);
         assert!(b.is_fully_acked());
-        assert!(b.chunks.is_empty());
+        assert!(b.data.is_empty());
     }
 
     #[test]
     fn retransmit_skips_acked() {
         let mut b = SendBuffer::new();
-        b.write(Bytes::from(vec![7u8; 100]));
+        b.write(&[7u8; 100]);
         assert_eq!(b.poll_transmit(100), Some(0..100));
         b.ack(20..30);
         b.ack(50..60);
@@ -229,7 +215,7 @@ mod tests {
         assert_eq!(b.poll_transmit(100), Some(80..100));
         assert_eq!(b.poll_transmit(100), None);
         // Lost data goes before new data.
-        b.write(Bytes::from(vec![8u8; 10]));
+        b.write(&[8u8; 10]);
         b.retransmit(0..5);
         assert_eq!(b.poll_transmit(100), Some(0..5));
         assert_eq!(b.poll_transmit(100), Some(100..110));
@@ -286,7 +272,7 @@ mod tests {
                         let data: Vec<u8> =
                             (written.len()..written.len() + n).map(|i| (i * 7 % 251) as u8).collect();
                         written.extend_from_slice(&data);
-                        b.write(Bytes::from(data));
+                        b.write(&data);
                     }
                     Op::Transmit(n) => { transmit(&mut b, n, &mut in_flight, &written); }
                     Op::Ack(i) if !in_flight.is_empty() => {

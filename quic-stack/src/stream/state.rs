@@ -4,8 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use super::deps::{self, Assembler, Control, RecvFlow, SendBuffer, SendFlow};
 use super::{
     ClosedStream, PeerStreamParams, ReadError, ReadResult, SentFrames, StreamChunk, StreamControl,
@@ -279,7 +277,7 @@ impl StreamsState {
         }
         let n = (data.len() as u64).min(send.flow.credit()).min(conn_credit) as usize;
         if n > 0 {
-            send.buf.write(Bytes::copy_from_slice(&data[..n]));
+            send.buf.write(&data[..n]);
             send.flow.on_sent(n as u64);
             self.conn_send.on_sent(n as u64);
             self.unacked += n as u64;
@@ -699,7 +697,11 @@ impl StreamsState {
         }
         let d = di(dir);
         // RFC 9000 §4.6: MAX_STREAMS that do not increase the limit are ignored.
-        self.max_local[d] = self.max_local[d].max(count);
+        if count > self.max_local[d] {
+            self.max_local[d] = count;
+            // Whoever waits in `open` has no other wake-up: no stream event would follow.
+            self.events.push_back(StreamEvent::Available { dir });
+        }
         Ok(())
     }
 

@@ -13,7 +13,14 @@ use crate::crypto;
 use crate::shared::{Dir, RecvMeta};
 use crate::sim::{LinkConfig, Verdict};
 
+mod ecn;
+mod grease;
+mod migration;
+mod qlog;
+mod stress;
+mod token;
 mod util;
+mod versions;
 
 use util::{payload, Harness, Setup};
 
@@ -285,6 +292,7 @@ fn server_respects_amplification_limit() {
 fn version_negotiation_reports_mismatch() {
     let mut h = Harness::new(Setup {
         server_versions: Some(vec![crypto::VERSION_2]),
+        client_versions: Some(vec![crypto::VERSION_1]),
         ..Setup::default()
     });
     let ch = h.ch;
@@ -528,4 +536,121 @@ fn retry_handshake_under_loss() {
         let data = payload(20_000, seed);
         assert_eq!(h.transfer(Dir::Bi, &data), data, "seed {seed}");
     }
+}
+
+#[test]
+fn client_initial_datagrams_always_padded() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    for seed in 500..506 {
+        let mut h = Harness::new(Setup {
+            seed,
+            link: LinkConfig {
+                loss: 0.25,
+                ..LinkConfig::default()
+            },
+            ..Setup::default()
+        });
+        let client_id = h.pair.client;
+        let short = Rc::new(Cell::new(0u32));
+        let seen = short.clone();
+        h.pair.net.set_interceptor(move |info, data| {
+            // A v1 long header with type Initial (RFC 9000 §17.2.2)
+            let initial = data.first().is_some_and(|b| b & 0xb0 == 0x80);
+            if info.src == client_id && initial && data.len() < 1200 {
+                seen.set(seen.get() + 1);
+            }
+            Verdict::Deliver
+        });
+        h.handshake();
+        let data = payload(10_000, seed);
+        assert_eq!(h.transfer(Dir::Bi, &data), data, "seed {seed}");
+        assert_eq!(
+            short.get(),
+            0,
+            "seed {seed}: short client Initial datagrams"
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn perf_probe_20mib() {
+    let mut h = Harness::new(Setup {
+        link: LinkConfig {
+            delay: Duration::from_millis(5),
+            ..LinkConfig::default()
+        },
+        ..Setup::default()
+    });
+    h.handshake();
+    let data = payload(20 << 20, 1);
+    let t = std::time::Instant::now();
+    let start = h.now();
+    let got = h.transfer(Dir::Uni, &data);
+    eprintln!(
+        "20 MiB: wall {:?}, virtual {:?}, {:?}",
+        t.elapsed(),
+        h.now() - start,
+        h.client_conn().stats()
+    );
+    assert!(got == data);
+}
+
+#[test]
+fn bad_certificate_closes_both_sides() {
+    let mut h = Harness::new(Setup {
+        server_name: "example.com",
+        ..Setup::default()
+    });
+    let ch = h.ch;
+    h.pair
+        .drive_until(|p| {
+            let s = p.server();
+            p.client().lost_reason(ch).is_some()
+                && s.accepted
+                    .first()
+                    .is_some_and(|&sh| s.lost_reason(sh).is_some())
+        })
+        .expect("both sides see the failure");
+    let client = h.client().lost_reason(ch).unwrap();
+    let code = match &client {
+        ConnectionError::TransportError(e) => e.code.0,
+        other => panic!("client: {other:?}"),
+    };
+    // RFC 9001 §4.8: TLS alerts map to CRYPTO_ERROR (0x100 + alert)
+    assert_eq!(code & !0xff, 0x100, "{client:?}");
+    let sh = h.server().accepted[0];
+    match h.server().lost_reason(sh).unwrap() {
+        ConnectionError::ConnectionClosed { error_code, .. } => assert_eq!(error_code, code),
+        other => panic!("server: {other:?}"),
+    }
+}
+
+#[test]
+fn connect_rejects_bad_input() {
+    use crate::endpoint::ConnectError;
+    let mut h = Harness::new(Setup::default());
+    let now = h.now();
+    let (cert, _) = util::cert();
+    let config = crate::config::ClientConfig::new(util::tls_client(cert));
+    let addr = h.pair.server_addr();
+    let ep = &mut h.client().ep;
+    assert!(matches!(
+        ep.connect(now, config.clone(), addr, "not a valid name!"),
+        Err(ConnectError::InvalidServerName(_))
+    ));
+    let v = crate::config::ClientConfig {
+        version: 0x0a0a_0a0a,
+        ..config.clone()
+    };
+    assert!(matches!(
+        ep.connect(now, v, addr, "localhost"),
+        Err(ConnectError::UnsupportedVersion(_))
+    ));
+    let zero = std::net::SocketAddr::new(addr.ip(), 0);
+    assert!(matches!(
+        ep.connect(now, config, zero, "localhost"),
+        Err(ConnectError::InvalidRemoteAddress(_))
+    ));
 }
