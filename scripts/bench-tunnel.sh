@@ -4,7 +4,8 @@
 #
 #   sudo scripts/bench-tunnel.sh [-t SECONDS]
 #     -t  iperf3 duration per run (default 5, at most 30)
-#   The tunnel rows run only once the HOOK below is wired (bare-veth numbers otherwise).
+#   The tunnel rows use target/release/quictun (or $QUICTUN_BIN); CARRIAGE=stream|auto picks
+#   the carriage (default datagram).
 #
 # Layout: namespaces qtbench-<pid>-a (198.18.0.1/30) and qtbench-<pid>-b (198.18.0.2/30) joined
 # by a veth pair created inside them; tunnel addresses 198.19.0.1 <-> 198.19.0.2. Everything
@@ -50,6 +51,7 @@ cleanup() {
     done
     ip netns del "$NS_A" 2>/dev/null || true
     ip netns del "$NS_B" 2>/dev/null || true
+    if [[ -n "${TMPD:-}" ]]; then rm -rf "$TMPD"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -169,10 +171,40 @@ measure() {  # measure LABEL DST
 #     wait (bounded) until `ip netns exec "$NS_A" ping -c1 -W1 $TUN_B4` succeeds
 # Return 0 when the tunnel is up, 1 to skip the tunnel rows.
 tunnel_up() {
-    if [[ -z "${QUICTUN_BIN:-}" ]]; then
-        return 1   # not wired yet
+    local bin=${QUICTUN_BIN:-$(dirname "$0")/../target/release/quictun}
+    if [[ ! -x "$bin" ]]; then
+        echo "tunnel: no quictun binary (cargo build --release --bin quictun, or set QUICTUN_BIN)" >&2
+        return 1
     fi
-    echo "tunnel hook: QUICTUN_BIN=$QUICTUN_BIN set, but the hook is not wired yet" >&2
+    local carriage=${CARRIAGE:-datagram}
+    TMPD=$(mktemp -d /tmp/qtbench.XXXXXX)
+    "$bin" cert --out "$TMPD" --ca >/dev/null
+    "$bin" cert --out "$TMPD" --name server --ip "$B4" >/dev/null
+    "$bin" cert --out "$TMPD" --name client >/dev/null
+    printf '%s\n' '[interface]' 'name = "qtb0"' "address = [\"$TUN_B4/24\"]" \
+        "listen = \"$B4:4433\"" '[tls]' 'cert = "server.crt"' 'key = "server.key"' \
+        'ca = "ca.crt"' '[[peer]]' 'name = "client"' "allowed_ips = [\"$TUN_A4/32\"]" \
+        "carriage = \"$carriage\"" '[control]' "socket = \"$TMPD/server.sock\"" \
+        '[log]' 'level = "warn"' >"$TMPD/server.toml"
+    printf '%s\n' '[interface]' 'name = "qtb0"' "address = [\"$TUN_A4/24\"]" \
+        '[tls]' 'cert = "client.crt"' 'key = "client.key"' 'ca = "ca.crt"' \
+        '[[peer]]' 'name = "server"' "endpoint = \"$B4:4433\"" \
+        "allowed_ips = [\"$TUN_B4/32\"]" "carriage = \"$carriage\"" \
+        '[control]' "socket = \"$TMPD/client.sock\"" '[log]' 'level = "warn"' \
+        >"$TMPD/client.toml"
+    ip netns exec "$NS_B" "$bin" up -c "$TMPD/server.toml" &
+    PIDS+=($!); TUNNEL_PIDS+=($!)
+    ip netns exec "$NS_A" "$bin" up -c "$TMPD/client.toml" &
+    PIDS+=($!); TUNNEL_PIDS+=($!)
+    local i
+    for i in $(seq 1 50); do
+        if ip netns exec "$NS_A" ping -n -c1 -W1 "$TUN_B4" >/dev/null 2>&1; then
+            echo "tunnel up ($carriage carriage) after $i probe(s)" >&2
+            return 0
+        fi
+        sleep 0.2
+    done
+    echo "tunnel did not come up" >&2
     return 1
 }
 # ---------------------------------------------------------------------------------------------

@@ -210,6 +210,38 @@ fn tbs_fields(cert: &[u8]) -> Result<TbsFields<'_>, &'static str> {
     }
 }
 
+/// The subject common name of a DER certificate, which `quictun cert --name` sets to the peer
+/// name; the server maps a verified client certificate to its `[[peer]]` by it
+pub fn common_name(cert: &[u8]) -> Option<String> {
+    const SET: u8 = 0x31;
+    const SEQ: u8 = 0x30;
+    const OID: u8 = 0x06;
+    const CN_OID: &[u8] = &[0x55, 0x04, 0x03];
+    let fields = tbs_fields(cert).ok()?;
+    let (_, _, mut rdns, _) = der_tlv(fields.subject).ok()?;
+    // Name ::= SEQUENCE OF SET OF AttributeTypeAndValue { type OID, value ANY }
+    while !rdns.is_empty() {
+        let (tag, _, mut set, rest) = der_tlv(rdns).ok()?;
+        rdns = rest;
+        if tag != SET {
+            return None;
+        }
+        while !set.is_empty() {
+            let (tag, _, atv, rest) = der_tlv(set).ok()?;
+            set = rest;
+            if tag != SEQ {
+                return None;
+            }
+            let (tag, _, oid, value) = der_tlv(atv).ok()?;
+            if tag == OID && oid == CN_OID {
+                let (_, _, text, _) = der_tlv(value).ok()?;
+                return std::str::from_utf8(text).ok().map(str::to_owned);
+            }
+        }
+    }
+    None
+}
+
 fn read(key: &str, path: &Path) -> Result<Vec<u8>, CertError> {
     std::fs::read(path).map_err(|e| CertError::Read {
         key: key.to_string(),
@@ -558,6 +590,10 @@ mod tests {
         let e = generate_peer(&dir, &dir, &req, false).unwrap_err();
         assert!(e.to_string().contains("--force"), "{e}");
         generate_peer(&dir, &dir, &req, true).unwrap();
+        // The server maps a client certificate to its [[peer]] by this name
+        let der = load_certs("t", &dir.join("server.crt")).unwrap();
+        assert_eq!(common_name(&der[0]).as_deref(), Some("server"));
+        assert_eq!(common_name(b"\x30\x03\x02\x01\x00"), None);
         let mode = std::fs::metadata(dir.join("server.key"))
             .unwrap()
             .permissions()

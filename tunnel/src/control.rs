@@ -141,6 +141,35 @@ pub struct PeerStatus {
     pub migrations: u64,
     /// Seconds since the last completed handshake
     pub last_handshake_secs: Option<u64>,
+    /// Datagrams lost on the way out, by reason
+    #[serde(default)]
+    pub datagram_drops: DatagramDrops,
+}
+
+/// Outbound datagram drops of one peer, by reason
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatagramDrops {
+    /// The QUIC send or receive queue overflowed (counted by the current connection)
+    pub queue_full: u64,
+    /// Larger than the connection's max datagram size
+    pub too_large: u64,
+    /// No connection to the peer (reconnecting)
+    pub not_connected: u64,
+    /// The peer does not accept datagrams
+    pub unsupported: u64,
+    /// Stream carriage write failures
+    pub stream_errors: u64,
+}
+
+impl DatagramDrops {
+    /// Sum over all reasons
+    pub fn total(&self) -> u64 {
+        self.queue_full
+            + self.too_large
+            + self.not_connected
+            + self.unsupported
+            + self.stream_errors
+    }
 }
 
 impl PeerStatus {
@@ -161,6 +190,7 @@ impl PeerStatus {
             drops: c.drops,
             migrations: 0,
             last_handshake_secs: None,
+            datagram_drops: DatagramDrops::default(),
         }
     }
 }
@@ -245,6 +275,15 @@ impl Status {
                 "packet-too-big sent {} (rate-limited {})",
                 self.ptb_sent, self.ptb_rate_limited
             ));
+        }
+        for p in &self.peers {
+            let d = p.datagram_drops;
+            if d.total() > 0 {
+                drops.push(format!(
+                    "{}: datagram queue_full {}, too_large {}, not_connected {}, unsupported {}, stream_errors {}",
+                    p.name, d.queue_full, d.too_large, d.not_connected, d.unsupported, d.stream_errors
+                ));
+            }
         }
         if drops.is_empty() {
             out.push_str("drops: none\n");

@@ -50,7 +50,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up(&args),
         Command::Status(args) => status(&args),
         Command::Cert(args) => cert_cmd(&args),
-        Command::Demo => Err(NotWired("demo").into()),
+        Command::Demo => Ok(tunnel::demo::run()?),
         Command::Migrate(_) => Err(NotWired("migrate").into()),
         Command::Sockd(args) => sockd(&args),
     }
@@ -77,8 +77,44 @@ fn up(args: &UpArgs) -> anyhow::Result<()> {
         println!("{summary}");
         return Ok(());
     }
-    eprintln!("{summary}");
-    Err(NotWired("up").into())
+    init_logging(&config.log.level);
+    tracing::info!("{summary}");
+    // Two workers: the TUN reader, the link readers and the QUIC endpoint driver run in
+    // parallel on the machine's cores
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot install the SIGTERM handler")?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("cannot install the SIGINT handler")?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        tunnel::up::run(config, material, shutdown).await?;
+        anyhow::Ok(())
+    })?;
+    // Tasks still parked in the runtime (e.g. the endpoint driver) must not delay the exit
+    rt.shutdown_timeout(Duration::from_millis(200));
+    Ok(())
+}
+
+/// Logs go to stderr; RUST_LOG overrides `[log] level`
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
 }
 
 fn status(args: &StatusArgs) -> anyhow::Result<()> {

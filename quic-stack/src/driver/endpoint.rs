@@ -595,6 +595,57 @@ impl Connection {
         }
     }
 
+    /// Queue several datagrams under one lock and wake the driver once, so a burst becomes
+    /// GSO batches instead of one wake-up per datagram; `on_error` hears about each datagram the
+    /// connection refused (index, reason) while the rest are still queued
+    pub fn send_datagrams(
+        &self,
+        data: impl IntoIterator<Item = Bytes>,
+        mut on_error: impl FnMut(usize, SendDatagramError),
+    ) -> Result<(), DatagramError> {
+        match self.with(|conn| {
+            if let Some(r) = conn.close_reason() {
+                return Err(DatagramError::ConnectionLost(r));
+            }
+            for (i, d) in data.into_iter().enumerate() {
+                if let Err(e) = conn.send_datagram(d) {
+                    on_error(i, e);
+                }
+            }
+            Ok(())
+        }) {
+            Some(result) => result,
+            None => Err(DatagramError::ConnectionLost(
+                ConnectionError::LocallyClosed,
+            )),
+        }
+    }
+
+    /// Wait for at least one datagram, then take up to `max` of those already received
+    pub async fn read_datagrams(
+        &self,
+        out: &mut Vec<Bytes>,
+        max: usize,
+    ) -> Result<(), ConnectionError> {
+        let start = out.len();
+        let max = max.max(1);
+        self.wait(|conn| {
+            while out.len() - start < max {
+                match conn.recv_datagram() {
+                    Some(data) => out.push(data),
+                    None => break,
+                }
+            }
+            if out.len() > start {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+        .map_err(into_connection_error)
+    }
+
     /// Wait for the next datagram from the peer
     pub async fn read_datagram(&self) -> Result<Bytes, ConnectionError> {
         self.wait(|conn| match conn.recv_datagram() {

@@ -69,6 +69,19 @@ pub trait PacketLink: Send + Sync + 'static {
         let _ = (packet, stream);
         async { Err(LinkError::StreamsUnsupported) }
     }
+    /// Batching hook: send several datagrams at once, draining `packets` (default: one by one).
+    /// Returns how many the link refused; the others are on their way.
+    fn send_batch(&self, packets: &mut Vec<Bytes>) -> impl Future<Output = usize> + Send {
+        async move {
+            let mut failed = 0;
+            for p in packets.drain(..) {
+                if self.send(p).await.is_err() {
+                    failed += 1;
+                }
+            }
+            failed
+        }
+    }
     /// Batching hook: receive one or more packets into `out` (default: exactly one)
     fn recv_batch(
         &self,
@@ -252,6 +265,8 @@ async fn tun_to_links<T: TunDevice, L: PacketLink>(
     let batch = shared.opts.batch.max(1);
     let mut bufs = vec![vec![0u8; shared.opts.buf_size]; batch];
     let mut sizes = vec![0usize; batch];
+    let mut pool = bytes::BytesMut::new();
+    let mut per_peer: Vec<Vec<Bytes>> = links.iter().map(|_| Vec::with_capacity(batch)).collect();
     let tun_err = |source| DaemonError::Tun {
         iface: shared.tun.name().to_string(),
         source,
@@ -275,7 +290,11 @@ async fn tun_to_links<T: TunDevice, L: PacketLink>(
                 .map(|i| router.route_outbound(&bufs[i][..sizes[i]], now))
                 .collect()
         };
-        // Step 3: act: send, answer with Packet Too Big, or nothing (already counted)
+        // Step 3: act: queue datagrams per peer (sent as one batch below), write stream
+        // packets, answer with Packet Too Big, or nothing (already counted). All packets of
+        // the batch are copied into one shared buffer: one allocation per batch, not per packet.
+        let total: usize = sizes[..n].iter().sum();
+        pool.reserve(total);
         let mut replies: Vec<Vec<u8>> = Vec::new();
         for (i, decision) in decisions.into_iter().enumerate() {
             let packet = &bufs[i][..sizes[i]];
@@ -284,17 +303,21 @@ async fn tun_to_links<T: TunDevice, L: PacketLink>(
                     let Some(link) = links.get(peer.0) else {
                         continue;
                     };
-                    let bytes = Bytes::copy_from_slice(packet);
-                    let r = match carriage {
-                        Carriage::Datagram => link.send(bytes).await,
+                    pool.extend_from_slice(packet);
+                    let bytes = pool.split().freeze();
+                    match carriage {
+                        Carriage::Datagram => {
+                            if let Some(q) = per_peer.get_mut(peer.0) {
+                                q.push(bytes);
+                            }
+                        }
                         Carriage::Stream => {
                             let s = flow_stream_index(packet, shared.opts.streams);
-                            link.send_on_stream(bytes, s).await
+                            if let Err(e) = link.send_on_stream(bytes, s).await {
+                                lock(&shared.counters).send_errors += 1;
+                                tracing::trace!(peer = peer.0, "send failed: {e}");
+                            }
                         }
-                    };
-                    if let Err(e) = r {
-                        lock(&shared.counters).send_errors += 1;
-                        tracing::trace!(peer = peer.0, "send failed: {e}");
                     }
                 }
                 Outbound::TooBig { mtu } => {
@@ -308,6 +331,15 @@ async fn tun_to_links<T: TunDevice, L: PacketLink>(
                     }
                 }
                 Outbound::Drop(_) => {}
+            }
+        }
+        for (link, q) in links.iter().zip(per_peer.iter_mut()) {
+            if !q.is_empty() {
+                let failed = link.send_batch(q).await;
+                q.clear();
+                if failed > 0 {
+                    lock(&shared.counters).send_errors += failed as u64;
+                }
             }
         }
         if !replies.is_empty() {
