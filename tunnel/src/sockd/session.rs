@@ -865,7 +865,8 @@ impl Session {
                     i.send.remove(&id);
                     drop(i);
                     self.shared.wake.notify_one();
-                    return Err(Errno::EPIPE);
+                    // A finished or reset stream takes no more data (reference: EINVAL).
+                    return Err(Errno::EINVAL);
                 }
                 Some(Err(StreamError::ConnectionLost(_))) => return Err(Errno::EPIPE),
                 Some(Err(e)) => {
