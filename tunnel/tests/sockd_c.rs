@@ -463,3 +463,23 @@ impl Drop for NsGuard {
         }
     }
 }
+
+/// SIGTERM ends the service with status 0, and the name is free again at once
+#[test]
+fn sigterm_exits_cleanly() {
+    let mut svc = Sockd::start(None);
+    let pid = nix::unistd::Pid::from_raw(svc.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(st) = svc.child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "sockd ignored SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "sockd exit status {status}");
+    // Abstract names vanish with their socket: a new service can take the same name.
+    let again = Sockd::start_named(None, &svc.name);
+    drop(again);
+}
