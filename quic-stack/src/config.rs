@@ -52,6 +52,9 @@ pub struct TransportConfig {
     pub pacing: bool,
     /// Probe for a larger path MTU, up to `max_udp_payload_size` (RFC 9000 §14.3)
     pub mtu_discovery: bool,
+    /// Mark packets ECT(0), report ECN counts and react to CE (RFC 9000 §13.4); disabled
+    /// per path when validation fails
+    pub ecn: bool,
 }
 
 impl Default for TransportConfig {
@@ -76,6 +79,7 @@ impl Default for TransportConfig {
             active_connection_id_limit: 4,
             pacing: true,
             mtu_discovery: true,
+            ecn: true,
         }
     }
 }
@@ -107,13 +111,21 @@ pub struct EndpointConfig {
     pub supported_versions: Vec<u32>,
     /// Largest UDP payload we accept
     pub max_udp_payload_size: u16,
-    /// Advertise grease_quic_bit (RFC 9287)
+    /// Advertise grease_quic_bit (RFC 9287): accept packets whose QUIC bit is cleared. Our own
+    /// bit is greased only when the peer advertises it too
     pub grease_quic_bit: bool,
     /// Connections the endpoint will hold at once; further Initials are dropped
     pub max_connections: usize,
     /// Key for stateless reset tokens (RFC 9000 §10.3); keep it across restarts so peers of a
     /// restarted endpoint learn at once that their connection is gone. `None`: a random key
     pub reset_key: Option<[u8; 32]>,
+    /// After falling back on a Version Negotiation packet, require the server's
+    /// version_information and close with VERSION_NEGOTIATION_ERROR without it (RFC 9368 §4).
+    /// Turn off only to reach legacy servers that do not send it (such as quinn 0.11)
+    pub strict_version_negotiation: bool,
+    /// Write a qlog trace (JSON-SEQ, one `.sqlog` file per connection) into this directory.
+    /// The core only emits events; the driver creates the files
+    pub qlog_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EndpointConfig {
@@ -122,9 +134,11 @@ impl Default for EndpointConfig {
             local_cid_len: 8,
             supported_versions: vec![crypto::VERSION_1, crypto::VERSION_2],
             max_udp_payload_size: 1472,
-            grease_quic_bit: false,
+            grease_quic_bit: true,
             max_connections: 100_000,
             reset_key: None,
+            strict_version_negotiation: true,
+            qlog_dir: None,
         }
     }
 }

@@ -68,6 +68,12 @@ pub struct Endpoint {
     /// With zero-length local CIDs: remote address → connection
     by_addr: HashMap<SocketAddr, usize>,
     accept_queue: VecDeque<ConnectionHandle>,
+    /// Client: configuration and server name of each connection still handshaking, to start
+    /// over after a Version Negotiation packet
+    client_attempts: HashMap<usize, (ClientConfig, String)>,
+    /// Client: the latest NEW_TOKEN token per server name, used in the next connection's
+    /// Initial packets (RFC 9000 §8.1.3)
+    tokens: HashMap<String, Vec<u8>>,
     /// Packets sent without a connection (Version Negotiation)
     stateless: VecDeque<(SocketAddr, Vec<u8>)>,
     next_transmit: usize,
@@ -76,12 +82,26 @@ pub struct Endpoint {
     reset_key: Arc<ring::hmac::Key>,
     /// Seals Retry tokens
     token_key: TokenKey,
+    /// Time of the latest input, for work triggered while processing it
+    last_now: Option<Instant>,
     /// Origin of the endpoint's seconds clock for token lifetimes
     epoch: Option<Instant>,
 }
 
 /// A Retry token is only good for the handshake attempt that follows it
 const RETRY_TOKEN_LIFETIME_SECS: u64 = 10;
+/// A NEW_TOKEN token lets a client skip Retry for a day
+const NEW_TOKEN_LIFETIME_SECS: u64 = 24 * 3600;
+
+/// What the token of a client Initial proves
+enum TokenCheck {
+    /// A fresh Retry token for this address, naming the original DCID
+    Retry(ConnectionId),
+    /// A fresh NEW_TOKEN token for this address
+    NewToken,
+    /// Nothing (absent, invalid, expired or for another address)
+    None,
+}
 
 impl Endpoint {
     /// A new endpoint; `server` enables accepting connections
@@ -105,12 +125,15 @@ impl Endpoint {
             initial_cids: HashMap::new(),
             by_addr: HashMap::new(),
             accept_queue: VecDeque::new(),
+            client_attempts: HashMap::new(),
+            tokens: HashMap::new(),
             stateless: VecDeque::new(),
             next_transmit: 0,
             next_event: 0,
             reset_key,
             token_key,
             epoch: None,
+            last_now: None,
         }
     }
 
@@ -145,23 +168,48 @@ impl Endpoint {
             return Err(ConnectError::TooManyConnections);
         }
         let local_cid = self.new_cid();
+        let mut conn = self.new_client(now, &config, remote, server_name, local_cid, None)?;
+        // RFC 9000 §8.1.3: a token is used once
+        if let Some(token) = self.tokens.remove(server_name) {
+            conn.set_initial_token(token);
+        }
+        let h = self.insert(conn);
+        self.route_local_cid(local_cid, remote, h);
+        self.client_attempts
+            .insert(h, (config, server_name.to_owned()));
+        Ok(ConnectionHandle(h))
+    }
+
+    /// A client connection attempt; `vn_original` is the version a Version Negotiation packet
+    /// rejected, when this attempt follows one
+    fn new_client(
+        &mut self,
+        now: Instant,
+        config: &ClientConfig,
+        remote: SocketAddr,
+        server_name: &str,
+        local_cid: ConnectionId,
+        vn_original: Option<u32>,
+    ) -> Result<Connection, ConnectError> {
+        let version = config.version;
         // RFC 9000 §7.2: the first DCID is unpredictable and at least 8 bytes
         let dcid = ConnectionId::random(&mut self.rng, 8);
         let params = params_for(
             &config.transport,
             &self.config,
             Side::Client,
+            version,
             local_cid,
             None,
             None,
             None,
         );
-        let tls = TlsSession::client(config.crypto.clone(), config.version, server_name, params)
+        let tls = TlsSession::client(config.crypto.clone(), version, server_name, params)
             .map_err(|e| ConnectError::Crypto(e.to_string()))?;
-        let conn = Connection::new(
+        Connection::new(
             ConnectionParams {
                 side: Side::Client,
-                version: config.version,
+                version,
                 endpoint_config: self.config.clone(),
                 config: config.transport.clone(),
                 local_cid,
@@ -170,6 +218,7 @@ impl Endpoint {
                 initial_dcid: dcid,
                 retry_src_cid: None,
                 validated: false,
+                vn_original,
                 remote,
                 now,
                 rng_seed: self.rng.gen(),
@@ -177,14 +226,48 @@ impl Endpoint {
             },
             Box::new(tls),
         )
-        .map_err(|e| ConnectError::Crypto(e.to_string()))?;
-        let h = self.insert(conn);
-        self.route_local_cid(local_cid, remote, h);
-        Ok(ConnectionHandle(h))
+        .map_err(|e| ConnectError::Crypto(e.to_string()))
+    }
+
+    /// Start the attempt of connection `h` over in `version` after a Version Negotiation
+    /// packet (RFC 9000 §6.2); the handle and the application's queued data survive
+    fn restart_client(&mut self, now: Instant, h: usize, version: u32) {
+        let Some((config, server_name)) = self.client_attempts.get(&h).cloned() else {
+            return;
+        };
+        let Some(old) = self.connections[h].as_mut() else {
+            return;
+        };
+        let original = old.version();
+        let remote = old.remote_address();
+        let local_cid = old.initial_local_cid();
+        let config = ClientConfig { version, ..config };
+        match self.new_client(
+            now,
+            &config,
+            remote,
+            &server_name,
+            local_cid,
+            Some(original),
+        ) {
+            Ok(mut conn) => {
+                if let Some(old) = self.connections[h].as_mut() {
+                    conn.adopt_app_state(old);
+                }
+                self.connections[h] = Some(conn);
+            }
+            Err(e) => {
+                tracing::debug!("version fallback failed: {e}");
+                if let Some(old) = self.connections[h].as_mut() {
+                    old.fail_version_negotiation();
+                }
+            }
+        }
     }
 
     /// Process one received UDP datagram; `data` is decrypted in place
     pub fn handle_datagram(&mut self, now: Instant, meta: RecvMeta, data: &mut [u8]) {
+        self.last_now = Some(now);
         let cid_len = self.config.local_cid_len;
         let Ok(hdr) = packet::parse_header(data, cid_len) else {
             return;
@@ -278,19 +361,35 @@ impl Endpoint {
         self.stateless.push_back((meta.remote, buf));
     }
 
-    /// The original DCID sealed in a fresh Retry token from this client address
-    fn validate_retry_token(
-        &mut self,
-        now: Instant,
-        meta: &RecvMeta,
-        token: &[u8],
-    ) -> Option<ConnectionId> {
-        let secs = self.secs(now);
-        let data = self.token_key.open(meta.remote.ip(), token).ok()?;
-        if !data.is_fresh(secs, RETRY_TOKEN_LIFETIME_SECS) {
-            return None;
+    /// Classify the token of a client Initial (RFC 9000 §8.1.3)
+    fn check_token(&mut self, now: Instant, meta: &RecvMeta, token: &[u8]) -> TokenCheck {
+        if token.is_empty() {
+            return TokenCheck::None;
         }
-        data.orig_dst_cid
+        let secs = self.secs(now);
+        let Ok(data) = self.token_key.open(meta.remote.ip(), token) else {
+            return TokenCheck::None;
+        };
+        match data.orig_dst_cid {
+            Some(odcid) if data.is_fresh(secs, RETRY_TOKEN_LIFETIME_SECS) => {
+                TokenCheck::Retry(odcid)
+            }
+            None if data.is_fresh(secs, NEW_TOKEN_LIFETIME_SECS) => TokenCheck::NewToken,
+            _ => TokenCheck::None,
+        }
+    }
+
+    /// A token for the client of connection `h` to validate its address next time (NEW_TOKEN,
+    /// RFC 9000 §8.1.3)
+    fn issue_new_token(&mut self, h: usize) {
+        let Some(now) = self.last_now else {
+            return;
+        };
+        let secs = self.secs(now);
+        if let Some(conn) = self.connections[h].as_mut() {
+            let token = self.token_key.seal(conn.remote_address().ip(), secs, None);
+            conn.queue_new_token(token);
+        }
     }
 
     /// A stateless reset carries a random DCID, so it is matched by its last 16 bytes against
@@ -355,28 +454,30 @@ impl Endpoint {
         let Some(version) = hdr.version else {
             return;
         };
+        // RFC 9000 §17.2: the fixed bit may only be clear if we advertised grease_quic_bit
+        if !hdr.fixed_bit() && !self.config.grease_quic_bit {
+            return;
+        }
         // Address validation with Retry (RFC 9000 §8.1.2): the first Initial gets a Retry,
         // the second must carry its token
-        let (orig_dst_cid, retry_src_cid) = if server.retry {
-            let token = data.get(hdr.token.clone()).unwrap_or_default();
-            if token.is_empty() {
+        let token = data.get(hdr.token.clone()).unwrap_or_default().to_vec();
+        let (orig_dst_cid, retry_src_cid, validated) = match self.check_token(now, &meta, &token) {
+            TokenCheck::Retry(odcid) => (odcid, Some(hdr.dcid), true),
+            // RFC 9000 §8.1.3: a NEW_TOKEN token validates the address without a Retry
+            TokenCheck::NewToken => (hdr.dcid, None, true),
+            // RFC 9000 §8.1.3: an invalid or missing token counts as no token
+            TokenCheck::None if server.retry => {
                 self.send_retry(now, &meta, hdr, version);
                 return;
             }
-            match self.validate_retry_token(now, &meta, token) {
-                Some(odcid) => (odcid, Some(hdr.dcid)),
-                // RFC 9000 §8.1.3: an invalid token is dropped (it may be from NEW_TOKEN of
-                // another server); the client retries and eventually times out
-                None => return,
-            }
-        } else {
-            (hdr.dcid, None)
+            TokenCheck::None => (hdr.dcid, None, false),
         };
         let local_cid = self.new_cid();
         let params = params_for(
             &server.transport,
             &self.config,
             Side::Server,
+            version,
             local_cid,
             Some(orig_dst_cid),
             Some(stateless_reset_token(&self.reset_key, &local_cid)),
@@ -396,7 +497,8 @@ impl Endpoint {
                 orig_dst_cid,
                 initial_dcid: hdr.dcid,
                 retry_src_cid,
-                validated: retry_src_cid.is_some(),
+                validated,
+                vn_original: None,
                 remote: meta.remote,
                 now,
                 rng_seed: self.rng.gen(),
@@ -528,6 +630,12 @@ impl Endpoint {
         self.live
     }
 
+    /// Whether a NEW_TOKEN token is stored for `server_name`
+    #[cfg(test)]
+    pub(crate) fn has_token(&self, server_name: &str) -> bool {
+        self.tokens.contains_key(server_name)
+    }
+
     /// Connection IDs currently routed (tests check NEW_CONNECTION_ID issuance)
     #[cfg(test)]
     pub(crate) fn routed_cids(&self) -> usize {
@@ -572,6 +680,7 @@ impl Endpoint {
             self.cids.retain(|_, v| *v != h);
             self.initial_cids.retain(|_, v| *v != h);
             self.by_addr.retain(|_, v| *v != h);
+            self.client_attempts.remove(&h);
         }
     }
 
@@ -579,6 +688,8 @@ impl Endpoint {
         let Some(conn) = self.connections[h].as_mut() else {
             return;
         };
+        let mut restart = None;
+        let mut issue_token = false;
         while let Some(e) = conn.endpoint_events.pop_front() {
             match e {
                 EndpointEvent::NewCid(cid) => {
@@ -591,6 +702,21 @@ impl Endpoint {
                 }
                 // Removed once the application has seen Event::Drained
                 EndpointEvent::Drained => {}
+                EndpointEvent::Restart(version) => restart = Some(version),
+                EndpointEvent::IssueToken => issue_token = true,
+                EndpointEvent::NewToken(token) => {
+                    if let Some((_, name)) = self.client_attempts.get(&h) {
+                        self.tokens.insert(name.clone(), token);
+                    }
+                }
+            }
+        }
+        if issue_token {
+            self.issue_new_token(h);
+        }
+        if let Some(version) = restart {
+            if let Some(now) = self.last_now {
+                self.restart_client(now, h, version);
             }
         }
     }

@@ -28,6 +28,7 @@ pub mod flow;
 pub mod frame;
 pub mod fuzzing;
 pub mod packet;
+pub mod qlog;
 pub mod range_set;
 pub mod recovery;
 mod shared;
@@ -42,7 +43,7 @@ pub mod transport_params;
 pub mod varint;
 
 pub use crate::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
-pub use crate::connection::{Connection, ConnectionError, ConnectionStats, Event};
+pub use crate::connection::{Connection, ConnectionError, ConnectionStats, Event, MigrateError};
 pub use crate::endpoint::{ConnectError, ConnectionHandle, Endpoint};
 pub use crate::error::{TransportError, TransportErrorCode};
 pub use crate::shared::{

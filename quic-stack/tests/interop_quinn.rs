@@ -290,3 +290,319 @@ async fn quinn_client_to_our_server() {
     })
     .await;
 }
+
+/// Echo one bidirectional stream as the quinn server, then report the client address quinn
+/// sends to and wait for the close
+async fn quinn_echo_once(endpoint: quinn::Endpoint) -> SocketAddr {
+    let incoming = endpoint.accept().await.expect("an incoming connection");
+    let conn = incoming.await.expect("quinn completes the handshake");
+    let (mut send, mut recv) = conn.accept_bi().await.expect("accept bidi");
+    let data = recv.read_to_end(usize::MAX).await.expect("read bidi");
+    send.write_all(&data).await.expect("echo bidi");
+    send.finish().expect("finish echo");
+    // Our close comes after we read the whole echo, so quinn has followed us by then
+    let _ = conn.closed().await;
+    conn.remote_address()
+}
+
+#[tokio::test]
+async fn our_client_rebinds_mid_transfer_to_quinn() {
+    with_timeout(async {
+        let cert = test_cert();
+        let server = quinn_server(&cert);
+        let server_addr = server.local_addr().expect("quinn address");
+        let server_task = tokio::spawn(quinn_echo_once(server));
+
+        let (endpoint, config) = our_client(&cert);
+        let old_addr = endpoint.local_addr();
+        let conn = endpoint
+            .connect(config, server_addr, "localhost")
+            .expect("start connecting");
+        conn.handshake().await.expect("handshake with quinn");
+
+        let payload = pattern(ECHO_BYTES);
+        let (mut send, mut recv) = conn.open_bi().await.expect("open bidi");
+        let writer = {
+            let payload = payload.clone();
+            tokio::spawn(async move {
+                send.write_all(&payload).await.expect("write 8 MiB");
+                send.finish().expect("finish");
+            })
+        };
+        // Read a first part of the echo, then move to a new socket (new port)
+        let mut echoed = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        while echoed.len() < ECHO_BYTES / 4 {
+            let n = recv
+                .read(&mut buf)
+                .await
+                .expect("read echo")
+                .expect("more data");
+            echoed.extend_from_slice(&buf[..n]);
+        }
+        endpoint
+            .rebind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .expect("rebind");
+        let new_addr = endpoint.local_addr();
+        assert_ne!(new_addr, old_addr);
+        let rest = recv.read_to_end(ECHO_BYTES + 1).await.expect("read echo");
+        echoed.extend_from_slice(&rest);
+        writer.await.expect("writer task");
+        assert!(echoed == payload, "echoed bytes differ from what was sent");
+
+        let stats = conn.stats().expect("stats");
+        assert_eq!(stats.migrations, 1, "{stats:?}");
+        assert!(stats.path_validations_succeeded >= 1, "{stats:?}");
+        conn.close(u64::from(CLOSE_CODE), b"done");
+        let seen = server_task.await.expect("server task");
+        assert_eq!(seen, new_addr, "quinn did not follow the migration");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn quinn_client_rebinds_to_our_server() {
+    with_timeout(async {
+        let cert = test_cert();
+        let server = our_server(&cert);
+        let server_addr = server.local_addr();
+        let server_task = tokio::spawn(async move {
+            let conn = server.accept().await.expect("incoming connection");
+            conn.handshake().await.expect("handshake");
+            let (mut send, mut recv) = conn.accept_bi().await.expect("accept bidi");
+            let data = recv.read_to_end(ECHO_BYTES + 1).await.expect("read bidi");
+            send.write_all(&data).await.expect("echo");
+            send.finish().expect("finish echo");
+            // All of the second half came from quinn's new socket
+            let seen = (conn.remote_address(), conn.stats());
+            conn.closed().await;
+            seen
+        });
+
+        let (endpoint, config) = quinn_client(&cert);
+        let conn = endpoint
+            .connect_with(config, server_addr, "localhost")
+            .expect("start connecting")
+            .await
+            .expect("handshake with our server");
+        let payload = pattern(ECHO_BYTES);
+        let (mut send, mut recv) = conn.open_bi().await.expect("open bidi");
+        send.write_all(&payload[..ECHO_BYTES / 2])
+            .await
+            .expect("write first half");
+        let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let new_addr = socket.local_addr().expect("address");
+        endpoint.rebind(socket).expect("quinn rebinds");
+        send.write_all(&payload[ECHO_BYTES / 2..])
+            .await
+            .expect("write second half");
+        send.finish().expect("finish");
+        let echoed = recv.read_to_end(ECHO_BYTES + 1).await.expect("read echo");
+        assert!(echoed == payload, "echoed bytes differ from what was sent");
+        conn.close(quinn::VarInt::from_u32(CLOSE_CODE), b"done");
+        let (remote, stats) = server_task.await.expect("server task");
+        assert_eq!(remote, Some(new_addr), "our server did not follow quinn");
+        let stats = stats.expect("stats");
+        assert!(stats.migrations >= 1, "{stats:?}");
+        endpoint.wait_idle().await;
+    })
+    .await;
+}
+
+/// Our client offering v2 first to quinn (v1 only): quinn answers with Version Negotiation
+fn v2_first_client(cert: &TestCert, strict: bool) -> (driver::Endpoint, ClientConfig) {
+    let crypto = quic_stack::tls::client_config(roots(cert), vec![ALPN.to_vec()], None)
+        .expect("client TLS config");
+    let endpoint = driver::Endpoint::new(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        EndpointConfig {
+            supported_versions: vec![quic_stack::crypto::VERSION_2, quic_stack::crypto::VERSION_1],
+            strict_version_negotiation: strict,
+            ..EndpointConfig::default()
+        },
+        None,
+    )
+    .expect("bind our client");
+    let config = ClientConfig {
+        version: quic_stack::crypto::VERSION_2,
+        ..ClientConfig::new(Arc::new(crypto))
+    };
+    (endpoint, config)
+}
+
+#[tokio::test]
+async fn version_negotiation_fallback_with_quinn() {
+    with_timeout(async {
+        let cert = test_cert();
+        let server = quinn_server(&cert);
+        let server_addr = server.local_addr().expect("quinn address");
+        let server_task = tokio::spawn(quinn_echo_once(server));
+        let (endpoint, config) = v2_first_client(&cert, false);
+        let conn = endpoint
+            .connect(config, server_addr, "localhost")
+            .expect("start connecting");
+        conn.handshake()
+            .await
+            .expect("handshake after falling back");
+        let (mut send, mut recv) = conn.open_bi().await.expect("open bidi");
+        send.write_all(b"after fallback").await.expect("write");
+        send.finish().expect("finish");
+        let echoed = recv.read_to_end(1024).await.expect("read echo");
+        assert_eq!(echoed, b"after fallback");
+        conn.close(0, b"");
+        server_task.await.expect("server task");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn strict_version_negotiation_refuses_quinn_without_version_information() {
+    // quinn 0.11 sends no version_information, so after a fallback RFC 9368 §4 makes us close
+    with_timeout(async {
+        let cert = test_cert();
+        let server = quinn_server(&cert);
+        let server_addr = server.local_addr().expect("quinn address");
+        tokio::spawn(async move {
+            if let Some(incoming) = server.accept().await {
+                let _ = incoming.await;
+            }
+        });
+        let (endpoint, config) = v2_first_client(&cert, true);
+        let conn = endpoint
+            .connect(config, server_addr, "localhost")
+            .expect("start connecting");
+        match conn.handshake().await {
+            Err(ConnectionError::TransportError(e)) => assert_eq!(
+                e.code,
+                quic_stack::TransportErrorCode::VERSION_NEGOTIATION_ERROR
+            ),
+            other => panic!("expected VERSION_NEGOTIATION_ERROR, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ecn_validated_with_quinn_both_ways() {
+    with_timeout(async {
+        let cert = test_cert();
+        // our client → quinn server
+        let server = quinn_server(&cert);
+        let server_addr = server.local_addr().expect("quinn address");
+        let server_task = tokio::spawn(quinn_echo_once(server));
+        let (endpoint, config) = our_client(&cert);
+        let conn = endpoint
+            .connect(config, server_addr, "localhost")
+            .expect("start connecting");
+        conn.handshake().await.expect("handshake with quinn");
+        let payload = pattern(1 << 20);
+        let (mut send, mut recv) = conn.open_bi().await.expect("open bidi");
+        send.write_all(&payload).await.expect("write");
+        send.finish().expect("finish");
+        let echoed = recv.read_to_end(2 << 20).await.expect("read echo");
+        assert!(echoed == payload);
+        let stats = conn.stats().expect("stats");
+        assert!(
+            stats.ecn_capable,
+            "quinn's ACK_ECN did not validate: {stats:?}"
+        );
+        conn.close(0, b"");
+        server_task.await.expect("server task");
+
+        // quinn client → our server
+        let server = our_server(&cert);
+        let server_addr = server.local_addr();
+        let server_task = tokio::spawn(async move {
+            let conn = server.accept().await.expect("incoming connection");
+            conn.handshake().await.expect("handshake");
+            let (mut send, mut recv) = conn.accept_bi().await.expect("accept bidi");
+            let data = recv.read_to_end(2 << 20).await.expect("read bidi");
+            send.write_all(&data).await.expect("echo");
+            send.finish().expect("finish echo");
+            let stats = conn.stats();
+            conn.closed().await;
+            stats
+        });
+        let (endpoint, config) = quinn_client(&cert);
+        let conn = endpoint
+            .connect_with(config, server_addr, "localhost")
+            .expect("start connecting")
+            .await
+            .expect("handshake with our server");
+        let (mut send, mut recv) = conn.open_bi().await.expect("open bidi");
+        send.write_all(&payload).await.expect("write");
+        send.finish().expect("finish");
+        let echoed = recv.read_to_end(2 << 20).await.expect("read echo");
+        assert!(echoed == payload);
+        conn.close(quinn::VarInt::from_u32(0), b"");
+        let stats = server_task.await.expect("server task").expect("stats");
+        assert!(
+            stats.ecn_capable,
+            "quinn's ACK_ECN did not validate: {stats:?}"
+        );
+        endpoint.wait_idle().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn qlog_files_written_by_the_driver() {
+    with_timeout(async {
+        let cert = test_cert();
+        let server = quinn_server(&cert);
+        let server_addr = server.local_addr().expect("quinn address");
+        let server_task = tokio::spawn(quinn_echo_once(server));
+        let dir = std::env::temp_dir().join(format!("quictun-qlog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("qlog dir");
+        let crypto = quic_stack::tls::client_config(roots(&cert), vec![ALPN.to_vec()], None)
+            .expect("client TLS config");
+        let endpoint = driver::Endpoint::new(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            EndpointConfig {
+                qlog_dir: Some(dir.clone()),
+                ..EndpointConfig::default()
+            },
+            None,
+        )
+        .expect("bind our client");
+        let conn = endpoint
+            .connect(
+                ClientConfig::new(Arc::new(crypto)),
+                server_addr,
+                "localhost",
+            )
+            .expect("start connecting");
+        conn.handshake().await.expect("handshake with quinn");
+        let (mut send, mut recv) = conn.open_bi().await.expect("open bidi");
+        send.write_all(b"traced").await.expect("write");
+        send.finish().expect("finish");
+        assert_eq!(recv.read_to_end(64).await.expect("echo"), b"traced");
+        conn.close(0, b"");
+        server_task.await.expect("server task");
+        drop(send);
+        drop(recv);
+        drop(conn);
+        drop(endpoint);
+        // The trace is flushed when the connection state is dropped after draining
+        let mut text = String::new();
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let files: Vec<_> = std::fs::read_dir(&dir)
+                .expect("read qlog dir")
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            if let Some(f) = files.first() {
+                text = std::fs::read_to_string(f).unwrap_or_default();
+                if text.contains("connection_closed") {
+                    break;
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(text.starts_with('\u{1e}'), "not JSON-SEQ: {text:.80}");
+        assert!(text.contains("transport:packet_sent"));
+        assert!(text.contains("connectivity:connection_closed"));
+    })
+    .await;
+}

@@ -91,6 +91,25 @@ impl CidState {
             .unwrap_or_default()
     }
 
+    /// Switch to an unused peer CID and retire the current one (RFC 9000 §9.5: a new local
+    /// address gets a new CID); false when the peer gave us no spare one
+    pub(crate) fn rotate_peer_cid(&mut self) -> bool {
+        let Some(next) = self
+            .peer
+            .iter()
+            .map(|c| c.sequence)
+            .filter(|&s| s > self.active_peer_seq)
+            .min()
+        else {
+            return false;
+        };
+        let old = self.active_peer_seq;
+        self.peer.retain(|c| c.sequence != old);
+        self.pending_retire.push_back(old);
+        self.active_peer_seq = next;
+        true
+    }
+
     /// The client learned the server's chosen CID from its first Initial (RFC 9000 §7.2)
     pub(crate) fn set_initial_peer_cid(&mut self, cid: ConnectionId) {
         if let Some(c) = self.peer.iter_mut().find(|c| c.sequence == 0) {
@@ -291,5 +310,25 @@ mod tests {
             vec![0]
         );
         assert!(s.is_stateless_reset(&[3; 16]));
+    }
+
+    #[test]
+    fn rotate_uses_a_fresh_cid_and_retires_the_old() {
+        let mut s = CidState::new(8, cid(1), cid(2), 4);
+        assert!(!s.rotate_peer_cid(), "no spare CID yet");
+        s.on_new_cid(&NewConnectionId {
+            sequence: 1,
+            retire_prior_to: 0,
+            id: cid(5),
+            reset_token: [5; 16],
+        })
+        .unwrap();
+        assert!(s.rotate_peer_cid());
+        assert_eq!(s.peer_cid(), cid(5));
+        assert_eq!(
+            s.pending_retire.iter().copied().collect::<Vec<_>>(),
+            vec![0]
+        );
+        assert!(!s.rotate_peer_cid());
     }
 }

@@ -38,6 +38,9 @@ impl Connection {
         if self.error.is_none() {
             self.error = Some(ConnectionError::LocallyClosed);
         }
+        self.qlog(now, || crate::qlog::QlogEvent::ConnectionClosed {
+            reason: "closed locally".into(),
+        });
         self.enter_closing(now, reason);
     }
 
@@ -48,6 +51,9 @@ impl Connection {
         }
         tracing::debug!(side = ?self.side, error = %err, "closing on transport error");
         let reason = ConnectionError::TransportError(err.clone());
+        self.qlog(now, || crate::qlog::QlogEvent::ConnectionClosed {
+            reason: err.to_string(),
+        });
         self.error = Some(reason.clone());
         self.events.push_back(Event::ConnectionLost { reason });
         self.enter_closing(now, CloseReason::Transport(err));

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use super::{Connection, State, Timer};
 use crate::error::TransportError;
 use crate::frame;
+use crate::qlog::QlogEvent;
 use crate::recovery::{loss, SentPacket};
 use crate::shared::SpaceId;
 
@@ -68,6 +69,8 @@ impl Connection {
             }
         }
 
+        let newly_acked_ect = acked.iter().filter(|(_, p)| p.payload.ecn).count() as u64;
+        let largest_sent = largest_newly.map(|(_, t)| t);
         let app_limited = self.app_limited;
         for (pn, p) in acked.drain(..) {
             if space_id == SpaceId::Data {
@@ -83,6 +86,19 @@ impl Connection {
         self.cc
             .on_end_acks(now, self.bytes_in_flight(), app_limited, largest);
         self.acked_scratch = acked;
+        self.on_ack_ecn(now, space_id, ack.ecn, newly_acked_ect, largest_sent);
+        if self.qlog.is_some() {
+            let (cwnd, bytes_in_flight, smoothed_rtt) = (
+                self.cc.window(),
+                self.bytes_in_flight(),
+                self.rtt.smoothed(),
+            );
+            self.qlog(now, || QlogEvent::MetricsUpdated {
+                cwnd,
+                bytes_in_flight,
+                smoothed_rtt,
+            });
+        }
 
         // RFC 9001 §4.1.2: a client may treat an acknowledged 1-RTT packet as confirmation
         if space_id == SpaceId::Data && self.side.is_client() && !self.handshake_confirmed {
@@ -122,6 +138,10 @@ impl Connection {
         if record.handshake_done {
             self.handshake_done_pending = true;
         }
+        // RFC 9000 §13.3: NEW_TOKEN is retransmitted
+        if record.new_token && self.new_token.is_some() {
+            self.new_token_pending = true;
+        }
         self.cids.pending_new.extend(record.new_cids);
         self.cids.pending_retire.extend(record.retire_cids);
         self.streams.on_lost(record.stream);
@@ -155,6 +175,9 @@ impl Connection {
                 continue;
             }
             self.stats.packets_lost += 1;
+            if p.payload.ecn {
+                self.on_ecn_packet_lost();
+            }
             self.stats.bytes_lost += u64::from(p.size);
             if p.in_flight {
                 lost_bytes += u64::from(p.size);
@@ -182,10 +205,18 @@ impl Connection {
             self.peer_max_ack_delay,
         );
         self.lost_times_scratch = run;
-        for (_, p) in lost.drain(..) {
+        for (pn, p) in lost.drain(..) {
+            self.qlog(now, || QlogEvent::PacketLost {
+                packet_type: super::qlog_packet_type(space_id),
+                packet_number: pn,
+            });
             self.on_packet_lost(space_id, p.payload);
         }
         self.lost_scratch = lost;
+        // Packets sent before the congestion controller was reset for a new path (RFC 9000
+        // §9.4) do not reduce the new path's window
+        let largest_lost_sent =
+            largest_lost_sent.filter(|&t| self.cc_reset_at.is_none_or(|r| t >= r));
         if let Some(sent) = largest_lost_sent {
             self.stats.congestion_events += 1;
             if persistent {
@@ -314,6 +345,11 @@ impl Connection {
         packet: SentPacket<SentRecord>,
     ) {
         let size = u64::from(packet.size);
+        self.qlog(now, || QlogEvent::PacketSent {
+            packet_type: super::qlog_packet_type(space_id),
+            packet_number: pn,
+            size: size as usize,
+        });
         let in_flight = packet.in_flight;
         let eliciting = packet.ack_eliciting;
         // Packet numbers only grow, so the insert cannot be refused

@@ -40,6 +40,7 @@ use crate::config::{EndpointConfig, TransportConfig};
 use crate::crypto::{self, HandshakeData, Session};
 use crate::datagram::{DatagramState, SendDatagramError};
 use crate::error::TransportError;
+use crate::qlog::{QlogEvent, QlogPacketType, QlogSink};
 use crate::recovery::pacing::Pacer;
 use crate::recovery::RttEstimator;
 use crate::shared::{ConnectionId, Dir, Side, SpaceId, StreamId};
@@ -48,8 +49,10 @@ use crate::transport_params::TransportParameters;
 
 mod cid;
 mod close;
+mod ecn;
 mod keys;
 mod loss;
+mod migration;
 mod mtud;
 mod params;
 mod path;
@@ -64,6 +67,7 @@ mod stats;
 mod timer;
 
 use cid::CidState;
+pub use migration::MigrateError;
 use path::PathData;
 use spaces::PacketSpace;
 pub use stats::ConnectionStats;
@@ -109,6 +113,21 @@ pub enum Event {
     },
     /// A datagram can be taken with [`Connection::recv_datagram`]
     DatagramReceived,
+    /// We now send on a different path: the peer moved (server) or we migrated (client)
+    PathChanged {
+        /// The peer address we now send to
+        remote: SocketAddr,
+    },
+    /// The current path passed validation (RFC 9000 §8.2)
+    PathValidated {
+        /// The validated peer address
+        remote: SocketAddr,
+    },
+    /// Validation of a new path failed; a server falls back to the last validated address
+    PathFailed {
+        /// The peer address that did not answer
+        remote: SocketAddr,
+    },
     /// The connection failed or was closed by the peer; no more data flows
     ConnectionLost {
         /// Why
@@ -177,6 +196,13 @@ pub(crate) enum EndpointEvent {
     RetireCid(ConnectionId),
     /// The connection finished draining: remove it
     Drained,
+    /// A Version Negotiation packet asks us to start over in this version (RFC 9000 §6.2,
+    /// RFC 9368 §2.1): the endpoint replaces the connection under the same handle
+    Restart(u32),
+    /// Server: mint a NEW_TOKEN token for this client (see [`Connection::queue_new_token`])
+    IssueToken,
+    /// Client: the server gave us a token for future connections (NEW_TOKEN)
+    NewToken(Vec<u8>),
 }
 
 /// One QUIC connection
@@ -206,8 +232,15 @@ pub struct Connection {
     retry_token: Vec<u8>,
     /// Client: the server's CID was learned from its first Initial
     peer_cid_set: bool,
+    /// Server: a NEW_TOKEN frame to (re)send
+    new_token: Option<Vec<u8>>,
+    new_token_pending: bool,
+    /// Client: the version a Version Negotiation packet rejected (RFC 9368 §4)
+    vn_original: Option<u32>,
     peer_params: Option<TransportParameters>,
     handshake_confirmed: bool,
+    /// The handshake completed at some point (stays true through closing)
+    handshake_completed: bool,
     /// Server: HANDSHAKE_DONE still to be (re)sent
     handshake_done_pending: bool,
     events: VecDeque<Event>,
@@ -238,10 +271,23 @@ pub struct Connection {
     first_rtt_sample: Option<Instant>,
     /// Size of the datagram being processed (for the amplification budget of a new path)
     last_datagram_len: u64,
+    /// Source address of the datagram being processed
+    rx_remote: SocketAddr,
+    /// DCID of the newest 1-RTT packet from the peer: a change with a new address means the
+    /// peer migrated actively, and we answer with a fresh CID of its own (RFC 9000 §9.5)
+    rx_dcid: Option<ConnectionId>,
+    /// When the congestion controller was last reset for a new path: earlier losses are not
+    /// congestion signals for it
+    cc_reset_at: Option<Instant>,
     key_update: keys::KeyUpdateState,
     /// Derives the stateless reset tokens of the CIDs we issue
     reset_key: Arc<ring::hmac::Key>,
     mtud: mtud::MtuDiscovery,
+    ecn: ecn::EcnState,
+    /// ECN codepoint of the datagram being built
+    tx_ecn: Option<crate::shared::EcnCodepoint>,
+    /// qlog sink and the start of its trace
+    qlog: Option<(Box<dyn QlogSink>, Instant)>,
 }
 
 /// What [`Connection::new`] needs besides the TLS session
@@ -259,6 +305,8 @@ pub(crate) struct ConnectionParams {
     pub(crate) retry_src_cid: Option<ConnectionId>,
     /// Server: the client's address was validated by a Retry token
     pub(crate) validated: bool,
+    /// Client: this attempt follows a Version Negotiation packet that rejected this version
+    pub(crate) vn_original: Option<u32>,
     pub(crate) remote: SocketAddr,
     pub(crate) now: Instant,
     pub(crate) rng_seed: [u8; 32],
@@ -311,8 +359,12 @@ impl Connection {
             retry_src_cid: p.retry_src_cid,
             retry_token: Vec::new(),
             peer_cid_set: p.side.is_server(),
+            new_token: None,
+            new_token_pending: false,
+            vn_original: p.vn_original,
             peer_params: None,
             handshake_confirmed: false,
+            handshake_completed: false,
             handshake_done_pending: false,
             events: VecDeque::new(),
             endpoint_events: VecDeque::new(),
@@ -332,9 +384,15 @@ impl Connection {
             app_limited: true,
             first_rtt_sample: None,
             last_datagram_len: 0,
+            rx_remote: p.remote,
+            rx_dcid: None,
+            cc_reset_at: None,
             key_update: keys::KeyUpdateState::default(),
             reset_key: p.reset_key,
             mtud: mtud::MtuDiscovery::new(config.mtu_discovery, mtu),
+            ecn: ecn::EcnState::new(config.ecn),
+            tx_ecn: None,
+            qlog: None,
             config,
         };
         if let Some(t) = conn.idle_timeout {
@@ -421,6 +479,11 @@ impl Connection {
         self.state == State::Handshake
     }
 
+    /// True once the handshake completed, even if the connection closed since
+    pub fn handshake_completed(&self) -> bool {
+        self.handshake_completed
+    }
+
     /// True once closing, draining or drained
     pub fn is_closed(&self) -> bool {
         matches!(
@@ -447,6 +510,7 @@ impl Connection {
         s.rtt = self.rtt.smoothed();
         s.cwnd = self.cc.window();
         s.bytes_in_flight = self.bytes_in_flight();
+        s.ecn_capable = self.ecn.is_capable();
         let d = self.datagrams.stats();
         s.datagrams_dropped =
             d.dropped_send_queue_full + d.dropped_too_large + d.dropped_recv_buffer_full;
@@ -503,6 +567,23 @@ impl Connection {
         self.tls.export_keying_material(output, label, context)
     }
 
+    /// Trace this connection's events to `sink` (qlog), times relative to `now`
+    pub fn set_qlog(&mut self, now: Instant, sink: Box<dyn QlogSink>) {
+        self.qlog = Some((sink, now));
+    }
+
+    /// The Destination Connection ID of the client's first Initial (names qlog traces)
+    pub fn original_dcid(&self) -> ConnectionId {
+        self.orig_dst_cid
+    }
+
+    /// Hand an event to the qlog sink, building it only when tracing
+    fn qlog(&mut self, now: Instant, event: impl FnOnce() -> QlogEvent) {
+        if let Some((sink, start)) = self.qlog.as_mut() {
+            sink.emit(now.saturating_duration_since(*start), &event());
+        }
+    }
+
     // ---- Outputs ----
 
     /// The next application event
@@ -552,7 +633,13 @@ impl Connection {
                         space.immediate_ack = true;
                     }
                 }
-                Timer::PathValidation => self.on_path_validation_timeout(),
+                Timer::PathValidation => {
+                    self.on_path_validation_timeout();
+                    if self.state == State::Drained {
+                        return;
+                    }
+                }
+                Timer::PathChallenge => self.on_path_challenge_timeout(),
                 Timer::KeyDiscard => self.on_key_discard_timeout(),
                 // Sending resumes in poll_transmit; nothing to do
                 Timer::Pacing => {}
@@ -632,6 +719,39 @@ impl Connection {
         self.endpoint_events.push_back(EndpointEvent::Drained);
     }
 
+    /// Take over the application's streams and datagrams of an attempt that a Version
+    /// Negotiation packet ended (nothing of them was sent without 1-RTT keys)
+    pub(crate) fn adopt_app_state(&mut self, old: &mut Self) {
+        std::mem::swap(&mut self.streams, &mut old.streams);
+        std::mem::swap(&mut self.datagrams, &mut old.datagrams);
+        self.events.extend(old.events.drain(..));
+    }
+
+    /// Client: the token for our Initial packets, from a NEW_TOKEN of an earlier connection
+    pub(crate) fn set_initial_token(&mut self, token: Vec<u8>) {
+        self.retry_token = token;
+    }
+
+    /// Server: send `token` in a NEW_TOKEN frame
+    pub(crate) fn queue_new_token(&mut self, token: Vec<u8>) {
+        self.new_token = Some(token);
+        self.new_token_pending = true;
+    }
+
+    /// The CID we chose for the handshake (routes the connection at the endpoint)
+    pub(crate) fn initial_local_cid(&self) -> ConnectionId {
+        self.cids.initial_local_cid()
+    }
+
+    /// No version to fall back to could be set up: the attempt fails
+    pub(crate) fn fail_version_negotiation(&mut self) {
+        self.error = Some(ConnectionError::VersionMismatch);
+        self.events.push_back(Event::ConnectionLost {
+            reason: ConnectionError::VersionMismatch,
+        });
+        self.set_drained();
+    }
+
     /// Drop the keys of a space and everything in flight in it (RFC 9002 §6.4)
     fn discard_space(&mut self, id: SpaceId) {
         let space = &mut self.spaces[id as usize];
@@ -642,6 +762,15 @@ impl Connection {
         space.sent = crate::recovery::SentPackets::new();
         self.spaces[id as usize].discard();
         self.pto_count = 0;
+    }
+}
+
+/// The qlog name of a packet number space's packets
+fn qlog_packet_type(space: SpaceId) -> QlogPacketType {
+    match space {
+        SpaceId::Initial => QlogPacketType::Initial,
+        SpaceId::Handshake => QlogPacketType::Handshake,
+        SpaceId::Data => QlogPacketType::OneRtt,
     }
 }
 
@@ -656,10 +785,12 @@ impl std::fmt::Debug for Connection {
 }
 
 /// Our encoded transport parameters for a new connection (see [`params::local_params`])
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn params_for(
     config: &TransportConfig,
     endpoint: &EndpointConfig,
     side: Side,
+    version: u32,
     initial_scid: ConnectionId,
     orig_dst_cid: Option<ConnectionId>,
     reset_token: Option<[u8; 16]>,
@@ -669,6 +800,7 @@ pub(crate) fn params_for(
         config,
         endpoint,
         side,
+        version,
         initial_scid,
         orig_dst_cid,
         reset_token,

@@ -48,6 +48,19 @@ impl MtuDiscovery {
         self.hi = hi.max(self.lo);
     }
 
+    /// A new path: search again from `base`, keeping the ceiling; a probe still in flight on
+    /// the old path no longer counts
+    pub(super) fn restart(&mut self, base: u16) {
+        *self = Self {
+            lo: base,
+            hi: self.hi.max(base),
+            in_flight: None,
+            failures: 0,
+            tried_max: false,
+            enabled: self.enabled,
+        };
+    }
+
     /// The next probe size, if one should be sent now
     pub(super) fn next_probe(&self) -> Option<u16> {
         if !self.enabled || self.in_flight.is_some() || self.hi < self.lo + MIN_STEP {
@@ -79,6 +92,9 @@ impl Connection {
     }
 
     pub(super) fn on_mtu_probe_acked(&mut self, size: u16) {
+        if self.mtud.in_flight != Some(size) {
+            return; // sent on a previous path
+        }
         self.mtud.in_flight = None;
         self.mtud.failures = 0;
         if size > self.mtud.lo {
@@ -94,6 +110,9 @@ impl Connection {
     }
 
     pub(super) fn on_mtu_probe_lost(&mut self, size: u16) {
+        if self.mtud.in_flight != Some(size) {
+            return;
+        }
         self.mtud.in_flight = None;
         self.mtud.failures += 1;
         if self.mtud.failures >= MAX_PROBE_FAILURES {

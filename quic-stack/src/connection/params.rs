@@ -7,7 +7,7 @@ use crate::config::{EndpointConfig, TransportConfig};
 use crate::error::TransportError;
 use crate::shared::{ConnectionId, Side};
 use crate::stream::{PeerStreamParams, StreamsConfig};
-use crate::transport_params::TransportParameters;
+use crate::transport_params::{TransportParameters, VersionInformation};
 
 /// max_datagram_frame_size we advertise, `None` when datagrams are off
 pub(super) fn local_max_datagram_frame_size(config: &TransportConfig) -> Option<u64> {
@@ -36,6 +36,7 @@ pub(crate) fn local_params(
     config: &TransportConfig,
     endpoint: &EndpointConfig,
     side: Side,
+    version: u32,
     initial_scid: ConnectionId,
     orig_dst_cid: Option<ConnectionId>,
     reset_token: Option<[u8; 16]>,
@@ -60,6 +61,11 @@ pub(crate) fn local_params(
         stateless_reset_token: if side.is_server() { reset_token } else { None },
         max_datagram_frame_size: local_max_datagram_frame_size(config),
         grease_quic_bit: endpoint.grease_quic_bit,
+        // RFC 9368 §3: the version we use, and every version we support by preference
+        version_information: Some(VersionInformation {
+            chosen: version,
+            available: endpoint.supported_versions.clone(),
+        }),
         ..TransportParameters::default()
     }
 }
@@ -100,6 +106,7 @@ impl Connection {
                 self.cids.set_initial_reset_token(token);
             }
         }
+        self.check_version_information(params.version_information.as_ref())?;
         self.apply_peer_params(&params);
         self.peer_params = Some(params);
         Ok(())
@@ -130,6 +137,49 @@ impl Connection {
             .set_peer_max_frame_size(p.max_datagram_frame_size);
         let max_payload = self.max_1rtt_payload();
         self.datagrams.set_max_packet_payload(max_payload);
+    }
+
+    /// RFC 9368 §4: the peer's Version Information must agree with the version in use, and
+    /// after a Version Negotiation packet it must show the fallback was genuine
+    fn check_version_information(
+        &self,
+        vi: Option<&VersionInformation>,
+    ) -> Result<(), TransportError> {
+        if let Some(vi) = vi {
+            if vi.chosen != self.version {
+                return Err(TransportError::VERSION_NEGOTIATION_ERROR(
+                    "chosen version differs from the version in use",
+                ));
+            }
+        }
+        let Some(original) = self.vn_original else {
+            return Ok(());
+        };
+        let Some(vi) = vi else {
+            // RFC 9368 §4: after acting on a VN packet, missing Version Information MUST
+            // close the connection (unless the operator relaxed it for legacy servers)
+            if self.endpoint_config.strict_version_negotiation {
+                return Err(TransportError::VERSION_NEGOTIATION_ERROR(
+                    "no version_information after version negotiation",
+                ));
+            }
+            return Ok(());
+        };
+        // RFC 9368 §4: we must have picked the same version from the server's Other Versions
+        // plus the negotiated one; a server that supports what we tried first means the VN
+        // packet was forged
+        let would_pick = self
+            .endpoint_config
+            .supported_versions
+            .iter()
+            .copied()
+            .find(|v| *v == self.version || vi.available.contains(v));
+        if would_pick != Some(self.version) || vi.available.contains(&original) {
+            return Err(TransportError::VERSION_NEGOTIATION_ERROR(
+                "version downgrade detected",
+            ));
+        }
+        Ok(())
     }
 
     /// The peer's active_connection_id_limit (2 when unknown, RFC 9000 §18.2 default)

@@ -1,7 +1,6 @@
 //! The receive path: coalesced packets, header and packet protection removal, frame dispatch
 //! and the TLS handshake driven by CRYPTO data
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::keys::KeyChoice;
@@ -10,6 +9,7 @@ use crate::crypto;
 use crate::error::TransportError;
 use crate::frame::{self, Frame};
 use crate::packet::{self, HeaderKind, LongType, ProtectedHeader};
+use crate::qlog::QlogEvent;
 use crate::shared::{EcnCodepoint, RecvMeta, SpaceId};
 
 /// The packet kinds the connection distinguishes
@@ -56,6 +56,7 @@ impl Connection {
             return;
         }
         self.last_datagram_len = data.len() as u64;
+        self.rx_remote = meta.remote;
         let known_path = meta.remote == self.path.remote;
         // RFC 9000 §9: servers do not migrate, so a client drops packets from other addresses
         if self.side.is_client() && !known_path {
@@ -126,6 +127,12 @@ impl Connection {
             self.stats.packets_dropped += 1;
             return;
         }
+        // RFC 9000 §17.2: a cleared QUIC bit is discarded unless we advertised
+        // grease_quic_bit (RFC 9287 §3)
+        if !hdr.fixed_bit() && !self.endpoint_config.grease_quic_bit {
+            self.stats.packets_dropped += 1;
+            return;
+        }
         // A stateless reset looks like a short packet ending in a token (RFC 9000 §10.3); keep
         // the tail before decryption overwrites the buffer
         let mut tail = [0u8; 16];
@@ -169,6 +176,12 @@ impl Connection {
             return;
         }
         self.stats.packets_received += 1;
+        let size = packet.len();
+        self.qlog(now, || QlogEvent::PacketReceived {
+            packet_type: super::qlog_packet_type(space_id),
+            packet_number: d.pn,
+            size,
+        });
         if space_id == SpaceId::Data {
             self.on_1rtt_packet(now, d.key, d.pn);
         }
@@ -186,13 +199,14 @@ impl Connection {
         }
 
         let payload = &packet[d.payload_start..d.payload_end];
-        let ack_eliciting = match self.process_frames(now, space_id, payload, &hdr.dcid) {
-            Ok(e) => e,
-            Err(e) => {
-                self.close_with_error(now, e);
-                return;
-            }
-        };
+        let (ack_eliciting, non_probing) =
+            match self.process_frames(now, space_id, payload, &hdr.dcid) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.close_with_error(now, e);
+                    return;
+                }
+            };
         if !matches!(self.state, State::Handshake | State::Established) {
             return;
         }
@@ -219,7 +233,7 @@ impl Connection {
                 self.timers
                     .set(Timer::MaxAckDelay, now + self.config.max_ack_delay);
             }
-            self.maybe_rebind(now, meta.remote, d.pn);
+            self.on_peer_address(now, meta.remote, d.pn, non_probing, hdr.dcid);
         }
         // RFC 9000 §10.1: a successfully processed packet restarts the idle timer
         self.reset_idle_timer(now);
@@ -292,15 +306,17 @@ impl Connection {
         })
     }
 
-    /// Dispatch every frame of a decrypted payload; returns whether it was ack-eliciting
+    /// Dispatch every frame of a decrypted payload; returns whether it was ack-eliciting and
+    /// whether it held a non-probing frame (RFC 9000 §9.1)
     fn process_frames(
         &mut self,
         now: Instant,
         space_id: SpaceId,
         payload: &[u8],
         dcid: &[u8],
-    ) -> Result<bool, TransportError> {
+    ) -> Result<(bool, bool), TransportError> {
         let mut ack_eliciting = false;
+        let mut non_probing = false;
         let packet_type = match space_id {
             SpaceId::Initial => packet::PacketType::Initial,
             SpaceId::Handshake => packet::PacketType::Handshake,
@@ -320,6 +336,14 @@ impl Connection {
                 .with_frame(frame.ty().0));
             }
             ack_eliciting |= frame.is_ack_eliciting();
+            // RFC 9000 §9.1: PATH_CHALLENGE, PATH_RESPONSE, NEW_CONNECTION_ID and PADDING probe
+            non_probing |= !matches!(
+                frame,
+                Frame::Padding(_)
+                    | Frame::PathChallenge(_)
+                    | Frame::PathResponse(_)
+                    | Frame::NewConnectionId(_)
+            );
             let ty = frame.ty().0;
             self.handle_frame(now, space_id, frame, dcid).map_err(|e| {
                 if e.frame_type.is_none() {
@@ -332,7 +356,7 @@ impl Connection {
                 break;
             }
         }
-        Ok(ack_eliciting)
+        Ok((ack_eliciting, non_probing))
     }
 
     fn handle_frame(
@@ -372,12 +396,17 @@ impl Connection {
                     self.events.push_back(Event::DatagramReceived);
                 }
             }
-            Frame::NewToken { .. } => {
-                // RFC 9000 §19.7: a server receiving NEW_TOKEN is a PROTOCOL_VIOLATION; the
-                // client ignores tokens as it does not do address-validation resumption yet
+            Frame::NewToken { token } => {
+                // RFC 9000 §19.7: a server receiving NEW_TOKEN is a PROTOCOL_VIOLATION
                 if self.side.is_server() {
                     return Err(TransportError::PROTOCOL_VIOLATION("NEW_TOKEN from client"));
                 }
+                // RFC 9000 §19.7: an empty token is a FRAME_ENCODING_ERROR
+                if token.is_empty() {
+                    return Err(TransportError::FRAME_ENCODING_ERROR("empty NEW_TOKEN"));
+                }
+                self.endpoint_events
+                    .push_back(EndpointEvent::NewToken(token.to_vec()));
             }
             Frame::NewConnectionId(ncid) => self.cids.on_new_cid(&ncid)?,
             Frame::RetireConnectionId { sequence } => {
@@ -386,8 +415,11 @@ impl Connection {
                     .on_retire(sequence, &mut self.rng, limit, dcid, &self.reset_key)?;
                 self.flush_cid_events();
             }
-            Frame::PathChallenge(data) => self.path.pending_response = Some(data),
-            Frame::PathResponse(data) => self.on_path_response(data),
+            // RFC 9000 §8.2.2: the response goes back on the path the challenge came from
+            Frame::PathChallenge(data) => {
+                self.path.pending_response = Some((data, self.rx_remote));
+            }
+            Frame::PathResponse(data) => self.on_path_response(now, data),
             Frame::HandshakeDone => {
                 // RFC 9000 §19.20: only servers send HANDSHAKE_DONE
                 if self.side.is_server() {
@@ -419,7 +451,11 @@ impl Connection {
             // New keys may be needed for the next coalesced packet, so collect them now
             self.drive_tls_write();
         }
-        self.handle_peer_params()?;
+        // A resuming client's TLS reports the parameters remembered with the ticket until the
+        // server's EncryptedExtensions arrive: only trust them once the handshake is done
+        if self.side.is_server() || !self.tls.is_handshaking() {
+            self.handle_peer_params()?;
+        }
         if self.state == State::Handshake && !self.tls.is_handshaking() {
             if self.peer_params.is_none() {
                 return Err(TransportError::TRANSPORT_PARAMETER_ERROR(
@@ -464,6 +500,7 @@ impl Connection {
 
     fn on_handshake_complete(&mut self, now: Instant) {
         self.state = State::Established;
+        self.handshake_completed = true;
         self.events.push_back(Event::Connected);
         tracing::debug!(side = ?self.side, "handshake complete");
         if self.side.is_server() {
@@ -475,6 +512,10 @@ impl Connection {
         self.cids.issue(&mut self.rng, limit, &self.reset_key);
         self.flush_cid_events();
         self.reset_keep_alive(now);
+        if self.side.is_server() {
+            // RFC 9000 §8.1.3: a token the client can use to skip address validation next time
+            self.endpoint_events.push_back(EndpointEvent::IssueToken);
+        }
     }
 
     /// RFC 9001 §4.9.2: Handshake keys are discarded once the handshake is confirmed
@@ -496,13 +537,32 @@ impl Connection {
     }
 
     /// Version Negotiation (RFC 9000 §6.2): only before any other server packet, and only if
-    /// it does not list our version
+    /// it does not list our version; we start over with our most preferred version it lists
     fn on_version_negotiation(&mut self, hdr: &ProtectedHeader, packet: &[u8]) {
         if self.side.is_server() || self.peer_cid_set || self.state != State::Handshake {
             return;
         }
-        let ours = hdr.supported_versions(packet).any(|v| v == self.version);
-        if ours {
+        // RFC 9368 §4: ignore a VN listing the version we tried, and any VN answering an
+        // attempt that already followed one
+        if self.vn_original.is_some() || hdr.supported_versions(packet).any(|v| v == self.version) {
+            return;
+        }
+        let next = self
+            .endpoint_config
+            .supported_versions
+            .iter()
+            .copied()
+            .find(|v| {
+                crypto::is_supported_version(*v) && hdr.supported_versions(packet).any(|o| o == *v)
+            });
+        if let Some(version) = next {
+            tracing::debug!(
+                from = self.version,
+                to = version,
+                "version negotiation: falling back"
+            );
+            self.endpoint_events
+                .push_back(EndpointEvent::Restart(version));
             return;
         }
         self.error = Some(ConnectionError::VersionMismatch);
@@ -561,55 +621,5 @@ impl Connection {
         }
         self.on_stateless_reset();
         true
-    }
-
-    /// NAT rebinding: the newest 1-RTT packet came from a new address (RFC 9000 §9.3)
-    fn maybe_rebind(&mut self, now: Instant, remote: SocketAddr, pn: u64) {
-        if remote == self.path.remote || !self.handshake_confirmed {
-            return;
-        }
-        if self
-            .space(SpaceId::Data)
-            .largest_rx
-            .is_some_and(|(l, _)| l != pn)
-        {
-            return; // an old, reordered packet: not evidence of a new path
-        }
-        tracing::debug!(side = ?self.side, from = %self.path.remote, to = %remote, "peer address changed");
-        self.path.prev_remote = Some(self.path.remote);
-        self.path.remote = remote;
-        // The new path is unvalidated: limit what we send until the peer proves it is there
-        // (RFC 9000 §9.3, §8.2). The PATH_CHALLENGE goes out with the next packet.
-        self.path.validated = false;
-        self.path.bytes_received = self.last_datagram_len;
-        self.path.bytes_sent = 0;
-        let mut challenge = [0u8; 8];
-        rand::RngCore::fill_bytes(&mut self.rng, &mut challenge);
-        self.path.challenge = Some(challenge);
-        self.path.challenge_pending = true;
-        self.timers
-            .set(Timer::PathValidation, now + 3 * self.pto_for_close());
-    }
-
-    fn on_path_response(&mut self, data: [u8; 8]) {
-        if self.path.challenge == Some(data) {
-            self.path.validated = true;
-            self.path.challenge = None;
-            self.path.challenge_pending = false;
-            self.path.prev_remote = None;
-            self.timers.stop(Timer::PathValidation);
-        }
-    }
-
-    /// The new path never answered: go back to the old one (RFC 9000 §9.3.2)
-    pub(super) fn on_path_validation_timeout(&mut self) {
-        if let Some(prev) = self.path.prev_remote.take() {
-            if !self.path.validated {
-                self.path.remote = prev;
-                self.path.validated = true;
-            }
-        }
-        self.path.challenge = None;
-        self.path.challenge_pending = false;
     }
 }

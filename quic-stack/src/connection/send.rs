@@ -63,6 +63,14 @@ impl Connection {
             State::Closing => return self.poll_transmit_close(now, buf),
             State::Handshake | State::Established => {}
         }
+        self.tx_ecn = None;
+        if let Some((data, to)) = self.path.pending_response {
+            if to != self.path.remote {
+                self.path.pending_response = None;
+                return self.build_off_path_response(now, buf, data, to);
+            }
+        }
+        self.tx_ecn = self.ecn.codepoint();
         if let Some(size) = self.mtu_probe_due() {
             let cc_ok = self.bytes_in_flight() + u64::from(size) <= self.cc.window();
             if cc_ok && self.build_mtu_probe(now, buf, size) {
@@ -72,7 +80,7 @@ impl Connection {
                 return Some(Transmit {
                     destination: self.path.remote,
                     size: buf.len(),
-                    ecn: None,
+                    ecn: self.tx_ecn,
                     segment_size: None,
                     src_ip: None,
                 });
@@ -110,8 +118,36 @@ impl Connection {
         Some(Transmit {
             destination: self.path.remote,
             size: buf.len(),
-            ecn: None,
+            ecn: self.tx_ecn,
             segment_size: if count > 1 { segment_size } else { None },
+            src_ip: None,
+        })
+    }
+
+    /// A PATH_RESPONSE for a challenge that arrived from another address than the current
+    /// path's, sent back to that address in its own datagram (RFC 9000 §8.2.2)
+    fn build_off_path_response(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+        data: [u8; 8],
+        to: std::net::SocketAddr,
+    ) -> Option<Transmit> {
+        self.space(SpaceId::Data).keys.as_ref()?;
+        let mut p = self.start_packet(now, buf, SpaceId::Data);
+        Frame::PathResponse(data).encode(buf);
+        p.ack_eliciting = true;
+        self.space_mut(SpaceId::Data).next_pn += 1;
+        // The challenge came in a datagram of at least 1200 bytes (RFC 9000 §8.2.1), so this
+        // padding stays within three times what that address sent
+        self.finish_packet(now, buf, p, Some(MIN_INITIAL_DATAGRAM));
+        self.stats.udp_tx_datagrams += 1;
+        self.stats.udp_tx_bytes += buf.len() as u64;
+        Some(Transmit {
+            destination: to,
+            size: buf.len(),
+            ecn: None,
+            segment_size: None,
             src_ip: None,
         })
     }
@@ -126,8 +162,9 @@ impl Connection {
             return false;
         }
         self.handshake_done_pending
-            || self.path.pending_response.is_some()
-            || self.path.challenge_pending
+            || (self.new_token_pending && self.state == State::Established)
+            || self.path.response_on_path().is_some()
+            || self.path.challenge_pending()
             || !self.cids.pending_new.is_empty()
             || !self.cids.pending_retire.is_empty()
             || self.datagrams.has_pending()
@@ -260,6 +297,11 @@ impl Connection {
         let pn_len = packet::encode_packet_number_len(pn, space.largest_acked);
         let dcid = self.cids.peer_cid();
         let start = buf.len();
+        // RFC 9287 §3: once the peer advertised grease_quic_bit, the QUIC bit is unpredictable
+        // (not in Initial packets, whose first flight precedes the peer's parameters)
+        let grease = space_id != SpaceId::Initial
+            && self.peer_params.as_ref().is_some_and(|p| p.grease_quic_bit)
+            && rand::Rng::gen::<bool>(&mut self.rng);
         let (long, pn_offset) = match space_id {
             SpaceId::Data => {
                 let pn_offset = packet::write_short_header(
@@ -269,7 +311,7 @@ impl Connection {
                     &dcid,
                     pn,
                     pn_len,
-                    false,
+                    grease,
                 );
                 (None, pn_offset)
             }
@@ -291,7 +333,7 @@ impl Connection {
                     token,
                     pn,
                     pn_len,
-                    false,
+                    grease,
                 );
                 let pn_offset = offsets.pn_offset;
                 (Some(offsets), pn_offset)
@@ -328,9 +370,12 @@ impl Connection {
         let space = &mut self.spaces[space_id as usize];
         if space.ack_pending {
             let delay = space.ack_delay(now, exponent);
-            let len = frame::ack_encoded_len(space.ack_ranges(), delay, None);
+            // RFC 9000 §19.3.2: ACK_ECN once we have seen any ECN-marked packet
+            let c = space.ecn;
+            let ecn = (c.ect0 | c.ect1 | c.ce != 0).then_some(c);
+            let len = frame::ack_encoded_len(space.ack_ranges(), delay, ecn.as_ref());
             if buf.len() + len <= end {
-                frame::encode_ack(buf, space.ack_ranges(), delay, None);
+                frame::encode_ack(buf, space.ack_ranges(), delay, ecn.as_ref());
                 p.record.ack_largest = space.rx_pns.max();
                 space.on_ack_sent();
                 if space_id == SpaceId::Data {
@@ -349,18 +394,36 @@ impl Connection {
                 self.handshake_done_pending = false;
                 p.record.handshake_done = true;
             }
-            if let (true, Some(data)) = (self.path.challenge_pending, self.path.challenge) {
+            let challenge = self
+                .path
+                .challenge
+                .as_ref()
+                .filter(|c| c.pending)
+                .map(|c| c.data);
+            if let Some(data) = challenge {
                 if buf.len() + 9 <= end {
                     Frame::PathChallenge(data).encode(buf);
-                    self.path.challenge_pending = false;
+                    self.on_path_challenge_sent(now);
                     // RFC 9000 §8.2.1: a PATH_CHALLENGE datagram is padded to 1200 bytes
                     p.pad_datagram = true;
                 }
             }
-            if let Some(data) = self.path.pending_response {
+            if let Some(data) = self.path.response_on_path() {
                 if buf.len() + 9 <= end {
                     Frame::PathResponse(data).encode(buf);
                     self.path.pending_response = None;
+                    // RFC 9000 §8.2.2: so is a PATH_RESPONSE datagram
+                    p.pad_datagram = true;
+                }
+            }
+            if self.new_token_pending && self.state == State::Established {
+                if let Some(token) = &self.new_token {
+                    let f = Frame::NewToken { token };
+                    if buf.len() + f.encoded_len() <= end {
+                        f.encode(buf);
+                        self.new_token_pending = false;
+                        p.record.new_token = true;
+                    }
                 }
             }
             while let Some(&seq) = self.cids.pending_retire.front() {
@@ -503,6 +566,11 @@ impl Connection {
         }
         let size = end - p.start;
         let in_flight = p.ack_eliciting || p.padded;
+        let mut p = p;
+        if self.tx_ecn.is_some() {
+            p.record.ecn = true;
+            self.ecn.on_packet_sent();
+        }
         if space_id == SpaceId::Data {
             self.key_update.sent_in_phase += 1;
         }
@@ -533,6 +601,7 @@ impl Connection {
             return None;
         }
         self.close.pending = false;
+        self.tx_ecn = None;
         let limit =
             (usize::from(self.path.mtu) as u64).min(self.path.amplification_budget()) as usize;
         if limit < MAX_HEADER_OVERHEAD + 16 + MIN_PAYLOAD {

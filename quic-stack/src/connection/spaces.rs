@@ -37,6 +37,10 @@ pub(crate) struct SentRecord {
     pub(crate) ack_largest: Option<u64>,
     /// This packet was a path MTU probe of this size
     pub(crate) mtu_probe: Option<u16>,
+    /// Sent with ECT(0)
+    pub(crate) ecn: bool,
+    /// Carried our NEW_TOKEN frame
+    pub(crate) new_token: bool,
 }
 
 /// Reassembles the peer's CRYPTO stream of one encryption level

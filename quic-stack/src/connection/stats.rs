@@ -44,4 +44,14 @@ pub struct ConnectionStats {
     pub pto_count: u64,
     /// 1-RTT key updates (either side initiated)
     pub key_updates: u64,
+    /// Path changes: our active migrations (client) or peer address changes (server)
+    pub migrations: u64,
+    /// Path validations that succeeded (RFC 9000 §8.2)
+    pub path_validations_succeeded: u64,
+    /// Path validations that timed out
+    pub path_validations_failed: u64,
+    /// Increase of the CE counts the peer reported (RFC 9000 §13.4.1)
+    pub ecn_ce_reported: u64,
+    /// ECN was validated on the current path and packets are marked ECT(0)
+    pub ecn_capable: bool,
 }

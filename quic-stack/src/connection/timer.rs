@@ -22,10 +22,12 @@ pub(crate) enum Timer {
     PathValidation = 6,
     /// Forget the previous 1-RTT key phase (RFC 9001 §6.5)
     KeyDiscard = 7,
+    /// Resend an unanswered PATH_CHALLENGE (RFC 9000 §8.2.1)
+    PathChallenge = 8,
 }
 
 impl Timer {
-    pub(crate) const ALL: [Self; 8] = [
+    pub(crate) const ALL: [Self; 9] = [
         Self::LossDetection,
         Self::Idle,
         Self::Close,
@@ -34,13 +36,14 @@ impl Timer {
         Self::MaxAckDelay,
         Self::PathValidation,
         Self::KeyDiscard,
+        Self::PathChallenge,
     ];
 }
 
 /// Deadlines indexed by [`Timer`]
 #[derive(Debug, Default, Copy, Clone)]
 pub(crate) struct TimerTable {
-    data: [Option<Instant>; 8],
+    data: [Option<Instant>; 9],
 }
 
 impl TimerTable {
@@ -77,7 +80,7 @@ impl TimerTable {
     }
 
     pub(crate) fn stop_all(&mut self) {
-        self.data = [None; 8];
+        self.data = [None; 9];
     }
 }
 

@@ -55,7 +55,10 @@ struct Shared {
     wake_driver: Notify,
     /// Wakes `accept` callers
     incoming: Notify,
-    local_addr: SocketAddr,
+    /// The current socket's address (changes on [`Endpoint::rebind`])
+    local_addr: Mutex<SocketAddr>,
+    /// A socket from [`Endpoint::rebind`] waiting for the driver to switch to it
+    new_socket: Mutex<Option<UdpSocket>>,
 }
 
 impl Shared {
@@ -93,6 +96,7 @@ impl Endpoint {
         let local_addr = socket.local_addr();
         let mut seed = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
+        let server = server.map(with_env_key_log_server);
         let proto = proto::Endpoint::new(Arc::new(config), server.map(Arc::new), seed);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -104,7 +108,8 @@ impl Endpoint {
             }),
             wake_driver: Notify::new(),
             incoming: Notify::new(),
-            local_addr,
+            local_addr: Mutex::new(local_addr),
+            new_socket: Mutex::new(None),
         });
         tokio::spawn(drive(shared.clone(), socket));
         Ok(Self { shared })
@@ -112,7 +117,33 @@ impl Endpoint {
 
     /// The socket's local address
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.local_addr
+        *self
+            .shared
+            .local_addr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Move to a new UDP socket bound to `new_bind` (a roaming client's new address or port)
+    ///
+    /// The old socket is closed once the driver switches, and every client connection
+    /// migrates to the new path (RFC 9000 §9.2): a fresh connection ID, a PATH_CHALLENGE, and
+    /// congestion state reset unless only the port changed.
+    pub fn rebind(&self, new_bind: SocketAddr) -> io::Result<()> {
+        let socket = UdpSocket::bind(new_bind)?;
+        let addr = socket.local_addr();
+        *self
+            .shared
+            .new_socket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(socket);
+        *self
+            .shared
+            .local_addr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = addr;
+        self.shared.wake_driver.notify_one();
+        Ok(())
     }
 
     /// Start a connection to `remote`; await [`Connection::handshake`] for it to complete
@@ -123,9 +154,11 @@ impl Endpoint {
         server_name: &str,
     ) -> Result<Connection, ConnectError> {
         let mut state = self.shared.lock();
+        let config = with_env_key_log_client(config);
         let handle = state
             .proto
             .connect(Instant::now(), config, remote, server_name)?;
+        install_qlog(&mut state.proto, handle);
         let notify = Arc::new(Notify::new());
         state.conns.insert(
             handle,
@@ -172,7 +205,7 @@ impl Endpoint {
         self.shared
             .lock()
             .proto
-            .set_server_config(server.map(Arc::new));
+            .set_server_config(server.map(with_env_key_log_server).map(Arc::new));
     }
 }
 
@@ -193,12 +226,12 @@ impl Drop for Endpoint {
 }
 
 /// The background task: the only place that touches the socket
-async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
+async fn drive(shared: Arc<Shared>, mut socket: UdpSocket) {
     // One GRO batch is at most 64 KiB; a few of them per wake-up amortise the lock.
     let mut rx: Vec<Vec<u8>> = (0..RECV_BATCHES).map(|_| vec![0u8; 64 * 1024]).collect();
     let mut infos = [RecvInfo {
         meta: RecvMeta {
-            remote: shared.local_addr,
+            remote: socket.local_addr(),
             local_ip: None,
             ecn: None,
         },
@@ -206,7 +239,7 @@ async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
         stride: 0,
     }; RECV_BATCHES];
     let mut tx = Vec::with_capacity(MAX_GSO_SEGMENTS * 1500);
-    let max_segments = socket.max_gso_segments().clamp(1, MAX_GSO_SEGMENTS);
+    let mut max_segments = socket.max_gso_segments().clamp(1, MAX_GSO_SEGMENTS);
     loop {
         let timeout = {
             let mut state = shared.lock();
@@ -247,8 +280,79 @@ async fn drive(shared: Arc<Shared>, socket: UdpSocket) {
                 shared.lock().proto.handle_timeout(Instant::now());
             }
         }
+        let new_socket = shared
+            .new_socket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(new_socket) = new_socket {
+            socket = new_socket;
+            max_segments = socket.max_gso_segments().clamp(1, MAX_GSO_SEGMENTS);
+            migrate_all(&shared, socket.local_addr());
+        }
         dispatch_events(&shared);
         transmit(&shared, &socket, &mut tx, max_segments).await;
+    }
+}
+
+/// Give a new connection a qlog file when [`EndpointConfig::qlog_dir`] is set
+fn install_qlog(proto: &mut proto::Endpoint, handle: ConnectionHandle) {
+    let Some(dir) = proto.config().qlog_dir.clone() else {
+        return;
+    };
+    let Some(conn) = proto.connection_mut(handle) else {
+        return;
+    };
+    let side = conn.side();
+    let odcid = conn.original_dcid();
+    let role = if side.is_client() { "client" } else { "server" };
+    let path = dir.join(format!("{odcid}-{role}.sqlog"));
+    match std::fs::File::create(&path) {
+        Ok(file) => {
+            let writer =
+                crate::qlog::QlogWriter::new(io::BufWriter::new(file), side, odcid, "quic-stack");
+            conn.set_qlog(Instant::now(), Box::new(writer));
+        }
+        Err(e) => tracing::warn!("cannot create qlog file {}: {e}", path.display()),
+    }
+}
+
+/// Log TLS secrets to the file named by `SSLKEYLOGFILE`, when set (for Wireshark)
+fn key_log_wanted() -> bool {
+    std::env::var_os("SSLKEYLOGFILE").is_some()
+}
+
+fn with_env_key_log_client(mut config: ClientConfig) -> ClientConfig {
+    if key_log_wanted() {
+        let mut crypto = (*config.crypto).clone();
+        crypto.key_log = crate::tls::key_log(true);
+        config.crypto = Arc::new(crypto);
+    }
+    config
+}
+
+fn with_env_key_log_server(mut config: ServerConfig) -> ServerConfig {
+    if key_log_wanted() {
+        let mut crypto = (*config.crypto).clone();
+        crypto.key_log = crate::tls::key_log(true);
+        config.crypto = Arc::new(crypto);
+    }
+    config
+}
+
+/// Tell every client connection that its local address changed
+fn migrate_all(shared: &Shared, local: SocketAddr) {
+    let now = Instant::now();
+    let mut state = shared.lock();
+    let handles: Vec<_> = state.proto.connection_handles().collect();
+    for h in handles {
+        if let Some(conn) = state.proto.connection_mut(h) {
+            if conn.side().is_client() {
+                if let Err(e) = conn.migrate(now, Some(local)) {
+                    tracing::debug!("connection {h:?} cannot migrate: {e}");
+                }
+            }
+        }
     }
 }
 
@@ -271,6 +375,7 @@ fn dispatch_events(shared: &Shared) {
         }
     }
     while let Some(handle) = state.proto.accept() {
+        install_qlog(&mut state.proto, handle);
         state.conns.entry(handle).or_insert_with(|| ConnWaker {
             notify: Arc::new(Notify::new()),
         });
@@ -406,10 +511,12 @@ impl Connection {
     /// Wait for the handshake to complete
     pub async fn handshake(&self) -> Result<(), ConnectionError> {
         self.wait(|conn| {
-            if conn.is_handshaking() {
-                Poll::Pending
-            } else {
+            if conn.handshake_completed() {
                 Poll::Ready(Ok(()))
+            } else if let Some(reason) = conn.close_reason() {
+                Poll::Ready(Err(StreamError::ConnectionLost(reason)))
+            } else {
+                Poll::Pending
             }
         })
         .await

@@ -13,8 +13,14 @@ use crate::crypto;
 use crate::shared::{Dir, RecvMeta};
 use crate::sim::{LinkConfig, Verdict};
 
+mod ecn;
+mod grease;
+mod migration;
+mod qlog;
 mod stress;
+mod token;
 mod util;
+mod versions;
 
 use util::{payload, Harness, Setup};
 
@@ -286,6 +292,7 @@ fn server_respects_amplification_limit() {
 fn version_negotiation_reports_mismatch() {
     let mut h = Harness::new(Setup {
         server_versions: Some(vec![crypto::VERSION_2]),
+        client_versions: Some(vec![crypto::VERSION_1]),
         ..Setup::default()
     });
     let ch = h.ch;

@@ -142,6 +142,9 @@ fn flow_control_binds_without_stalling() {
     let transport = TransportConfig {
         stream_receive_window: 16 * 1024,
         receive_window: 24 * 1024,
+        // The reader below only runs on simulator events: keep-alives guarantee there are
+        // some while the sender sits blocked on flow control
+        keep_alive_interval: Some(Duration::from_millis(20)),
         ..TransportConfig::default()
     };
     let mut h = Harness::new(Setup {

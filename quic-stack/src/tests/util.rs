@@ -124,6 +124,10 @@ pub(super) struct Setup {
     pub(super) link: LinkConfig,
     /// Versions the server endpoint accepts (default: all)
     pub(super) server_versions: Option<Vec<u32>>,
+    /// Versions the client endpoint supports, by preference (default: all)
+    pub(super) client_versions: Option<Vec<u32>>,
+    /// The server endpoint advertises grease_quic_bit (default: yes)
+    pub(super) server_grease_quic_bit: bool,
     /// The server validates addresses with Retry
     pub(super) retry: bool,
     /// Name the client asks for (the certificate is for "localhost")
@@ -138,6 +142,8 @@ impl Default for Setup {
             transport: TransportConfig::default(),
             link: LinkConfig::default(),
             server_versions: None,
+            client_versions: None,
+            server_grease_quic_bit: true,
             retry: false,
             server_name: "localhost",
         }
@@ -153,6 +159,8 @@ pub(super) struct Harness {
     pub(super) sh: Option<ConnectionHandle>,
     pub(super) server_endpoint_config: Arc<EndpointConfig>,
     pub(super) server_config: Arc<ServerConfig>,
+    /// The client's configuration, for further connections
+    pub(super) client_config: ClientConfig,
 }
 
 impl Harness {
@@ -165,7 +173,11 @@ impl Harness {
             rng.fill_bytes(&mut s);
             s
         };
-        let endpoint_config = Arc::new(EndpointConfig::default());
+        let mut endpoint_config = EndpointConfig::default();
+        if let Some(v) = setup.client_versions {
+            endpoint_config.supported_versions = v;
+        }
+        let endpoint_config = Arc::new(endpoint_config);
         let server_config = Arc::new(ServerConfig {
             transport: transport.clone(),
             retry: setup.retry,
@@ -173,6 +185,7 @@ impl Harness {
         });
         let mut server_endpoint_config = EndpointConfig {
             reset_key: Some([0x5e; 32]),
+            grease_quic_bit: setup.server_grease_quic_bit,
             ..EndpointConfig::default()
         };
         if let Some(v) = setup.server_versions {
@@ -200,6 +213,7 @@ impl Harness {
             transport,
             version: setup.version,
         };
+        let client_config = config.clone();
         let ch = pair
             .client_mut()
             .ep
@@ -211,6 +225,7 @@ impl Harness {
             sh: None,
             server_endpoint_config,
             server_config,
+            client_config,
         }
     }
 
@@ -260,6 +275,17 @@ impl Harness {
 
     /// Send `data` from the client on a new stream of `dir` and return what the server read
     pub(super) fn transfer(&mut self, dir: Dir, data: &[u8]) -> Vec<u8> {
+        self.transfer_with(dir, data, |_, _, _| {})
+    }
+
+    /// Like [`Self::transfer`], calling `hook(pair, client, server)` before every step so a
+    /// scenario can move nodes, inject packets or change links mid-transfer
+    pub(super) fn transfer_with(
+        &mut self,
+        dir: Dir,
+        data: &[u8],
+        mut hook: impl FnMut(&mut Pair<TestNode>, ConnectionHandle, ConnectionHandle),
+    ) -> Vec<u8> {
         let id = self.client_conn().open(dir).expect("stream open");
         let mut sent = 0;
         let mut finished = false;
@@ -272,6 +298,7 @@ impl Harness {
         let mut buf = vec![0u8; 64 * 1024];
         self.pair
             .drive_until(|p| {
+                hook(p, ch, sh);
                 let c = p.client_mut().conn(ch);
                 while sent < data.len() {
                     match c.write(id, &data[sent..]) {
