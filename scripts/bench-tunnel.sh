@@ -2,13 +2,20 @@
 # bench-tunnel.sh: throughput / RTT / CPU of two namespaces joined by veth, bare and (once
 # wired) through the quictun tunnel, side by side with ratios.
 #
-#   sudo scripts/bench-tunnel.sh [-t SECONDS]
+#   sudo scripts/bench-tunnel.sh [-t SECONDS] [-c|--compare]
 #     -t  iperf3 duration per run (default 5, at most 30)
+#     -c  also measure the tunnels a user would pick instead, in the same run: WireGuard via
+#         boringtun-cli (userspace, configured with wg) and quincy (QUIC VPN, mTLS with openssl
+#         certificates). Missing tools are installed first (wireguard-tools via apt;
+#         boringtun-cli, quincy-server and quincy-client via cargo install, bounded); a tunnel
+#         whose tools cannot be installed or that does not come up is skipped with the reason.
 #   The tunnel rows use target/release/quictun (or $QUICTUN_BIN); CARRIAGE=stream|auto picks
 #   the carriage (default datagram).
 #
 # Layout: namespaces qtbench-<pid>-a (198.18.0.1/30) and qtbench-<pid>-b (198.18.0.2/30) joined
-# by a veth pair created inside them; tunnel addresses 198.19.0.1 <-> 198.19.0.2. Everything
+# by a veth pair created inside them; tunnel addresses 198.19.0.1 <-> 198.19.0.2 (quictun),
+# 198.19.1.1 <-> 198.19.1.2 (boringtun), 198.19.2.0/24 (quincy, server 198.19.2.1). Each tunnel
+# is torn down before the next one starts. Everything
 # (namespaces, the processes this script started) is removed on exit, error or CTRL-C.
 # Uses only 198.18.0.0/15; touches no interface outside its own namespaces.
 #
@@ -17,10 +24,17 @@
 set -euo pipefail
 
 DURATION=5
-while getopts "t:h" opt; do
+COMPARE=0
+args=()
+for a in "$@"; do
+    case "$a" in --compare) args+=(-c) ;; --help) args+=(-h) ;; *) args+=("$a") ;; esac
+done
+set -- "${args[@]+"${args[@]}"}"
+while getopts "t:ch" opt; do
     case "$opt" in
         t) DURATION=$OPTARG ;;
-        *) sed -n '2,16p' "$0"; exit 2 ;;
+        c) COMPARE=1 ;;
+        *) sed -n '2,23p' "$0"; exit 2 ;;
     esac
 done
 if ! [[ "$DURATION" =~ ^[0-9]+$ ]] || (( DURATION < 1 || DURATION > 30 )); then
@@ -37,7 +51,9 @@ B4=198.18.0.2
 TUN_A4=198.19.0.1
 TUN_B4=198.19.0.2
 PIDS=()          # every background process this script started, killed by pid on exit
-TUNNEL_PIDS=()   # the tunnel daemons, for CPU accounting
+TUNNEL_PIDS=()   # the daemons of the tunnel under test, for CPU accounting and teardown
+WG_IF_A="qtw$$a"  # boringtun interfaces; their UAPI sockets live in /var/run/wireguard (shared
+WG_IF_B="qtw$$b"  # by all namespaces), hence names unique to this run
 
 cleanup() {
     local pid
@@ -51,6 +67,7 @@ cleanup() {
     done
     ip netns del "$NS_A" 2>/dev/null || true
     ip netns del "$NS_B" 2>/dev/null || true
+    rm -f "/var/run/wireguard/$WG_IF_A.sock" "/var/run/wireguard/$WG_IF_B.sock"
     if [[ -n "${TMPD:-}" ]]; then rm -rf "$TMPD"; fi
 }
 trap cleanup EXIT
@@ -66,6 +83,60 @@ need() {  # need TOOL PACKAGE
 need iperf3 iperf3
 need ping iputils-ping
 need python3 python3-minimal
+TMPD=$(mktemp -d /tmp/qtbench.XXXXXX)
+
+# --- -c: install the comparison tunnels (each failure only skips that tunnel) ----------------
+CARGO_BIN_DIR=${CARGO_HOME:-$HOME/.cargo}/bin
+have() {  # have TOOL: command -v, also looking in cargo's bin directory
+    command -v "$1" 2>/dev/null && return 0
+    [[ -x "$CARGO_BIN_DIR/$1" ]] && { echo "$CARGO_BIN_DIR/$1"; return 0; }
+    return 1
+}
+BT_SKIP="" QUINCY_SKIP=""
+if ((COMPARE)); then
+    if ! have wg >/dev/null; then
+        echo "compare: installing wireguard-tools (apt) ..." >&2
+        timeout 300 apt-get install -y -qq wireguard-tools >"$TMPD/apt.log" 2>&1 \
+            || { timeout 300 apt-get update -qq >>"$TMPD/apt.log" 2>&1
+                 timeout 300 apt-get install -y -qq wireguard-tools >>"$TMPD/apt.log" 2>&1; } || true
+        have wg >/dev/null || BT_SKIP="wireguard-tools install failed: $(tail -n 2 "$TMPD/apt.log" | tr '\n' ' ')"
+    fi
+    have openssl >/dev/null || QUINCY_SKIP="no openssl for the certificates"
+    # cargo installs compile from source: run both in the background, bounded, in parallel.
+    CARGO_JOBS=()
+    if ! have cargo >/dev/null; then
+        have boringtun-cli >/dev/null || BT_SKIP=${BT_SKIP:-"boringtun-cli missing and no cargo to install it"}
+        { have quincy-server && have quincy-client; } >/dev/null \
+            || QUINCY_SKIP=${QUINCY_SKIP:-"quincy missing and no cargo to install it"}
+    else
+        CARGO=$(have cargo)
+        if [[ -z $BT_SKIP ]] && ! have boringtun-cli >/dev/null; then
+            echo "compare: cargo install boringtun-cli (compiles, up to 15 min) ..." >&2
+            timeout 900 "$CARGO" install --locked boringtun-cli >"$TMPD/cargo-bt.log" 2>&1 &
+            PIDS+=($!); CARGO_JOBS+=("$!:bt")
+        fi
+        if [[ -z $QUINCY_SKIP ]] && ! { have quincy-server && have quincy-client; } >/dev/null; then
+            echo "compare: cargo install quincy-server quincy-client (compiles, up to 15 min) ..." >&2
+            CARGO_TARGET_DIR="$TMPD/quincy-target" timeout 900 "$CARGO" install --locked \
+                quincy-server quincy-client >"$TMPD/cargo-quincy.log" 2>&1 &
+            PIDS+=($!); CARGO_JOBS+=("$!:quincy")
+        fi
+        for job in "${CARGO_JOBS[@]+"${CARGO_JOBS[@]}"}"; do
+            rc=0; wait "${job%%:*}" || rc=$?
+            case ${job#*:} in
+                bt) ((rc == 0)) || BT_SKIP="cargo install boringtun-cli failed (exit $rc): $(grep -m1 '^error' "$TMPD/cargo-bt.log" || tail -n 1 "$TMPD/cargo-bt.log")" ;;
+                quincy) ((rc == 0)) || QUINCY_SKIP="cargo install quincy failed (exit $rc): $(grep -m1 '^error' "$TMPD/cargo-quincy.log" || tail -n 1 "$TMPD/cargo-quincy.log")" ;;
+            esac
+        done
+        PIDS=()  # only the (now finished) cargo jobs were in it: forget their pids
+        rm -rf "$TMPD/quincy-target"
+    fi
+    [[ -n $BT_SKIP ]] || have boringtun-cli >/dev/null || BT_SKIP="boringtun-cli not found after install"
+    [[ -n $QUINCY_SKIP ]] || { have quincy-server && have quincy-client; } >/dev/null \
+        || QUINCY_SKIP="quincy-server/quincy-client not found after install"
+    [[ -z $BT_SKIP ]] || echo "compare: skipping boringtun: $BT_SKIP" >&2
+    [[ -z $QUINCY_SKIP ]] || echo "compare: skipping quincy: $QUINCY_SKIP" >&2
+fi
 
 ip netns add "$NS_A"
 ip netns add "$NS_B"
@@ -139,7 +210,7 @@ PY
     cpg=$(python3 -c "g=float('$g'); c=float('$snd')+float('$rcv')+float('$tun'); print('nan' if g!=g or g==0 else f'{c/100/g:.3f}')")
     GBPS["$label/$dir/$streams"]=$g
     CPUPG["$label/$dir/$streams"]=$cpg
-    ROWS+=("$(printf '%-7s %-5s %7s %8s %7s %9s %9s %8s %9s %10s' \
+    ROWS+=("$(printf '%-9s %-5s %7s %8s %7s %9s %9s %8s %9s %10s' \
         "$label" "$dir" "$streams" "$g" "$r" "$snd" "$rcv" "$busy" "$tun" "$cpg")")
 }
 
@@ -177,7 +248,6 @@ tunnel_up() {
         return 1
     fi
     local carriage=${CARRIAGE:-datagram}
-    TMPD=$(mktemp -d /tmp/qtbench.XXXXXX)
     "$bin" cert --out "$TMPD" --ca >/dev/null
     "$bin" cert --out "$TMPD" --name server --ip "$B4" >/dev/null
     "$bin" cert --out "$TMPD" --name client >/dev/null
@@ -192,9 +262,10 @@ tunnel_up() {
         "allowed_ips = [\"$TUN_B4/32\"]" "carriage = \"$carriage\"" \
         '[control]' "socket = \"$TMPD/client.sock\"" '[log]' 'level = "warn"' \
         >"$TMPD/client.toml"
-    ip netns exec "$NS_B" "$bin" up -c "$TMPD/server.toml" &
+    # quictun takes QUICTUN_* environment variables as config keys: keep QUICTUN_BIN out.
+    ip netns exec "$NS_B" env -u QUICTUN_BIN "$bin" up -c "$TMPD/server.toml" &
     PIDS+=($!); TUNNEL_PIDS+=($!)
-    ip netns exec "$NS_A" "$bin" up -c "$TMPD/client.toml" &
+    ip netns exec "$NS_A" env -u QUICTUN_BIN "$bin" up -c "$TMPD/client.toml" &
     PIDS+=($!); TUNNEL_PIDS+=($!)
     local i
     for i in $(seq 1 50); do
@@ -207,39 +278,168 @@ tunnel_up() {
     echo "tunnel did not come up" >&2
     return 1
 }
+
+# Stop the daemons of the tunnel under test (by pid, bounded), so the next one runs alone.
+tunnel_down() {
+    local pid keep=() p
+    for pid in "${TUNNEL_PIDS[@]+"${TUNNEL_PIDS[@]}"}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${TUNNEL_PIDS[@]+"${TUNNEL_PIDS[@]}"}"; do
+        for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    for p in "${PIDS[@]}"; do
+        [[ " ${TUNNEL_PIDS[*]+"${TUNNEL_PIDS[*]}"} " == *" $p "* ]] || keep+=("$p")
+    done
+    PIDS=("${keep[@]}")
+    TUNNEL_PIDS=()
+}
+
+wait_ping() {  # wait_ping DST NAME: up to ~10 s for the first ping through a tunnel
+    local i
+    for i in $(seq 1 50); do
+        if ip netns exec "$NS_A" ping -n -c1 -W1 "$1" >/dev/null 2>&1; then
+            echo "$2 up after $i probe(s)" >&2; return 0
+        fi
+        sleep 0.2
+    done
+    echo "$2 did not come up" >&2
+    return 1
+}
+
+# WireGuard, userspace boringtun-cli in the foreground (--disable-drop-privileges, i.e.
+# WG_SUDO: keep root), configured with wg; MTU 1420 as wg-quick would set. A = 198.19.1.1, B = 198.19.1.2.
+BT_A4=198.19.1.1
+BT_B4=198.19.1.2
+boringtun_up() {
+    local bt wg; bt=$(have boringtun-cli); wg=$(have wg)
+    (umask 077; "$wg" genkey >"$TMPD/wg-a.key"; "$wg" genkey >"$TMPD/wg-b.key")
+    local pub_a pub_b
+    pub_a=$("$wg" pubkey <"$TMPD/wg-a.key"); pub_b=$("$wg" pubkey <"$TMPD/wg-b.key")
+    local ns ifn
+    for ns in A B; do
+        if [[ $ns == A ]]; then ifn=$WG_IF_A; else ifn=$WG_IF_B; fi
+        local nsname="NS_$ns"
+        ip netns exec "${!nsname}" "$bt" --foreground --disable-drop-privileges "$ifn" \
+            >"$TMPD/boringtun-$ns.log" 2>&1 &
+        PIDS+=($!); TUNNEL_PIDS+=($!)
+    done
+    local i
+    for i in $(seq 1 50); do
+        [[ -S /var/run/wireguard/$WG_IF_A.sock && -S /var/run/wireguard/$WG_IF_B.sock ]] && break
+        sleep 0.1
+    done
+    timeout 10 ip netns exec "$NS_A" "$wg" set "$WG_IF_A" private-key "$TMPD/wg-a.key" \
+        listen-port 51820 peer "$pub_b" endpoint "$B4:51821" allowed-ips "$BT_B4/32" || return 1
+    timeout 10 ip netns exec "$NS_B" "$wg" set "$WG_IF_B" private-key "$TMPD/wg-b.key" \
+        listen-port 51821 peer "$pub_a" endpoint "$A4:51820" allowed-ips "$BT_A4/32" || return 1
+    ip -n "$NS_A" addr add "$BT_A4/24" dev "$WG_IF_A"
+    ip -n "$NS_B" addr add "$BT_B4/24" dev "$WG_IF_B"
+    ip -n "$NS_A" link set "$WG_IF_A" mtu 1420 up
+    ip -n "$NS_B" link set "$WG_IF_B" mtu 1420 up
+    wait_ping "$BT_B4" "boringtun"
+}
+
+# quincy: quincy-server in B (tunnel network 198.19.2.0/24, server 198.19.2.1), quincy-client
+# in A (gets 198.19.2.x from the server); mutual TLS with self-signed openssl certificates
+# (server: IP SAN 198.18.0.2; client: pinned by SHA-256 fingerprint in the users file).
+# Otherwise quincy's defaults (MTU 1400, cubic, hybrid key exchange).
+QUINCY_B4=198.19.2.1
+quincy_up() {
+    local srv cli; srv=$(have quincy-server); cli=$(have quincy-client)
+    local d=$TMPD/quincy; mkdir -p "$d"
+    local who
+    for who in server client; do
+        local ext=(-addext basicConstraints=critical,CA:FALSE)
+        if [[ $who == server ]]; then
+            ext+=(-addext "subjectAltName=IP:$B4" -addext extendedKeyUsage=serverAuth)
+        else
+            ext+=(-addext extendedKeyUsage=clientAuth)
+        fi
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -keyout "$d/$who.key" -out "$d/$who.crt" -subj "/CN=qtbench-$who" "${ext[@]}" \
+            >/dev/null 2>&1 || { echo "quincy: openssl req failed" >&2; return 1; }
+    done
+    local fp; fp=$(openssl x509 -in "$d/client.crt" -outform DER | sha256sum | cut -d' ' -f1)
+    printf '%s\n' '[users.bench]' "authorized_certs = [\"sha256:$fp\"]" >"$d/users.toml"
+    printf '%s\n' 'name = "qtbench"' "bind_address = \"$B4\"" 'bind_port = 55555' \
+        "tunnel_network = \"$QUINCY_B4/24\"" "users_file = \"$d/users.toml\"" \
+        '[protocol]' 'mode = "tls"' "certificate_file = \"$d/server.crt\"" \
+        "certificate_key_file = \"$d/server.key\"" '[log]' 'level = "warn"' >"$d/server.toml"
+    printf '%s\n' "connection_string = \"$B4:55555\"" '[protocol]' 'mode = "tls"' \
+        "trusted_certificate_paths = [\"$d/server.crt\"]" \
+        "client_certificate_file = \"$d/client.crt\"" \
+        "client_certificate_key_file = \"$d/client.key\"" '[log]' 'level = "warn"' \
+        >"$d/client.toml"
+    ip netns exec "$NS_B" "$srv" --config-path "$d/server.toml" >"$d/server.log" 2>&1 &
+    PIDS+=($!); TUNNEL_PIDS+=($!)
+    sleep 0.5
+    ip netns exec "$NS_A" "$cli" --config-path "$d/client.toml" >"$d/client.log" 2>&1 &
+    PIDS+=($!); TUNNEL_PIDS+=($!)
+    wait_ping "$QUINCY_B4" "quincy" || { tail -n 3 "$d/server.log" "$d/client.log" >&2; return 1; }
+}
 # ---------------------------------------------------------------------------------------------
 
 echo "bench: ${DURATION}s per iperf3 run, $(nproc) CPUs, kernel $(uname -r)"
 measure bare "$B4"
-TUNNEL=0
+LABELS=(bare)
 if tunnel_up; then
-    TUNNEL=1
-    measure tunnel "$TUN_B4"
+    measure quictun "$TUN_B4"; LABELS+=(quictun)
+fi
+tunnel_down
+if ((COMPARE)); then
+    if [[ -z $BT_SKIP ]]; then
+        if boringtun_up; then
+            measure boringtun "$BT_B4"; LABELS+=(boringtun)
+        else
+            echo "boringtun: skipped (see $TMPD/boringtun-*.log)" >&2
+            tail -n 3 "$TMPD"/boringtun-*.log >&2 || true
+        fi
+        tunnel_down
+    fi
+    if [[ -z $QUINCY_SKIP ]]; then
+        if quincy_up; then
+            measure quincy "$QUINCY_B4"; LABELS+=(quincy)
+        else
+            echo "quincy: skipped" >&2
+        fi
+        tunnel_down
+    fi
 fi
 
 echo
-printf '%-7s %-5s %7s %8s %7s %9s %9s %8s %9s %10s\n' \
+printf '%-9s %-5s %7s %8s %7s %9s %9s %8s %9s %10s\n' \
     path dir streams Gbit/s retrans sndCPU% rcvCPU% sysCPU% daemon% cores/Gbit
 for row in "${ROWS[@]}"; do echo "$row"; done
 echo
-if ((TUNNEL)); then
-    echo "ping RTT avg (ms): bare ${PING[bare]}, tunnel ${PING[tunnel]}"
-else
-    echo "ping RTT avg (ms): bare ${PING[bare]}"
-fi
+line="ping RTT avg (ms):"
+for l in "${LABELS[@]}"; do line+=" $l ${PING[$l]},"; done
+echo "${line%,}"
 echo "(sndCPU/rcvCPU: iperf3 sender/receiver process CPU, % of one core; sysCPU: whole machine,"
 echo " % of all cores, includes other tenants; daemon: tunnel processes from /proc/<pid>/stat,"
 echo " % of one core; cores/Gbit = (sndCPU+rcvCPU+daemon)/100 per Gbit/s)"
-
-if ((TUNNEL)); then
-    echo
-    echo "tunnel / bare:"
-    for key in "${!GBPS[@]}"; do
-        [[ $key == tunnel/* ]] || continue
-        k=${key#tunnel/}
-        python3 -c "
-t, b = float('${GBPS[$key]}'), float('${GBPS[bare/$k]}')
-tc, bc = float('${CPUPG[$key]}'), float('${CPUPG[bare/$k]}')
-print(f'  $k: throughput {t/b:.2f}x, cores/Gbit {tc/bc:.2f}x')" 2>/dev/null || echo "  $k: n/a"
-    done
+if ((COMPARE)); then
+    [[ -z $BT_SKIP ]] || echo "boringtun skipped: $BT_SKIP"
+    [[ -z $QUINCY_SKIP ]] || echo "quincy skipped: $QUINCY_SKIP"
 fi
+
+# Ratios of every tunnel to bare veth and (for the others) to quictun.
+ratio_block() {  # ratio_block REF
+    local ref=$1 l k
+    for l in "${LABELS[@]}"; do
+        [[ $l != bare && $l != "$ref" ]] || continue
+        echo
+        echo "$l / $ref:"
+        for k in "a->b/1" "b->a/1" "a->b/4" "b->a/4"; do
+            python3 -c "
+t, b = float('${GBPS[$l/$k]:-nan}'), float('${GBPS[$ref/$k]:-nan}')
+tc, bc = float('${CPUPG[$l/$k]:-nan}'), float('${CPUPG[$ref/$k]:-nan}')
+print(f'  $k: throughput {t/b:.2f}x, cores/Gbit {tc/bc:.2f}x')" 2>/dev/null || echo "  $k: n/a"
+        done
+        python3 -c "
+t, b = float('${PING[$l]:-nan}'), float('${PING[$ref]:-nan}')
+print(f'  ping RTT {t/b:.2f}x')" 2>/dev/null || echo "  ping RTT: n/a"
+    done
+}
+ratio_block bare
+if [[ " ${LABELS[*]} " == *" quictun "* ]]; then ratio_block quictun; fi

@@ -602,7 +602,8 @@ mod tests {
             echo.local_addr(),
             20,
             Duration::from_millis(2),
-            Duration::from_millis(500),
+            // Returns as soon as every reply is in; the margin only matters on a loaded machine
+            Duration::from_secs(10),
         )
         .expect("ping");
         assert_eq!((r.sent, r.received, r.duplicates), (20, 20, 0));

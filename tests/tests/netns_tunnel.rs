@@ -304,7 +304,8 @@ fn datagram_ping_tcp_udp_and_spoofing() {
         echo.local_addr(),
         50,
         Duration::from_millis(5),
-        Duration::from_millis(500),
+        // Returns once all replies are in; a long margin only helps a loaded machine
+        Duration::from_secs(5),
     )
     .expect("udp ping");
     assert!(u.received >= 48, "{u:?}");

@@ -79,6 +79,9 @@ use timer::{Timer, TimerTable};
 pub enum Event {
     /// The handshake completed
     Connected,
+    /// The handshake is confirmed (RFC 9001 §4.1.2); on a client this is when the server has
+    /// accepted it, client certificate included
+    HandshakeConfirmed,
     /// The peer opened streams of this direction; call [`Connection::accept`]
     StreamOpened {
         /// Direction of the new streams
@@ -482,6 +485,12 @@ impl Connection {
     /// True once the handshake completed, even if the connection closed since
     pub fn handshake_completed(&self) -> bool {
         self.handshake_completed
+    }
+
+    /// True once the handshake is confirmed (RFC 9001 §4.1.2): on a client, only then has the
+    /// server accepted it, client certificate included
+    pub fn is_handshake_confirmed(&self) -> bool {
+        self.handshake_confirmed
     }
 
     /// True once closing, draining or drained

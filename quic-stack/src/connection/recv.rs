@@ -521,6 +521,7 @@ impl Connection {
     /// RFC 9001 §4.9.2: Handshake keys are discarded once the handshake is confirmed
     pub(super) fn on_handshake_confirmed(&mut self) {
         self.handshake_confirmed = true;
+        self.events.push_back(Event::HandshakeConfirmed);
         self.discard_space(SpaceId::Initial);
         self.discard_space(SpaceId::Handshake);
     }

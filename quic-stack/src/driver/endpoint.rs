@@ -508,13 +508,16 @@ impl Connection {
         result
     }
 
-    /// Wait for the handshake to complete
+    /// Wait for the handshake to complete and be confirmed
+    ///
+    /// A client completes its side before the server has checked the client certificate;
+    /// waiting for confirmation (HANDSHAKE_DONE) means a refused client never looks connected.
     pub async fn handshake(&self) -> Result<(), ConnectionError> {
         self.wait(|conn| {
-            if conn.handshake_completed() {
-                Poll::Ready(Ok(()))
-            } else if let Some(reason) = conn.close_reason() {
+            if let Some(reason) = conn.close_reason() {
                 Poll::Ready(Err(StreamError::ConnectionLost(reason)))
+            } else if conn.handshake_completed() && conn.is_handshake_confirmed() {
+                Poll::Ready(Ok(()))
             } else {
                 Poll::Pending
             }
