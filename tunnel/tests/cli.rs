@@ -126,7 +126,7 @@ fn exit_codes() {
     );
     let o = quictun(&["frobnicate"], &d);
     assert_eq!(o.status.code(), Some(2));
-    let o = quictun(&["sockd"], &d);
+    let o = quictun(&["migrate", "--to", "198.18.0.9"], &d);
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("not wired yet"));
     // As root the demo would run for real (it has its own end-to-end check in the README)
