@@ -187,11 +187,12 @@ fn sockd(args: &SockdArgs) -> anyhow::Result<()> {
             rcvbuf: args.rcvbuf.max(64 * 1024),
             ..tunnel::sockd::Limits::default()
         };
+        // The handler goes in before the name is bound: whoever sees the service up may stop it.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("install the SIGTERM handler")?;
         let name = tunnel::sockd::service_name();
         let listener = tunnel::sockd::bind(&name)?;
         tracing::info!("sockd listening on @{name}");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("install the SIGTERM handler")?;
         tokio::select! {
             () = tunnel::sockd::serve(listener, limits) => {}
             _ = term.recv() => tracing::info!("sockd: SIGTERM, exiting"),
