@@ -866,12 +866,15 @@ fn ipv6() {
 }
 
 /// Runner: 10 MiB, the NAT moves the client port after 1 s and every 5 s; loopback is faster,
-/// so here the port moves every 100 ms. The server must validate and follow each new path
+/// so here the port moves every 100 ms over the runner's default 15 ms link delay (without
+/// the delay the transfer ends before the first rebind). The server must validate and follow
+/// each new path
 #[test]
 fn rebind_port() {
     let s = setup("rebind-port", &[10 * MIB], 10, 1);
     let relay = RelayConfig {
         rebind_every: Some(Duration::from_millis(100)),
+        delay: Duration::from_millis(15),
         ..Default::default()
     };
     let stats = run_case(&s, "transfer", "transfer", Some(relay), &[]).expect("relay stats");
