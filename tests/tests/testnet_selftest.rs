@@ -61,7 +61,7 @@ fn two_hosts_ping_and_transfer() {
         );
         a.del_address(&link.a.ifname, extra).expect("del");
         assert!(a
-            .add_address(&link.a.ifname, "10.0.0.1/8".parse().expect("net"))
+            .add_address(&link.a.ifname, "203.0.113.1/24".parse().expect("net"))
             .is_err());
     }
     assert!(

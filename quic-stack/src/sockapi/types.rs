@@ -754,7 +754,7 @@ mod tests {
         }
         assert_eq!(sockaddr_decode(&[2, 0, 1]), Err(Errno::EINVAL));
         assert_eq!(sockaddr_decode(&[1, 0, 0, 0]), Err(Errno::EAFNOSUPPORT));
-        let mapped: SocketAddr = "[::ffff:10.0.0.1]:5".parse().unwrap();
-        assert_eq!(canonical_addr(mapped), "10.0.0.1:5".parse().unwrap());
+        let mapped: SocketAddr = "[::ffff:198.18.0.1]:5".parse().unwrap();
+        assert_eq!(canonical_addr(mapped), "198.18.0.1:5".parse().unwrap());
     }
 }

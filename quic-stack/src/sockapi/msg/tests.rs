@@ -63,7 +63,7 @@ fn all_responses() -> Vec<Response<'static>> {
     vec![
         Response::Ok(-5),
         Response::Err(22),
-        Response::Addr(RawAddr::from_socket_addr(&"10.1.2.3:9".parse().unwrap())),
+        Response::Addr(RawAddr::from_socket_addr(&"198.18.2.3:9".parse().unwrap())),
         Response::Recv {
             msg_flags: 0x80,
             stream_info: Some(StreamInfo {

@@ -187,8 +187,8 @@ fn connection_id_and_close() {
 
 #[test]
 fn migration_rules() {
-    let v4 = sockaddr_encode(&"10.0.0.2:4433".parse().unwrap());
-    let port0 = sockaddr_encode(&"10.0.0.2:0".parse().unwrap());
+    let v4 = sockaddr_encode(&"198.18.0.2:4433".parse().unwrap());
+    let port0 = sockaddr_encode(&"198.18.0.2:0".parse().unwrap());
     let mut o = SockOptions::new();
     assert_eq!(
         o.set(QUIC_SOCKOPT_CONNECTION_MIGRATION, &v4),
@@ -209,7 +209,7 @@ fn migration_rules() {
     assert_eq!(
         srv.set(QUIC_SOCKOPT_CONNECTION_MIGRATION, &v4),
         Ok(SetOutcome::Do(ConnAction::SetPreferredAddress(
-            "10.0.0.2:4433".parse().unwrap()
+            "198.18.0.2:4433".parse().unwrap()
         )))
     );
     let mut o = established();
