@@ -722,6 +722,21 @@ impl Endpoint {
     }
 }
 
+/// NEW_TOKEN tokens as the SOL_QUIC socket API exposes them (QUIC_SOCKOPT_TOKEN)
+impl Endpoint {
+    /// Client: the latest NEW_TOKEN token from the server named `server_name`, kept for the
+    /// next connection to it
+    pub fn new_token(&self, server_name: &str) -> Option<&[u8]> {
+        self.tokens.get(server_name).map(Vec::as_slice)
+    }
+
+    /// Client: the token to send in the next connection's Initial packets to `server_name`
+    /// (one saved from an earlier connection, possibly by another process)
+    pub fn set_new_token(&mut self, server_name: &str, token: Vec<u8>) {
+        self.tokens.insert(server_name.to_owned(), token);
+    }
+}
+
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")

@@ -62,10 +62,12 @@ pub(crate) mod recv_kind {
     pub(crate) use super::recv::{kind, PacketKind};
 }
 mod send;
+mod sockapi_hooks;
 mod spaces;
 mod stats;
 mod timer;
 
+pub use cid::CidControlError;
 use cid::CidState;
 pub use migration::MigrateError;
 use path::PathData;

@@ -842,3 +842,40 @@ impl RecvStream {
         }
     }
 }
+
+/// Escape hatches for services that need controls the handles above don't offer (the SOL_QUIC
+/// socket service: key update, CID retirement, NEW_TOKEN, the peer's limits)
+impl Connection {
+    /// Run `op` on the core connection (with the current time) and wake the driver so that
+    /// whatever it queued goes out; `None` once the connection is gone
+    pub fn with_core<T>(
+        &self,
+        op: impl FnOnce(&mut proto_conn::Connection, Instant) -> T,
+    ) -> Option<T> {
+        self.with(|conn| op(conn, Instant::now()))
+    }
+
+    /// Re-run `op` on the core connection after each of its events until it returns `Some`;
+    /// fails once the connection is closed. The check runs after registering for the wake-up,
+    /// so a change between two checks is never missed.
+    pub async fn wait_core<T>(
+        &self,
+        mut op: impl FnMut(&mut proto_conn::Connection) -> Option<T>,
+    ) -> Result<T, ConnectionError> {
+        self.wait(|conn| match op(conn) {
+            Some(v) => Poll::Ready(Ok(v)),
+            None => Poll::Pending,
+        })
+        .await
+        .map_err(into_connection_error)
+    }
+}
+
+impl Endpoint {
+    /// Run `op` on the sans-IO endpoint (e.g. its NEW_TOKEN store) and wake the driver
+    pub fn with_proto<T>(&self, op: impl FnOnce(&mut proto::Endpoint) -> T) -> T {
+        let result = op(&mut self.shared.lock().proto);
+        self.shared.wake_driver.notify_one();
+        result
+    }
+}

@@ -17,6 +17,7 @@ mod ecn;
 mod grease;
 mod migration;
 mod qlog;
+mod sockapi_hooks;
 mod stress;
 mod token;
 mod util;
