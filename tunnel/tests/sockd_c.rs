@@ -284,6 +284,63 @@ fn echo_unmodified_program_under_ld_preload() {
     run_ok(echo_cmd(&exe, &svc).env("LD_PRELOAD", lib.join("libquic_sock.so")));
 }
 
+/// Build `src` like a program made for the kernel module: linked against a "libquic.so" stub
+/// (handshakes that fail); under LD_PRELOAD the library interposes socket calls and helpers
+fn compile_for_preload(src: &Path, exe: &Path) {
+    let stub_src = out_dir().join("stub_libquic.c");
+    std::fs::write(
+        &stub_src,
+        "#include <errno.h>\n\
+         int quic_client_handshake(int f,const char*k,const char*h,const char*a)\
+         {(void)f;(void)k;(void)h;(void)a;errno=ENOSYS;return -1;}\n\
+         int quic_server_handshake(int f,const char*k,const char*c,const char*a)\
+         {(void)f;(void)k;(void)c;(void)a;errno=ENOSYS;return -1;}\n",
+    )
+    .expect("write stub");
+    compile(
+        &stub_src,
+        &["-shared", "-fPIC"],
+        &out_dir().join("libquic.so"),
+    );
+    let stub_dir = out_dir();
+    let l = format!("-L{}", stub_dir.display());
+    let r = format!("-Wl,-rpath,{}", stub_dir.display());
+    compile(src, &["-DKERNEL_API_ONLY", &l, &r, "-lquic"], exe);
+}
+
+/// Key update, CID get/set/retirement, migration, NEW_TOKEN, MAX_STREAMS and STREAM_MAX_DATA
+/// with their events, close code/phrase via getsockopt, errno cases: linked
+#[test]
+fn features_linked_against_the_library() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_features_linked");
+    let args = linked_args(&lib);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile(
+        &quicsock_dir().join("tests/c/sockd_features.c"),
+        &args,
+        &exe,
+    );
+    let svc = Sockd::start(None);
+    run_ok(&mut echo_cmd(&exe, &svc));
+}
+
+/// The same program, built for the kernel module, under LD_PRELOAD
+#[test]
+fn features_unmodified_program_under_ld_preload() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_features_preload");
+    compile_for_preload(&quicsock_dir().join("tests/c/sockd_features.c"), &exe);
+    let svc = Sockd::start(None);
+    run_ok(echo_cmd(&exe, &svc).env("LD_PRELOAD", lib.join("libquic_sock.so")));
+}
+
 #[test]
 fn two_services_do_not_share_clients() {
     if !gcc_ok() {

@@ -12,6 +12,7 @@
 
 mod session;
 mod unix;
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

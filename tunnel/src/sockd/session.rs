@@ -6,7 +6,7 @@
 //! close — runs in helper "pump" tasks that fill the shared [`RecvQueue`] and wake the session,
 //! which then rings the Notify doorbell. Pumps are aborted when the session ends.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::pin::pin;
@@ -33,6 +33,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Notify;
 
+use super::watch::Watch;
 use super::{SeqPacket, Service, Slot};
 
 /// How long a quic_*_handshake request may take before it fails with ETIMEDOUT
@@ -42,6 +43,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How soon a writer refused for flow control (and waiting) is told to try again: the driver
 /// has no "writable" signal, so the doorbell is a timed retry
 const SEND_RETRY: Duration = Duration::from_millis(10);
+/// How often the state watcher looks at the connection even without a driver event: the
+/// initiator's own key phase flip and a peer's silent limit raises produce none
+const WATCH_TICK: Duration = Duration::from_millis(50);
 
 /// State the pumps and the session share
 struct Shared {
@@ -56,6 +60,11 @@ struct Shared {
     backlog_cap: usize,
     /// The pumps of this socket
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// What the state watcher last reported (see `watch`); locked inside the driver's lock,
+    /// never the other way round
+    watch: Mutex<Option<Watch>>,
+    /// Streams we send on, for STREAM_MAX_DATA; same lock order as `watch`
+    watched: Mutex<BTreeSet<u64>>,
 }
 
 #[derive(Default)]
@@ -78,6 +87,8 @@ struct Inner {
     pollout: bool,
     /// Directions with a task already waiting for stream credit (one each is enough)
     open_waiting: Vec<Dir>,
+    /// Client: a NEW_TOKEN token arrived; the session stores it for QUIC_SOCKOPT_TOKEN
+    new_token: Option<Vec<u8>>,
 }
 
 impl Shared {
@@ -146,6 +157,8 @@ struct Session {
     hup_sent: bool,
     /// The listener's accept pump is running
     acceptor: bool,
+    /// Client: the server name of the handshake (the NEW_TOKEN store's key)
+    server_name: String,
 }
 
 /// Serve a client that connected to the service: the first request must be Socket
@@ -235,6 +248,8 @@ impl Session {
             rcvbuf: svc.limits.rcvbuf,
             backlog_cap: svc.limits.max_backlog,
             tasks: Mutex::new(Vec::new()),
+            watch: Mutex::new(None),
+            watched: Mutex::new(BTreeSet::new()),
         });
         Self {
             unix,
@@ -253,6 +268,7 @@ impl Session {
             notified: false,
             hup_sent: false,
             acceptor: false,
+            server_name: String::new(),
         }
     }
 
@@ -298,9 +314,15 @@ impl Session {
 
     /// Take over what the pumps learnt about the connection
     fn apply_shared(&mut self) {
-        let close = self.shared.lock().peer_close.take();
+        let (close, token) = {
+            let mut i = self.shared.lock();
+            (i.peer_close.take(), i.new_token.take())
+        };
         if let Some(c) = close {
             self.opts.on_peer_close(c);
+        }
+        if let Some(t) = token {
+            self.opts.on_new_token(&t);
         }
     }
 
@@ -619,8 +641,16 @@ impl Session {
                 .hostname
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .filter(|h| !h.is_empty())
-                .unwrap_or("localhost");
-            let conn = ep.connect(cfg, peer, name).map_err(|e| {
+                .unwrap_or("localhost")
+                .to_string();
+            // QUIC_SOCKOPT_TOKEN set before connect: the Initial carries it (the endpoint
+            // sends a stored token once, to the server of that name).
+            if !self.opts.token().is_empty() {
+                let t = self.opts.token().to_vec();
+                ep.with_proto(|p| p.set_new_token(&name, t));
+            }
+            self.server_name = name.clone();
+            let conn = ep.connect(cfg, peer, &name).map_err(|e| {
                 tracing::debug!("sockd connect: {e}");
                 Errno::EINVAL
             })?;
@@ -647,10 +677,26 @@ impl Session {
 
     /// Tasks that move what the connection receives into the queue
     fn start_pumps(&mut self, conn: Connection) {
+        let server = self.opts.role() == quic_stack::sockapi::options::Role::Server;
+        let start = conn.with_core(|c, _| Watch::new(c, server));
+        *self.shared.watch.lock().unwrap_or_else(|e| e.into_inner()) = start;
+        let token_source = (!server)
+            .then(|| {
+                self.endpoint
+                    .clone()
+                    .map(|ep| (ep, self.server_name.clone()))
+            })
+            .flatten();
+        self.shared
+            .spawn(watch_state(self.shared.clone(), conn.clone(), token_source));
         let sh = self.shared.clone();
         let c = conn.clone();
         self.shared.spawn(async move {
             while let Ok((send, recv)) = c.accept_bi().await {
+                sh.watched
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(send.id().0);
                 sh.lock().send.insert(send.id().0, send);
                 sh.spawn(read_stream(sh.clone(), recv));
             }
@@ -820,6 +866,11 @@ impl Session {
         };
         let id = send.id().0;
         tracing::debug!(id, "sockd: stream opened");
+        self.shared
+            .watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
         let next = self.next_open.entry(dir).or_insert(0);
         *next = (*next).max(id + 4);
         self.shared.lock().send.insert(id, send);
@@ -983,10 +1034,79 @@ impl Session {
                 self.shared.lock().stop.remove(&id);
                 Err(Errno::EINVAL)
             }
-            // The tokio driver exposes no key update, CID, migration, preferred-address,
-            // NEW_TOKEN or external-TLS control yet.
-            _ => Err(Errno::EOPNOTSUPP),
+            ConnAction::KeyUpdate => {
+                let conn = self.conn.clone().ok_or(Errno::EPIPE)?;
+                let started = conn.with_core(|c, _| {
+                    // The kernel refuses while the previous update is unfinished.
+                    if c.key_update_pending() {
+                        return false;
+                    }
+                    c.initiate_key_update();
+                    true
+                });
+                match started {
+                    Some(true) => Ok(Response::Ok(0)),
+                    Some(false) => Err(Errno::EINVAL),
+                    None => Err(Errno::EPIPE),
+                }
+            }
+            ConnAction::ConnectionId(info) => {
+                let conn = self.conn.clone().ok_or(Errno::EINVAL)?;
+                let sh = self.shared.clone();
+                let r = conn.with_core(|c, _| {
+                    let r = c.retire_connection_ids(
+                        info.dest != 0,
+                        u64::from(info.prior_to),
+                        u64::from(info.active),
+                    );
+                    if r.is_ok() {
+                        if let Some(w) = sh.watch.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+                        {
+                            w.cids_changed_locally(c);
+                        }
+                    }
+                    r
+                });
+                match r {
+                    Some(Ok(())) => Ok(Response::Ok(0)),
+                    Some(Err(_)) => Err(Errno::EINVAL),
+                    None => Err(Errno::EPIPE),
+                }
+            }
+            ConnAction::Migrate(addr) => self.migrate(addr),
+            ConnAction::SendNewToken => {
+                let conn = self.conn.clone().ok_or(Errno::EINVAL)?;
+                match conn.with_core(|c, _| c.request_new_token()) {
+                    Some(true) => Ok(Response::Ok(0)),
+                    // One still in flight (or the connection is gone)
+                    _ => Err(Errno::EAGAIN),
+                }
+            }
+            // Preferred address and external TLS are not implemented (README: differences).
+            ConnAction::SetPreferredAddress(_)
+            | ConnAction::InstallSecret(_)
+            | ConnAction::PeerTransportParamExt(_) => Err(Errno::EOPNOTSUPP),
         }
+    }
+
+    /// QUIC_SOCKOPT_CONNECTION_MIGRATION on an established client: move the socket's own
+    /// endpoint to `addr`; the driver migrates the connection (fresh CID, PATH_CHALLENGE) and
+    /// the watcher reports QUIC_EVENT_CONNECTION_MIGRATION once the path is validated
+    fn migrate(&mut self, addr: SocketAddr) -> Result<Response<'static>, Errno> {
+        // A server's endpoint is shared with its listener and the other accepted sockets:
+        // moving it would move them all.
+        if self.opts.role() == quic_stack::sockapi::options::Role::Server {
+            return Err(Errno::EINVAL);
+        }
+        let (Some(ep), Some(local)) = (self.endpoint.clone(), self.local) else {
+            return Err(Errno::EINVAL);
+        };
+        if addr.is_ipv4() != local.is_ipv4() || addr == local {
+            return Err(Errno::EINVAL);
+        }
+        ep.rebind(addr).map_err(io_errno)?;
+        self.local = Some(ep.local_addr());
+        Ok(Response::Ok(0))
     }
 
     fn getsockopt<'a>(
@@ -1034,13 +1154,20 @@ impl Session {
                 .encode()
                 .to_vec())
             }
-            ConnQuery::ConnectionId { dest } => Ok(ConnectionIdInfo {
-                dest: u8::from(*dest),
-                active: 0,
-                prior_to: 0,
+            ConnQuery::ConnectionId { dest } => {
+                let (active, lo) = self
+                    .conn
+                    .as_ref()
+                    .and_then(|c| c.with_core(|c, _| c.connection_id_numbers(*dest)))
+                    .unwrap_or((0, 0));
+                Ok(ConnectionIdInfo {
+                    dest: u8::from(*dest),
+                    active: u32::try_from(active).unwrap_or(u32::MAX),
+                    prior_to: u32::try_from(lo).unwrap_or(u32::MAX),
+                }
+                .encode()
+                .to_vec())
             }
-            .encode()
-            .to_vec()),
             ConnQuery::SessionTicketKey | ConnQuery::TransportParamExt => Err(Errno::EOPNOTSUPP),
         }
     }
@@ -1079,6 +1206,54 @@ impl Session {
 /// contain itself (accept → spawn → run → accept)
 fn spawn_child(child: Session) {
     tokio::spawn(child.run(vec![0u8; msg::MAX_MESSAGE + 1]));
+}
+
+/// Turn connection state changes into events (see `watch`) until the connection ends;
+/// `token_source` (client) is where NEW_TOKEN tokens land: the endpoint's store, by server name
+async fn watch_state(sh: Arc<Shared>, conn: Connection, token_source: Option<(Endpoint, String)>) {
+    // connect() took any stored token out, so whatever is there later came from this server
+    // (the first NEW_TOKEN may well precede the watcher).
+    let mut token: Option<Vec<u8>> = None;
+    loop {
+        let sh2 = sh.clone();
+        let changed = conn.wait_core(move |c| {
+            let mut streams = sh2.watched.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = sh2.watch.lock().unwrap_or_else(|e| e.into_inner());
+            let w = w.as_mut()?;
+            // Streams whose sending half is gone need no more watching.
+            streams.retain(|&id| c.stream_send_max_data(quic_stack::StreamId(id)).is_some());
+            let ev = w.diff(c, &streams);
+            (!ev.is_empty()).then_some(ev)
+        });
+        let mut events = tokio::select! {
+            r = changed => match r {
+                Ok(ev) => ev,
+                Err(_) => return,
+            },
+            _ = tokio::time::sleep(WATCH_TICK) => Vec::new(),
+        };
+        if let Some((ep, name)) = &token_source {
+            let now = ep.with_proto(|p| p.new_token(name).map(<[u8]>::to_vec));
+            if now.is_some() && now != token {
+                token.clone_from(&now);
+                if let Some(t) = now {
+                    sh.lock().new_token = Some(t.clone());
+                    events.push(Event::NewToken(t));
+                }
+            }
+        }
+        if events.is_empty() {
+            continue;
+        }
+        let mut i = sh.lock();
+        let mask = i.events;
+        for e in &events {
+            tracing::debug!(?e, "sockd: event");
+            i.queue.push_event(mask, e);
+        }
+        drop(i);
+        sh.wake.notify_one();
+    }
 }
 
 /// Read one stream into the queue until FIN, reset, STOP_SENDING or the connection's end
