@@ -110,6 +110,8 @@ fn linked_args(lib: &Path) -> Vec<String> {
 struct Sockd {
     child: Child,
     name: String,
+    /// Everything it logged so far
+    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl Sockd {
@@ -123,11 +125,21 @@ impl Sockd {
         Self::start_with(netns, &name, &[])
     }
 
+    /// A service that also logs rustls' resumption decisions (debug level)
+    fn start_logging_resumption() -> Self {
+        let name = format!("quictun-sockd-it-resume-{}", std::process::id());
+        Self::start_full(None, &name, &[], "info,rustls::client::tls13=debug")
+    }
+
     fn start_named(netns: Option<&str>, name: &str) -> Self {
         Self::start_with(netns, name, &[])
     }
 
     fn start_with(netns: Option<&str>, name: &str, extra: &[&str]) -> Self {
+        Self::start_full(netns, name, extra, "info")
+    }
+
+    fn start_full(netns: Option<&str>, name: &str, extra: &[&str], rust_log: &str) -> Self {
         let name = name.to_string();
         let bin = env!("CARGO_BIN_EXE_quictun");
         let mut cmd = match netns {
@@ -145,7 +157,7 @@ impl Sockd {
         let mut child = cmd
             .args(extra)
             .env("QUICTUN_SOCKD", format!("@{name}"))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -163,11 +175,27 @@ impl Sockd {
             }
         }
         // Keep draining stderr so the service never blocks on a full pipe.
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(log));
+        let sink = kept.clone();
         std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = err.read_to_end(&mut sink);
+            let mut b = [0u8; 4096];
+            while let Ok(n @ 1..) = err.read(&mut b) {
+                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                // Bounded: the head of the log is what the tests look at.
+                if l.len() < (1 << 20) {
+                    l.extend_from_slice(&b[..n]);
+                }
+            }
         });
-        Self { child, name }
+        Self {
+            child,
+            name,
+            log: kept,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
     fn env(&self) -> String {
@@ -324,8 +352,16 @@ fn features_linked_against_the_library() {
         &args,
         &exe,
     );
-    let svc = Sockd::start(None);
+    let svc = Sockd::start_logging_resumption();
     run_ok(&mut echo_cmd(&exe, &svc));
+    // The second connection, set up with the first one's session ticket, resumed: the kernel
+    // API has no way to tell, rustls' log does.
+    let log = svc.log_text();
+    assert_eq!(
+        log.matches("Resuming using PSK").count(),
+        1,
+        "exactly the second handshake resumes:\n{log}"
+    );
 }
 
 /// The same program, built for the kernel module, under LD_PRELOAD

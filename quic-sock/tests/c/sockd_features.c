@@ -6,10 +6,12 @@
  * sides see the event, data keeps flowing), CONNECTION_ID get/set on both CID sets with the
  * peer's CONNECTION_ID events, CONNECTION_MIGRATION (events on both sides, getsockname moves),
  * STREAM_MAX_STREAM beyond a small stream limit, STREAM_MAX_DATA on a small stream window,
- * close with code and phrase read through getsockopt(CONNECTION_CLOSE), errno cases.
+ * close with code and phrase read through getsockopt(CONNECTION_CLOSE), NEW_SESSION_TICKET and
+ * QUIC_SOCKOPT_SESSION_TICKET (a second connection set up with the ticket), errno cases.
  * Usage: sockd_features KEY.pem CERT.pem PORT */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +47,8 @@ struct seen {
 	uint64_t max_data;
 	uint8_t token[256];
 	size_t token_len;
+	uint8_t ticket[4096];
+	size_t ticket_len;
 	struct quic_connection_close close;
 };
 
@@ -93,6 +97,11 @@ static void note_event(struct seen *s, const char *buf, size_t n)
 		CHECK(n > 1 && n - 1 <= sizeof(s->token));
 		s->token_len = n - 1;
 		memcpy(s->token, p, n - 1);
+		break;
+	case QUIC_EVENT_NEW_SESSION_TICKET:
+		CHECK(n > 1 && n - 1 <= sizeof(s->ticket));
+		s->ticket_len = n - 1;
+		memcpy(s->ticket, p, n - 1);
 		break;
 	case QUIC_EVENT_CONNECTION_CLOSE:
 		CHECK(n == 1 + sizeof(s->close));
@@ -401,16 +410,108 @@ static int client(struct sockaddr_in *sa)
 		CHECK(recv(fd, b, sizeof(b), MSG_DONTWAIT) == -1 && errno == EAGAIN);
 	}
 
+	/* NEW_SESSION_TICKET: the server sent tickets after the handshake; once the queue is
+	 * drained, getsockopt(SESSION_TICKET) holds the latest */
+	WAIT_FOR(fd, cs.count[QUIC_EVENT_NEW_SESSION_TICKET] >= 1);
+	{
+		char b[512];
+		int64_t id;
+		int fin;
+
+		for (;;) {
+			struct pollfd p = { fd, POLLIN, 0 };
+
+			if (poll(&p, 1, 200) != 1)
+				break;
+			CHECK(recv_one(fd, &cs, b, sizeof(b), &id, &fin) >= 0 && id < 0);
+		}
+	}
+	{
+		static uint8_t t[4096];
+
+		l = sizeof(t);
+		CHECK(getsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_SESSION_TICKET, t, &l) == 0);
+		CHECK(l == cs.ticket_len && l >= 64 && !memcmp(t, cs.ticket, l));
+	}
+
 	/* close with an application error code and phrase */
 	memset(&cc, 0, sizeof(cc));
 	cc.errcode = 7;
 	strcpy((char *)cc.phrase, "done");
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_CONNECTION_CLOSE, &cc, sizeof(cc)) == 0);
 	CHECK(close(fd) == 0);
+
+	/* a second connection resumes with the ticket */
+	fd = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
+	CHECK(fd >= 0);
+	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_SESSION_TICKET, cs.ticket, 10) == -1 &&
+	      errno == EINVAL); /* tickets are 64..4096 bytes */
+	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_SESSION_TICKET, cs.ticket, cs.ticket_len) ==
+	      0);
+	CHECK(connect(fd, (struct sockaddr *)sa, sizeof(*sa)) == 0);
+	CHECK(quic_client_handshake(fd, NULL, "localhost", "sample") == 0);
+	command(fd, "echo resumed", r, sizeof(r));
+	CHECK(!strcmp(r, "echo resumed"));
+	memset(&cc, 0, sizeof(cc));
+	cc.errcode = 8;
+	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_CONNECTION_CLOSE, &cc, sizeof(cc)) == 0);
+	CHECK(close(fd) == 0);
 	return 0;
 }
 
 /* ---- server ---- */
+
+/* Answer the client's commands until it closes the connection */
+static void serve(int a, struct seen *ss)
+{
+	static char buf[SINK_LEN + 64];
+	size_t have = 0;
+	int64_t id, cur = -1;
+	int fin;
+	ssize_t n;
+
+	while (!ss->count[QUIC_EVENT_CONNECTION_CLOSE]) {
+		n = recv_one(a, ss, buf + have, sizeof(buf) - 1 - have, &id, &fin);
+		CHECK(n >= 0);
+		if (id < 0)
+			continue;
+		CHECK(cur < 0 || cur == id);
+		cur = id;
+		have += n;
+		if (!fin)
+			continue;
+		buf[have] = 0;
+		if (have >= 4 && !memcmp(buf, "sink", 4)) {
+			char r[32];
+			int rl = snprintf(r, sizeof(r), "n=%zu", have);
+
+			CHECK(send_stream(a, id, MSG_QUIC_STREAM_FIN, r, rl) == rl);
+		} else if (!strcmp(buf, "token")) {
+			int i, rc = -1;
+
+			/* EAGAIN while the previous NEW_TOKEN is unacknowledged */
+			for (i = 0; i < 200 && rc; i++) {
+				rc = setsockopt(a, SOL_QUIC, QUIC_SOCKOPT_TOKEN, NULL, 0);
+				CHECK(rc == 0 || errno == EAGAIN);
+				if (rc)
+					usleep(10000);
+			}
+			CHECK(rc == 0);
+			CHECK(send_stream(a, id, MSG_QUIC_STREAM_FIN, "ok", 2) == 2);
+		} else if (!strcmp(buf, "stat")) {
+			char r[128];
+			int rl = snprintf(r, sizeof(r), "ku=%d mig=%d cid0=%u cid1=%u ",
+					  ss->count[QUIC_EVENT_KEY_UPDATE], ss->peer_migrations,
+					  ss->cid_prior_to[0], ss->cid_prior_to[1]);
+
+			CHECK(send_stream(a, id, MSG_QUIC_STREAM_FIN, r, rl) == rl);
+		} else {
+			CHECK(send_stream(a, id, MSG_QUIC_STREAM_FIN, buf, have) == (ssize_t)have);
+		}
+		have = 0;
+		cur = -1;
+	}
+}
 
 int main(int argc, char **argv)
 {
@@ -420,11 +521,8 @@ int main(int argc, char **argv)
 	struct quic_transport_param tp;
 	struct quic_connection_close cc;
 	socklen_t len;
-	size_t have = 0;
-	int64_t id, cur = -1;
-	int l, a, st, fin;
+	int l, a, st;
 	pid_t pid;
-	ssize_t n;
 
 	if (argc != 4) {
 		fprintf(stderr, "usage: %s KEY CERT PORT\n", argv[0]);
@@ -467,47 +565,7 @@ int main(int argc, char **argv)
 	CHECK(setsockopt(a, SOL_QUIC, QUIC_SOCKOPT_CONNECTION_MIGRATION, &sa, sizeof(sa)) == -1 &&
 	      errno == EINVAL);
 
-	while (!ss.count[QUIC_EVENT_CONNECTION_CLOSE]) {
-		n = recv_one(a, &ss, buf + have, sizeof(buf) - 1 - have, &id, &fin);
-		CHECK(n >= 0);
-		if (id < 0)
-			continue;
-		CHECK(cur < 0 || cur == id);
-		cur = id;
-		have += n;
-		if (!fin)
-			continue;
-		buf[have] = 0;
-		if (have >= 4 && !memcmp(buf, "sink", 4)) {
-			char r[32];
-			int rl = snprintf(r, sizeof(r), "n=%zu", have);
-
-			CHECK(send_stream(a, id, MSG_QUIC_STREAM_FIN, r, rl) == rl);
-		} else if (!strcmp(buf, "token")) {
-			int i, rc = -1;
-
-			/* EAGAIN while the previous NEW_TOKEN is unacknowledged */
-			for (i = 0; i < 200 && rc; i++) {
-				rc = setsockopt(a, SOL_QUIC, QUIC_SOCKOPT_TOKEN, NULL, 0);
-				CHECK(rc == 0 || errno == EAGAIN);
-				if (rc)
-					usleep(10000);
-			}
-			CHECK(rc == 0);
-			CHECK(send_stream(a, id, MSG_QUIC_STREAM_FIN, "ok", 2) == 2);
-		} else if (!strcmp(buf, "stat")) {
-			char r[128];
-			int rl = snprintf(r, sizeof(r), "ku=%d mig=%d cid0=%u cid1=%u ",
-					  ss.count[QUIC_EVENT_KEY_UPDATE], ss.peer_migrations,
-					  ss.cid_prior_to[0], ss.cid_prior_to[1]);
-
-			CHECK(send_stream(a, id, MSG_QUIC_STREAM_FIN, r, rl) == rl);
-		} else {
-			CHECK(send_stream(a, id, MSG_QUIC_STREAM_FIN, buf, have) == (ssize_t)have);
-		}
-		have = 0;
-		cur = -1;
-	}
+	serve(a, &ss);
 	CHECK(ss.key_phase == 1 && ss.local_migrations == 0);
 	/* the peer's close: event and getsockopt agree */
 	CHECK(ss.close.errcode == 7 && !strcmp((char *)ss.close.phrase, "done"));
@@ -515,6 +573,16 @@ int main(int argc, char **argv)
 	CHECK(getsockopt(a, SOL_QUIC, QUIC_SOCKOPT_CONNECTION_CLOSE, &cc, &len) == 0);
 	CHECK(len == sizeof(cc) && cc.errcode == 7 && !strcmp((char *)cc.phrase, "done"));
 	CHECK(recv(a, buf, 16, MSG_DONTWAIT) == -1 && errno == ENOTCONN);
+	CHECK(close(a) == 0);
+
+	/* the client's second connection, with its session ticket */
+	len = sizeof(from);
+	a = accept(l, (struct sockaddr *)&from, &len);
+	CHECK(a >= 0);
+	CHECK(quic_server_handshake(a, argv[1], argv[2], "sample") == 0);
+	memset(&ss, 0, sizeof(ss));
+	serve(a, &ss);
+	CHECK(ss.close.errcode == 8);
 	CHECK(close(a) == 0 && close(l) == 0);
 	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	printf("OK\n");

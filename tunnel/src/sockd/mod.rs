@@ -11,6 +11,7 @@
 //! `quic_stack::sockapi`.
 
 mod session;
+mod tickets;
 mod unix;
 mod watch;
 
@@ -60,6 +61,8 @@ pub enum SockdError {
 pub struct Service {
     limits: Limits,
     per_uid: Mutex<HashMap<u32, usize>>,
+    /// Session tickets of client sockets, by the handle the application holds
+    tickets: Arc<tickets::Vault>,
 }
 
 /// A socket's claim on its uid's socket budget; released on drop
@@ -73,6 +76,7 @@ impl Service {
         Arc::new(Self {
             limits,
             per_uid: Mutex::new(HashMap::new()),
+            tickets: Arc::new(tickets::Vault::default()),
         })
     }
 

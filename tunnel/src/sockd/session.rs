@@ -33,6 +33,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Notify;
 
+use super::tickets::{SocketStore, HANDLE_LEN};
 use super::watch::Watch;
 use super::{SeqPacket, Service, Slot};
 
@@ -65,6 +66,9 @@ struct Shared {
     watch: Mutex<Option<Watch>>,
     /// Streams we send on, for STREAM_MAX_DATA; same lock order as `watch`
     watched: Mutex<BTreeSet<u64>>,
+    /// Handles of session tickets that arrived (rustls reports them inside the driver's lock,
+    /// so they wait here rather than in `inner`)
+    tickets: Mutex<Vec<Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -159,6 +163,9 @@ struct Session {
     acceptor: bool,
     /// Client: the server name of the handshake (the NEW_TOKEN store's key)
     server_name: String,
+    /// Listener and its accepted sockets: TLS session state for resumption, shared by every
+    /// server config the listener gets (each quic_server_handshake installs a new one)
+    server_sessions: Arc<dyn rustls::server::StoresServerSessions>,
 }
 
 /// Serve a client that connected to the service: the first request must be Socket
@@ -250,6 +257,7 @@ impl Session {
             tasks: Mutex::new(Vec::new()),
             watch: Mutex::new(None),
             watched: Mutex::new(BTreeSet::new()),
+            tickets: Mutex::new(Vec::new()),
         });
         Self {
             unix,
@@ -269,6 +277,7 @@ impl Session {
             hup_sent: false,
             acceptor: false,
             server_name: String::new(),
+            server_sessions: rustls::server::ServerSessionMemoryCache::new(256),
         }
     }
 
@@ -323,6 +332,21 @@ impl Session {
         }
         if let Some(t) = token {
             self.opts.on_new_token(&t);
+        }
+        let tickets = std::mem::take(
+            &mut *self
+                .shared
+                .tickets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if let Some(last) = tickets.last() {
+            self.opts.on_session_ticket(last);
+            let mut i = self.shared.lock();
+            let mask = i.events;
+            for t in tickets {
+                i.queue.push_event(mask, &Event::NewSessionTicket(t));
+            }
         }
     }
 
@@ -479,7 +503,12 @@ impl Session {
             self.opts.on_listen(0);
             return Ok(Response::Ok(0));
         }
-        let server = server_config(None, alpn_list(self.opts.alpn()), &self.transport())?;
+        let server = server_config(
+            None,
+            alpn_list(self.opts.alpn()),
+            &self.transport(),
+            self.server_sessions.clone(),
+        )?;
         ep.set_server_config(Some(server));
         {
             let mut i = self.shared.lock();
@@ -545,6 +574,7 @@ impl Session {
         child.peer = peer;
         child.endpoint = self.endpoint.clone();
         child.conn = Some(conn);
+        child.server_sessions = self.server_sessions.clone();
         spawn_child(child);
         let addr = peer.map_or_else(
             || RawAddr::from_socket_addr(&self.unspecified()),
@@ -614,7 +644,12 @@ impl Session {
                 let alpns = args
                     .alpns
                     .map_or_else(|| alpn_list(self.opts.alpn()), alpn_list);
-                match server_config(Some((cert, key)), alpns, &self.transport()) {
+                match server_config(
+                    Some((cert, key)),
+                    alpns,
+                    &self.transport(),
+                    self.server_sessions.clone(),
+                ) {
                     Ok(c) => ep.set_server_config(Some(c)),
                     Err(e) => return Err(e),
                 }
@@ -633,8 +668,9 @@ impl Session {
                 .map_or_else(|| alpn_list(self.opts.alpn()), alpn_list);
             // libquic sets no verify callback for X.509 clients: the server certificate is not
             // validated (reference §2); do the same.
-            let crypto =
-                quic_stack::tls::danger_insecure_client_config(alpns).map_err(|_| Errno::EINVAL)?;
+            let mut crypto = client_tls_base().ok_or(Errno::ENOMEM)?.clone();
+            crypto.alpn_protocols = alpns;
+            crypto.resumption = rustls::client::Resumption::store(Arc::new(self.ticket_store()));
             let mut cfg = ClientConfig::new(Arc::new(crypto));
             cfg.transport = Arc::new(self.transport());
             let name = args
@@ -673,6 +709,21 @@ impl Session {
         self.opts.on_established();
         self.start_pumps(conn);
         Ok(Response::Ok(0))
+    }
+
+    /// The client's TLS session store: resumes from the ticket handle set with
+    /// QUIC_SOCKOPT_SESSION_TICKET, and hands new tickets to the socket
+    fn ticket_store(&self) -> SocketStore {
+        let t = self.opts.session_ticket();
+        let resume = (t.len() == HANDLE_LEN)
+            .then(|| self.svc.tickets.take(self.uid, t))
+            .flatten();
+        tracing::debug!(resume = resume.is_some(), "sockd: client session store");
+        let sh = self.shared.clone();
+        SocketStore::new(self.svc.tickets.clone(), self.uid, resume, move |h| {
+            sh.tickets.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+            sh.wake.notify_one();
+        })
     }
 
     /// Tasks that move what the connection receives into the queue
@@ -1370,6 +1421,7 @@ fn server_config(
     pem: Option<(&[u8], &[u8])>,
     alpn: Vec<Vec<u8>>,
     transport: &TransportConfig,
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
 ) -> Result<ServerConfig, Errno> {
     let (chain, key) = match pem {
         Some((cert, key)) => {
@@ -1387,11 +1439,21 @@ fn server_config(
             (vec![c.clone()], k.clone_key())
         }
     };
-    let crypto =
+    let mut crypto =
         quic_stack::tls::server_config(chain, key, alpn, None, false).map_err(|_| Errno::EINVAL)?;
+    crypto.session_storage = sessions;
     let mut cfg = ServerConfig::new(Arc::new(crypto));
     cfg.transport = Arc::new(transport.clone());
     Ok(cfg)
+}
+
+/// The TLS client config every client socket starts from: rustls resumes a session only with
+/// the very verifier and client-certificate resolver (same allocation) that made it, so all
+/// sockets share them
+fn client_tls_base() -> Option<&'static rustls::ClientConfig> {
+    static BASE: OnceLock<Option<rustls::ClientConfig>> = OnceLock::new();
+    BASE.get_or_init(|| quic_stack::tls::danger_insecure_client_config(Vec::new()).ok())
+        .as_ref()
 }
 
 /// The service's certificate for listeners whose application has not given one yet
