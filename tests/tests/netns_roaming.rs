@@ -454,6 +454,58 @@ fn uplink_switch_by_command_and_link_down() {
     );
 }
 
+/// (e) Make-before-break: a move to an uplink whose return path is dead fails validation and
+/// the client goes back to its previous socket by itself
+#[test]
+fn failed_validation_returns_to_the_old_path() {
+    if !testnet::require_root() {
+        return;
+    }
+    let u = two_uplinks();
+    let dir = temp_dir("fallback");
+    certs(&dir.0, SERVER_SVC);
+    // An address of the client that the server has no route back to
+    let dead = Ipv4Addr::new(198, 18, 50, 2);
+    u.ch.ip(&["addr", "add", &format!("{dead}/32"), "dev", "lo"])
+        .expect("dead-end address");
+    let svc = SocketAddr::new(IpAddr::V4(SERVER_SVC), 4433);
+    let (server, client) = start_pair(&u.sh, &u.ch, &dir.0, svc, svc);
+    let a1 = IpAddr::V4(u.l1.b.v4);
+
+    let t = start_transfer(&u.sh, &u.ch, 10_000_000, 1_000_000, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2));
+    let reply = control::query(
+        &client.socket,
+        &Request::Migrate {
+            to: IpAddr::V4(dead),
+        },
+        Duration::from_secs(2),
+    )
+    .expect("migrate request");
+    assert!(reply.ok, "{reply:?}");
+    let back = client.wait_for(Duration::from_secs(10), |p| {
+        p.path_validations_failed >= 1
+            && p.local
+                .as_deref()
+                .is_some_and(|l| l.starts_with(&a1.to_string()))
+    });
+    assert!(back.is_some(), "the client did not return to {a1}");
+    assert!(
+        server
+            .wait_for(Duration::from_secs(5), |p| endpoint_ip(p) == Some(a1))
+            .is_some(),
+        "the server did not return to {a1}"
+    );
+    let r = finish(t, "failed validation, back to the old socket");
+    let c = client.peer().expect("client status");
+    assert!(c.path_validations_ok >= 1, "{c:?}");
+    assert!(
+        r.max_stall < Duration::from_secs(8),
+        "interruption {:?}",
+        r.max_stall
+    );
+}
+
 /// What the attacker forwarder did
 #[derive(Default)]
 struct AttackCounters {

@@ -687,9 +687,25 @@ impl Roamer {
         }
     }
 
+    /// The roaming state, after noticing a pinned move the driver undid (the new path failed
+    /// validation and the endpoint went back to its previous socket)
+    fn state(&self) -> RoamState {
+        let mut st = lock(&self.state);
+        if let Some(p) = st.pinned {
+            if self.ep.local_addr().ip() != p {
+                tracing::warn!(
+                    "the move to {p} was undone: the path from it failed validation; back on the previous uplink"
+                );
+                st.pinned = None;
+                st.current = route_source(self.remote);
+            }
+        }
+        *st
+    }
+
     /// The local address for `quictun status`: source IP and socket port
     fn describe(&self) -> String {
-        let st = *lock(&self.state);
+        let st = self.state();
         let sock = self.ep.local_addr();
         let ip = st.pinned.or(st.current).unwrap_or(sock.ip());
         let pinned = if st.pinned.is_some() { " (pinned)" } else { "" };
@@ -708,7 +724,7 @@ impl Roamer {
     /// After an address, link or route change: move if the path to the peer now leaves from
     /// another address, or the pinned address became unusable
     async fn reevaluate(&self, nl: &Netlink) {
-        let st = *lock(&self.state);
+        let st = self.state();
         if let Some(p) = st.pinned {
             match nl.address_usable(p).await {
                 Ok(Some(true)) => return,
