@@ -870,7 +870,6 @@ fn ipv6() {
 /// the delay the transfer ends before the first rebind). The server must validate and follow
 /// each new path
 #[test]
-#[ignore = "flaky on a loaded machine: the connection sometimes ends (\"closed locally\") during rebinding; the simulator test nat_rebinding_every_second_during_10_mib covers rebinding deterministically until this is fixed"]
 fn rebind_port() {
     let s = setup("rebind-port", &[10 * MIB], 10, 1);
     let relay = RelayConfig {

@@ -106,6 +106,8 @@ struct Shared {
     router: Arc<Mutex<Router>>,
     links: Vec<Arc<QuicLink>>,
     peers: Vec<Mutex<PeerRuntime>>,
+    /// Client: the local side of each peer's path, in configuration order
+    roamers: Vec<Option<Arc<Roamer>>>,
 }
 
 fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
@@ -164,7 +166,13 @@ impl Shared {
                     ps.rtt_ms = Some(s.rtt.as_secs_f64() * 1000.0);
                     ps.cwnd = Some(s.cwnd);
                     drops.queue_full = s.datagrams_dropped;
+                    ps.migrations = s.migrations;
+                    ps.path_validations_ok = s.path_validations_succeeded;
+                    ps.path_validations_failed = s.path_validations_failed;
                 }
+            }
+            if let Some(Some(r)) = self.roamers.get(i) {
+                ps.local = Some(r.describe());
             }
             ps.datagram_drops = drops;
         }
@@ -404,6 +412,15 @@ async fn run_with_device(
         }
     }
 
+    let roamers: Vec<Option<Arc<Roamer>>> = config
+        .peers
+        .iter()
+        .zip(&endpoints)
+        .map(|(p, ep)| match (p.endpoint, ep) {
+            (Some(remote), Some(ep)) => Some(Arc::new(Roamer::new(ep.clone(), remote))),
+            _ => None,
+        })
+        .collect();
     let links: Vec<Arc<QuicLink>> = config
         .peers
         .iter()
@@ -437,6 +454,7 @@ async fn run_with_device(
                 })
             })
             .collect(),
+        roamers,
     });
 
     // Step 4: control socket and metrics
@@ -447,7 +465,7 @@ async fn run_with_device(
         let shared = shared.clone();
         let handler: control::Handler = Arc::new(move |req| match req {
             Request::Status => Response::status(shared.status()),
-            _ => Response::error("not supported by this daemon yet"),
+            Request::Migrate { to } => migrate_request(&shared, to),
         });
         tasks.spawn(control::serve(listener, handler));
     }
@@ -463,8 +481,11 @@ async fn run_with_device(
         tracing::info!("metrics on http://{}/metrics", m.listen);
     }
 
-    // Step 5: data path and connection supervisors
+    // Step 5: data path, connection supervisors, and the client's uplink watcher
     let mut data = daemon.spawn();
+    if shared.roamers.iter().any(Option::is_some) {
+        tasks.spawn(watch_uplinks(shared.clone()));
+    }
     match (&server_ep, role) {
         (Some(ep), Role::Server) => {
             tasks.spawn(serve_peers(
@@ -631,4 +652,188 @@ async fn connect_peer(
         tokio::time::sleep(delay).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Client: which local address a peer's connection uses, and moving it (roaming, multi-homing)
+///
+/// The socket is bound to the wildcard address, so the kernel picks the source by route; when
+/// an address or route change makes the route to the server leave from another address, the
+/// endpoint moves to a fresh socket at once (active migration with a fresh connection ID; the
+/// driver keeps the old socket until the new path validates). `quictun migrate --to ADDR` pins
+/// the socket to ADDR until that address disappears or its link goes down.
+struct Roamer {
+    ep: Endpoint,
+    remote: SocketAddr,
+    state: Mutex<RoamState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RoamState {
+    /// Address chosen with `quictun migrate --to`, kept while it is usable
+    pinned: Option<IpAddr>,
+    /// The source address our packets to the peer leave from
+    current: Option<IpAddr>,
+}
+
+impl Roamer {
+    fn new(ep: Endpoint, remote: SocketAddr) -> Self {
+        Self {
+            ep,
+            remote,
+            state: Mutex::new(RoamState {
+                pinned: None,
+                current: route_source(remote),
+            }),
+        }
+    }
+
+    /// The roaming state, after noticing a pinned move the driver undid (the new path failed
+    /// validation and the endpoint went back to its previous socket)
+    fn state(&self) -> RoamState {
+        let mut st = lock(&self.state);
+        if let Some(p) = st.pinned {
+            if self.ep.local_addr().ip() != p {
+                tracing::warn!(
+                    "the move to {p} was undone: the path from it failed validation; back on the previous uplink"
+                );
+                st.pinned = None;
+                st.current = route_source(self.remote);
+            }
+        }
+        *st
+    }
+
+    /// The local address for `quictun status`: source IP and socket port
+    fn describe(&self) -> String {
+        let st = self.state();
+        let sock = self.ep.local_addr();
+        let ip = st.pinned.or(st.current).unwrap_or(sock.ip());
+        let pinned = if st.pinned.is_some() { " (pinned)" } else { "" };
+        format!("{}{pinned}", SocketAddr::new(ip, sock.port()))
+    }
+
+    /// Move to a socket on `to` and stay there while it is usable
+    fn pin(&self, to: IpAddr) -> std::io::Result<()> {
+        self.ep.rebind(SocketAddr::new(to, 0))?;
+        let mut st = lock(&self.state);
+        st.pinned = Some(to);
+        st.current = Some(to);
+        Ok(())
+    }
+
+    /// After an address, link or route change: move if the path to the peer now leaves from
+    /// another address, or the pinned address became unusable
+    async fn reevaluate(&self, nl: &Netlink) {
+        let st = self.state();
+        if let Some(p) = st.pinned {
+            match nl.address_usable(p).await {
+                Ok(Some(true)) => return,
+                Ok(Some(false)) => tracing::warn!(
+                    "uplink {p} lost: its link is down; choosing another address by route"
+                ),
+                Ok(None) => tracing::warn!(
+                    "uplink {p} lost: the address was removed; choosing another address by route"
+                ),
+                Err(e) => {
+                    tracing::debug!("cannot check local address {p}: {e}");
+                    return;
+                }
+            }
+            lock(&self.state).pinned = None;
+        } else if st.current.is_some() && st.current == route_source(self.remote) {
+            return;
+        }
+        let Some(src) = route_source(self.remote) else {
+            tracing::warn!(
+                "no route to {} any more: waiting for the network to come back",
+                self.remote
+            );
+            lock(&self.state).current = None;
+            return;
+        };
+        let bind = if self.remote.is_ipv6() {
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+        } else {
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+        };
+        match self.ep.rebind(bind) {
+            Ok(()) => {
+                tracing::info!(
+                    "uplink changed: local address {} -> {src}; migrating the connection to {}",
+                    st.current
+                        .map_or_else(|| "none".to_string(), |a| a.to_string()),
+                    self.remote
+                );
+                lock(&self.state).current = Some(src);
+            }
+            Err(e) => tracing::warn!("cannot open a new UDP socket to migrate: {e}"),
+        }
+    }
+}
+
+/// The source address the kernel picks for packets to `remote` (no packet is sent: connecting
+/// a UDP socket only looks up the route)
+fn route_source(remote: SocketAddr) -> Option<IpAddr> {
+    let any = if remote.is_ipv6() {
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+    };
+    let s = std::net::UdpSocket::bind(any).ok()?;
+    s.connect(remote).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+/// `quictun migrate --to ADDR` (control socket)
+fn migrate_request(shared: &Shared, to: IpAddr) -> Response {
+    if shared.role == Role::Server {
+        return Response::error("only a client migrates; the server follows its clients");
+    }
+    let mut moved = Vec::new();
+    for (i, r) in shared.roamers.iter().enumerate() {
+        let Some(r) = r else { continue };
+        if r.remote.is_ipv6() != to.is_ipv6() {
+            continue;
+        }
+        if let Err(e) = r.pin(to) {
+            return Response::error(format!(
+                "cannot bind a UDP socket to {to}: {e} (is it an address of this host?)"
+            ));
+        }
+        tracing::info!("control: migrating the connection to peer #{i} to local address {to}");
+        moved.push(r.remote.to_string());
+    }
+    if moved.is_empty() {
+        return Response::error(format!(
+            "no peer is reached over the address family of {to}"
+        ));
+    }
+    Response::message(format!(
+        "migrating to {to} (toward {}); `quictun status` shows the path validations",
+        moved.join(", ")
+    ))
+}
+
+/// Client: follow address, link and route changes (netlink) and move connections as needed
+async fn watch_uplinks(shared: Arc<Shared>) {
+    let (mut watcher, nl) = match (netdev::NetWatcher::new(), Netlink::new()) {
+        (Ok(w), Ok(n)) => (w, n),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!("roaming disabled: cannot watch network changes: {e}");
+            return;
+        }
+    };
+    while let Some(event) = watcher.next().await {
+        tracing::debug!("network change: {event:?}");
+        // One change (an address going away) comes as a burst of messages: take the burst
+        // as a whole, but only briefly, since every millisecond here is an outage
+        let burst_end = tokio::time::Instant::now() + Duration::from_millis(5);
+        while let Ok(Some(e)) = tokio::time::timeout_at(burst_end, watcher.next()).await {
+            tracing::debug!("network change: {e:?}");
+        }
+        for r in shared.roamers.iter().flatten() {
+            r.reevaluate(&nl).await;
+        }
+    }
+    tracing::warn!("network change notifications ended: roaming stops following changes");
 }

@@ -23,6 +23,10 @@ use crate::recovery::pacing::Pacer;
 use crate::recovery::RttEstimator;
 use crate::shared::{ConnectionId, SpaceId};
 
+/// Validation rounds a server retries on an address it has no validated alternative to, while
+/// the peer keeps sending from it (see `on_path_validation_timeout`)
+const MAX_UNVALIDATED_RETRIES: u32 = 3;
+
 /// Why [`Connection::migrate`] refused
 #[derive(Debug, Clone, Copy, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -135,6 +139,7 @@ impl Connection {
             sends: 0,
             deadline,
         });
+        self.path.heard_since_challenge = false;
         self.timers.set(Timer::PathValidation, deadline);
         self.timers.stop(Timer::PathChallenge);
     }
@@ -177,7 +182,11 @@ impl Connection {
         } else {
             self.rx_dcid
         };
-        if remote == self.path.remote || self.side.is_client() {
+        if remote == self.path.remote {
+            self.path.heard_since_challenge = true;
+            return;
+        }
+        if self.side.is_client() {
             return;
         }
         // RFC 9000 §9.3: only the highest-numbered non-probing packet moves us, and not before
@@ -244,6 +253,7 @@ impl Connection {
         self.abandon_validation(false);
         self.path.validated = true;
         self.path.prev_remote = None;
+        self.path.failed_in_row = 0;
         self.stats.path_validations_succeeded += 1;
         tracing::debug!(side = ?self.side, remote = %self.path.remote, "path validated");
         let remote = self.path.remote;
@@ -255,27 +265,47 @@ impl Connection {
     }
 
     /// The path never answered (RFC 9000 §8.2.4)
-    pub(super) fn on_path_validation_timeout(&mut self) {
+    pub(super) fn on_path_validation_timeout(&mut self, now: Instant) {
         if self.path.challenge.is_none() {
             return;
         }
         let failed = self.path.remote;
         self.abandon_validation(true);
         self.events.push_back(Event::PathFailed { remote: failed });
+        let remote = failed;
+        self.qlog(now, || QlogEvent::PathValidation {
+            remote,
+            success: false,
+        });
         if self.side.is_client() {
-            // The old socket is gone: keep using the new path and let the idle timer decide
+            // The driver decides: back to the old socket if its address still exists,
+            // otherwise on with the new path until the idle timer says otherwise
+            tracing::info!(side = ?self.side, remote = %failed, "path abandoned: no PATH_RESPONSE before the validation deadline");
             return;
         }
         match self.path.prev_remote.take() {
             // RFC 9000 §9.3.2: MUST revert to the last validated peer address
             Some(prev) => {
-                tracing::debug!(side = ?self.side, back_to = %prev, "path validation failed");
+                tracing::info!(side = ?self.side, failed = %failed, back_to = %prev, "path abandoned: the peer's new address did not answer PATH_CHALLENGE");
                 self.path.remote = prev;
                 self.path.validated = true;
+                self.path.failed_in_row = 0;
                 self.events.push_back(Event::PathChanged { remote: prev });
             }
-            // RFC 9000 §9.3.2: without a validated address, close silently
+            // RFC 9000 §9.3.2 says SHOULD close silently without a validated address. A peer
+            // that keeps sending authenticated packets from this address is alive though (a
+            // NAT that rebinds again before our challenge got through): challenge it again a
+            // few times, and only give up if the address stays silent to challenges
+            None if self.state == State::Established
+                && self.path.failed_in_row < MAX_UNVALIDATED_RETRIES
+                && self.path.heard_since_challenge =>
+            {
+                self.path.failed_in_row += 1;
+                tracing::info!(side = ?self.side, remote = %failed, attempt = self.path.failed_in_row, "path validation failed with no validated address to return to; challenging again");
+                self.start_path_challenge(now);
+            }
             None if self.state == State::Established || self.state == State::Handshake => {
+                tracing::info!(side = ?self.side, remote = %failed, "closing silently: path validation failed and no validated address is left (RFC 9000 §9.3.2)");
                 self.error = Some(ConnectionError::TimedOut);
                 self.events.push_back(Event::ConnectionLost {
                     reason: ConnectionError::TimedOut,

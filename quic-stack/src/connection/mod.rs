@@ -645,7 +645,7 @@ impl Connection {
                     }
                 }
                 Timer::PathValidation => {
-                    self.on_path_validation_timeout();
+                    self.on_path_validation_timeout(now);
                     if self.state == State::Drained {
                         return;
                     }
