@@ -55,6 +55,11 @@ pub struct TransportConfig {
     /// Mark packets ECT(0), report ECN counts and react to CE (RFC 9000 §13.4); disabled
     /// per path when validation fails
     pub ecn: bool,
+    /// 0-RTT (RFC 9001 §4.6). A client with a resumption ticket that allows early data sends
+    /// stream data and datagrams before the handshake completes, within the limits the server
+    /// granted last time (RFC 9000 §7.4.1); a server accepts such data. Off by default: 0-RTT
+    /// data can be replayed by an attacker, so only idempotent requests belong in it
+    pub zero_rtt: bool,
 }
 
 impl Default for TransportConfig {
@@ -80,6 +85,7 @@ impl Default for TransportConfig {
             pacing: true,
             mtu_discovery: true,
             ecn: true,
+            zero_rtt: false,
         }
     }
 }

@@ -483,9 +483,13 @@ impl Endpoint {
             Some(stateless_reset_token(&self.reset_key, &local_cid)),
             retry_src_cid,
         );
-        let Ok(tls) = TlsSession::server(server.crypto.clone(), version, params) else {
+        let Ok(mut tls) = TlsSession::server(server.crypto.clone(), version, params) else {
             return;
         };
+        // 0-RTT is off unless the transport configuration asks for it, whatever TLS allows
+        if !server.transport.zero_rtt {
+            tls.reject_early_data();
+        }
         let conn = Connection::new(
             ConnectionParams {
                 side: Side::Server,

@@ -65,6 +65,7 @@ mod send;
 mod spaces;
 mod stats;
 mod timer;
+mod zero_rtt;
 
 use cid::CidState;
 pub use migration::MigrateError;
@@ -291,6 +292,7 @@ pub struct Connection {
     tx_ecn: Option<crate::shared::EcnCodepoint>,
     /// qlog sink and the start of its trace
     qlog: Option<(Box<dyn QlogSink>, Instant)>,
+    zero_rtt: zero_rtt::ZeroRttState,
 }
 
 /// What [`Connection::new`] needs besides the TLS session
@@ -396,6 +398,7 @@ impl Connection {
             ecn: ecn::EcnState::new(config.ecn),
             tx_ecn: None,
             qlog: None,
+            zero_rtt: zero_rtt::ZeroRttState::default(),
             config,
         };
         if let Some(t) = conn.idle_timeout {
@@ -403,6 +406,7 @@ impl Connection {
         }
         // The client speaks first: pull its ClientHello out of TLS now.
         conn.drive_tls_write();
+        conn.init_client_zero_rtt();
         Ok(conn)
     }
 
@@ -523,6 +527,9 @@ impl Connection {
         let d = self.datagrams.stats();
         s.datagrams_dropped =
             d.dropped_send_queue_full + d.dropped_too_large + d.dropped_recv_buffer_full;
+        if self.side.is_client() && self.zero_rtt.accepted != Some(true) {
+            s.zero_rtt_bytes_accepted = 0;
+        }
         s
     }
 
@@ -729,8 +736,11 @@ impl Connection {
     }
 
     /// Take over the application's streams and datagrams of an attempt that a Version
-    /// Negotiation packet ended (nothing of them was sent without 1-RTT keys)
+    /// Negotiation packet ended (only 0-RTT packets can have carried their data, and those
+    /// are requeued)
     pub(crate) fn adopt_app_state(&mut self, old: &mut Self) {
+        // 0-RTT packets of the old attempt were never processed: their data goes again
+        old.requeue_zero_rtt();
         std::mem::swap(&mut self.streams, &mut old.streams);
         std::mem::swap(&mut self.datagrams, &mut old.datagrams);
         self.events.extend(old.events.drain(..));

@@ -21,6 +21,7 @@ mod stress;
 mod token;
 mod util;
 mod versions;
+mod zero_rtt;
 
 use util::{payload, Harness, Setup};
 

@@ -98,12 +98,14 @@ pub(super) fn cert() -> (
     (ck.cert.der().clone(), key)
 }
 
-pub(super) fn tls_server(
+/// A server TLS config whose tickets allow early data when `early_data` is set
+pub(super) fn tls_server_with(
     cert: rustls_pki_types::CertificateDer<'static>,
     key: rustls_pki_types::PrivateKeyDer<'static>,
+    early_data: bool,
 ) -> Arc<rustls::ServerConfig> {
     Arc::new(
-        crate::tls::server_config(vec![cert], key, vec![ALPN.to_vec()], None, false)
+        crate::tls::server_config(vec![cert], key, vec![ALPN.to_vec()], None, early_data)
             .expect("server config"),
     )
 }
@@ -132,6 +134,8 @@ pub(super) struct Setup {
     pub(super) retry: bool,
     /// Name the client asks for (the certificate is for "localhost")
     pub(super) server_name: &'static str,
+    /// The server's TLS config issues tickets that allow early data
+    pub(super) server_early_data: bool,
 }
 
 impl Default for Setup {
@@ -146,6 +150,7 @@ impl Default for Setup {
             server_grease_quic_bit: true,
             retry: false,
             server_name: "localhost",
+            server_early_data: false,
         }
     }
 }
@@ -181,7 +186,7 @@ impl Harness {
         let server_config = Arc::new(ServerConfig {
             transport: transport.clone(),
             retry: setup.retry,
-            ..ServerConfig::new(tls_server(cert.clone(), key))
+            ..ServerConfig::new(tls_server_with(cert.clone(), key, setup.server_early_data))
         });
         let mut server_endpoint_config = EndpointConfig {
             reset_key: Some([0x5e; 32]),
