@@ -4,6 +4,7 @@
 //! `TransportConfig { idle_timeout: Some(..), ..Default::default() }`. Nothing here is validated
 //! at construction: out-of-range values are clamped where they are used (documented per field).
 
+use std::net::{SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -191,6 +192,12 @@ pub struct ServerConfig {
     pub retry: bool,
     /// Refuse new connections while true (they are dropped silently)
     pub refuse: bool,
+    /// Advertise this IPv4 address as preferred_address (RFC 9000 §9.6): clients reaching us
+    /// over IPv4 validate it after the handshake and move there. The endpoint must receive
+    /// datagrams sent to it too (the driver binds a second socket)
+    pub preferred_address_v4: Option<SocketAddrV4>,
+    /// The IPv6 preferred address, as `preferred_address_v4`
+    pub preferred_address_v6: Option<SocketAddrV6>,
 }
 
 impl ServerConfig {
@@ -201,6 +208,8 @@ impl ServerConfig {
             transport: Arc::new(TransportConfig::default()),
             retry: false,
             refuse: false,
+            preferred_address_v4: None,
+            preferred_address_v6: None,
         }
     }
 }
@@ -210,6 +219,8 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("transport", &self.transport)
             .field("retry", &self.retry)
+            .field("preferred_address_v4", &self.preferred_address_v4)
+            .field("preferred_address_v6", &self.preferred_address_v6)
             .finish_non_exhaustive()
     }
 }

@@ -56,6 +56,7 @@ mod migration;
 mod mtud;
 mod params;
 mod path;
+mod preferred_address;
 mod recv;
 /// Packet classification shared with the endpoint
 pub(crate) mod recv_kind {
@@ -293,6 +294,10 @@ pub struct Connection {
     /// qlog sink and the start of its trace
     qlog: Option<(Box<dyn QlogSink>, Instant)>,
     zero_rtt: zero_rtt::ZeroRttState,
+    preferred: preferred_address::PreferredState,
+    /// DCID for the packet being started instead of the active one (probes of a server's
+    /// preferred address use its own CID)
+    dcid_override: Option<ConnectionId>,
 }
 
 /// What [`Connection::new`] needs besides the TLS session
@@ -399,6 +404,8 @@ impl Connection {
             tx_ecn: None,
             qlog: None,
             zero_rtt: zero_rtt::ZeroRttState::default(),
+            preferred: preferred_address::PreferredState::default(),
+            dcid_override: None,
             config,
         };
         if let Some(t) = conn.idle_timeout {
@@ -656,6 +663,7 @@ impl Connection {
                     }
                 }
                 Timer::PathChallenge => self.on_path_challenge_timeout(),
+                Timer::PreferredAddress => self.on_preferred_timeout(now),
                 Timer::KeyDiscard => self.on_key_discard_timeout(),
                 // Sending resumes in poll_transmit; nothing to do
                 Timer::Pacing => {}
@@ -814,6 +822,7 @@ pub(crate) fn params_for(
     orig_dst_cid: Option<ConnectionId>,
     reset_token: Option<[u8; 16]>,
     retry_src_cid: Option<ConnectionId>,
+    preferred_address: Option<crate::transport_params::PreferredAddress>,
 ) -> Vec<u8> {
     let mut p = params::local_params(
         config,
@@ -826,6 +835,7 @@ pub(crate) fn params_for(
     );
     if side.is_server() {
         p.retry_source_connection_id = retry_src_cid;
+        p.preferred_address = preferred_address;
     }
     let mut buf = Vec::new();
     p.encode(&mut buf);

@@ -59,7 +59,7 @@ impl Connection {
         self.rx_remote = meta.remote;
         let known_path = meta.remote == self.path.remote;
         // RFC 9000 §9: servers do not migrate, so a client drops packets from other addresses
-        if self.side.is_client() && !known_path {
+        if self.side.is_client() && !known_path && !self.is_preferred_target(meta.remote) {
             self.stats.packets_dropped += 1;
             return;
         }
@@ -247,6 +247,9 @@ impl Connection {
             // A 0-RTT packet cannot move the path: the handshake is not even complete
             if !zero_rtt {
                 self.on_peer_address(now, meta.remote, d.pn, non_probing, hdr.dcid);
+                if non_probing {
+                    self.on_preferred_packet(now, &hdr.dcid);
+                }
             }
         }
         // RFC 9000 §10.1: a successfully processed packet restarts the idle timer
@@ -438,9 +441,15 @@ impl Connection {
             }
             // RFC 9000 §8.2.2: the response goes back on the path the challenge came from
             Frame::PathChallenge(data) => {
-                self.path.pending_response = Some((data, self.rx_remote));
+                if !self.on_preferred_challenge(dcid, data) {
+                    self.path.pending_response = Some((data, self.rx_remote));
+                }
             }
-            Frame::PathResponse(data) => self.on_path_response(now, data),
+            Frame::PathResponse(data) => {
+                if !self.on_preferred_response(now, data) {
+                    self.on_path_response(now, data);
+                }
+            }
             Frame::HandshakeDone => {
                 // RFC 9000 §19.20: only servers send HANDSHAKE_DONE
                 if self.side.is_server() {
@@ -546,6 +555,7 @@ impl Connection {
     pub(super) fn on_handshake_confirmed(&mut self) {
         self.handshake_confirmed = true;
         self.events.push_back(Event::HandshakeConfirmed);
+        self.on_confirmed_preferred();
         self.discard_space(SpaceId::Initial);
         self.discard_space(SpaceId::Handshake);
     }

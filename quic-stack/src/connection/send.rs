@@ -72,6 +72,9 @@ impl Connection {
                 return self.build_off_path_response(now, buf, data, to);
             }
         }
+        if let Some(t) = self.poll_preferred(now, buf) {
+            return Some(t);
+        }
         self.tx_ecn = self.ecn.codepoint();
         if let Some(size) = self.mtu_probe_due() {
             let cc_ok = self.bytes_in_flight() + u64::from(size) <= self.cc.window();
@@ -84,7 +87,7 @@ impl Connection {
                     size: buf.len(),
                     ecn: self.tx_ecn,
                     segment_size: None,
-                    src_ip: None,
+                    src_ip: self.preferred_src_ip(),
                 });
             }
         }
@@ -122,7 +125,7 @@ impl Connection {
             size: buf.len(),
             ecn: self.tx_ecn,
             segment_size: if count > 1 { segment_size } else { None },
-            src_ip: None,
+            src_ip: self.preferred_src_ip(),
         })
     }
 
@@ -150,7 +153,7 @@ impl Connection {
             size: buf.len(),
             ecn: None,
             segment_size: None,
-            src_ip: None,
+            src_ip: self.preferred_src_ip(),
         })
     }
 
@@ -312,7 +315,7 @@ impl Connection {
         let space = self.space(space_id);
         let pn = space.next_pn;
         let pn_len = packet::encode_packet_number_len(pn, space.largest_acked);
-        let dcid = self.cids.peer_cid();
+        let dcid = self.dcid_override.unwrap_or_else(|| self.cids.peer_cid());
         let start = buf.len();
         // RFC 9287 §3: once the peer advertised grease_quic_bit, the QUIC bit is unpredictable
         // (not in Initial packets, whose first flight precedes the peer's parameters)
@@ -665,7 +668,7 @@ impl Connection {
             size: buf.len(),
             ecn: None,
             segment_size: None,
-            src_ip: None,
+            src_ip: self.preferred_src_ip(),
         })
     }
 }

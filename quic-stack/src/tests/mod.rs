@@ -16,6 +16,7 @@ use crate::sim::{LinkConfig, Verdict};
 mod ecn;
 mod grease;
 mod migration;
+mod preferred_address;
 mod qlog;
 mod stress;
 mod token;

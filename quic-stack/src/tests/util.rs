@@ -136,6 +136,8 @@ pub(super) struct Setup {
     pub(super) server_name: &'static str,
     /// The server's TLS config issues tickets that allow early data
     pub(super) server_early_data: bool,
+    /// The server advertises this preferred address and listens on it too
+    pub(super) server_preferred_v4: Option<std::net::SocketAddrV4>,
 }
 
 impl Default for Setup {
@@ -151,6 +153,7 @@ impl Default for Setup {
             retry: false,
             server_name: "localhost",
             server_early_data: false,
+            server_preferred_v4: None,
         }
     }
 }
@@ -186,6 +189,7 @@ impl Harness {
         let server_config = Arc::new(ServerConfig {
             transport: transport.clone(),
             retry: setup.retry,
+            preferred_address_v4: setup.server_preferred_v4,
             ..ServerConfig::new(tls_server_with(cert.clone(), key, setup.server_early_data))
         });
         let mut server_endpoint_config = EndpointConfig {
@@ -211,6 +215,10 @@ impl Harness {
         };
         let mut pair = Pair::new(setup.seed, node(client), node(server));
         pair.set_links(setup.link);
+        if let Some(pa) = setup.server_preferred_v4 {
+            let server = pair.server;
+            pair.net.add_alias(server, pa.into());
+        }
         let now = pair.net.now();
         let server_addr = pair.server_addr();
         let config = ClientConfig {
