@@ -4,6 +4,7 @@
 //! `TransportConfig { idle_timeout: Some(..), ..Default::default() }`. Nothing here is validated
 //! at construction: out-of-range values are clamped where they are used (documented per field).
 
+use std::net::{SocketAddrV4, SocketAddrV6};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,6 +56,11 @@ pub struct TransportConfig {
     /// Mark packets ECT(0), report ECN counts and react to CE (RFC 9000 §13.4); disabled
     /// per path when validation fails
     pub ecn: bool,
+    /// 0-RTT (RFC 9001 §4.6). A client with a resumption ticket that allows early data sends
+    /// stream data and datagrams before the handshake completes, within the limits the server
+    /// granted last time (RFC 9000 §7.4.1); a server accepts such data. Off by default: 0-RTT
+    /// data can be replayed by an attacker, so only idempotent requests belong in it
+    pub zero_rtt: bool,
 }
 
 impl Default for TransportConfig {
@@ -80,6 +86,7 @@ impl Default for TransportConfig {
             pacing: true,
             mtu_discovery: true,
             ecn: true,
+            zero_rtt: false,
         }
     }
 }
@@ -185,6 +192,12 @@ pub struct ServerConfig {
     pub retry: bool,
     /// Refuse new connections while true (they are dropped silently)
     pub refuse: bool,
+    /// Advertise this IPv4 address as preferred_address (RFC 9000 §9.6): clients reaching us
+    /// over IPv4 validate it after the handshake and move there. The endpoint must receive
+    /// datagrams sent to it too (the driver binds a second socket)
+    pub preferred_address_v4: Option<SocketAddrV4>,
+    /// The IPv6 preferred address, as `preferred_address_v4`
+    pub preferred_address_v6: Option<SocketAddrV6>,
 }
 
 impl ServerConfig {
@@ -195,6 +208,8 @@ impl ServerConfig {
             transport: Arc::new(TransportConfig::default()),
             retry: false,
             refuse: false,
+            preferred_address_v4: None,
+            preferred_address_v6: None,
         }
     }
 }
@@ -204,6 +219,8 @@ impl std::fmt::Debug for ServerConfig {
         f.debug_struct("ServerConfig")
             .field("transport", &self.transport)
             .field("retry", &self.retry)
+            .field("preferred_address_v4", &self.preferred_address_v4)
+            .field("preferred_address_v6", &self.preferred_address_v6)
             .finish_non_exhaustive()
     }
 }

@@ -26,6 +26,7 @@ use crate::crypto::token::{stateless_reset_token, TokenKey};
 use crate::packet;
 use crate::shared::{ConnectionId, RecvMeta, Side, Transmit};
 use crate::tls::TlsSession;
+use crate::transport_params::PreferredAddress;
 
 /// Identifies a connection within its endpoint
 #[derive(Debug, Copy, Clone, Eq, PartialEq, Hash, Ord, PartialOrd)]
@@ -200,6 +201,7 @@ impl Endpoint {
             Side::Client,
             version,
             local_cid,
+            None,
             None,
             None,
             None,
@@ -473,6 +475,18 @@ impl Endpoint {
             TokenCheck::None => (hdr.dcid, None, false),
         };
         let local_cid = self.new_cid();
+        // RFC 9000 §18.2: a server with zero-length CIDs cannot offer a preferred address
+        let preferred = (self.config.local_cid_len > 0
+            && (server.preferred_address_v4.is_some() || server.preferred_address_v6.is_some()))
+        .then(|| {
+            let cid = self.new_cid();
+            PreferredAddress {
+                address_v4: server.preferred_address_v4,
+                address_v6: server.preferred_address_v6,
+                connection_id: cid,
+                stateless_reset_token: stateless_reset_token(&self.reset_key, &cid),
+            }
+        });
         let params = params_for(
             &server.transport,
             &self.config,
@@ -482,10 +496,15 @@ impl Endpoint {
             Some(orig_dst_cid),
             Some(stateless_reset_token(&self.reset_key, &local_cid)),
             retry_src_cid,
+            preferred,
         );
-        let Ok(tls) = TlsSession::server(server.crypto.clone(), version, params) else {
+        let Ok(mut tls) = TlsSession::server(server.crypto.clone(), version, params) else {
             return;
         };
+        // 0-RTT is off unless the transport configuration asks for it, whatever TLS allows
+        if !server.transport.zero_rtt {
+            tls.reject_early_data();
+        }
         let conn = Connection::new(
             ConnectionParams {
                 side: Side::Server,
@@ -506,11 +525,17 @@ impl Endpoint {
             },
             Box::new(tls),
         );
-        let Ok(conn) = conn else {
+        let Ok(mut conn) = conn else {
             return;
         };
+        if let Some(pa) = preferred {
+            conn.set_preferred_address(pa);
+        }
         let h = self.insert(conn);
         self.route_local_cid(local_cid, meta.remote, h);
+        if let Some(pa) = preferred {
+            self.route_local_cid(pa.connection_id, meta.remote, h);
+        }
         self.initial_cids.insert(hdr.dcid, h);
         self.accept_queue.push_back(ConnectionHandle(h));
         if let Some(conn) = self.connections[h].as_mut() {

@@ -95,6 +95,14 @@ impl TlsSession {
         Ok(Self::new(conn.into(), Side::Server))
     }
 
+    /// Server: refuse early data from this client even if the config and its ticket allow it
+    /// (RFC 9001 §4.6.2); must be called before the ClientHello is read
+    pub fn reject_early_data(&mut self) {
+        if let rq::Connection::Server(s) = &mut self.conn {
+            s.reject_early_data();
+        }
+    }
+
     fn new(conn: rq::Connection, side: Side) -> Self {
         Self {
             conn,
@@ -204,6 +212,14 @@ impl Session for TlsSession {
         // initial_source_connection_id. Only hand out the server's own ones, which arrive in
         // EncryptedExtensions together with the ALPN choice.
         if self.side == Side::Client && !self.handshake_data_ready() {
+            return None;
+        }
+        self.conn.quic_transport_parameters()
+    }
+
+    fn early_transport_parameters(&self) -> Option<&[u8]> {
+        // Before EncryptedExtensions, rustls reports the parameters stored with the ticket
+        if self.side == Side::Server || self.handshake_data_ready() {
             return None;
         }
         self.conn.quic_transport_parameters()

@@ -114,6 +114,42 @@ impl CidState {
         true
     }
 
+    /// A peer CID we hold, by sequence number
+    pub(crate) fn peer_cid_by_seq(&self, sequence: u64) -> Option<ConnectionId> {
+        self.peer
+            .iter()
+            .find(|c| c.sequence == sequence)
+            .map(|c| c.cid)
+    }
+
+    /// Switch to the peer CID `sequence` and retire the current one; false if we no longer
+    /// hold it (it was used and retired already)
+    pub(crate) fn use_peer_cid(&mut self, sequence: u64) -> bool {
+        if sequence == self.active_peer_seq {
+            return true;
+        }
+        if self.peer_cid_by_seq(sequence).is_none() {
+            return false;
+        }
+        let old = self.active_peer_seq;
+        self.peer.retain(|c| c.sequence != old);
+        self.pending_retire.push_back(old);
+        self.active_peer_seq = sequence;
+        true
+    }
+
+    /// Server: the CID of our preferred_address transport parameter, which has sequence
+    /// number 1 (RFC 9000 §5.1.1); the client learns it from the parameter, not a frame
+    pub(crate) fn add_preferred_local(&mut self, cid: ConnectionId, reset_token: [u8; 16]) {
+        let sequence = self.next_local_seq;
+        self.next_local_seq += 1;
+        self.local.push(LocalCid {
+            sequence,
+            cid,
+            reset_token,
+        });
+    }
+
     /// The client learned the server's chosen CID from its first Initial (RFC 9000 §7.2)
     pub(crate) fn set_initial_peer_cid(&mut self, cid: ConnectionId) {
         if let Some(c) = self.peer.iter_mut().find(|c| c.sequence == 0) {

@@ -77,6 +77,9 @@ impl Connection {
     /// 1-RTT keys were just installed: derive the next phase's keys
     pub(super) fn on_1rtt_keys(&mut self) {
         self.key_update.next = self.tls.next_1rtt_keys();
+        // Acknowledged 0-RTT packets say nothing about the first key phase (RFC 9001 §6.1)
+        self.key_update.phase_start_tx = self.spaces[SpaceId::Data as usize].next_pn;
+        self.on_client_1rtt_keys();
     }
 
     /// A 1-RTT packet `pn` was authenticated with `choice`

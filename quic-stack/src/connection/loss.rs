@@ -101,7 +101,12 @@ impl Connection {
         }
 
         // RFC 9001 §4.1.2: a client may treat an acknowledged 1-RTT packet as confirmation
-        if space_id == SpaceId::Data && self.side.is_client() && !self.handshake_confirmed {
+        if space_id == SpaceId::Data
+            && self.side.is_client()
+            && !self.handshake_confirmed
+            && self.state == State::Established
+            && self.is_1rtt_pn(ack.largest)
+        {
             self.on_handshake_confirmed();
         }
 
@@ -127,7 +132,7 @@ impl Connection {
         self.streams.on_acked(record.stream);
     }
 
-    fn on_packet_lost(&mut self, space_id: SpaceId, record: SentRecord) {
+    pub(super) fn on_packet_lost(&mut self, space_id: SpaceId, record: SentRecord) {
         if let Some(size) = record.mtu_probe {
             self.on_mtu_probe_lost(size);
         }
@@ -247,7 +252,16 @@ impl Connection {
     /// When the PTO fires and in which space (RFC 9002 §A.8 GetPtoTimeAndSpace)
     fn pto_time_and_space(&self, now: Instant) -> Option<(Instant, SpaceId)> {
         let base = loss::pto_duration(&self.rtt, self.peer_max_ack_delay, false, self.pto_count);
-        if !self.ack_eliciting_in_flight() {
+        // Before confirmation, 0-RTT packets in flight arm no PTO (the Data space is skipped
+        // below), so they must not stop the client's anti-deadlock probe either
+        let in_flight = if self.handshake_confirmed || self.side.is_server() {
+            self.ack_eliciting_in_flight()
+        } else {
+            [SpaceId::Initial, SpaceId::Handshake]
+                .iter()
+                .any(|&s| self.spaces[s as usize].sent.ack_eliciting_in_flight() > 0)
+        };
+        if !in_flight {
             // Client anti-deadlock: probe so the server can send more (RFC 9002 §6.2.2.1)
             let space = if self.spaces[SpaceId::Handshake as usize].keys.is_some() {
                 SpaceId::Handshake

@@ -111,7 +111,7 @@ impl Connection {
     }
 
     /// Fresh congestion controller, RTT estimator, pacer and MTU for a new path (RFC 9000 §9.4)
-    fn reset_path_estimates(&mut self, now: Instant) {
+    pub(super) fn reset_path_estimates(&mut self, now: Instant) {
         let mtu = self.config.mtu();
         self.path.mtu = mtu;
         self.mtud.restart(mtu);

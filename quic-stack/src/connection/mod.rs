@@ -56,6 +56,7 @@ mod migration;
 mod mtud;
 mod params;
 mod path;
+mod preferred_address;
 mod recv;
 /// Packet classification shared with the endpoint
 pub(crate) mod recv_kind {
@@ -66,6 +67,7 @@ mod sockapi_hooks;
 mod spaces;
 mod stats;
 mod timer;
+mod zero_rtt;
 
 pub use cid::CidControlError;
 use cid::CidState;
@@ -293,6 +295,11 @@ pub struct Connection {
     tx_ecn: Option<crate::shared::EcnCodepoint>,
     /// qlog sink and the start of its trace
     qlog: Option<(Box<dyn QlogSink>, Instant)>,
+    zero_rtt: zero_rtt::ZeroRttState,
+    preferred: preferred_address::PreferredState,
+    /// DCID for the packet being started instead of the active one (probes of a server's
+    /// preferred address use its own CID)
+    dcid_override: Option<ConnectionId>,
 }
 
 /// What [`Connection::new`] needs besides the TLS session
@@ -398,6 +405,9 @@ impl Connection {
             ecn: ecn::EcnState::new(config.ecn),
             tx_ecn: None,
             qlog: None,
+            zero_rtt: zero_rtt::ZeroRttState::default(),
+            preferred: preferred_address::PreferredState::default(),
+            dcid_override: None,
             config,
         };
         if let Some(t) = conn.idle_timeout {
@@ -405,6 +415,7 @@ impl Connection {
         }
         // The client speaks first: pull its ClientHello out of TLS now.
         conn.drive_tls_write();
+        conn.init_client_zero_rtt();
         Ok(conn)
     }
 
@@ -525,6 +536,9 @@ impl Connection {
         let d = self.datagrams.stats();
         s.datagrams_dropped =
             d.dropped_send_queue_full + d.dropped_too_large + d.dropped_recv_buffer_full;
+        if self.side.is_client() && self.zero_rtt.accepted != Some(true) {
+            s.zero_rtt_bytes_accepted = 0;
+        }
         s
     }
 
@@ -651,6 +665,7 @@ impl Connection {
                     }
                 }
                 Timer::PathChallenge => self.on_path_challenge_timeout(),
+                Timer::PreferredAddress => self.on_preferred_timeout(now),
                 Timer::KeyDiscard => self.on_key_discard_timeout(),
                 // Sending resumes in poll_transmit; nothing to do
                 Timer::Pacing => {}
@@ -731,8 +746,11 @@ impl Connection {
     }
 
     /// Take over the application's streams and datagrams of an attempt that a Version
-    /// Negotiation packet ended (nothing of them was sent without 1-RTT keys)
+    /// Negotiation packet ended (only 0-RTT packets can have carried their data, and those
+    /// are requeued)
     pub(crate) fn adopt_app_state(&mut self, old: &mut Self) {
+        // 0-RTT packets of the old attempt were never processed: their data goes again
+        old.requeue_zero_rtt();
         std::mem::swap(&mut self.streams, &mut old.streams);
         std::mem::swap(&mut self.datagrams, &mut old.datagrams);
         self.events.extend(old.events.drain(..));
@@ -806,6 +824,7 @@ pub(crate) fn params_for(
     orig_dst_cid: Option<ConnectionId>,
     reset_token: Option<[u8; 16]>,
     retry_src_cid: Option<ConnectionId>,
+    preferred_address: Option<crate::transport_params::PreferredAddress>,
 ) -> Vec<u8> {
     let mut p = params::local_params(
         config,
@@ -818,6 +837,7 @@ pub(crate) fn params_for(
     );
     if side.is_server() {
         p.retry_source_connection_id = retry_src_cid;
+        p.preferred_address = preferred_address;
     }
     let mut buf = Vec::new();
     p.encode(&mut buf);

@@ -107,6 +107,9 @@ impl Connection {
             }
         }
         self.check_version_information(params.version_information.as_ref())?;
+        if let Some(pa) = &params.preferred_address {
+            self.on_preferred_address_param(pa)?;
+        }
         self.apply_peer_params(&params);
         self.peer_params = Some(params);
         Ok(())

@@ -59,7 +59,7 @@ impl Connection {
         self.rx_remote = meta.remote;
         let known_path = meta.remote == self.path.remote;
         // RFC 9000 §9: servers do not migrate, so a client drops packets from other addresses
-        if self.side.is_client() && !known_path {
+        if self.side.is_client() && !known_path && !self.is_preferred_target(meta.remote) {
             self.stats.packets_dropped += 1;
             return;
         }
@@ -116,7 +116,9 @@ impl Connection {
                 self.on_retry(hdr, packet);
                 return;
             }
-            // 0-RTT is not implemented
+            // Only a server that accepted early data reads 0-RTT packets (RFC 9001 §4.6)
+            PacketKind::ZeroRtt
+                if self.side.is_server() && self.zero_rtt.header_key().is_some() => {}
             PacketKind::ZeroRtt | PacketKind::UnsupportedVersion => {
                 self.stats.packets_dropped += 1;
                 return;
@@ -171,7 +173,12 @@ impl Connection {
             return;
         }
         // RFC 9001 §5.7: a server must not process 1-RTT packets before the handshake completes
-        if space_id == SpaceId::Data && self.side.is_server() && self.state == State::Handshake {
+        let zero_rtt = pkind == PacketKind::ZeroRtt;
+        if space_id == SpaceId::Data
+            && !zero_rtt
+            && self.side.is_server()
+            && self.state == State::Handshake
+        {
             self.stats.packets_dropped += 1;
             return;
         }
@@ -182,8 +189,12 @@ impl Connection {
             packet_number: d.pn,
             size,
         });
-        if space_id == SpaceId::Data {
+        if pkind == PacketKind::Short {
             self.on_1rtt_packet(now, d.key, d.pn);
+            self.on_server_1rtt_packet();
+        }
+        if zero_rtt {
+            self.stats.zero_rtt_bytes_accepted += size as u64;
         }
 
         if self.side.is_client() && !self.peer_cid_set && space_id == SpaceId::Initial {
@@ -200,7 +211,7 @@ impl Connection {
 
         let payload = &packet[d.payload_start..d.payload_end];
         let (ack_eliciting, non_probing) =
-            match self.process_frames(now, space_id, payload, &hdr.dcid) {
+            match self.process_frames(now, space_id, zero_rtt, payload, &hdr.dcid) {
                 Ok(e) => e,
                 Err(e) => {
                     self.close_with_error(now, e);
@@ -233,7 +244,13 @@ impl Connection {
                 self.timers
                     .set(Timer::MaxAckDelay, now + self.config.max_ack_delay);
             }
-            self.on_peer_address(now, meta.remote, d.pn, non_probing, hdr.dcid);
+            // A 0-RTT packet cannot move the path: the handshake is not even complete
+            if !zero_rtt {
+                self.on_peer_address(now, meta.remote, d.pn, non_probing, hdr.dcid);
+                if non_probing {
+                    self.on_preferred_packet(now, &hdr.dcid);
+                }
+            }
         }
         // RFC 9000 §10.1: a successfully processed packet restarts the idle timer
         self.reset_idle_timer(now);
@@ -261,8 +278,13 @@ impl Connection {
             _ => SpaceId::Data,
         };
         let space = self.space(space_id);
-        let keys = space.keys.as_ref()?;
-        keys.header.remote.decrypt(hdr.pn_offset, packet).ok()?;
+        let (header_key, packet_key) = if pkind == PacketKind::ZeroRtt {
+            (self.zero_rtt.header_key()?, self.zero_rtt.packet_key()?)
+        } else {
+            let keys = space.keys.as_ref()?;
+            (&*keys.header.remote, &*keys.packet.remote)
+        };
+        header_key.decrypt(hdr.pn_offset, packet).ok()?;
         let first = packet[0];
         let pn_len = usize::from(first & 0x03) + 1;
         let header_len = hdr.pn_offset + pn_len;
@@ -281,7 +303,7 @@ impl Connection {
             KeyChoice::Current
         };
         let key = match choice {
-            KeyChoice::Current => &*keys.packet.remote,
+            KeyChoice::Current => packet_key,
             KeyChoice::Previous => self.key_update.prev_remote()?,
             KeyChoice::Next => self.key_update.next_remote()?,
         };
@@ -312,6 +334,7 @@ impl Connection {
         &mut self,
         now: Instant,
         space_id: SpaceId,
+        zero_rtt: bool,
         payload: &[u8],
         dcid: &[u8],
     ) -> Result<(bool, bool), TransportError> {
@@ -320,6 +343,7 @@ impl Connection {
         let packet_type = match space_id {
             SpaceId::Initial => packet::PacketType::Initial,
             SpaceId::Handshake => packet::PacketType::Handshake,
+            SpaceId::Data if zero_rtt => packet::PacketType::ZeroRtt,
             SpaceId::Data => packet::PacketType::OneRtt,
         };
         if payload.is_empty() {
@@ -417,9 +441,15 @@ impl Connection {
             }
             // RFC 9000 §8.2.2: the response goes back on the path the challenge came from
             Frame::PathChallenge(data) => {
-                self.path.pending_response = Some((data, self.rx_remote));
+                if !self.on_preferred_challenge(dcid, data) {
+                    self.path.pending_response = Some((data, self.rx_remote));
+                }
             }
-            Frame::PathResponse(data) => self.on_path_response(now, data),
+            Frame::PathResponse(data) => {
+                if !self.on_preferred_response(now, data) {
+                    self.on_path_response(now, data);
+                }
+            }
             Frame::HandshakeDone => {
                 // RFC 9000 §19.20: only servers send HANDSHAKE_DONE
                 if self.side.is_server() {
@@ -450,6 +480,8 @@ impl Connection {
             result?;
             // New keys may be needed for the next coalesced packet, so collect them now
             self.drive_tls_write();
+            // A 0-RTT packet may follow the ClientHello in the same datagram
+            self.poll_server_zero_rtt();
         }
         // A resuming client's TLS reports the parameters remembered with the ticket until the
         // server's EncryptedExtensions arrive: only trust them once the handshake is done
@@ -462,6 +494,7 @@ impl Connection {
                     "transport parameters missing",
                 ));
             }
+            self.on_zero_rtt_outcome()?;
             self.on_handshake_complete(now);
         }
         Ok(())
@@ -522,6 +555,7 @@ impl Connection {
     pub(super) fn on_handshake_confirmed(&mut self) {
         self.handshake_confirmed = true;
         self.events.push_back(Event::HandshakeConfirmed);
+        self.on_confirmed_preferred();
         self.discard_space(SpaceId::Initial);
         self.discard_space(SpaceId::Handshake);
     }
@@ -606,6 +640,9 @@ impl Connection {
         space.crypto_tx.requeue_unacked();
         space.loss_time = None;
         space.time_of_last_ack_eliciting = None;
+        // RFC 9000 §17.2.5.3: the server dropped our 0-RTT packets with the Initial; send
+        // their data again, to the new CID (packet numbers keep growing)
+        self.requeue_zero_rtt();
     }
 
     /// A packet that failed to decrypt may be a stateless reset (RFC 9000 §10.3.1): its last

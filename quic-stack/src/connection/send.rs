@@ -44,6 +44,8 @@ pub(super) struct PacketInProgress {
     /// Set by `close_packet`: where the payload ends and the AEAD tag goes
     pub(super) payload_end: Option<usize>,
     pub(super) record: SentRecord,
+    /// A client's 0-RTT packet (Data space, long header, 0-RTT keys)
+    pub(super) zero_rtt: bool,
 }
 
 impl Connection {
@@ -70,6 +72,9 @@ impl Connection {
                 return self.build_off_path_response(now, buf, data, to);
             }
         }
+        if let Some(t) = self.poll_preferred(now, buf) {
+            return Some(t);
+        }
         self.tx_ecn = self.ecn.codepoint();
         if let Some(size) = self.mtu_probe_due() {
             let cc_ok = self.bytes_in_flight() + u64::from(size) <= self.cc.window();
@@ -82,7 +87,7 @@ impl Connection {
                     size: buf.len(),
                     ecn: self.tx_ecn,
                     segment_size: None,
-                    src_ip: None,
+                    src_ip: self.preferred_src_ip(),
                 });
             }
         }
@@ -120,7 +125,7 @@ impl Connection {
             size: buf.len(),
             ecn: self.tx_ecn,
             segment_size: if count > 1 { segment_size } else { None },
-            src_ip: None,
+            src_ip: self.preferred_src_ip(),
         })
     }
 
@@ -148,7 +153,7 @@ impl Connection {
             size: buf.len(),
             ecn: None,
             segment_size: None,
-            src_ip: None,
+            src_ip: self.preferred_src_ip(),
         })
     }
 
@@ -208,7 +213,9 @@ impl Connection {
         let mut pad_datagram = false;
         let mut blocked_by_pacing = false;
         for space_id in SpaceId::ALL {
-            if self.space(space_id).keys.is_none() {
+            if self.space(space_id).keys.is_none()
+                && !(space_id == SpaceId::Data && self.sending_zero_rtt())
+            {
                 continue;
             }
             let probing = self.space(space_id).probes > 0;
@@ -277,10 +284,23 @@ impl Connection {
     }
 
     fn tag_len(&self, space_id: SpaceId) -> usize {
-        self.space(space_id)
-            .keys
-            .as_ref()
-            .map_or(16, |k| k.packet.local.tag_len())
+        self.local_keys(space_id)
+            .map_or(16, |(_, packet)| packet.tag_len())
+    }
+
+    /// The keys that seal packets of `space_id` now: the Data space uses 0-RTT keys until a
+    /// client has 1-RTT keys
+    fn local_keys(
+        &self,
+        space_id: SpaceId,
+    ) -> Option<(&dyn crate::crypto::HeaderKey, &dyn crate::crypto::PacketKey)> {
+        match self.spaces[space_id as usize].keys.as_ref() {
+            Some(k) => Some((&*k.header.local, &*k.packet.local)),
+            None if space_id == SpaceId::Data && self.sending_zero_rtt() => {
+                Some((self.zero_rtt.header_key()?, self.zero_rtt.packet_key()?))
+            }
+            None => None,
+        }
     }
 
     pub(super) fn start_packet(
@@ -295,15 +315,16 @@ impl Connection {
         let space = self.space(space_id);
         let pn = space.next_pn;
         let pn_len = packet::encode_packet_number_len(pn, space.largest_acked);
-        let dcid = self.cids.peer_cid();
+        let dcid = self.dcid_override.unwrap_or_else(|| self.cids.peer_cid());
         let start = buf.len();
         // RFC 9287 §3: once the peer advertised grease_quic_bit, the QUIC bit is unpredictable
         // (not in Initial packets, whose first flight precedes the peer's parameters)
         let grease = space_id != SpaceId::Initial
             && self.peer_params.as_ref().is_some_and(|p| p.grease_quic_bit)
             && rand::Rng::gen::<bool>(&mut self.rng);
+        let zero_rtt = space_id == SpaceId::Data && self.sending_zero_rtt();
         let (long, pn_offset) = match space_id {
-            SpaceId::Data => {
+            SpaceId::Data if !zero_rtt => {
                 let pn_offset = packet::write_short_header(
                     buf,
                     false,
@@ -316,10 +337,10 @@ impl Connection {
                 (None, pn_offset)
             }
             _ => {
-                let ty = if space_id == SpaceId::Initial {
-                    packet::LongType::Initial
-                } else {
-                    packet::LongType::Handshake
+                let ty = match space_id {
+                    SpaceId::Initial => packet::LongType::Initial,
+                    SpaceId::Handshake => packet::LongType::Handshake,
+                    SpaceId::Data => packet::LongType::ZeroRtt,
                 };
                 let scid = self.cids.initial_local_cid();
                 let token = (space_id == SpaceId::Initial && self.side.is_client())
@@ -351,6 +372,7 @@ impl Connection {
             pad_datagram: false,
             payload_end: None,
             record: SentRecord::default(),
+            zero_rtt,
         }
     }
 
@@ -368,7 +390,8 @@ impl Connection {
 
         // ACK first: it is small and keeps the peer's recovery moving
         let space = &mut self.spaces[space_id as usize];
-        if space.ack_pending {
+        // RFC 9000 §12.4: no ACK in 0-RTT packets
+        if space.ack_pending && !p.zero_rtt {
             let delay = space.ack_delay(now, exponent);
             // RFC 9000 §19.3.2: ACK_ECN once we have seen any ECN-marked packet
             let c = space.ecn;
@@ -388,7 +411,9 @@ impl Connection {
         }
         let before_eliciting = buf.len();
 
-        if space_id == SpaceId::Data {
+        // RFC 9000 §12.4: these frames are not allowed in 0-RTT packets, and none of them can
+        // be due before the client has 1-RTT keys
+        if space_id == SpaceId::Data && !p.zero_rtt {
             if self.handshake_done_pending && buf.len() < end {
                 Frame::HandshakeDone.encode(buf);
                 self.handshake_done_pending = false;
@@ -467,7 +492,7 @@ impl Connection {
             }
         }
 
-        if space_id == SpaceId::Data && self.state == State::Established {
+        if space_id == SpaceId::Data && (self.state == State::Established || p.zero_rtt) {
             // Datagrams before stream data: they are the latency-sensitive tunnel payload
             let n = self
                 .datagrams
@@ -508,13 +533,13 @@ impl Connection {
     /// Pad, fill in the Length and reserve the AEAD tag, so the next coalesced packet can
     /// follow; [`Self::reopen_packet`] undoes it while the packet is still last in `buf`
     fn close_packet(&self, buf: &mut Vec<u8>, p: &mut PacketInProgress, pad_to: Option<usize>) {
-        let Some(keys) = self.spaces[p.space as usize].keys.as_ref() else {
+        let Some((header_key, packet_key)) = self.local_keys(p.space) else {
             return;
         };
-        let tag_len = keys.packet.local.tag_len();
+        let tag_len = packet_key.tag_len();
         // RFC 9001 §5.4.2: the header protection sample starts 4 bytes after the packet number
         // offset, so the packet must hold at least that many bytes plus the sample
-        let min_len = p.pn_offset + 4 + keys.header.local.sample_size() - tag_len;
+        let min_len = p.pn_offset + 4 + header_key.sample_size() - tag_len;
         let mut target = buf.len().max(min_len);
         if let Some(pad_to) = pad_to {
             target = target.max(pad_to.saturating_sub(tag_len));
@@ -541,21 +566,19 @@ impl Connection {
     /// Seal a closed packet in place, protect its header and record it as sent
     fn seal_packet(&mut self, now: Instant, buf: &mut [u8], p: PacketInProgress) {
         let space_id = p.space;
-        let (Some(keys), Some(payload_end)) =
-            (self.spaces[space_id as usize].keys.as_ref(), p.payload_end)
+        let (Some((header_key, packet_key)), Some(payload_end)) =
+            (self.local_keys(space_id), p.payload_end)
         else {
             return;
         };
-        let end = payload_end + keys.packet.local.tag_len();
+        let end = payload_end + packet_key.tag_len();
         let header_len = p.pn_offset + p.pn_len - p.start;
         let packet_bytes = &mut buf[p.start..end];
         {
             let (header, payload) = packet_bytes.split_at_mut(header_len);
-            keys.packet.local.seal(p.pn, header, payload);
+            packet_key.seal(p.pn, header, payload);
         }
-        if keys
-            .header
-            .local
+        if header_key
             .encrypt(p.pn_offset - p.start, packet_bytes)
             .is_err()
         {
@@ -571,7 +594,10 @@ impl Connection {
             p.record.ecn = true;
             self.ecn.on_packet_sent();
         }
-        if space_id == SpaceId::Data {
+        if p.zero_rtt {
+            self.stats.zero_rtt_packets_sent += 1;
+            self.stats.zero_rtt_bytes_sent += size as u64;
+        } else if space_id == SpaceId::Data {
             self.key_update.sent_in_phase += 1;
         }
         self.on_packet_sent(
@@ -642,7 +668,7 @@ impl Connection {
             size: buf.len(),
             ecn: None,
             segment_size: None,
-            src_ip: None,
+            src_ip: self.preferred_src_ip(),
         })
     }
 }

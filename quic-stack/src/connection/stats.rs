@@ -54,4 +54,14 @@ pub struct ConnectionStats {
     pub ecn_ce_reported: u64,
     /// ECN was validated on the current path and packets are marked ECT(0)
     pub ecn_capable: bool,
+    /// Client: 0-RTT packets sent
+    pub zero_rtt_packets_sent: u64,
+    /// Client: bytes of 0-RTT packets sent
+    pub zero_rtt_bytes_sent: u64,
+    /// Client: bytes of 0-RTT packets the server accepted (all of them, or 0 if it rejected
+    /// 0-RTT); server: bytes of 0-RTT packets received and processed
+    pub zero_rtt_bytes_accepted: u64,
+    /// Client: 0-RTT packets whose frames were resent because the server never processed them
+    /// (rejected 0-RTT, Retry)
+    pub zero_rtt_packets_resent: u64,
 }

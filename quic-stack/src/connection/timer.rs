@@ -24,10 +24,12 @@ pub(crate) enum Timer {
     KeyDiscard = 7,
     /// Resend an unanswered PATH_CHALLENGE (RFC 9000 §8.2.1)
     PathChallenge = 8,
+    /// Client: resend or give up the probe of the server's preferred address (RFC 9000 §9.6)
+    PreferredAddress = 9,
 }
 
 impl Timer {
-    pub(crate) const ALL: [Self; 9] = [
+    pub(crate) const ALL: [Self; 10] = [
         Self::LossDetection,
         Self::Idle,
         Self::Close,
@@ -37,13 +39,14 @@ impl Timer {
         Self::PathValidation,
         Self::KeyDiscard,
         Self::PathChallenge,
+        Self::PreferredAddress,
     ];
 }
 
 /// Deadlines indexed by [`Timer`]
 #[derive(Debug, Default, Copy, Clone)]
 pub(crate) struct TimerTable {
-    data: [Option<Instant>; 9],
+    data: [Option<Instant>; 10],
 }
 
 impl TimerTable {
@@ -80,7 +83,7 @@ impl TimerTable {
     }
 
     pub(crate) fn stop_all(&mut self) {
-        self.data = [None; 9];
+        self.data = [None; 10];
     }
 }
 

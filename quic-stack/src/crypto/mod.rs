@@ -105,6 +105,11 @@ pub trait Session: Send {
     fn early_data_accepted(&self) -> Option<bool>;
     /// The peer's encoded transport parameters, once received
     fn transport_parameters(&self) -> Option<&[u8]>;
+    /// Client: the server's transport parameters remembered with the resumption ticket, which
+    /// bound what 0-RTT may send (RFC 9000 §7.4.1); `None` once the handshake moved on
+    fn early_transport_parameters(&self) -> Option<&[u8]> {
+        None
+    }
     /// ALPN and SNI, once known
     fn handshake_data(&self) -> Option<HandshakeData>;
     /// The peer's certificate chain (DER), once verified

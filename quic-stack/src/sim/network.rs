@@ -190,6 +190,8 @@ struct Slot<N> {
     addr: SocketAddr,
     /// Address its datagrams appear to come from (differs from `addr` behind a NAT)
     external: SocketAddr,
+    /// Further addresses the node listens on (a server's second socket)
+    aliases: Vec<SocketAddr>,
     sent_index: u64,
 }
 
@@ -283,6 +285,7 @@ impl<N: Node> Network<N> {
             node,
             addr,
             external: addr,
+            aliases: Vec::new(),
             sent_index: 0,
         });
         NodeId(self.nodes.len() - 1)
@@ -318,6 +321,12 @@ impl<N: Node> Network<N> {
         slot.addr = addr;
         slot.external = addr;
     }
+    /// The node also listens on `addr`, as a server with a second socket (e.g. on its
+    /// preferred address); a transmit whose `src_ip` is that address's IP leaves from it
+    pub fn add_alias(&mut self, id: NodeId, addr: SocketAddr) {
+        self.nodes[id.0].aliases.push(addr);
+    }
+
     /// NAT rebinding now: the node's datagrams appear to come from `external`
     ///
     /// The old mapping stops routing, so datagrams sent to it are dropped as
@@ -523,7 +532,7 @@ impl<N: Node> Network<N> {
             _ => payload.len().max(1),
         };
         for datagram in payload.chunks(segment) {
-            self.send_datagram(src, t.destination, t.ecn, datagram);
+            self.send_datagram(src, t.destination, t.src_ip, t.ecn, datagram);
         }
     }
 
@@ -532,10 +541,14 @@ impl<N: Node> Network<N> {
         &mut self,
         src: usize,
         to: SocketAddr,
+        src_ip: Option<std::net::IpAddr>,
         ecn: Option<EcnCodepoint>,
         bytes: &[u8],
     ) {
-        let from = self.nodes[src].external;
+        let slot = &self.nodes[src];
+        let from = src_ip
+            .and_then(|ip| slot.aliases.iter().find(|a| a.ip() == ip).copied())
+            .unwrap_or(slot.external);
         let index = self.nodes[src].sent_index;
         self.nodes[src].sent_index += 1;
         self.record(TraceKind::Sent, src, Some(to), bytes);
@@ -691,7 +704,11 @@ impl<N: Node> Network<N> {
                 }
                 self.record(TraceKind::Delivered, dst, Some(meta.remote), &data);
                 let slot = &mut self.nodes[dst];
-                meta.local_ip = Some(slot.addr.ip());
+                meta.local_ip = Some(if slot.aliases.contains(&to) {
+                    to.ip()
+                } else {
+                    slot.addr.ip()
+                });
                 slot.node.handle_datagram(self.now, meta, &mut data);
             }
         }
@@ -701,7 +718,9 @@ impl<N: Node> Network<N> {
     ///
     /// A NATed node's bound address is private, so it is not reachable directly.
     fn route(&self, to: SocketAddr) -> Option<usize> {
-        self.nodes.iter().position(|s| s.external == to)
+        self.nodes
+            .iter()
+            .position(|s| s.external == to || s.aliases.contains(&to))
     }
 
     fn schedule(&mut self, at: Instant, event: Event) {

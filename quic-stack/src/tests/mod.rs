@@ -16,12 +16,14 @@ use crate::sim::{LinkConfig, Verdict};
 mod ecn;
 mod grease;
 mod migration;
+mod preferred_address;
 mod qlog;
 mod sockapi_hooks;
 mod stress;
 mod token;
 mod util;
 mod versions;
+mod zero_rtt;
 
 use util::{payload, Harness, Setup};
 

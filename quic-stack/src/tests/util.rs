@@ -98,12 +98,14 @@ pub(super) fn cert() -> (
     (ck.cert.der().clone(), key)
 }
 
-pub(super) fn tls_server(
+/// A server TLS config whose tickets allow early data when `early_data` is set
+pub(super) fn tls_server_with(
     cert: rustls_pki_types::CertificateDer<'static>,
     key: rustls_pki_types::PrivateKeyDer<'static>,
+    early_data: bool,
 ) -> Arc<rustls::ServerConfig> {
     Arc::new(
-        crate::tls::server_config(vec![cert], key, vec![ALPN.to_vec()], None, false)
+        crate::tls::server_config(vec![cert], key, vec![ALPN.to_vec()], None, early_data)
             .expect("server config"),
     )
 }
@@ -132,6 +134,10 @@ pub(super) struct Setup {
     pub(super) retry: bool,
     /// Name the client asks for (the certificate is for "localhost")
     pub(super) server_name: &'static str,
+    /// The server's TLS config issues tickets that allow early data
+    pub(super) server_early_data: bool,
+    /// The server advertises this preferred address and listens on it too
+    pub(super) server_preferred_v4: Option<std::net::SocketAddrV4>,
 }
 
 impl Default for Setup {
@@ -146,6 +152,8 @@ impl Default for Setup {
             server_grease_quic_bit: true,
             retry: false,
             server_name: "localhost",
+            server_early_data: false,
+            server_preferred_v4: None,
         }
     }
 }
@@ -181,7 +189,8 @@ impl Harness {
         let server_config = Arc::new(ServerConfig {
             transport: transport.clone(),
             retry: setup.retry,
-            ..ServerConfig::new(tls_server(cert.clone(), key))
+            preferred_address_v4: setup.server_preferred_v4,
+            ..ServerConfig::new(tls_server_with(cert.clone(), key, setup.server_early_data))
         });
         let mut server_endpoint_config = EndpointConfig {
             reset_key: Some([0x5e; 32]),
@@ -206,6 +215,10 @@ impl Harness {
         };
         let mut pair = Pair::new(setup.seed, node(client), node(server));
         pair.set_links(setup.link);
+        if let Some(pa) = setup.server_preferred_v4 {
+            let server = pair.server;
+            pair.net.add_alias(server, pa.into());
+        }
         let now = pair.net.now();
         let server_addr = pair.server_addr();
         let config = ClientConfig {
