@@ -13,6 +13,7 @@ use crate::crypto;
 use crate::shared::{Dir, RecvMeta};
 use crate::sim::{LinkConfig, Verdict};
 
+mod bbr;
 mod ecn;
 mod grease;
 mod migration;
