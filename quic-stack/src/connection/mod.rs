@@ -61,10 +61,15 @@ mod recv;
 pub(crate) mod recv_kind {
     pub(crate) use super::recv::{kind, PacketKind};
 }
+/// Compatible version negotiation, for the endpoint
+pub(crate) mod version_negotiation {
+    pub(crate) use super::version::{compatible, server_version};
+}
 mod send;
 mod spaces;
 mod stats;
 mod timer;
+mod version;
 
 use cid::CidState;
 pub use migration::MigrateError;
@@ -291,6 +296,8 @@ pub struct Connection {
     tx_ecn: Option<crate::shared::EcnCodepoint>,
     /// qlog sink and the start of its trace
     qlog: Option<(Box<dyn QlogSink>, Instant)>,
+    /// Compatible version negotiation (RFC 9368 §2.3)
+    version_state: version::VersionState,
 }
 
 /// What [`Connection::new`] needs besides the TLS session
@@ -396,6 +403,7 @@ impl Connection {
             ecn: ecn::EcnState::new(config.ecn),
             tx_ecn: None,
             qlog: None,
+            version_state: version::VersionState::default(),
             config,
         };
         if let Some(t) = conn.idle_timeout {
@@ -770,6 +778,9 @@ impl Connection {
         // Replacing the map forgets its packets and their bytes in flight.
         space.sent = crate::recovery::SentPackets::new();
         self.spaces[id as usize].discard();
+        if id == SpaceId::Initial {
+            self.discard_original_keys();
+        }
         self.pto_count = 0;
     }
 }

@@ -123,7 +123,7 @@ impl Connection {
             }
             PacketKind::Initial | PacketKind::Handshake | PacketKind::Short => {}
         }
-        if pkind != PacketKind::Short && hdr.version != Some(self.version) {
+        if pkind != PacketKind::Short && !self.accept_packet_version(hdr, packet) {
             self.stats.packets_dropped += 1;
             return;
         }
@@ -261,7 +261,10 @@ impl Connection {
             _ => SpaceId::Data,
         };
         let space = self.space(space_id);
-        let keys = space.keys.as_ref()?;
+        let keys = match self.original_initial_keys(hdr) {
+            Some(k) => k,
+            None => space.keys.as_ref()?,
+        };
         keys.header.remote.decrypt(hdr.pn_offset, packet).ok()?;
         let first = packet[0];
         let pn_len = usize::from(first & 0x03) + 1;
