@@ -21,6 +21,7 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::config::{ClientConfig, EndpointConfig, ServerConfig};
 use crate::connection::recv_kind::{kind, PacketKind};
+use crate::connection::version_negotiation;
 use crate::connection::{params_for, Connection, ConnectionParams, EndpointEvent, Event};
 use crate::crypto::token::{stateless_reset_token, TokenKey};
 use crate::packet;
@@ -206,8 +207,19 @@ impl Endpoint {
             None,
             None,
         );
-        let tls = TlsSession::client(config.crypto.clone(), version, server_name, params)
-            .map_err(|e| ConnectError::Crypto(e.to_string()))?;
+        // RFC 9368 §2.3: a client offering versions compatible with its first one may be moved
+        // to one of them by the server, after its ClientHello went out
+        let upgradable = self
+            .config
+            .supported_versions
+            .iter()
+            .any(|&v| v != version && version_negotiation::compatible(version, v));
+        let tls = if upgradable {
+            TlsSession::client_upgradable(config.crypto.clone(), version, server_name, params)
+        } else {
+            TlsSession::client(config.crypto.clone(), version, server_name, params)
+        }
+        .map_err(|e| ConnectError::Crypto(e.to_string()))?;
         Connection::new(
             ConnectionParams {
                 side: Side::Client,
@@ -474,6 +486,15 @@ impl Endpoint {
             }
             TokenCheck::None => (hdr.dcid, None, false),
         };
+        // RFC 9368 §2.3: answer in our most preferred version the client can convert to
+        let original = version;
+        let first_packet = &data[..hdr.packet_len.min(data.len())];
+        let version = version_negotiation::server_version(
+            &self.config.supported_versions,
+            original,
+            hdr,
+            first_packet,
+        );
         let local_cid = self.new_cid();
         // RFC 9000 §18.2: a server with zero-length CIDs cannot offer a preferred address
         let preferred = (self.config.local_cid_len > 0
@@ -528,6 +549,9 @@ impl Endpoint {
         let Ok(mut conn) = conn else {
             return;
         };
+        if version != original && conn.set_upgraded_from(original).is_err() {
+            return;
+        }
         if let Some(pa) = preferred {
             conn.set_preferred_address(pa);
         }

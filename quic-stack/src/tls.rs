@@ -22,6 +22,8 @@ use crate::crypto::{
 use crate::error::{TransportError, TransportErrorCode};
 use crate::shared::Side;
 
+mod rekey;
+
 /// A TLS session or config could not be set up
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -57,6 +59,8 @@ pub struct TlsSession {
     next_secrets: Option<rq::Secrets>,
     /// Whether `read_handshake` has already reported handshake data as available
     got_handshake_data: bool,
+    /// Set on a client that may change QUIC version mid-handshake (see [`Self::client_upgradable`])
+    rekey: Option<rekey::Rekey>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -109,7 +113,57 @@ impl TlsSession {
             side,
             next_secrets: None,
             got_handshake_data: false,
+            rekey: None,
         }
+    }
+
+    /// Like [`Self::client`], for a client offering other versions in compatible version
+    /// negotiation (RFC 9368 §2.3): the session can later follow the server into one of them
+    /// ([`Session::set_version`]). It works on a per-connection copy of `config` whose key log
+    /// also hands the traffic secrets to the session (the configured key log still gets them).
+    pub fn client_upgradable(
+        config: Arc<ClientConfig>,
+        version: u32,
+        server_name: &str,
+        transport_params: Vec<u8>,
+    ) -> Result<Self, TlsError> {
+        let mut own = (*config).clone();
+        let capture = Arc::new(rekey::SecretCapture::new(own.key_log.clone()));
+        own.key_log = capture.clone();
+        let mut session = Self::client(Arc::new(own), version, server_name, transport_params)?;
+        session.rekey = Some(rekey::Rekey::new(capture, version));
+        Ok(session)
+    }
+
+    /// Our name for the negotiated cipher suite
+    fn suite(&self) -> Option<crypto::Suite> {
+        use rustls::CipherSuite as C;
+        match self.conn.negotiated_cipher_suite()?.suite() {
+            C::TLS13_AES_128_GCM_SHA256 => Some(crypto::Suite::Aes128Gcm),
+            C::TLS13_AES_256_GCM_SHA384 => Some(crypto::Suite::Aes256Gcm),
+            C::TLS13_CHACHA20_POLY1305_SHA256 => Some(crypto::Suite::ChaCha20Poly1305),
+            _ => None,
+        }
+    }
+
+    /// Keys re-derived for a changed version, when the session changed version
+    fn rekeyed(&mut self, one_rtt: bool) -> Option<Keys> {
+        let suite = self.suite();
+        let side = self.side;
+        let rekey = self.rekey.as_mut().filter(|r| r.active())?;
+        let keys = suite.and_then(|suite| {
+            if one_rtt {
+                rekey.one_rtt_keys(suite, side)
+            } else {
+                rekey.handshake_keys(suite, side)
+            }
+        });
+        if keys.is_none() {
+            // Cannot happen with rustls logging every TLS 1.3 secret; the handshake then
+            // fails on undecryptable packets rather than with wrong-version keys silently
+            tracing::warn!("no traffic secrets captured for the negotiated version");
+        }
+        keys
     }
 
     /// Turn a rustls error into the CONNECTION_CLOSE it calls for
@@ -174,16 +228,22 @@ impl Session for TlsSession {
 
     fn write_handshake(&mut self, buf: &mut Vec<u8>) -> Option<Keys> {
         match self.conn.write_hs(buf)? {
-            KeyChange::Handshake { keys } => Some(convert_keys(keys)),
+            KeyChange::Handshake { keys } => {
+                self.rekeyed(false).or_else(|| Some(convert_keys(keys)))
+            }
             KeyChange::OneRtt { keys, next } => {
                 // rustls hands over secrets already advanced to the next key phase
                 self.next_secrets = Some(next);
-                Some(convert_keys(keys))
+                self.rekeyed(true).or_else(|| Some(convert_keys(keys)))
             }
         }
     }
 
     fn next_1rtt_keys(&mut self) -> Option<KeyPair<Box<dyn PacketKey>>> {
+        let side = self.side;
+        if let Some(rekey) = self.rekey.as_mut().filter(|r| r.active()) {
+            return rekey.next_1rtt_keys(side);
+        }
         let keys = self.next_secrets.as_mut()?.next_packet_keys();
         Some(KeyPair {
             local: Box::new(RustlsPacketKey(keys.local)),
@@ -257,6 +317,15 @@ impl Session for TlsSession {
 
     fn side(&self) -> Side {
         self.side
+    }
+
+    fn set_version(&mut self, version: u32) -> Result<(), CryptoError> {
+        if !crypto::is_supported_version(version) {
+            return Err(CryptoError);
+        }
+        let rekey = self.rekey.as_mut().ok_or(CryptoError)?;
+        rekey.set_version(version);
+        Ok(())
     }
 }
 

@@ -123,20 +123,27 @@ struct Case {
     chacha20_only: bool,
     /// Server: validate addresses with Retry first
     retry: bool,
+    /// Client: offer v2 (starting in v1); server: prefer v2
+    v2: bool,
 }
 
 /// The behaviour for `testcase`, or `None` if it is not supported (exit 127)
 ///
 /// Unsupported, and why (see docs/interop.md): `zerortt` (the stack sends no 0-RTT), `http3`
-/// (no HTTP/3 layer), `ecn` (no ECN marking on send), `v2` (no compatible version negotiation:
-/// no version_information), `connectionmigration` (no preferred_address),
-/// `versionnegotiation` (disabled in the runner).
+/// (no HTTP/3 layer), `connectionmigration` (no preferred_address), `versionnegotiation`
+/// (disabled in the runner).
+///
+/// `ecn` needs nothing special: the stack marks ECT(0) and reports ECN counts by default.
+/// `v2`: the client starts in v1 offering v2 in version_information, the server prefers v2 and
+/// upgrades it (compatible version negotiation, RFC 9368 §2.3).
 fn case(testcase: &str) -> Option<Case> {
     let plan = match testcase {
         // Network impairments are the runner's business; the endpoints just transfer
         "handshake" | "transfer" | "longrtt" | "chacha20" | "multiplexing" | "retry"
         | "blackhole" | "amplificationlimit" | "transferloss" | "transfercorruption" | "ipv6"
-        | "goodput" | "crosstraffic" | "rebind-port" | "rebind-addr" => Plan::Concurrent,
+        | "goodput" | "crosstraffic" | "rebind-port" | "rebind-addr" | "ecn" | "v2" => {
+            Plan::Concurrent
+        }
         "multiconnect" | "handshakeloss" | "handshakecorruption" => Plan::ConnectionPerRequest,
         "resumption" => Plan::Resumption,
         "keyupdate" => Plan::KeyUpdate,
@@ -146,6 +153,7 @@ fn case(testcase: &str) -> Option<Case> {
         plan,
         chacha20_only: testcase == "chacha20",
         retry: testcase == "retry",
+        v2: testcase == "v2",
     })
 }
 
@@ -276,7 +284,8 @@ fn qlog_closed(qlog: &mut Option<Qlog>, stats: Option<ConnectionStats>, outcome:
             let _ = write!(
                 data,
                 ",\"quictun_stats\":{{\"packets_sent\":{},\"packets_received\":{},\"packets_lost\":{},\
-                 \"bytes_sent\":{},\"bytes_received\":{},\"pto_count\":{},\"key_updates\":{},\"smoothed_rtt_ms\":{:.3}}}",
+                 \"bytes_sent\":{},\"bytes_received\":{},\"pto_count\":{},\"key_updates\":{},\"smoothed_rtt_ms\":{:.3},\
+                 \"version_upgrades\":{},\"ecn_capable\":{},\"ecn_ce_reported\":{}}}",
                 s.packets_sent,
                 s.packets_received,
                 s.packets_lost,
@@ -284,7 +293,10 @@ fn qlog_closed(qlog: &mut Option<Qlog>, stats: Option<ConnectionStats>, outcome:
                 s.udp_rx_bytes,
                 s.pto_count,
                 s.key_updates,
-                s.rtt.as_secs_f64() * 1000.0
+                s.rtt.as_secs_f64() * 1000.0,
+                s.version_upgrades,
+                s.ecn_capable,
+                s.ecn_ce_reported
             );
         }
         data.push('}');
@@ -349,7 +361,11 @@ async fn run_server(args: &Args, case: Case) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut bound = 0;
     for &addr in &args.listen {
-        let endpoint = match Endpoint::new(addr, endpoint_config(), Some(server.clone())) {
+        let endpoint = match Endpoint::new(
+            addr,
+            endpoint_config(Role::Server, case.v2),
+            Some(server.clone()),
+        ) {
             Ok(e) => e,
             // A host without IPv6 (or IPv4) still serves on the other family
             Err(e) if args.listen.len() > 1 => {
@@ -369,11 +385,19 @@ async fn run_server(args: &Args, case: Case) -> Result<()> {
     Ok(())
 }
 
-fn endpoint_config() -> EndpointConfig {
+fn endpoint_config(role: Role, v2: bool) -> EndpointConfig {
+    // The runner's common check wants exactly version 1 in the server's Initials, so v2 is
+    // preferred (server) or offered (client) only in the `v2` test case. A v1-first server
+    // still accepts clients that start in v2 (and converts them to v1).
+    let supported_versions = match (role, v2) {
+        (Role::Server, true) => vec![crypto::VERSION_2, crypto::VERSION_1],
+        (Role::Server, false) | (Role::Client, true) => {
+            vec![crypto::VERSION_1, crypto::VERSION_2]
+        }
+        (Role::Client, false) => vec![crypto::VERSION_1],
+    };
     EndpointConfig {
-        // The runner's common check wants exactly version 1 in the server's Initials; listing
-        // v2 too is harmless since we only answer in the client's version
-        supported_versions: vec![crypto::VERSION_1, crypto::VERSION_2],
+        supported_versions,
         ..EndpointConfig::default()
     }
 }
@@ -582,8 +606,8 @@ async fn run_client(args: &Args, case: Case) -> Result<()> {
         )
         .await;
     }
-    let endpoint =
-        Endpoint::new(bind, endpoint_config(), None).map_err(|e| format!("binding {bind}: {e}"))?;
+    let endpoint = Endpoint::new(bind, endpoint_config(Role::Client, case.v2), None)
+        .map_err(|e| format!("binding {bind}: {e}"))?;
     let client = Client {
         endpoint,
         config,
@@ -793,7 +817,9 @@ mod keyupdate {
     use quic_stack::config::ClientConfig;
     use quic_stack::{Dir, Endpoint, Event, RecvMeta, StreamId};
 
-    use super::{download_path, endpoint_config, qlog_closed, qlog_started, Qlog, Request, Result};
+    use super::{
+        download_path, endpoint_config, qlog_closed, qlog_started, Qlog, Request, Result, Role,
+    };
 
     struct Download {
         path: String,
@@ -813,7 +839,8 @@ mod keyupdate {
             .map_err(|e| format!("binding {bind}: {e}"))?;
         let mut seed = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-        let mut endpoint = Endpoint::new(Arc::new(endpoint_config()), None, seed);
+        let mut endpoint =
+            Endpoint::new(Arc::new(endpoint_config(Role::Client, false)), None, seed);
         let handle = endpoint
             .connect(Instant::now(), config, remote, server_name)
             .map_err(|e| format!("connecting to {remote}: {e}"))?;

@@ -62,11 +62,16 @@ mod recv;
 pub(crate) mod recv_kind {
     pub(crate) use super::recv::{kind, PacketKind};
 }
+/// Compatible version negotiation, for the endpoint
+pub(crate) mod version_negotiation {
+    pub(crate) use super::version::{compatible, server_version};
+}
 mod send;
 mod sockapi_hooks;
 mod spaces;
 mod stats;
 mod timer;
+mod version;
 mod zero_rtt;
 
 pub use cid::CidControlError;
@@ -300,6 +305,8 @@ pub struct Connection {
     /// DCID for the packet being started instead of the active one (probes of a server's
     /// preferred address use its own CID)
     dcid_override: Option<ConnectionId>,
+    /// Compatible version negotiation (RFC 9368 §2.3)
+    version_state: version::VersionState,
 }
 
 /// What [`Connection::new`] needs besides the TLS session
@@ -408,6 +415,7 @@ impl Connection {
             zero_rtt: zero_rtt::ZeroRttState::default(),
             preferred: preferred_address::PreferredState::default(),
             dcid_override: None,
+            version_state: version::VersionState::default(),
             config,
         };
         if let Some(t) = conn.idle_timeout {
@@ -790,6 +798,9 @@ impl Connection {
         // Replacing the map forgets its packets and their bytes in flight.
         space.sent = crate::recovery::SentPackets::new();
         self.spaces[id as usize].discard();
+        if id == SpaceId::Initial {
+            self.discard_original_keys();
+        }
         self.pto_count = 0;
     }
 }

@@ -198,13 +198,13 @@ impl Connection {
         let window = self.cc.window();
         let cc_blocked = in_flight + usize::from(self.path.mtu) as u64 > window;
         let pacing_delay = if self.config.pacing && !cc_blocked {
-            self.pacer.delay(
-                self.rtt.smoothed(),
-                limit as u64,
-                self.path.mtu,
-                window,
-                now,
-            )
+            let srtt = self.rtt.smoothed();
+            // A model-based controller (BBR) sets the rate itself, not through the window
+            let pacing_window = self.cc.pacing_rate().map_or(window, |rate| {
+                crate::recovery::pacing::window_for_rate(rate, srtt)
+            });
+            self.pacer
+                .delay(srtt, limit as u64, self.path.mtu, pacing_window, now)
         } else {
             None
         };

@@ -134,6 +134,13 @@ impl Pacer {
     }
 }
 
+/// The window whose pacing rate (5/4 of it per `rtt`) equals `rate` bytes per second, so a
+/// controller that knows its rate can drive the same pacer
+pub fn window_for_rate(rate: u64, rtt: Duration) -> u64 {
+    let bytes = u128::from(rate) * rtt.as_nanos() * 4 / (5 * 1_000_000_000);
+    u64::try_from(bytes).unwrap_or(u64::MAX)
+}
+
 fn capacity(window: u64, mtu: u16, rtt: Duration) -> u64 {
     let mtu = u64::from(mtu);
     let packets = match rtt.as_nanos() {
