@@ -107,8 +107,11 @@ impl Connection {
             self.path.bytes_sent += size as u64;
             match segment_size {
                 None => {
-                    // Only full-size datagrams can be followed by more in the same batch
-                    if size < mtu {
+                    // A small first datagram (a lone ACK, the tail of a burst) ends the batch.
+                    // A large one sets the segment size even below the path MTU: a tunnel's
+                    // one-packet DATAGRAMs are sized by the inner MTU, and without this every
+                    // one of them would cost its own system call once PMTUD raises the MTU.
+                    if size < mtu && size * 2 < mtu {
                         break;
                     }
                     segment_size = Some(size);
