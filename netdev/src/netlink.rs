@@ -17,6 +17,9 @@ use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{AsyncSocket, SocketAddr};
 use tokio::task::JoinHandle;
 
+mod route;
+pub use route::UnderlayRoute;
+
 /// Netlink operation failures
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

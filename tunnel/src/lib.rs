@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod allowed_ips;
+pub mod bypass;
 pub mod carriage;
 pub mod cert;
 pub mod cli;

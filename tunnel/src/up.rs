@@ -20,6 +20,7 @@ use netdev::{LinuxTun, Netlink, NetlinkError, TunConfig, TunError};
 use quic_stack::driver::Endpoint;
 use quic_stack::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
 
+use crate::bypass::{self, BypassError, EndpointBypass};
 use crate::cert::{self, CertError, TlsMaterial};
 use crate::config::{Config, Congestion, Role};
 use crate::control::{self, ControlError, DatagramDrops, PeerState, Request, Response, Status};
@@ -90,7 +91,13 @@ pub enum UpError {
     /// The data path failed
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    /// A full tunnel could not keep its endpoint routed outside the tunnel
+    #[error(transparent)]
+    Bypass(#[from] BypassError),
 }
+
+/// How often a full tunnel re-checks the underlay route to its endpoints without an event
+const BYPASS_RECHECK: Duration = Duration::from_secs(2);
 
 /// Per-peer connection state for status
 #[derive(Debug, Clone, Copy)]
@@ -187,11 +194,42 @@ struct NetGuard {
     routes: Vec<IpNet>,
     addresses: Vec<IpNet>,
     nl: Option<Netlink>,
+    /// Full tunnel: host routes keeping peer endpoints on the underlay
+    bypass: Option<Arc<tokio::sync::Mutex<EndpointBypass>>>,
+    /// Moves those host routes when the underlay changes
+    bypass_follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl NetGuard {
+    /// Keep the endpoint host routes on whatever underlay route reaches the endpoint now
+    fn follow_underlay(&mut self) {
+        let Some(bypass) = self.bypass.clone() else {
+            return;
+        };
+        self.bypass_follower = Some(tokio::spawn(async move {
+            let (Ok(nl), Ok(mut watcher)) = (Netlink::new(), netdev::NetWatcher::new()) else {
+                tracing::warn!(
+                    "full tunnel: cannot watch the underlay; endpoint routes stay as set"
+                );
+                return;
+            };
+            loop {
+                // Route changes arrive as events; the periodic pass catches what a missed or
+                // coalesced event would hide
+                let _ = tokio::time::timeout(BYPASS_RECHECK, watcher.next()).await;
+                bypass.lock().await.refresh(&nl).await;
+            }
+        }));
+    }
+
     async fn teardown(&mut self) {
+        if let Some(t) = self.bypass_follower.take() {
+            t.abort();
+        }
         let Some(nl) = self.nl.take() else { return };
+        if let Some(b) = self.bypass.take() {
+            b.lock().await.remove(&nl).await;
+        }
         for r in self.routes.drain(..) {
             if let Err(e) = nl.del_route(r, self.index).await {
                 tracing::debug!("removing route {r}: {e}");
@@ -328,6 +366,8 @@ pub async fn run(
         routes: Vec::new(),
         addresses: Vec::new(),
         nl: None,
+        bypass: None,
+        bypass_follower: None,
     };
     for a in v4
         .iter()
@@ -347,23 +387,38 @@ pub async fn run(
         .map(IpNet::trunc)
         .collect();
     for peer in &config.peers {
-        for net_ in &peer.allowed_ips {
+        for allowed in &peer.allowed_ips {
             // Prefixes inside the interface's own subnets are reached by the connected route
-            if on_link.iter().any(|s| s.contains(net_)) {
+            if on_link.iter().any(|s| s.contains(allowed)) {
                 continue;
             }
-            if let Err(e) = nl.add_route(*net_, index).await {
+            for net_ in bypass::tunnel_routes(*allowed) {
+                if let Err(e) = nl.add_route(net_, index).await {
+                    net.nl = Some(nl);
+                    net.teardown().await;
+                    return Err(netlink_err(format!(
+                        "route to {net_} (peer {} allowed_ips)",
+                        peer.name
+                    ))(e));
+                }
+                net.routes.push(net_);
+            }
+        }
+    }
+    // A full tunnel must not capture its own UDP packets to the server
+    let captured = bypass::captured_endpoints(&config, &net.routes);
+    if !captured.is_empty() {
+        match EndpointBypass::install(&nl, index, &captured).await {
+            Ok(b) => net.bypass = Some(Arc::new(tokio::sync::Mutex::new(b))),
+            Err(e) => {
                 net.nl = Some(nl);
                 net.teardown().await;
-                return Err(netlink_err(format!(
-                    "route to {net_} (peer {} allowed_ips)",
-                    peer.name
-                ))(e));
+                return Err(UpError::Bypass(e));
             }
-            net.routes.push(*net_);
         }
     }
     net.nl = Some(nl);
+    net.follow_underlay();
     let result = run_with_device(config, material, tun, shutdown, role).await;
     net.teardown().await;
     result
