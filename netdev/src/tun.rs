@@ -20,6 +20,8 @@ use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_
 use crate::TunDevice;
 
 /// Largest read from an offloaded TUN: the virtio header plus a 64 KiB super-packet
+/// The largest IP packet (the 16-bit total length), which bounds any MTU
+const MAX_IP_PACKET: usize = 65535;
 const OFFLOAD_READ_BUF: usize = VIRTIO_NET_HDR_LEN + 65535;
 
 /// Capacity of each write buffer: tun-rs coalesces a flow's packets into the first buffer of
@@ -200,7 +202,9 @@ impl LinuxTun {
         let (raw, bufs, sizes) = if offload {
             (
                 vec![0u8; OFFLOAD_READ_BUF],
-                vec![vec![0u8; mtu]; IDEAL_BATCH_SIZE],
+                // Split segments are as large as the MTU at read time, which may grow after
+                // open (`mtu = "auto"`, or `ip link set ... mtu`): size for any IP packet
+                vec![vec![0u8; MAX_IP_PACKET]; IDEAL_BATCH_SIZE],
                 vec![0usize; IDEAL_BATCH_SIZE],
             )
         } else {

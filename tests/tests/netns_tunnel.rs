@@ -582,3 +582,70 @@ fn full_tunnel_keeps_its_endpoint_outside() {
     );
     assert!(after.contains(&format!("default via {gateway}")), "{after}");
 }
+
+/// The interface MTU of `qt0` in `host`
+fn tun_mtu(host: &Host) -> Option<usize> {
+    let out = host.ip(&["link", "show", "qt0"]).ok()?;
+    let after = out.split(" mtu ").nth(1)?;
+    after.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn mtu_auto_follows_the_path() {
+    if !testnet::require_root() {
+        return;
+    }
+    let s = setup("mtuauto");
+    let o = Opts::default();
+    let listen = SocketAddr::new(IpAddr::V4(s.link.a.v4), 4433);
+    let auto =
+        |text: String| text.replacen("name = \"qt0\"\n", "name = \"qt0\"\nmtu = \"auto\"\n", 1);
+    let client_text = auto(client_config(&s.dir.0, listen, &o).replacen("mtu = 1280\n", "", 1));
+    let server = Daemon::start(
+        &s.server_host,
+        &s.dir.0,
+        "server",
+        &auto(server_config(&s.dir.0, listen, &o)),
+    );
+    let t0 = Instant::now();
+    while server.status().is_none() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let client = Daemon::start(&s.client_host, &s.dir.0, "client", &client_text);
+    assert!(client.wait_connected(Duration::from_secs(10)), "no tunnel");
+    assert_eq!(tun_mtu(&s.client_host), Some(1280), "auto starts at 1280");
+    // PMTUD over the 1500-byte veth finds room for larger datagrams; the interfaces follow
+    let t0 = Instant::now();
+    let mut mtu = 1280;
+    while t0.elapsed() < Duration::from_secs(20) {
+        mtu = tun_mtu(&s.client_host).unwrap_or(0);
+        if mtu > 1280 && tun_mtu(&s.server_host).unwrap_or(0) > 1280 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(mtu > 1280 && mtu <= 1472, "client MTU stayed at {mtu}");
+    let max = client.status().expect("status").peers[0].max_datagram;
+    assert_eq!(max, Some(mtu as u64), "the MTU is the datagram limit");
+    // A packet of exactly the new MTU, unfragmented, crosses the tunnel
+    let size = (mtu - 28).to_string();
+    let out = s
+        .client_host
+        .command(Command::new("ping").args([
+            "-c",
+            "2",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            &size,
+            &SERVER_TUN.to_string(),
+        ]))
+        .expect("ping");
+    assert!(
+        out.status.success(),
+        "full-size ping failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -18,6 +18,7 @@ pub mod demo;
 pub mod ip;
 pub mod link;
 pub mod metrics;
+pub mod mtu_auto;
 pub mod router;
 pub mod sockd;
 pub mod tls;

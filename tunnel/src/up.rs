@@ -22,7 +22,7 @@ use quic_stack::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
 
 use crate::bypass::{self, BypassError, EndpointBypass};
 use crate::cert::{self, CertError, TlsMaterial};
-use crate::config::{Config, Congestion, Role};
+use crate::config::{Config, Congestion, Mtu, Role};
 use crate::control::{self, ControlError, DatagramDrops, PeerState, Request, Response, Status};
 use crate::daemon::{Daemon, DaemonError, DaemonOptions};
 use crate::link::QuicLink;
@@ -538,6 +538,20 @@ async fn run_with_device(
 
     // Step 5: data path, connection supervisors, and the client's uplink watcher
     let mut data = daemon.spawn();
+    if config.interface.mtu == Mtu::Auto {
+        let ipv6 = config
+            .interface
+            .addresses
+            .iter()
+            .any(|a| a.addr().is_ipv6());
+        tasks.spawn(crate::mtu_auto::follow(
+            links.clone(),
+            shared.router.clone(),
+            tun.if_index()?,
+            ipv6,
+            mtu,
+        ));
+    }
     if shared.roamers.iter().any(Option::is_some) {
         tasks.spawn(watch_uplinks(shared.clone()));
     }
