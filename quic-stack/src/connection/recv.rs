@@ -234,6 +234,9 @@ impl Connection {
                     .set(Timer::MaxAckDelay, now + self.config.max_ack_delay);
             }
             self.on_peer_address(now, meta.remote, d.pn, non_probing, hdr.dcid);
+            if ack_eliciting {
+                self.arm_receive_stall_probe(now);
+            }
         }
         // RFC 9000 §10.1: a successfully processed packet restarts the idle timer
         self.reset_idle_timer(now);
