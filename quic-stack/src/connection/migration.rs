@@ -23,6 +23,11 @@ use crate::recovery::pacing::Pacer;
 use crate::recovery::RttEstimator;
 use crate::shared::{ConnectionId, SpaceId};
 
+/// ACK-only 1-RTT packets after which the next ACK also carries a PING when nothing
+/// ack-eliciting is in flight: a pure receiver then notices (by PTO) a path that died under it
+/// and speaks from its new address, which is how the peer learns of a NAT rebinding
+pub(super) const ACKS_BEFORE_PING: u32 = 8;
+
 /// Validation rounds a server retries on an address it has no validated alternative to, while
 /// the peer keeps sending from it (see `on_path_validation_timeout`)
 const MAX_UNVALIDATED_RETRIES: u32 = 3;
@@ -234,6 +239,25 @@ impl Connection {
         self.start_path_challenge(now);
         self.qlog(now, || QlogEvent::PathUpdated { remote });
         self.events.push_back(Event::PathChanged { remote });
+    }
+
+    /// Client without a keep-alive: after the peer's ack-eliciting packets stop, send one PING
+    ///
+    /// A client that only receives has nothing in flight, so when its NAT rebinds the server's
+    /// packets go to the dead mapping and neither side ever speaks again (RFC 9000 §9.3: the
+    /// server only learns the new address from the client). One PING three PTOs after the last
+    /// ack-eliciting packet arms the PTO, whose probes then leave from the new mapping. The
+    /// peer's reply is an ACK, which does not re-arm this, so an idle connection stays quiet.
+    pub(super) fn arm_receive_stall_probe(&mut self, now: Instant) {
+        if self.side.is_server()
+            || self.config.keep_alive_interval.is_some()
+            || !self.handshake_confirmed
+            || self.state != State::Established
+        {
+            return;
+        }
+        let pto = self.rtt.pto_base() + self.peer_max_ack_delay;
+        self.timers.set(Timer::KeepAlive, now + 3 * pto);
     }
 
     /// Forget an outstanding challenge; `failed` counts it as a failed validation

@@ -278,6 +278,8 @@ pub struct Connection {
     lost_times_scratch: Vec<(Instant, bool)>,
     /// Whether the last send stopped for lack of data rather than window
     app_limited: bool,
+    /// 1-RTT packets in a row that carried only an ACK (see `migration::ACKS_BEFORE_PING`)
+    ack_only_sent: u32,
     /// When the first RTT sample was taken (persistent congestion only counts losses after
     /// it, RFC 9002 §7.6.2)
     first_rtt_sample: Option<Instant>,
@@ -401,6 +403,7 @@ impl Connection {
             lost_scratch: Vec::new(),
             lost_times_scratch: Vec::new(),
             app_limited: true,
+            ack_only_sent: 0,
             first_rtt_sample: None,
             last_datagram_len: 0,
             rx_remote: p.remote,

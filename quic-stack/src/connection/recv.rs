@@ -251,6 +251,9 @@ impl Connection {
                     self.on_preferred_packet(now, &hdr.dcid);
                 }
             }
+            if ack_eliciting {
+                self.arm_receive_stall_probe(now);
+            }
         }
         // RFC 9000 §10.1: a successfully processed packet restarts the idle timer
         self.reset_idle_timer(now);

@@ -227,7 +227,9 @@ impl Connection {
             if wants_data && !may_send_data && pacing_delay.is_some() {
                 blocked_by_pacing = true;
             }
-            if !(self.ack_due(space_id) || (may_send_data && wants_data)) {
+            let path_frames = space_id == SpaceId::Data
+                && (self.path.challenge_pending() || self.path.response_on_path().is_some());
+            if !(self.ack_due(space_id) || path_frames || (may_send_data && wants_data)) {
                 continue;
             }
             let tag_len = self.tag_len(space_id);
@@ -409,19 +411,12 @@ impl Connection {
                 }
             }
         }
-        if !may_send_data {
-            return;
-        }
-        let before_eliciting = buf.len();
-
-        // RFC 9000 §12.4: these frames are not allowed in 0-RTT packets, and none of them can
-        // be due before the client has 1-RTT keys
+        // Path validation is not held back by the congestion window: after a NAT rebinding
+        // the window is full of packets sent to the old address, which will never be
+        // acknowledged, and waiting for their loss would let validation time out (the
+        // frames are tiny and resent with backoff, so they cannot flood the path).
+        // RFC 9000 §12.4: path frames are not allowed in 0-RTT packets.
         if space_id == SpaceId::Data && !p.zero_rtt {
-            if self.handshake_done_pending && buf.len() < end {
-                Frame::HandshakeDone.encode(buf);
-                self.handshake_done_pending = false;
-                p.record.handshake_done = true;
-            }
             let challenge = self
                 .path
                 .challenge
@@ -434,6 +429,7 @@ impl Connection {
                     self.on_path_challenge_sent(now);
                     // RFC 9000 §8.2.1: a PATH_CHALLENGE datagram is padded to 1200 bytes
                     p.pad_datagram = true;
+                    p.ack_eliciting = true;
                 }
             }
             if let Some(data) = self.path.response_on_path() {
@@ -442,7 +438,22 @@ impl Connection {
                     self.path.pending_response = None;
                     // RFC 9000 §8.2.2: so is a PATH_RESPONSE datagram
                     p.pad_datagram = true;
+                    p.ack_eliciting = true;
                 }
+            }
+        }
+        if !may_send_data {
+            return;
+        }
+        let before_eliciting = buf.len();
+
+        // RFC 9000 §12.4: these frames are not allowed in 0-RTT packets, and none of them can
+        // be due before the client has 1-RTT keys
+        if space_id == SpaceId::Data && !p.zero_rtt {
+            if self.handshake_done_pending && buf.len() < end {
+                Frame::HandshakeDone.encode(buf);
+                self.handshake_done_pending = false;
+                p.record.handshake_done = true;
             }
             if self.new_token_pending && self.state == State::Established {
                 if let Some(token) = &self.new_token {
@@ -508,9 +519,22 @@ impl Connection {
             self.app_limited = !self.streams.has_pending() && !self.datagrams.has_pending();
         }
 
+        let acking_only = space_id == SpaceId::Data
+            && !p.ack_eliciting
+            && buf.len() == before_eliciting
+            && p.record.ack_largest.is_some();
+        // RFC 9000 §13.2.4: an endpoint that only acknowledges has nothing in flight, so no
+        // loss timer notices a path that died under it (a NAT that rebound while we only
+        // listened: the peer's packets go to the old mapping and we never speak again). Now
+        // and then an ACK carries a PING, which arms the PTO until it is acknowledged.
+        let keep_alive_probe = acking_only
+            && self.ack_only_sent >= super::migration::ACKS_BEFORE_PING
+            && !self.ack_eliciting_in_flight();
         let space = &mut self.spaces[space_id as usize];
         let mut wrote_eliciting = buf.len() > before_eliciting;
-        if (space.ping_pending || (space.probes > 0 && !wrote_eliciting)) && buf.len() < end {
+        if (space.ping_pending || (space.probes > 0 && !wrote_eliciting) || keep_alive_probe)
+            && buf.len() < end
+        {
             Frame::Ping.encode(buf);
             wrote_eliciting = true;
         }
@@ -518,6 +542,9 @@ impl Connection {
             space.ping_pending = false;
             space.probes = space.probes.saturating_sub(1);
             p.ack_eliciting = true;
+            self.ack_only_sent = 0;
+        } else if acking_only {
+            self.ack_only_sent = self.ack_only_sent.saturating_add(1);
         }
     }
 

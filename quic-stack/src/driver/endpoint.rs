@@ -455,12 +455,25 @@ fn migrate_all(shared: &Shared, local: SocketAddr) {
     for h in handles {
         if let Some(conn) = state.proto.connection_mut(h) {
             if conn.side().is_client() {
+                // A wildcard socket sends from whatever address the route picks: tell the
+                // connection that address, so a changed IP resets congestion state and only a
+                // changed port keeps it (RFC 9000 §9.4)
+                let local = if local.ip().is_unspecified() {
+                    route_source(conn.remote_address())
+                        .map_or(local, |ip| SocketAddr::new(ip, local.port()))
+                } else {
+                    local
+                };
                 match conn.migrate(now, Some(local)) {
                     Ok(()) => state.migrating.push(h),
                     Err(e) => tracing::debug!("connection {h:?} cannot migrate: {e}"),
                 }
             }
         }
+    }
+    if state.migrating.is_empty() {
+        // Nothing probes the new path, so nothing would ever release the old socket
+        state.path_verdict = Some(true);
     }
 }
 
@@ -470,6 +483,18 @@ async fn recv_old(socket: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<Recv
         Some(s) => s.recv(buf).await,
         None => std::future::pending().await,
     }
+}
+
+/// The source address the kernel picks toward `remote` (connecting a UDP socket sends nothing)
+fn route_source(remote: SocketAddr) -> Option<std::net::IpAddr> {
+    let any: SocketAddr = if remote.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = std::net::UdpSocket::bind(any).ok()?;
+    probe.connect(remote).ok()?;
+    probe.local_addr().ok().map(|a| a.ip())
 }
 
 /// The address of a socket is still assigned to this host: a wildcard socket always is, a
