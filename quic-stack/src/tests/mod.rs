@@ -18,6 +18,7 @@ mod grease;
 mod migration;
 mod preferred_address;
 mod qlog;
+mod scenarios;
 mod stress;
 mod token;
 mod util;
