@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -125,13 +125,16 @@ struct Case {
     retry: bool,
     /// Client: offer v2 (starting in v1); server: prefer v2
     v2: bool,
+    /// Both: 0-RTT on (`zerortt`: the resumed connection sends its requests in 0-RTT)
+    zero_rtt: bool,
+    /// Server: advertise a preferred address (`connectionmigration`); clients always follow
+    preferred_address: bool,
 }
 
 /// The behaviour for `testcase`, or `None` if it is not supported (exit 127)
 ///
-/// Unsupported, and why (see docs/interop.md): `zerortt` (the stack sends no 0-RTT), `http3`
-/// (no HTTP/3 layer), `connectionmigration` (no preferred_address), `versionnegotiation`
-/// (disabled in the runner).
+/// Unsupported, and why (see docs/interop.md): `http3` (no HTTP/3 layer) and
+/// `versionnegotiation` (disabled in the runner).
 ///
 /// `ecn` needs nothing special: the stack marks ECT(0) and reports ECN counts by default.
 /// `v2`: the client starts in v1 offering v2 in version_information, the server prefers v2 and
@@ -139,13 +142,27 @@ struct Case {
 fn case(testcase: &str) -> Option<Case> {
     let plan = match testcase {
         // Network impairments are the runner's business; the endpoints just transfer
-        "handshake" | "transfer" | "longrtt" | "chacha20" | "multiplexing" | "retry"
-        | "blackhole" | "amplificationlimit" | "transferloss" | "transfercorruption" | "ipv6"
-        | "goodput" | "crosstraffic" | "rebind-port" | "rebind-addr" | "ecn" | "v2" => {
-            Plan::Concurrent
-        }
+        "handshake"
+        | "transfer"
+        | "longrtt"
+        | "chacha20"
+        | "multiplexing"
+        | "retry"
+        | "blackhole"
+        | "amplificationlimit"
+        | "transferloss"
+        | "transfercorruption"
+        | "ipv6"
+        | "goodput"
+        | "crosstraffic"
+        | "rebind-port"
+        | "rebind-addr"
+        | "ecn"
+        | "v2"
+        | "connectionmigration" => Plan::Concurrent,
         "multiconnect" | "handshakeloss" | "handshakecorruption" => Plan::ConnectionPerRequest,
-        "resumption" => Plan::Resumption,
+        // The first request gets the ticket, the second connection sends the rest in 0-RTT
+        "resumption" | "zerortt" => Plan::Resumption,
         "keyupdate" => Plan::KeyUpdate,
         _ => return None,
     };
@@ -154,6 +171,8 @@ fn case(testcase: &str) -> Option<Case> {
         chacha20_only: testcase == "chacha20",
         retry: testcase == "retry",
         v2: testcase == "v2",
+        zero_rtt: testcase == "zerortt",
+        preferred_address: testcase == "connectionmigration",
     })
 }
 
@@ -285,7 +304,8 @@ fn qlog_closed(qlog: &mut Option<Qlog>, stats: Option<ConnectionStats>, outcome:
                 data,
                 ",\"quictun_stats\":{{\"packets_sent\":{},\"packets_received\":{},\"packets_lost\":{},\
                  \"bytes_sent\":{},\"bytes_received\":{},\"pto_count\":{},\"key_updates\":{},\"smoothed_rtt_ms\":{:.3},\
-                 \"version_upgrades\":{},\"ecn_capable\":{},\"ecn_ce_reported\":{}}}",
+                 \"version_upgrades\":{},\"ecn_capable\":{},\"ecn_ce_reported\":{},\
+                 \"migrations\":{},\"zero_rtt_bytes_sent\":{},\"zero_rtt_bytes_accepted\":{}}}",
                 s.packets_sent,
                 s.packets_received,
                 s.packets_lost,
@@ -296,7 +316,10 @@ fn qlog_closed(qlog: &mut Option<Qlog>, stats: Option<ConnectionStats>, outcome:
                 s.rtt.as_secs_f64() * 1000.0,
                 s.version_upgrades,
                 s.ecn_capable,
-                s.ecn_ce_reported
+                s.ecn_ce_reported,
+                s.migrations,
+                s.zero_rtt_bytes_sent,
+                s.zero_rtt_bytes_accepted
             );
         }
         data.push('}');
@@ -344,11 +367,12 @@ fn load_identity(
 
 async fn run_server(args: &Args, case: Case) -> Result<()> {
     let (chain, key) = load_identity(&args.cert, &args.key)?;
-    let mut crypto = tls::server_config(chain, key, vec![ALPN.to_vec()], None, false)
+    let mut crypto = tls::server_config(chain, key, vec![ALPN.to_vec()], None, case.zero_rtt)
         .map_err(|e| format!("server TLS config: {e}"))?;
     crypto.key_log = tls::key_log(key_log_enabled());
     let transport = TransportConfig {
         max_concurrent_bidi_streams: SERVER_MAX_BIDI,
+        zero_rtt: case.zero_rtt,
         // blackhole cuts the link for 2 s at a time; the default 30 s idle timeout rides it out
         ..TransportConfig::default()
     };
@@ -361,19 +385,26 @@ async fn run_server(args: &Args, case: Case) -> Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut bound = 0;
     for &addr in &args.listen {
-        let endpoint = match Endpoint::new(
-            addr,
-            endpoint_config(Role::Server, case.v2),
-            Some(server.clone()),
-        ) {
-            Ok(e) => e,
-            // A host without IPv6 (or IPv4) still serves on the other family
-            Err(e) if args.listen.len() > 1 => {
-                warn(&format!("listen {addr}: {e}"));
-                continue;
+        let mut server = server.clone();
+        if case.preferred_address {
+            let preferred = preferred_for(addr)
+                .ok_or_else(|| format!("no address to advertise as preferred for {addr}"))?;
+            match preferred {
+                SocketAddr::V4(a) => server.preferred_address_v4 = Some(a),
+                SocketAddr::V6(a) => server.preferred_address_v6 = Some(a),
             }
-            Err(e) => return Err(format!("listen {addr}: {e}")),
-        };
+            eprintln!("quic-interop: preferred address {preferred}");
+        }
+        let endpoint =
+            match Endpoint::new(addr, endpoint_config(Role::Server, case.v2), Some(server)) {
+                Ok(e) => e,
+                // A host without IPv6 (or IPv4) still serves on the other family
+                Err(e) if args.listen.len() > 1 => {
+                    warn(&format!("listen {addr}: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(format!("listen {addr}: {e}")),
+            };
         bound += 1;
         eprintln!("quic-interop: serving {} on {addr}", www.display());
         tasks.spawn(accept_loop(endpoint, www.clone()));
@@ -383,6 +414,35 @@ async fn run_server(args: &Args, case: Case) -> Result<()> {
     }
     while tasks.join_next().await.is_some() {}
     Ok(())
+}
+
+/// `connectionmigration`: the server's preferred address is its listening IP (for a wildcard
+/// listener, the first global address of the family on an interface) on the next port
+fn preferred_for(listen: SocketAddr) -> Option<SocketAddr> {
+    let ip = if listen.ip().is_unspecified() {
+        interface_ip(listen.is_ipv6())?
+    } else {
+        listen.ip()
+    };
+    Some(SocketAddr::new(ip, listen.port().checked_add(1)?))
+}
+
+fn interface_ip(v6: bool) -> Option<IpAddr> {
+    nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter_map(|a| a.address)
+        .filter_map(|s| {
+            if v6 {
+                s.as_sockaddr_in6().map(|a| IpAddr::V6(a.ip()))
+            } else {
+                s.as_sockaddr_in().map(|a| IpAddr::V4(a.ip()))
+            }
+        })
+        .find(|ip| match ip {
+            IpAddr::V4(a) => !a.is_loopback() && !a.is_link_local(),
+            // fe80::/10 is link-local
+            IpAddr::V6(a) => !a.is_loopback() && a.segments()[0] & 0xffc0 != 0xfe80,
+        })
 }
 
 fn endpoint_config(role: Role, v2: bool) -> EndpointConfig {
@@ -672,6 +732,7 @@ fn client_config(case: Case) -> Result<ClientConfig> {
         receive_window: 1024 * 1024,
         // HTTP/0.9 servers never open streams towards the client
         max_concurrent_uni_streams: 0,
+        zero_rtt: case.zero_rtt,
         ..TransportConfig::default()
     };
     Ok(ClientConfig {
@@ -708,12 +769,27 @@ impl Client {
     }
 
     async fn fetch_all(&self, conn: &Connection, requests: &[Request]) -> Result<()> {
-        conn.handshake()
-            .await
-            .map_err(|e| format!("handshake with {}: {e}", self.remote))?;
         let mut tasks = tokio::task::JoinSet::new();
         let opener = Arc::new(tokio::sync::Mutex::new(()));
-        for request in requests {
+        // 0-RTT: every request goes out at once, in this task, so that all of them make it into
+        // 0-RTT packets before the server's handshake flight brings 1-RTT keys. Without a
+        // ticket (first connection) opening a stream simply waits for the handshake
+        let early = self.config.transport.zero_rtt;
+        if early {
+            for request in requests {
+                let target = download_path(&self.downloads, &request.path)?;
+                let recv = send_request(conn, &opener, &request.path).await?;
+                let path = request.path.clone();
+                tasks.spawn(async move { download(recv, &path, &target).await });
+            }
+        } else {
+            conn.handshake()
+                .await
+                .map_err(|e| format!("handshake with {}: {e}", self.remote))?;
+        }
+        // Without 0-RTT, the requests go concurrently once the handshake is done
+        let concurrent = if early { &[][..] } else { requests };
+        for request in concurrent {
             let target = download_path(&self.downloads, &request.path)?;
             let conn = conn.clone();
             let path = request.path.clone();
@@ -756,7 +832,17 @@ async fn fetch(
     path: &str,
     target: &Path,
 ) -> Result<()> {
-    let (mut send, mut recv) = open_bi(conn, opener)
+    let recv = send_request(conn, opener, path).await?;
+    download(recv, path, target).await
+}
+
+/// Open a stream and send `GET path` on it; the stream to read the response from
+async fn send_request(
+    conn: &Connection,
+    opener: &tokio::sync::Mutex<()>,
+    path: &str,
+) -> Result<RecvStream> {
+    let (mut send, recv) = open_bi(conn, opener)
         .await
         .map_err(|e| format!("opening a stream for {path}: {e}"))?;
     send.write_all(format!("GET {path}\r\n").as_bytes())
@@ -764,6 +850,11 @@ async fn fetch(
         .map_err(|e| format!("requesting {path}: {e}"))?;
     send.finish()
         .map_err(|e| format!("requesting {path}: {e}"))?;
+    Ok(recv)
+}
+
+/// Store the response of a request in `target`
+async fn download(mut recv: RecvStream, path: &str, target: &Path) -> Result<()> {
     if let Some(parent) = target.parent() {
         tokio::fs::create_dir_all(parent)
             .await

@@ -80,6 +80,9 @@ impl Connection {
                 self.cc
                     .on_ack(now, p.time_sent, u64::from(p.size), app_limited, &self.rtt);
             }
+            if p.payload.mtu_probe.is_none() {
+                self.on_sized_packet_acked(p.size);
+            }
             self.on_packet_acked(space_id, p.payload);
         }
         let largest = self.spaces[space_id as usize].largest_acked;
@@ -180,6 +183,7 @@ impl Connection {
                 continue;
             }
             self.stats.packets_lost += 1;
+            self.on_sized_packet_lost(now, p.size);
             if p.payload.ecn {
                 self.on_ecn_packet_lost();
             }
@@ -347,6 +351,7 @@ impl Connection {
             // RFC 9002 §6.2.4: send one or two ack-eliciting probes
             space.probes = 2;
         }
+        self.check_black_hole_pto(now);
         self.set_loss_detection_timer(now);
     }
 

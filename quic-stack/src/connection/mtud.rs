@@ -5,6 +5,12 @@
 //! the search ceiling below it. The search is a binary search between the confirmed size and
 //! the smaller of both sides' max_udp_payload_size. A lost probe is not a congestion signal
 //! (RFC 8899 §4.1).
+//!
+//! Black holes (RFC 8899 §4.3, RFC 9000 §14.4): a path that starts dropping datagrams above the
+//! base size after the search raised the MTU shows up as consecutive PTOs (nothing gets through,
+//! so nothing is acknowledged) or as a run of lost large packets with no large one
+//! acknowledged. Either drops the MTU back to the base size, where the 1200 bytes QUIC
+//! requires are known to pass, and restarts the search from there.
 
 use std::time::Instant;
 
@@ -15,6 +21,11 @@ use crate::shared::SpaceId;
 const MIN_STEP: u16 = 16;
 /// Lost probes of one size before it is considered too large
 const MAX_PROBE_FAILURES: u8 = 3;
+/// Consecutive PTOs above the base size that mean a black hole
+const BLACK_HOLE_PTOS: u32 = 3;
+/// Lost packets above the base size, with none of that size acknowledged since, that mean a
+/// black hole (well above what ordinary congestion loses between two acknowledgments)
+const BLACK_HOLE_LOSSES: u32 = 16;
 
 /// Search state
 #[derive(Debug, Default)]
@@ -29,6 +40,10 @@ pub(super) struct MtuDiscovery {
     /// The ceiling itself was probed
     tried_max: bool,
     enabled: bool,
+    /// The size known to pass on any path (where a black hole sends us back)
+    base: u16,
+    /// Lost packets above `base` since one above it was acknowledged
+    large_losses: u32,
 }
 
 impl MtuDiscovery {
@@ -40,6 +55,8 @@ impl MtuDiscovery {
             failures: 0,
             tried_max: false,
             enabled,
+            base,
+            large_losses: 0,
         }
     }
 
@@ -58,6 +75,8 @@ impl MtuDiscovery {
             failures: 0,
             tried_max: false,
             enabled: self.enabled,
+            base,
+            large_losses: 0,
         };
     }
 
@@ -119,6 +138,51 @@ impl Connection {
             self.mtud.failures = 0;
             self.mtud.hi = size.saturating_sub(1).max(self.mtud.lo);
         }
+    }
+
+    /// A non-probe packet of `size` bytes was acknowledged
+    pub(super) fn on_sized_packet_acked(&mut self, size: u16) {
+        if size > self.mtud.base {
+            self.mtud.large_losses = 0;
+        }
+    }
+
+    /// A non-probe packet of `size` bytes was declared lost
+    pub(super) fn on_sized_packet_lost(&mut self, now: Instant, size: u16) {
+        if size > self.mtud.base && self.path.mtu > self.mtud.base {
+            self.mtud.large_losses += 1;
+            if self.mtud.large_losses >= BLACK_HOLE_LOSSES {
+                self.on_black_hole(now);
+            }
+        }
+    }
+
+    /// A PTO fired; `pto_count` consecutive ones without an acknowledgment
+    pub(super) fn check_black_hole_pto(&mut self, now: Instant) {
+        if self.pto_count >= BLACK_HOLE_PTOS
+            && self.path.mtu > self.mtud.base
+            && self.handshake_confirmed
+        {
+            self.on_black_hole(now);
+        }
+    }
+
+    /// Large datagrams stopped getting through: back to the base size, search again
+    fn on_black_hole(&mut self, now: Instant) {
+        let base = self.mtud.base;
+        tracing::debug!(side = ?self.side, from = self.path.mtu, to = base, "path MTU black hole");
+        self.stats.mtu_black_holes += 1;
+        self.path.mtu = base;
+        self.mtud.restart(base);
+        self.cc.on_mtu_update(base);
+        let payload = self.max_1rtt_payload();
+        self.datagrams.set_max_packet_payload(payload);
+        // Probe the base-size path at once rather than after a further backed-off PTO
+        let space = self.space_mut(SpaceId::Data);
+        if space.keys.is_some() {
+            space.probes = space.probes.max(1);
+        }
+        self.set_loss_detection_timer(now);
     }
 
     /// Build a probe of exactly `size` bytes: a 1-RTT packet with PING and PADDING

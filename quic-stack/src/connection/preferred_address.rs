@@ -2,7 +2,8 @@
 //!
 //! - Server: the endpoint puts a preferred_address transport parameter (one address per family,
 //!   a CID of sequence number 1 and its reset token) into the handshake and routes that CID.
-//!   A PATH_CHALLENGE that arrives with that CID is answered from the preferred address; once
+//!   A PATH_CHALLENGE that arrives with that CID is answered from the preferred address, with a
+//!   PATH_CHALLENGE of our own that validates the new path from our side; once
 //!   a non-probing packet arrives with it, every packet leaves from the preferred address
 //!   ([`crate::shared::Transmit::src_ip`] names it; the driver sends from its second socket).
 //!   The client's own address does not change, so nothing else about the path does.
@@ -46,6 +47,8 @@ pub(super) struct PreferredState {
     active: bool,
     /// Server: a PATH_RESPONSE owed for a challenge that arrived at the preferred address
     response: Option<[u8; 8]>,
+    /// Server: our PATH_CHALLENGE on the preferred path, until answered
+    challenge: Option<[u8; 8]>,
     /// Client: the address to probe (the family we use), once the parameter arrived
     target: Option<SocketAddr>,
     /// Client: probing is due to start (the handshake got confirmed)
@@ -160,7 +163,13 @@ impl Connection {
         self.space(SpaceId::Data).keys.as_ref()?;
         if let Some(data) = self.preferred.response.take() {
             let src_ip = self.advertised_addr().map(|a| a.ip());
-            return self.build_probe_datagram(now, buf, Frame::PathResponse(data), None, src_ip);
+            // The first packet on the new path also probes it from our side (RFC 9000 §8.2);
+            // the client's address is already validated, so nothing waits for the answer
+            let mut ours = [0u8; 8];
+            rand::RngCore::fill_bytes(&mut self.rng, &mut ours);
+            self.preferred.challenge = Some(ours);
+            let frames = [Frame::PathResponse(data), Frame::PathChallenge(ours)];
+            return self.build_probe_datagram(now, buf, &frames, None, src_ip);
         }
         if self.preferred.start_pending {
             self.preferred.start_pending = false;
@@ -178,7 +187,8 @@ impl Connection {
         let backoff = pto.saturating_mul(1 << sends.min(8).saturating_sub(1));
         let at = (now + backoff.max(Duration::from_millis(1))).min(deadline);
         self.timers.set(Timer::PreferredAddress, at);
-        let t = self.build_probe_datagram(now, buf, Frame::PathChallenge(data), Some(dcid), None);
+        let frames = [Frame::PathChallenge(data)];
+        let t = self.build_probe_datagram(now, buf, &frames, Some(dcid), None);
         t.map(|t| Transmit {
             destination: target,
             ..t
@@ -205,13 +215,13 @@ impl Connection {
         self.timers.set(Timer::PreferredAddress, deadline);
     }
 
-    /// One ack-eliciting 1-RTT packet holding `frame`, padded to 1200 bytes, sent to the
+    /// One ack-eliciting 1-RTT packet holding `frames`, padded to 1200 bytes, sent to the
     /// current remote (the caller redirects it) with `dcid` instead of the active CID
     fn build_probe_datagram(
         &mut self,
         now: Instant,
         buf: &mut Vec<u8>,
-        frame: Frame<'_>,
+        frames: &[Frame<'_>],
         dcid: Option<ConnectionId>,
         src_ip: Option<IpAddr>,
     ) -> Option<Transmit> {
@@ -219,7 +229,9 @@ impl Connection {
         self.dcid_override = dcid;
         let mut p = self.start_packet(now, buf, SpaceId::Data);
         self.dcid_override = None;
-        frame.encode(buf);
+        for frame in frames {
+            frame.encode(buf);
+        }
         p.ack_eliciting = true;
         self.space_mut(SpaceId::Data).next_pn += 1;
         self.finish_packet(now, buf, p, Some(PROBE_DATAGRAM));
@@ -258,6 +270,14 @@ impl Connection {
 
     /// Client: a PATH_RESPONSE; true if it answered our probe (and we moved)
     pub(super) fn on_preferred_response(&mut self, now: Instant, data: [u8; 8]) -> bool {
+        if self.side.is_server() {
+            if self.preferred.challenge != Some(data) {
+                return false;
+            }
+            self.preferred.challenge = None;
+            self.stats.path_validations_succeeded += 1;
+            return true;
+        }
         let Some(target) = self.preferred.target else {
             return false;
         };

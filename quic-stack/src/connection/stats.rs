@@ -56,6 +56,8 @@ pub struct ConnectionStats {
     pub ecn_ce_reported: u64,
     /// ECN was validated on the current path and packets are marked ECT(0)
     pub ecn_capable: bool,
+    /// Path MTU black holes detected (large datagrams stopped getting through)
+    pub mtu_black_holes: u64,
     /// Client: 0-RTT packets sent
     pub zero_rtt_packets_sent: u64,
     /// Client: bytes of 0-RTT packets sent

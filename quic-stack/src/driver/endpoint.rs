@@ -120,18 +120,41 @@ impl Endpoint {
     /// An endpoint on `bind` that can connect out and, with `server`, accept connections
     ///
     /// Must be called inside a tokio runtime.
+    ///
+    /// A server that advertises a preferred address (RFC 9000 §9.6) also binds a second socket
+    /// on it, of the family of `bind` when it has one of each: clients move there after the
+    /// handshake, and packets for them leave from it.
     pub fn new(
         bind: SocketAddr,
         config: EndpointConfig,
         server: Option<ServerConfig>,
     ) -> io::Result<Self> {
         let socket = UdpSocket::bind(bind)?;
-        Self::with_socket(socket, config, server)
+        let preferred = server.as_ref().and_then(|s| {
+            let v4 = s.preferred_address_v4.map(SocketAddr::V4);
+            let v6 = s.preferred_address_v6.map(SocketAddr::V6);
+            if bind.is_ipv4() {
+                v4.or(v6)
+            } else {
+                v6.or(v4)
+            }
+        });
+        let second = preferred.map(UdpSocket::bind).transpose()?;
+        Self::start(socket, second, config, server)
     }
 
     /// An endpoint over an already bound socket
     pub fn with_socket(
         socket: UdpSocket,
+        config: EndpointConfig,
+        server: Option<ServerConfig>,
+    ) -> io::Result<Self> {
+        Self::start(socket, None, config, server)
+    }
+
+    fn start(
+        socket: UdpSocket,
+        second: Option<UdpSocket>,
         config: EndpointConfig,
         server: Option<ServerConfig>,
     ) -> io::Result<Self> {
@@ -158,7 +181,7 @@ impl Endpoint {
             local_addr: Mutex::new(local_addr),
             new_socket: Mutex::new(None),
         });
-        tokio::spawn(drive(shared.clone(), socket));
+        tokio::spawn(drive(shared.clone(), socket, second));
         Ok(Self { shared })
     }
 
@@ -279,12 +302,19 @@ impl Drop for Endpoint {
 }
 
 /// The background task: the only place that touches the socket
-async fn drive(shared: Arc<Shared>, mut socket: UdpSocket) {
+///
+/// `second` is a server's socket on its preferred address: it only receives, and sends what
+/// the core marks with a source address (the paths of clients that moved there).
+async fn drive(shared: Arc<Shared>, mut socket: UdpSocket, second: Option<UdpSocket>) {
     // The last socket whose path was in use before a rebind, until the new path validates
     let mut old_socket: Option<UdpSocket> = None;
     let mut old_rx = vec![0u8; 64 * 1024];
     // One GRO batch is at most 64 KiB; a few of them per wake-up amortise the lock.
     let mut rx: Vec<Vec<u8>> = (0..RECV_BATCHES).map(|_| vec![0u8; 64 * 1024]).collect();
+    let mut rx2: Vec<Vec<u8>> = match second {
+        Some(_) => (0..RECV_BATCHES).map(|_| vec![0u8; 64 * 1024]).collect(),
+        None => Vec::new(),
+    };
     let mut infos = [RecvInfo {
         meta: RecvMeta {
             remote: socket.local_addr(),
@@ -294,6 +324,7 @@ async fn drive(shared: Arc<Shared>, mut socket: UdpSocket) {
         len: 0,
         stride: 0,
     }; RECV_BATCHES];
+    let mut infos2 = infos;
     let mut tx = Vec::with_capacity(MAX_GSO_SEGMENTS * 1500);
     let mut max_segments = socket.max_gso_segments().clamp(1, MAX_GSO_SEGMENTS);
     loop {
@@ -311,25 +342,19 @@ async fn drive(shared: Arc<Shared>, mut socket: UdpSocket) {
             }
         };
         let mut bufs: Vec<&mut [u8]> = rx.iter_mut().map(|b| b.as_mut_slice()).collect();
+        let mut bufs2: Vec<&mut [u8]> = rx2.iter_mut().map(|b| b.as_mut_slice()).collect();
+        let second_recv = async {
+            match &second {
+                Some(s) => s.recv_many(&mut bufs2, &mut infos2).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             received = socket.recv_many(&mut bufs, &mut infos) => {
-                match received {
-                    Ok(count) => {
-                        let now = Instant::now();
-                        let mut state = shared.lock();
-                        for (buf, info) in bufs.iter_mut().zip(&infos).take(count) {
-                            let stride = info.stride.max(1);
-                            for datagram in buf[..info.len].chunks_mut(stride) {
-                                state.proto.handle_datagram(now, info.meta, datagram);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        // ICMP errors surface here as ECONNREFUSED and the like; they never
-                        // concern the other connections on this socket.
-                        tracing::debug!("udp receive error: {e}");
-                    }
-                }
+                feed(&shared, received, &mut bufs, &infos);
+            }
+            received = second_recv => {
+                feed(&shared, received, &mut bufs2, &infos2);
             }
             received = recv_old(old_socket.as_ref(), &mut old_rx) => {
                 match received {
@@ -396,7 +421,28 @@ async fn drive(shared: Arc<Shared>, mut socket: UdpSocket) {
             }
             (_, old) => old_socket = old,
         }
-        transmit(&shared, &socket, &mut tx, max_segments).await;
+        transmit(&shared, &socket, second.as_ref(), &mut tx, max_segments).await;
+    }
+}
+
+/// Hand a received batch to the core
+fn feed(shared: &Shared, received: io::Result<usize>, bufs: &mut [&mut [u8]], infos: &[RecvInfo]) {
+    match received {
+        Ok(count) => {
+            let now = Instant::now();
+            let mut state = shared.lock();
+            for (buf, info) in bufs.iter_mut().zip(infos).take(count) {
+                let stride = info.stride.max(1);
+                for datagram in buf[..info.len].chunks_mut(stride) {
+                    state.proto.handle_datagram(now, info.meta, datagram);
+                }
+            }
+        }
+        Err(e) => {
+            // ICMP errors surface here as ECONNREFUSED and the like; they never concern the
+            // other connections on this socket.
+            tracing::debug!("udp receive error: {e}");
+        }
     }
 }
 
@@ -562,7 +608,16 @@ fn dispatch_events(shared: &Shared) {
 }
 
 /// Send everything the core has ready, releasing the lock while the kernel takes each batch
-async fn transmit(shared: &Shared, socket: &UdpSocket, tx: &mut Vec<u8>, max_segments: usize) {
+///
+/// The core names a source address only for paths through a server's preferred address, so
+/// those go out of `second`.
+async fn transmit(
+    shared: &Shared,
+    socket: &UdpSocket,
+    second: Option<&UdpSocket>,
+    tx: &mut Vec<u8>,
+    max_segments: usize,
+) {
     loop {
         let transmit = {
             let mut state = shared.lock();
@@ -571,7 +626,11 @@ async fn transmit(shared: &Shared, socket: &UdpSocket, tx: &mut Vec<u8>, max_seg
         let Some(transmit) = transmit else {
             return;
         };
-        if let Err(e) = socket.send(&transmit, &tx[..transmit.size]).await {
+        let out = match (second, transmit.src_ip) {
+            (Some(s), Some(_)) => s,
+            _ => socket,
+        };
+        if let Err(e) = out.send(&transmit, &tx[..transmit.size]).await {
             // A lost datagram is recovered by QUIC; a broken route shows up as a timeout.
             tracing::debug!("udp send to {} failed: {e}", transmit.destination);
         }
@@ -877,6 +936,25 @@ impl Connection {
     /// The peer's certificate chain (DER), after the handshake
     pub fn peer_identity(&self) -> Option<Vec<Vec<u8>>> {
         self.with(|conn| conn.peer_identity()).flatten()
+    }
+
+    /// A resumed client with 0-RTT enabled: streams opened and datagrams sent now travel in
+    /// 0-RTT packets, before [`Connection::handshake`] completes (see
+    /// [`crate::config::TransportConfig::zero_rtt`])
+    pub fn is_zero_rtt_available(&self) -> bool {
+        self.with(|conn| conn.is_zero_rtt_available())
+            .unwrap_or(false)
+    }
+
+    /// Whether the server accepted 0-RTT, once the handshake told (`None`: not attempted)
+    pub fn zero_rtt_accepted(&self) -> Option<bool> {
+        self.with(|conn| conn.zero_rtt_accepted()).flatten()
+    }
+
+    /// Client: whether the connection moved to the server's preferred address (`None`: none
+    /// offered for our address family, or validation still running)
+    pub fn preferred_address_outcome(&self) -> Option<bool> {
+        self.with(|conn| conn.preferred_address_outcome()).flatten()
     }
 }
 

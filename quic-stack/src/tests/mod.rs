@@ -19,6 +19,7 @@ mod grease;
 mod migration;
 mod preferred_address;
 mod qlog;
+mod scenarios;
 mod sockapi_hooks;
 mod stress;
 mod token;

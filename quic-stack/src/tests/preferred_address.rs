@@ -81,6 +81,11 @@ fn migrate(seed: u64, loss: f64) {
     assert_ne!(h.client_conn().remote_address(), original);
     assert_eq!(h.client_conn().stats().migrations, 1);
     assert_eq!(h.server_conn().stats().migrations, 1);
+    // The server probed the new path from its side too, and the client answered (the probe is
+    // not retransmitted, so only a lossless run is sure to see the answer)
+    if loss == 0.0 {
+        assert_eq!(h.server_conn().stats().path_validations_succeeded, 1);
+    }
     assert!(!h.client_conn().is_closed() && !h.server_conn().is_closed());
 }
 
