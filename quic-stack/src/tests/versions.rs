@@ -385,3 +385,21 @@ fn server_refuses_a_chosen_version_that_is_not_the_initials() {
         }
     }
 }
+
+#[test]
+fn upgrade_after_retry() {
+    // After a Retry the Initial keys derive from the Retry's SCID (RFC 9001 §5.2); both the
+    // server's choice and the client's switch must use those
+    let mut h = Harness::new(Setup {
+        version: VERSION_1,
+        server_versions: Some(vec![VERSION_2, VERSION_1]),
+        retry: true,
+        ..Setup::default()
+    });
+    h.handshake();
+    assert_eq!(h.client_conn().version(), VERSION_2);
+    assert_eq!(h.server_conn().version(), VERSION_2);
+    assert_eq!(h.server_conn().original_version(), VERSION_1);
+    let data = payload(30_000, 6);
+    assert_eq!(h.transfer(Dir::Bi, &data), data);
+}
