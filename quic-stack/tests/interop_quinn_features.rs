@@ -7,10 +7,11 @@
 //!
 //! Covered here: key update initiated by us and by quinn, Retry from either server, resumption
 //! in both directions, ChaCha20-only clients both ways, the grease bit both ways, and
-//! compatible version negotiation against a peer without v2. ECN counts and the v2-first
-//! Version Negotiation fallback are in `interop_quinn.rs` (`ecn_validated_with_quinn_both_ways`,
-//! `version_negotiation_fallback_with_quinn`). quinn 0.11 does not implement QUIC v2: the v2
-//! tests show it answers a v2-only client with Version Negotiation.
+//! versions: the v2-first Version Negotiation fallback as seen on the wire, and compatible
+//! version negotiation against a peer without v2. ECN counts are checked in `interop_quinn.rs`
+//! (`ecn_validated_with_quinn_both_ways`, from both sides' ECN validation). quinn 0.11 does not
+//! implement QUIC v2: `quinn_has_no_v2` shows it answers a v2-only client with Version
+//! Negotiation.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -875,6 +876,58 @@ async fn quinn_has_no_v2() {
             .iter()
             .any(|s| !s.from_client && s.data.get(1..5) == Some(&[0, 0, 0, 0][..]));
         assert!(vn, "no Version Negotiation packet from quinn");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn v2_first_client_falls_back_to_v1_with_quinn_on_the_wire() {
+    // The relay shows the sequence: our v2 Initial, quinn's Version Negotiation, our v1
+    // Initial. quinn 0.11 sends no version_information, so the downgrade check of RFC 9368 §4
+    // must be relaxed (`strict_version_negotiation: false`); interop_quinn.rs shows the strict
+    // default refusing it
+    with_timeout(async {
+        let cert = test_cert();
+        let server = quinn_server(&cert);
+        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
+        quinn_echo_server(server, false);
+        let (endpoint, config) = our_client_with(
+            &cert,
+            false,
+            EndpointConfig {
+                supported_versions: vec![VERSION_2, VERSION_1],
+                strict_version_negotiation: false,
+                ..EndpointConfig::default()
+            },
+        );
+        let config = ClientConfig {
+            version: VERSION_2,
+            ..config
+        };
+        let conn = endpoint
+            .connect(config, relay.addr, "localhost")
+            .expect("start connecting");
+        conn.handshake()
+            .await
+            .expect("handshake after falling back");
+        echo_ours(&conn, &pattern(10_000, 10)).await;
+        conn.close(0, b"");
+        let seen = relay.seen();
+        let first_v2 = seen.iter().position(|s| {
+            s.from_client
+                && long_headers(&s.data).first() == Some(&(packet::LongType::Initial, VERSION_2))
+        });
+        let vn = seen
+            .iter()
+            .position(|s| !s.from_client && s.data.get(1..5) == Some(&[0, 0, 0, 0][..]));
+        let first_v1 = seen.iter().position(|s| {
+            s.from_client
+                && long_headers(&s.data).first() == Some(&(packet::LongType::Initial, VERSION_1))
+        });
+        match (first_v2, vn, first_v1) {
+            (Some(a), Some(b), Some(c)) => assert!(a < b && b < c, "{a} {b} {c}"),
+            other => panic!("expected v2 Initial, VN, v1 Initial: {other:?}"),
+        }
     })
     .await;
 }
