@@ -234,7 +234,11 @@ impl Session for TlsSession {
             KeyChange::OneRtt { keys, next } => {
                 // rustls hands over secrets already advanced to the next key phase
                 self.next_secrets = Some(next);
-                self.rekeyed(true).or_else(|| Some(convert_keys(keys)))
+                let rekeyed = self.rekeyed(true);
+                if let Some(r) = &self.rekey {
+                    r.settle();
+                }
+                rekeyed.or_else(|| Some(convert_keys(keys)))
             }
         }
     }
@@ -766,6 +770,94 @@ mod tests {
     #[test]
     fn handshake_v2() {
         check_full_handshake(VERSION_2);
+    }
+
+    /// Compatible version negotiation: the client's ClientHello left in v1, then it learns the
+    /// server answers in v2; every later key must be v2's, for AES and ChaCha20 suites alike
+    #[test]
+    fn upgradable_client_follows_the_server_into_v2() {
+        let (setup, _ca) = setup();
+        let mut chacha = rustls::crypto::ring::default_provider();
+        chacha
+            .cipher_suites
+            .retain(|s| s.suite() == rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
+        let chacha_config =
+            danger_insecure_client_config_with_provider(Arc::new(chacha), vec![b"vpn".to_vec()])
+                .unwrap();
+        for config in [setup.client_config.clone(), Arc::new(chacha_config)] {
+            let mut client = TlsSession::client_upgradable(
+                config,
+                VERSION_1,
+                "localhost",
+                CLIENT_PARAMS.to_vec(),
+            )
+            .unwrap();
+            let mut server = TlsSession::server(
+                setup.server_config.clone(),
+                VERSION_2,
+                SERVER_PARAMS.to_vec(),
+            )
+            .unwrap();
+            let mut c = Obtained::default();
+            let mut s = Obtained::default();
+            pump(&mut client, &mut c, &mut server, &mut s).unwrap();
+            client.set_version(VERSION_2).unwrap();
+            let (c2, s2) = handshake(&mut client, &mut server).unwrap();
+            c.keys.extend(c2.keys);
+            s.keys.extend(s2.keys);
+            assert_eq!((c.keys.len(), s.keys.len()), (2, 2));
+            check_keys_agree(&c.keys[0], &s.keys[0]);
+            check_keys_agree(&c.keys[1], &s.keys[1]);
+            // Key updates use v2's "quicv2 ku" label on both sides
+            for _ in 0..2 {
+                let ck = client.next_1rtt_keys().unwrap();
+                let sk = server.next_1rtt_keys().unwrap();
+                check_direction(
+                    &*ck.local,
+                    &*c.keys[1].header.local,
+                    &*sk.remote,
+                    &*s.keys[1].header.remote,
+                );
+                check_direction(
+                    &*sk.local,
+                    &*s.keys[1].header.local,
+                    &*ck.remote,
+                    &*c.keys[1].header.remote,
+                );
+            }
+        }
+        // A session not built for it refuses to change version
+        let (mut plain, _) = sessions(&setup, VERSION_1);
+        assert!(plain.set_version(VERSION_2).is_err());
+    }
+
+    #[test]
+    fn upgradable_client_that_stays_in_v1_uses_rustls_keys() {
+        let (setup, _ca) = setup();
+        let mut client = TlsSession::client_upgradable(
+            setup.client_config.clone(),
+            VERSION_1,
+            "localhost",
+            CLIENT_PARAMS.to_vec(),
+        )
+        .unwrap();
+        let mut server = TlsSession::server(
+            setup.server_config.clone(),
+            VERSION_1,
+            SERVER_PARAMS.to_vec(),
+        )
+        .unwrap();
+        let (c, s) = handshake(&mut client, &mut server).unwrap();
+        check_keys_agree(&c.keys[0], &s.keys[0]);
+        check_keys_agree(&c.keys[1], &s.keys[1]);
+        let ck = client.next_1rtt_keys().unwrap();
+        let sk = server.next_1rtt_keys().unwrap();
+        check_direction(
+            &*ck.local,
+            &*c.keys[1].header.local,
+            &*sk.remote,
+            &*s.keys[1].header.remote,
+        );
     }
 
     #[test]

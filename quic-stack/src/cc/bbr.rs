@@ -716,6 +716,47 @@ mod tests {
         assert!(within(r.bbr.btl_bw() as f64, 1_250_000.0, 0.15));
     }
 
+    proptest::proptest! {
+        /// Any sequence of sends, acks (in any order, duplicates included) and losses keeps
+        /// the window at or above the minimum and the pacing rate positive
+        #[test]
+        fn arbitrary_events_keep_the_model_sane(
+            ops in proptest::collection::vec((0u8..4, 0u64..200, 1u64..3000), 1..300)
+        ) {
+            let t0 = Instant::now();
+            let mut bbr = Bbr::new(MTU, t0);
+            let mut rtt = RttEstimator::new(100 * MS);
+            let mut sent: Vec<Instant> = Vec::new();
+            let mut now = t0;
+            let mut in_flight = 0u64;
+            for (op, arg, bytes) in ops {
+                now += Duration::from_micros(arg * 250);
+                match op {
+                    0 => {
+                        bbr.on_sent(now, bytes, sent.len() as u64);
+                        sent.push(now);
+                        in_flight += bytes;
+                    }
+                    1 if !sent.is_empty() => {
+                        let at = sent[arg as usize % sent.len()];
+                        rtt.update(Duration::ZERO, now - at);
+                        bbr.on_ack(now, at, bytes, arg % 7 == 0, &rtt);
+                        in_flight = in_flight.saturating_sub(bytes);
+                        bbr.on_end_acks(now, in_flight, false, None);
+                    }
+                    2 if !sent.is_empty() => {
+                        let at = sent[arg as usize % sent.len()];
+                        bbr.on_congestion_event(now, at, arg % 11 == 0, bytes);
+                        in_flight = in_flight.saturating_sub(bytes);
+                    }
+                    _ => bbr.on_mtu_update(1200 + (arg as u16 % 300)),
+                }
+                proptest::prop_assert!(bbr.window() >= MIN_PIPE_PACKETS * 1200);
+                proptest::prop_assert!(bbr.pacing_rate().is_some_and(|r| r > 0));
+            }
+        }
+    }
+
     #[test]
     fn persistent_congestion_shrinks_to_the_minimum_window() {
         let now = Instant::now();

@@ -54,6 +54,15 @@ pub(crate) fn server_version(
     hdr: &ProtectedHeader,
     packet: &[u8],
 ) -> u32 {
+    // Only a compatible version we prefer over the client's can change anything; skip the
+    // extra decryption otherwise (the common case: a client in our first choice)
+    let better = supported
+        .iter()
+        .take_while(|&&v| v != original)
+        .any(|&v| compatible(original, v));
+    if !better {
+        return original;
+    }
     match peek_client_version_information(original, hdr, packet) {
         Some(vi) => choose_version(supported, original, &vi),
         None => original,

@@ -915,6 +915,12 @@ impl Connection {
         }
     }
 
+    /// Update the 1-RTT keys as soon as the protocol allows (RFC 9001 §6); see
+    /// [`proto_conn::Connection::initiate_key_update`]
+    pub fn initiate_key_update(&self) {
+        self.with(|conn| conn.initiate_key_update());
+    }
+
     /// Counters and path estimates
     pub fn stats(&self) -> Option<ConnectionStats> {
         self.with(|conn| conn.stats())

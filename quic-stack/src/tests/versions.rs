@@ -251,9 +251,8 @@ fn v2_first_client_falls_back_to_a_v1_only_server_without_upgrade() {
 }
 
 /// An on-path attacker can remove and re-apply Initial protection (its keys derive from the
-/// visible DCID): rewrite v2 in the client's first ClientHello to a reserved version so that
-/// the server sees a client that does not offer v2
-fn strip_v2_from_client_hello(data: &mut [u8]) -> bool {
+/// visible DCID): replace `from` with `to` in the plaintext of the client's first Initial
+fn rewrite_client_initial(data: &mut [u8], from: &[u8], to: &[u8]) -> bool {
     use crate::crypto::initial_keys;
     use crate::shared::Side;
     let Ok(hdr) = packet::parse_header(data, 8) else {
@@ -278,11 +277,10 @@ fn strip_v2_from_client_hello(data: &mut [u8]) -> bool {
     let Ok(len) = open.packet.remote.open(pn, header, payload) else {
         return false;
     };
-    let v2 = VERSION_2.to_be_bytes();
-    let Some(at) = payload[..len].windows(4).position(|w| w == v2) else {
+    let Some(at) = payload[..len].windows(from.len()).position(|w| w == from) else {
         return false;
     };
-    payload[at..at + 4].copy_from_slice(&[0x0a, 0x0a, 0x0a, 0x0a]);
+    payload[at..at + to.len()].copy_from_slice(to);
     seal.packet.local.seal(pn, header, payload);
     seal.header.local.encrypt(hdr.pn_offset, pkt).is_ok()
 }
@@ -302,7 +300,8 @@ fn rewritten_version_information_cannot_downgrade() {
     let flag = rewritten.clone();
     h.pair.net.set_interceptor(move |info, data| {
         if info.src == client && info.index == 0 {
-            *flag.borrow_mut() = strip_v2_from_client_hello(data);
+            // Hide v2 from the client's Available Versions behind a reserved version
+            *flag.borrow_mut() = rewrite_client_initial(data, &VERSION_2.to_be_bytes(), &[0x0a; 4]);
         }
         Verdict::Deliver
     });
@@ -341,5 +340,66 @@ fn v1_preferring_server_converts_a_v2_client() {
     assert_eq!(h.client_conn().original_version(), VERSION_2);
     assert_eq!(h.server_conn().version(), VERSION_1);
     let data = payload(20_000, 5);
+    assert_eq!(h.transfer(Dir::Bi, &data), data);
+}
+
+#[test]
+fn server_refuses_a_chosen_version_that_is_not_the_initials() {
+    // RFC 9368 §4: the client's Chosen Version must be the version of its first Initial. An
+    // attacker rewriting it is caught by the server before TLS would notice the transcript
+    let mut h = Harness::new(Setup {
+        version: VERSION_1,
+        client_versions: Some(vec![VERSION_1, VERSION_2]),
+        ..Setup::default()
+    });
+    let client = h.pair.client;
+    let rewritten = Rc::new(RefCell::new(false));
+    let flag = rewritten.clone();
+    // version_information (id 0x11, 12 bytes): chosen v1, available v1 and v2
+    let mut from = vec![0x11, 0x0c];
+    for v in [VERSION_1, VERSION_1, VERSION_2] {
+        from.extend_from_slice(&v.to_be_bytes());
+    }
+    let mut to = from.clone();
+    to[2..6].copy_from_slice(&[0x0a; 4]);
+    h.pair.net.set_interceptor(move |info, data| {
+        if info.src == client && info.index == 0 {
+            *flag.borrow_mut() = rewrite_client_initial(data, &from, &to);
+        }
+        Verdict::Deliver
+    });
+    let ch = h.ch;
+    let seed = h.pair.net.seed();
+    h.pair
+        .drive_until(|p| p.client().lost_reason(ch).is_some())
+        .unwrap_or_else(|e| panic!("seed {seed}: the client never gave up: {e:?}"));
+    assert!(*rewritten.borrow(), "the attack did not apply");
+    match h.client().lost_reason(ch) {
+        Some(ConnectionError::ConnectionClosed { error_code, .. }) => assert_eq!(
+            error_code,
+            TransportErrorCode::VERSION_NEGOTIATION_ERROR.0,
+            "{error_code:#x}"
+        ),
+        other => {
+            panic!("seed {seed}: expected the server's VERSION_NEGOTIATION_ERROR, got {other:?}")
+        }
+    }
+}
+
+#[test]
+fn upgrade_after_retry() {
+    // After a Retry the Initial keys derive from the Retry's SCID (RFC 9001 §5.2); both the
+    // server's choice and the client's switch must use those
+    let mut h = Harness::new(Setup {
+        version: VERSION_1,
+        server_versions: Some(vec![VERSION_2, VERSION_1]),
+        retry: true,
+        ..Setup::default()
+    });
+    h.handshake();
+    assert_eq!(h.client_conn().version(), VERSION_2);
+    assert_eq!(h.server_conn().version(), VERSION_2);
+    assert_eq!(h.server_conn().original_version(), VERSION_1);
+    let data = payload(30_000, 6);
     assert_eq!(h.transfer(Dir::Bi, &data), data);
 }

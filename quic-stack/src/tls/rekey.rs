@@ -17,6 +17,8 @@ use crate::shared::Side;
 /// TLS 1.3 traffic secrets of one connection, as the key log hook reports them
 #[derive(Default)]
 struct Captured {
+    /// Set once the secrets can no longer be needed: stop keeping copies
+    done: bool,
     client_handshake: Option<Vec<u8>>,
     server_handshake: Option<Vec<u8>>,
     client_traffic: Option<Vec<u8>>,
@@ -38,6 +40,14 @@ impl SecretCapture {
         }
     }
 
+    /// Drop every copy kept and keep no more
+    fn forget(&self) {
+        *self.secrets() = Captured {
+            done: true,
+            ..Captured::default()
+        };
+    }
+
     fn secrets(&self) -> MutexGuard<'_, Captured> {
         // The data stays consistent even if a holder panicked: each field is written whole
         self.secrets.lock().unwrap_or_else(|e| e.into_inner())
@@ -56,6 +66,9 @@ impl KeyLog for SecretCapture {
             self.inner.log(label, client_random, secret);
         }
         let mut s = self.secrets();
+        if s.done {
+            return;
+        }
         let slot = match label {
             "CLIENT_HANDSHAKE_TRAFFIC_SECRET" => &mut s.client_handshake,
             "SERVER_HANDSHAKE_TRAFFIC_SECRET" => &mut s.server_handshake,
@@ -103,16 +116,21 @@ impl Rekey {
 
     /// Handshake keys in the current version
     pub(super) fn handshake_keys(&self, suite: Suite, side: Side) -> Option<Keys> {
-        let s = self.capture.secrets();
-        let (client, server) = (s.client_handshake.as_ref()?, s.server_handshake.as_ref()?);
-        Some(self.keys(suite, side, client, server))
+        let mut s = self.capture.secrets();
+        let (client, server) = (s.client_handshake.take()?, s.server_handshake.take()?);
+        Some(self.keys(suite, side, &client, &server))
+    }
+
+    /// The version can no longer change (1-RTT keys exist): forget the captured secrets
+    pub(super) fn settle(&self) {
+        self.capture.forget();
     }
 
     /// 1-RTT keys in the current version; remembers the secrets for key updates
     pub(super) fn one_rtt_keys(&mut self, suite: Suite, side: Side) -> Option<Keys> {
         let (client, server) = {
-            let s = self.capture.secrets();
-            (s.client_traffic.clone()?, s.server_traffic.clone()?)
+            let mut s = self.capture.secrets();
+            (s.client_traffic.take()?, s.server_traffic.take()?)
         };
         let keys = self.keys(suite, side, &client, &server);
         self.traffic = Some((suite, client, server));
