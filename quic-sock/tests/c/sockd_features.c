@@ -50,6 +50,8 @@ struct seen {
 	uint8_t ticket[4096];
 	size_t ticket_len;
 	struct quic_connection_close close;
+	int stream_states[QUIC_STREAM_RECV_STATE_RESET_READ + 1];
+	uint64_t recvd_finalsz;
 };
 
 static void note_event(struct seen *s, const char *buf, size_t n)
@@ -98,6 +100,17 @@ static void note_event(struct seen *s, const char *buf, size_t n)
 		s->token_len = n - 1;
 		memcpy(s->token, p, n - 1);
 		break;
+	case QUIC_EVENT_STREAM_UPDATE: {
+		struct quic_stream_update up;
+
+		CHECK(n == 1 + sizeof(up));
+		memcpy(&up, p, sizeof(up));
+		CHECK(up.state <= QUIC_STREAM_RECV_STATE_RESET_READ);
+		s->stream_states[up.state]++;
+		if (up.state == QUIC_STREAM_RECV_STATE_RECVD)
+			s->recvd_finalsz = up.finalsz;
+		break;
+	}
 	case QUIC_EVENT_NEW_SESSION_TICKET:
 		CHECK(n > 1 && n - 1 <= sizeof(s->ticket));
 		s->ticket_len = n - 1;
@@ -288,6 +301,12 @@ static int client(struct sockaddr_in *sa)
 	CHECK(!strcmp(r, "ok"));
 	WAIT_FOR(fd, cs.count[QUIC_EVENT_NEW_TOKEN] >= 2);
 	CHECK(cs.token_len != first_len || memcmp(cs.token, first_token, first_len));
+
+	/* STREAM_UPDATE: the command stream's receive side went RECV then RECVD (with the final
+	 * size: "ok"); its send side reaches RECVD once our FIN is acknowledged */
+	CHECK(cs.stream_states[QUIC_STREAM_RECV_STATE_RECV] >= 1);
+	CHECK(cs.stream_states[QUIC_STREAM_RECV_STATE_RECVD] >= 1 && cs.recvd_finalsz == 2);
+	WAIT_FOR(fd, cs.stream_states[QUIC_STREAM_SEND_STATE_RECVD] >= 1);
 
 	/* KEY_UPDATE: both sides see the new phase, data keeps flowing */
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_KEY_UPDATE, NULL, 0) == 0);
