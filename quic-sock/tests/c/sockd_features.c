@@ -460,9 +460,11 @@ static int client(struct sockaddr_in *sa)
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_CONNECTION_CLOSE, &cc, sizeof(cc)) == 0);
 	CHECK(close(fd) == 0);
 
-	/* a second connection resumes with the ticket */
+	/* a second connection resumes with the ticket and skips Retry with the token */
 	fd = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
 	CHECK(fd >= 0);
+	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TOKEN, cs.token, 0) == -1 && errno == EINVAL);
+	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TOKEN, cs.token, cs.token_len) == 0);
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_SESSION_TICKET, cs.ticket, 10) == -1 &&
 	      errno == EINVAL); /* tickets are 64..4096 bytes */
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_SESSION_TICKET, cs.ticket, cs.ticket_len) ==
@@ -563,6 +565,14 @@ int main(int argc, char **argv)
 	tp.max_streams_bidi = STREAM_LIMIT;
 	tp.max_stream_data_bidi_remote = STREAM_WINDOW;
 	CHECK(setsockopt(l, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &tp, sizeof(tp)) == 0);
+	{
+		struct quic_config cfg;
+
+		/* Retry for clients without a NEW_TOKEN token */
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.validate_peer_address = 1;
+		CHECK(setsockopt(l, SOL_QUIC, QUIC_SOCKOPT_CONFIG, &cfg, sizeof(cfg)) == 0);
+	}
 	CHECK(bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	CHECK(listen(l, 8) == 0);
 

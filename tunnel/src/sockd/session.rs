@@ -512,6 +512,7 @@ impl Session {
             alpn_list(self.opts.alpn()),
             &self.transport(),
             self.server_sessions.clone(),
+            self.opts.config().validate_peer_address != 0,
         )?;
         ep.set_server_config(Some(server));
         {
@@ -653,6 +654,7 @@ impl Session {
                     alpns,
                     &self.transport(),
                     self.server_sessions.clone(),
+                    self.opts.config().validate_peer_address != 0,
                 ) {
                     Ok(c) => ep.set_server_config(Some(c)),
                     Err(e) => return Err(e),
@@ -1475,6 +1477,7 @@ fn server_config(
     alpn: Vec<Vec<u8>>,
     transport: &TransportConfig,
     sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    retry: bool,
 ) -> Result<ServerConfig, Errno> {
     let (chain, key) = match pem {
         Some((cert, key)) => {
@@ -1496,6 +1499,8 @@ fn server_config(
         quic_stack::tls::server_config(chain, key, alpn, None, false).map_err(|_| Errno::EINVAL)?;
     crypto.session_storage = sessions;
     let mut cfg = ServerConfig::new(Arc::new(crypto));
+    // QUIC_CONFIG's validate_peer_address: Retry first (a NEW_TOKEN token skips it)
+    cfg.retry = retry;
     cfg.transport = Arc::new(transport.clone());
     Ok(cfg)
 }
