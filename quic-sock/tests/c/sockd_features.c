@@ -469,10 +469,42 @@ static int client(struct sockaddr_in *sa)
 	      errno == EINVAL); /* tickets are 64..4096 bytes */
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_SESSION_TICKET, cs.ticket, cs.ticket_len) ==
 	      0);
+	/* events the application turns off again are not delivered */
+	enable_all_events(fd);
+	{
+		struct quic_event_option off = { QUIC_EVENT_NEW_TOKEN, 0 };
+
+		CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_EVENT, &off, sizeof(off)) == 0);
+		off.type = QUIC_EVENT_NEW_SESSION_TICKET;
+		CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_EVENT, &off, sizeof(off)) == 0);
+		off.on = 1;
+		l = sizeof(off);
+		CHECK(getsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_EVENT, &off, &l) == 0 && off.on == 0);
+	}
+	memset(&cs, 0, sizeof(cs));
 	CHECK(connect(fd, (struct sockaddr *)sa, sizeof(*sa)) == 0);
 	CHECK(quic_client_handshake(fd, NULL, "localhost", "sample") == 0);
 	command(fd, "echo resumed", r, sizeof(r));
 	CHECK(!strcmp(r, "echo resumed"));
+	{
+		char b[512];
+		int64_t id;
+		int fin;
+
+		/* the server sent a NEW_TOKEN and tickets by now; drain what is queued */
+		for (;;) {
+			struct pollfd p = { fd, POLLIN, 0 };
+
+			if (poll(&p, 1, 300) != 1)
+				break;
+			CHECK(recv_one(fd, &cs, b, sizeof(b), &id, &fin) >= 0 && id < 0);
+		}
+		CHECK(cs.count[QUIC_EVENT_STREAM_UPDATE] >= 2); /* still on: RECV, RECVD */
+		CHECK(cs.count[QUIC_EVENT_NEW_TOKEN] == 0 &&
+		      cs.count[QUIC_EVENT_NEW_SESSION_TICKET] == 0);
+		l = sizeof(r);
+		CHECK(getsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TOKEN, r, &l) == 0 && l > 0);
+	}
 	memset(&cc, 0, sizeof(cc));
 	cc.errcode = 8;
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_CONNECTION_CLOSE, &cc, sizeof(cc)) == 0);
