@@ -478,7 +478,10 @@ impl Endpoint {
         let (orig_dst_cid, retry_src_cid, validated) = match self.check_token(now, &meta, &token) {
             TokenCheck::Retry(odcid) => (odcid, Some(hdr.dcid), true),
             // RFC 9000 §8.1.3: a NEW_TOKEN token validates the address without a Retry
-            TokenCheck::NewToken => (hdr.dcid, None, true),
+            TokenCheck::NewToken => {
+                tracing::debug!(remote = %meta.remote, "address validated by a NEW_TOKEN token");
+                (hdr.dcid, None, true)
+            }
             // RFC 9000 §8.1.3: an invalid or missing token counts as no token
             TokenCheck::None if server.retry => {
                 self.send_retry(now, &meta, hdr, version);

@@ -125,10 +125,15 @@ impl Sockd {
         Self::start_with(netns, &name, &[])
     }
 
-    /// A service that also logs rustls' resumption decisions (debug level)
+    /// A service that also logs rustls' resumption decisions and NEW_TOKEN address validation
     fn start_logging_resumption() -> Self {
         let name = format!("quictun-sockd-it-resume-{}", std::process::id());
-        Self::start_full(None, &name, &[], "info,rustls::client::tls13=debug")
+        Self::start_full(
+            None,
+            &name,
+            &[],
+            "info,rustls::client::tls13=debug,quic_stack::endpoint=debug",
+        )
     }
 
     fn start_named(netns: Option<&str>, name: &str) -> Self {
@@ -361,6 +366,13 @@ fn features_linked_against_the_library() {
         log.matches("Resuming using PSK").count(),
         1,
         "exactly the second handshake resumes:\n{log}"
+    );
+    // ... and, with the first connection's NEW_TOKEN token set, skips the listener's Retry.
+    assert_eq!(
+        log.matches("address validated by a NEW_TOKEN token")
+            .count(),
+        1,
+        "exactly the second connection brings a token:\n{log}"
     );
 }
 

@@ -50,6 +50,8 @@ struct seen {
 	uint8_t ticket[4096];
 	size_t ticket_len;
 	struct quic_connection_close close;
+	int stream_states[QUIC_STREAM_RECV_STATE_RESET_READ + 1];
+	uint64_t recvd_finalsz;
 };
 
 static void note_event(struct seen *s, const char *buf, size_t n)
@@ -98,6 +100,17 @@ static void note_event(struct seen *s, const char *buf, size_t n)
 		s->token_len = n - 1;
 		memcpy(s->token, p, n - 1);
 		break;
+	case QUIC_EVENT_STREAM_UPDATE: {
+		struct quic_stream_update up;
+
+		CHECK(n == 1 + sizeof(up));
+		memcpy(&up, p, sizeof(up));
+		CHECK(up.state <= QUIC_STREAM_RECV_STATE_RESET_READ);
+		s->stream_states[up.state]++;
+		if (up.state == QUIC_STREAM_RECV_STATE_RECVD)
+			s->recvd_finalsz = up.finalsz;
+		break;
+	}
 	case QUIC_EVENT_NEW_SESSION_TICKET:
 		CHECK(n > 1 && n - 1 <= sizeof(s->ticket));
 		s->ticket_len = n - 1;
@@ -289,6 +302,12 @@ static int client(struct sockaddr_in *sa)
 	WAIT_FOR(fd, cs.count[QUIC_EVENT_NEW_TOKEN] >= 2);
 	CHECK(cs.token_len != first_len || memcmp(cs.token, first_token, first_len));
 
+	/* STREAM_UPDATE: the command stream's receive side went RECV then RECVD (with the final
+	 * size: "ok"); its send side reaches RECVD once our FIN is acknowledged */
+	CHECK(cs.stream_states[QUIC_STREAM_RECV_STATE_RECV] >= 1);
+	CHECK(cs.stream_states[QUIC_STREAM_RECV_STATE_RECVD] >= 1 && cs.recvd_finalsz == 2);
+	WAIT_FOR(fd, cs.stream_states[QUIC_STREAM_SEND_STATE_RECVD] >= 1);
+
 	/* KEY_UPDATE: both sides see the new phase, data keeps flowing */
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_KEY_UPDATE, NULL, 0) == 0);
 	command(fd, "echo after key update", r, sizeof(r));
@@ -441,17 +460,51 @@ static int client(struct sockaddr_in *sa)
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_CONNECTION_CLOSE, &cc, sizeof(cc)) == 0);
 	CHECK(close(fd) == 0);
 
-	/* a second connection resumes with the ticket */
+	/* a second connection resumes with the ticket and skips Retry with the token */
 	fd = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
 	CHECK(fd >= 0);
+	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TOKEN, cs.token, 0) == -1 && errno == EINVAL);
+	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TOKEN, cs.token, cs.token_len) == 0);
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_SESSION_TICKET, cs.ticket, 10) == -1 &&
 	      errno == EINVAL); /* tickets are 64..4096 bytes */
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_SESSION_TICKET, cs.ticket, cs.ticket_len) ==
 	      0);
+	/* events the application turns off again are not delivered */
+	enable_all_events(fd);
+	{
+		struct quic_event_option off = { QUIC_EVENT_NEW_TOKEN, 0 };
+
+		CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_EVENT, &off, sizeof(off)) == 0);
+		off.type = QUIC_EVENT_NEW_SESSION_TICKET;
+		CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_EVENT, &off, sizeof(off)) == 0);
+		off.on = 1;
+		l = sizeof(off);
+		CHECK(getsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_EVENT, &off, &l) == 0 && off.on == 0);
+	}
+	memset(&cs, 0, sizeof(cs));
 	CHECK(connect(fd, (struct sockaddr *)sa, sizeof(*sa)) == 0);
 	CHECK(quic_client_handshake(fd, NULL, "localhost", "sample") == 0);
 	command(fd, "echo resumed", r, sizeof(r));
 	CHECK(!strcmp(r, "echo resumed"));
+	{
+		char b[512];
+		int64_t id;
+		int fin;
+
+		/* the server sent a NEW_TOKEN and tickets by now; drain what is queued */
+		for (;;) {
+			struct pollfd p = { fd, POLLIN, 0 };
+
+			if (poll(&p, 1, 300) != 1)
+				break;
+			CHECK(recv_one(fd, &cs, b, sizeof(b), &id, &fin) >= 0 && id < 0);
+		}
+		CHECK(cs.count[QUIC_EVENT_STREAM_UPDATE] >= 2); /* still on: RECV, RECVD */
+		CHECK(cs.count[QUIC_EVENT_NEW_TOKEN] == 0 &&
+		      cs.count[QUIC_EVENT_NEW_SESSION_TICKET] == 0);
+		l = sizeof(r);
+		CHECK(getsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TOKEN, r, &l) == 0 && l > 0);
+	}
 	memset(&cc, 0, sizeof(cc));
 	cc.errcode = 8;
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_CONNECTION_CLOSE, &cc, sizeof(cc)) == 0);
@@ -544,6 +597,14 @@ int main(int argc, char **argv)
 	tp.max_streams_bidi = STREAM_LIMIT;
 	tp.max_stream_data_bidi_remote = STREAM_WINDOW;
 	CHECK(setsockopt(l, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &tp, sizeof(tp)) == 0);
+	{
+		struct quic_config cfg;
+
+		/* Retry for clients without a NEW_TOKEN token */
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.validate_peer_address = 1;
+		CHECK(setsockopt(l, SOL_QUIC, QUIC_SOCKOPT_CONFIG, &cfg, sizeof(cfg)) == 0);
+	}
 	CHECK(bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	CHECK(listen(l, 8) == 0);
 

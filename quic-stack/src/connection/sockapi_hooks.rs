@@ -15,9 +15,10 @@ impl Connection {
         self.key_update.phase
     }
 
-    /// An application-requested key update has not started yet
+    /// A key update is unfinished: requested and not started, or started and not yet answered
+    /// by the peer in the new phase
     pub fn key_update_pending(&self) -> bool {
-        self.key_update.requested
+        self.key_update.requested || (self.stats.key_updates > 0 && self.key_update.awaiting_peer())
     }
 
     /// One CID set as QUIC_SOCKOPT_CONNECTION_ID shows it: (sequence number in use, lowest

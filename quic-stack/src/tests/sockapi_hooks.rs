@@ -16,6 +16,23 @@ fn key_update_flips_the_phase_on_both_sides_and_data_flows() {
     assert!(!h.client_conn().key_phase() && !h.server_conn().key_phase());
     h.client_conn().initiate_key_update();
     assert!(h.client_conn().key_update_pending());
+    // Still unfinished once the client switched, until the server answers in the new phase
+    // (a unidirectional nudge: the transfers below read bidirectional streams)
+    let id = h.client_conn().open(Dir::Uni).expect("stream");
+    h.client_conn().write(id, b"x").expect("write");
+    h.client_conn().finish(id).expect("finish");
+    let (ch, seed) = (h.ch, h.pair.net.seed());
+    h.pair
+        .drive_until(|p| p.client_mut().conn(ch).key_phase())
+        .unwrap_or_else(|e| panic!("seed {seed}: {e:?}"));
+    assert!(
+        h.client_conn().key_update_pending(),
+        "the server has not answered yet"
+    );
+    assert!(
+        !h.server_conn().key_update_pending(),
+        "nothing pending on the server"
+    );
     let data = payload(20_000, 3);
     assert_eq!(h.transfer(Dir::Bi, &data), data);
     h.pair.drive().expect("settle");

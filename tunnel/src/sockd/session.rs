@@ -66,6 +66,9 @@ struct Shared {
     watch: Mutex<Option<Watch>>,
     /// Streams we send on, for STREAM_MAX_DATA; same lock order as `watch`
     watched: Mutex<BTreeSet<u64>>,
+    /// Streams we finished (FIN) or reset, by the STREAM_UPDATE state to report once the core
+    /// frees their sending half (all data, or the RESET_STREAM, acknowledged)
+    ended: Mutex<HashMap<u64, u8>>,
     /// Handles of session tickets that arrived (rustls reports them inside the driver's lock,
     /// so they wait here rather than in `inner`)
     tickets: Mutex<Vec<Vec<u8>>>,
@@ -258,6 +261,7 @@ impl Session {
             watch: Mutex::new(None),
             watched: Mutex::new(BTreeSet::new()),
             tickets: Mutex::new(Vec::new()),
+            ended: Mutex::new(HashMap::new()),
         });
         Self {
             unix,
@@ -508,6 +512,7 @@ impl Session {
             alpn_list(self.opts.alpn()),
             &self.transport(),
             self.server_sessions.clone(),
+            self.opts.config().validate_peer_address != 0,
         )?;
         ep.set_server_config(Some(server));
         {
@@ -649,6 +654,7 @@ impl Session {
                     alpns,
                     &self.transport(),
                     self.server_sessions.clone(),
+                    self.opts.config().validate_peer_address != 0,
                 ) {
                     Ok(c) => ep.set_server_config(Some(c)),
                     Err(e) => return Err(e),
@@ -994,7 +1000,13 @@ impl Session {
             return Err(target.flow_blocked_errno());
         }
         if fin && done == data.len() {
-            let _ = stream.finish();
+            if stream.finish().is_ok() {
+                self.shared
+                    .ended
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, stream_state::SEND_RECVD);
+            }
             i.send.remove(&id);
             self.active = None;
         } else {
@@ -1063,6 +1075,11 @@ impl Session {
                     return Err(Errno::EINVAL);
                 };
                 s.reset(u64::from(e.errcode)).map_err(|_| Errno::EINVAL)?;
+                self.shared
+                    .ended
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, stream_state::SEND_RESET_RECVD);
                 if self.active == Some(id) {
                     self.active = None;
                 }
@@ -1271,9 +1288,23 @@ async fn watch_state(sh: Arc<Shared>, conn: Connection, token_source: Option<(En
             let mut streams = sh2.watched.lock().unwrap_or_else(|e| e.into_inner());
             let mut w = sh2.watch.lock().unwrap_or_else(|e| e.into_inner());
             let w = w.as_mut()?;
-            // Streams whose sending half is gone need no more watching.
-            streams.retain(|&id| c.stream_send_max_data(quic_stack::StreamId(id)).is_some());
-            let ev = w.diff(c, &streams);
+            // Streams whose sending half is gone need no more watching; the core frees it once
+            // our FIN or RESET_STREAM is acknowledged: STREAM_UPDATE RECVD / RESET_RECVD.
+            let mut ended = sh2.ended.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ev = Vec::new();
+            streams.retain(|&id| {
+                let live = c.stream_send_max_data(quic_stack::StreamId(id)).is_some();
+                if let (false, Some(state)) = (live, ended.remove(&id)) {
+                    ev.push(Event::StreamUpdate(StreamUpdate {
+                        id: id as i64,
+                        state,
+                        errcode: 0,
+                        finalsz: 0,
+                    }));
+                }
+                live
+            });
+            ev.extend(w.diff(c, &streams));
             (!ev.is_empty()).then_some(ev)
         });
         let mut events = tokio::select! {
@@ -1311,6 +1342,8 @@ async fn watch_state(sh: Arc<Shared>, conn: Connection, token_source: Option<(En
 async fn read_stream(sh: Arc<Shared>, mut rs: RecvStream) {
     let id = rs.id().0;
     let mut buf = vec![0u8; READ_CHUNK];
+    // Bytes delivered so far (the final size once the FIN is in)
+    let mut total: u64 = 0;
     loop {
         sh.wait_space().await;
         let mut stop = pin!(sh.stop.notified());
@@ -1360,7 +1393,29 @@ async fn read_stream(sh: Arc<Shared>, mut rs: RecvStream) {
             Err(_) => return,
         };
         tracing::trace!(id, len = data.len(), fin, "sockd: stream data");
-        sh.lock().queue.push_stream(id as i64, data, fin);
+        let first = total == 0;
+        total += data.len() as u64;
+        let mut i = sh.lock();
+        let mask = i.events;
+        // The kernel's receive-side states: RECV with the first data, RECVD once all is in.
+        let update = |state, finalsz| {
+            Event::StreamUpdate(StreamUpdate {
+                id: id as i64,
+                state,
+                errcode: 0,
+                finalsz,
+            })
+        };
+        if first {
+            i.queue
+                .push_event(mask, &update(stream_state::RECV_RECV, 0));
+        }
+        if fin {
+            i.queue
+                .push_event(mask, &update(stream_state::RECV_RECVD, total));
+        }
+        i.queue.push_stream(id as i64, data, fin);
+        drop(i);
         sh.wake.notify_one();
         if fin {
             return;
@@ -1422,6 +1477,7 @@ fn server_config(
     alpn: Vec<Vec<u8>>,
     transport: &TransportConfig,
     sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    retry: bool,
 ) -> Result<ServerConfig, Errno> {
     let (chain, key) = match pem {
         Some((cert, key)) => {
@@ -1443,6 +1499,8 @@ fn server_config(
         quic_stack::tls::server_config(chain, key, alpn, None, false).map_err(|_| Errno::EINVAL)?;
     crypto.session_storage = sessions;
     let mut cfg = ServerConfig::new(Arc::new(crypto));
+    // QUIC_CONFIG's validate_peer_address: Retry first (a NEW_TOKEN token skips it)
+    cfg.retry = retry;
     cfg.transport = Arc::new(transport.clone());
     Ok(cfg)
 }
