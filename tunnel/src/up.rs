@@ -278,6 +278,7 @@ fn transport(config: &Config, keepalive: Option<Duration>, v6: bool) -> Transpor
         congestion: match config.quic.congestion {
             Congestion::Cubic => quic_stack::cc::Algorithm::Cubic,
             Congestion::NewReno => quic_stack::cc::Algorithm::NewReno,
+            Congestion::Bbr => quic_stack::cc::Algorithm::Bbr,
         },
         ..TransportConfig::default()
     }
