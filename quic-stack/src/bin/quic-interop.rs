@@ -1112,7 +1112,10 @@ mod tests {
             case("handshakeloss").map(|c| c.plan),
             Some(Plan::ConnectionPerRequest)
         );
-        assert!(case("zerortt").is_none());
+        assert!(case("zerortt").is_some_and(|c| c.zero_rtt && c.plan == Plan::Resumption));
+        assert!(case("connectionmigration").is_some_and(|c| c.preferred_address));
+        assert!(case("v2").is_some_and(|c| c.v2));
+        assert!(case("http3").is_none());
         assert!(case("").is_none());
     }
 }
