@@ -497,6 +497,9 @@ pub(crate) mod tests {
         p.cwnd = Some(120_000);
         p.max_datagram = Some(1350);
         p.migrations = 2;
+        p.path_validations_ok = 3;
+        p.path_validations_failed = 1;
+        p.local = Some("198.18.0.9:40000 (pinned)".into());
         p.last_handshake_secs = Some(42);
         Status {
             interface: "qt0".into(),
@@ -521,6 +524,11 @@ pub(crate) mod tests {
         assert!(t.contains("120.6 KiB"), "{t}");
         assert!(t.contains("spoofed_source 3"), "{t}");
         assert!(t.contains("1h 2m 5s"), "{t}");
+        assert!(t.contains("PATH OK/X") && t.contains(" 3/1 "), "{t}");
+        assert!(
+            t.contains("laptop: local address 198.18.0.9:40000 (pinned)"),
+            "{t}"
+        );
     }
 
     #[test]

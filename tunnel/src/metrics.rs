@@ -265,6 +265,18 @@ mod tests {
     fn renders_families() {
         let text = render(&sample_status());
         assert!(
+            text.contains(
+                "quictun_peer_path_validations_total{interface=\"qt0\",peer=\"laptop\"} 3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "quictun_peer_path_validation_failures_total{interface=\"qt0\",peer=\"laptop\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
             text.contains("quictun_peer_tx_bytes_total{interface=\"qt0\",peer=\"laptop\"} 123456"),
             "{text}"
         );
