@@ -49,6 +49,9 @@ pub(crate) struct CidState {
     peer_retire_prior_to: u64,
     /// How many peer CIDs we accept (our active_connection_id_limit)
     peer_limit: u64,
+    /// Client: the preferred address's CID, kept for the move there (a server that sees it
+    /// takes the packet as sent to its preferred address)
+    pub(crate) reserved_peer_seq: Option<u64>,
 }
 
 impl CidState {
@@ -78,6 +81,7 @@ impl CidState {
             pending_retire: VecDeque::new(),
             peer_retire_prior_to: 0,
             peer_limit: peer_limit.max(2),
+            reserved_peer_seq: None,
         }
     }
 
@@ -98,7 +102,7 @@ impl CidState {
             .peer
             .iter()
             .map(|c| c.sequence)
-            .filter(|&s| s > self.active_peer_seq)
+            .filter(|&s| s > self.active_peer_seq && Some(s) != self.reserved_peer_seq)
             .min()
         else {
             return false;

@@ -57,6 +57,7 @@ impl Connection {
         }
         self.last_datagram_len = data.len() as u64;
         self.rx_remote = meta.remote;
+        self.rx_local_ip = meta.local_ip;
         let known_path = meta.remote == self.path.remote;
         // RFC 9000 §9: servers do not migrate, so a client drops packets from other addresses
         if self.side.is_client() && !known_path && !self.is_preferred_target(meta.remote) {
