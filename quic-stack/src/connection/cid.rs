@@ -371,4 +371,32 @@ mod tests {
         );
         assert!(!s.rotate_peer_cid());
     }
+
+    #[test]
+    fn preferred_address_cid_is_kept_for_the_move() {
+        let mut s = CidState::new(8, cid(1), cid(2), 4);
+        for (sequence, b) in [(1, 5), (2, 6)] {
+            s.on_new_cid(&NewConnectionId {
+                sequence,
+                retire_prior_to: 0,
+                id: cid(b),
+                reset_token: [b; 16],
+            })
+            .unwrap();
+        }
+        s.reserved_peer_seq = Some(1);
+        // An ordinary migration skips the reserved CID
+        assert!(s.rotate_peer_cid());
+        assert_eq!(s.peer_cid(), cid(6));
+        assert!(!s.rotate_peer_cid(), "only the reserved CID is left");
+        // The move to the preferred address takes it and retires the one in use
+        assert_eq!(s.peer_cid_by_seq(1), Some(cid(5)));
+        assert!(s.use_peer_cid(1));
+        assert_eq!(s.peer_cid(), cid(5));
+        assert_eq!(
+            s.pending_retire.iter().copied().collect::<Vec<_>>(),
+            vec![0, 2]
+        );
+        assert!(!s.use_peer_cid(2), "a retired CID cannot come back");
+    }
 }
