@@ -276,3 +276,37 @@ fn zero_rtt_under_loss() {
         assert!(c.stats().zero_rtt_packets_sent > 0, "seed {seed}");
     }
 }
+
+#[test]
+fn server_that_lowers_its_limits_while_accepting_zero_rtt_is_refused() {
+    let mut h = first_connection(zero_rtt_setup(75, false));
+    // Same ticket and still accepting 0-RTT, but fewer streams than the client was promised
+    // (RFC 9000 §7.4.1 forbids that)
+    let stingy = ServerConfig {
+        transport: Arc::new(TransportConfig {
+            zero_rtt: true,
+            max_concurrent_bidi_streams: 10,
+            ..TransportConfig::default()
+        }),
+        ..(*h.server_config).clone()
+    };
+    h.server().ep.set_server_config(Some(Arc::new(stingy)));
+    let now = h.now();
+    let server_addr = h.pair.server_addr();
+    let config = h.client_config.clone();
+    let ch = h
+        .client()
+        .ep
+        .connect(now, config, server_addr, "localhost")
+        .expect("connect");
+    assert!(h.client().conn(ch).is_zero_rtt_available());
+    h.pair
+        .drive_until(|p| p.client().lost_reason(ch).is_some())
+        .expect("the client gives up on the connection");
+    match h.client().lost_reason(ch) {
+        Some(crate::connection::ConnectionError::TransportError(e)) => {
+            assert_eq!(e.code, crate::error::TransportErrorCode::PROTOCOL_VIOLATION);
+        }
+        other => panic!("unexpected outcome {other:?}"),
+    }
+}
