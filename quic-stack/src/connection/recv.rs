@@ -185,8 +185,13 @@ impl Connection {
         }
         self.stats.packets_received += 1;
         let size = packet.len();
+        let packet_type = if zero_rtt {
+            crate::qlog::QlogPacketType::ZeroRtt
+        } else {
+            super::qlog_packet_type(space_id)
+        };
         self.qlog(now, || QlogEvent::PacketReceived {
-            packet_type: super::qlog_packet_type(space_id),
+            packet_type,
             packet_number: d.pn,
             size,
         });

@@ -310,3 +310,48 @@ fn server_that_lowers_its_limits_while_accepting_zero_rtt_is_refused() {
         other => panic!("unexpected outcome {other:?}"),
     }
 }
+
+/// A writer into a shared buffer, for the qlog check
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn qlog_names_zero_rtt_packets() {
+    let mut h = first_connection(zero_rtt_setup(77, false));
+    let now = h.now();
+    let server_addr = h.pair.server_addr();
+    let config = h.client_config.clone();
+    let ch = h
+        .client()
+        .ep
+        .connect(now, config, server_addr, "localhost")
+        .expect("connect");
+    let out = SharedBuf::default();
+    let c = h.client().conn(ch);
+    let writer = crate::qlog::QlogWriter::new(
+        out.clone(),
+        crate::shared::Side::Client,
+        c.original_dcid(),
+        "test",
+    );
+    c.set_qlog(now, Box::new(writer));
+    c.send_datagram(Bytes::from_static(b"early"))
+        .expect("0-RTT datagram");
+    h.pair
+        .drive_until(|p| p.client().has_event(ch, |e| *e == Event::Connected))
+        .expect("resumed handshake");
+    h.pair.drive().expect("settle");
+    let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("UTF-8 qlog");
+    assert!(text.contains("\"0RTT\""), "no 0-RTT packet in the trace");
+    assert!(text.contains("\"1RTT\""));
+}
