@@ -28,7 +28,7 @@ pub mod tun;
 pub use icmp::{packet_too_big, IcmpError, RateLimiter};
 pub use ip::{IpError, IpPacket, IpVersion};
 pub use mem::MemTun;
-pub use netlink::{NetEvent, NetWatcher, Netlink, NetlinkError};
+pub use netlink::{NetEvent, NetWatcher, Netlink, NetlinkError, UnderlayRoute};
 pub use netns::{NetNs, NetNsError, NetNsGuard};
 pub use sys::accept_owned;
 pub use tun::{LinuxTun, TunConfig, TunError};

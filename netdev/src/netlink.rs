@@ -12,9 +12,13 @@ use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::LinkFlag;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{AsyncSocket, SocketAddr};
 use tokio::task::JoinHandle;
+
+mod route;
+pub use route::UnderlayRoute;
 
 /// Netlink operation failures
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +209,39 @@ impl Netlink {
             .collect())
     }
 
+    /// Whether `ip` is assigned here and can carry traffic: `None` when no link holds it,
+    /// otherwise whether its link is up with a carrier (an address stays assigned on a link
+    /// that went down, so presence alone does not make it usable)
+    pub async fn address_usable(&self, ip: IpAddr) -> Result<Option<bool>, NetlinkError> {
+        let msgs: Vec<AddressMessage> =
+            self.handle
+                .address()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(|e| NetlinkError::from_rtnl("list addresses", e))?;
+        let Some(index) = msgs
+            .iter()
+            .find(|m| address_of(m).is_some_and(|a| a.addr() == ip))
+            .map(|m| m.header.index)
+        else {
+            return Ok(None);
+        };
+        let mut links = self.handle.link().get().match_index(index).execute();
+        match links.try_next().await {
+            Ok(Some(link)) => {
+                let flags = &link.header.flags;
+                let up = flags.contains(&LinkFlag::Up)
+                    && (flags.contains(&LinkFlag::LowerUp) || flags.contains(&LinkFlag::Running));
+                Ok(Some(up))
+            }
+            // The link vanished between the two requests: the address went with it
+            Ok(None) => Ok(None),
+            Err(e) => Err(NetlinkError::from_rtnl("get link", e)),
+        }
+    }
+
     /// Route `dest` through the link `index` (no gateway); `0.0.0.0/0` or `::/0` is a default
     pub async fn add_route(&self, dest: IpNet, index: u32) -> Result<(), NetlinkError> {
         match dest {
@@ -368,10 +405,18 @@ pub enum NetEvent {
     },
     /// An IPv4 or IPv6 route was added or removed
     RouteChanged,
+    /// A link changed state (up, down, carrier)
+    LinkChanged {
+        /// Link index
+        index: u32,
+        /// Administratively up with a carrier
+        up: bool,
+    },
 }
 
 // RTMGRP_* bitmask values for bind(2) (linux/rtnetlink.h): the legacy group mask equals
 // 1 << (RTNLGRP_* - 1) for these groups.
+const RTMGRP_LINK: u32 = 0x1;
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
 const RTMGRP_IPV6_IFADDR: u32 = 0x100;
@@ -396,14 +441,17 @@ impl Drop for NetWatcher {
 }
 
 impl NetWatcher {
-    /// Subscribe to RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV4_ROUTE and
-    /// RTNLGRP_IPV6_ROUTE (needs a tokio runtime)
+    /// Subscribe to RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR, RTNLGRP_IPV4_ROUTE
+    /// and RTNLGRP_IPV6_ROUTE (needs a tokio runtime)
     pub fn new() -> Result<Self, NetlinkError> {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| NetlinkError::NoRuntime)?;
         let (mut conn, _handle, messages) =
             rtnetlink::new_connection().map_err(NetlinkError::Socket)?;
-        let groups =
-            RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE;
+        let groups = RTMGRP_LINK
+            | RTMGRP_IPV4_IFADDR
+            | RTMGRP_IPV6_IFADDR
+            | RTMGRP_IPV4_ROUTE
+            | RTMGRP_IPV6_ROUTE;
         conn.socket_mut()
             .socket_mut()
             .bind(&SocketAddr::new(0, groups))
@@ -434,6 +482,18 @@ impl NetWatcher {
                 RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_) => {
                     Some(NetEvent::RouteChanged)
                 }
+                RouteNetlinkMessage::NewLink(l) => {
+                    let f = &l.header.flags;
+                    Some(NetEvent::LinkChanged {
+                        index: l.header.index,
+                        up: f.contains(&LinkFlag::Up)
+                            && (f.contains(&LinkFlag::LowerUp) || f.contains(&LinkFlag::Running)),
+                    })
+                }
+                RouteNetlinkMessage::DelLink(l) => Some(NetEvent::LinkChanged {
+                    index: l.header.index,
+                    up: false,
+                }),
                 _ => None,
             };
             if event.is_some() {

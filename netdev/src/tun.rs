@@ -20,7 +20,14 @@ use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, VIRTIO_NET_
 use crate::TunDevice;
 
 /// Largest read from an offloaded TUN: the virtio header plus a 64 KiB super-packet
+/// The largest IP packet (the 16-bit total length), which bounds any MTU
+const MAX_IP_PACKET: usize = 65535;
 const OFFLOAD_READ_BUF: usize = VIRTIO_NET_HDR_LEN + 65535;
+
+/// Capacity of each write buffer: tun-rs coalesces a flow's packets into the first buffer of
+/// the group only when it can hold a whole 64 KiB super-packet plus twice the header room
+/// without reallocating; smaller buffers silently turn GRO off (one write per packet)
+const OFFLOAD_WRITE_BUF: usize = 2 * VIRTIO_NET_HDR_LEN + 65535;
 
 /// Linux interface names are at most 15 bytes (IFNAMSIZ 16 with the NUL)
 const IFNAME_MAX: usize = 15;
@@ -195,7 +202,9 @@ impl LinuxTun {
         let (raw, bufs, sizes) = if offload {
             (
                 vec![0u8; OFFLOAD_READ_BUF],
-                vec![vec![0u8; mtu]; IDEAL_BATCH_SIZE],
+                // Split segments are as large as the MTU at read time, which may grow after
+                // open (`mtu = "auto"`, or `ip link set ... mtu`): size for any IP packet
+                vec![vec![0u8; MAX_IP_PACKET]; IDEAL_BATCH_SIZE],
                 vec![0usize; IDEAL_BATCH_SIZE],
             )
         } else {
@@ -358,7 +367,9 @@ impl TunDevice for LinuxTun {
         let TxState { gro, bufs } = &mut *tx;
         for chunk in packets.chunks(IDEAL_BATCH_SIZE) {
             if bufs.len() < chunk.len() {
-                bufs.resize_with(chunk.len(), Vec::new);
+                // Allocated once and reused; only the pages a coalesced packet touches are
+                // ever faulted in
+                bufs.resize_with(chunk.len(), || Vec::with_capacity(OFFLOAD_WRITE_BUF));
             }
             for (buf, packet) in bufs.iter_mut().zip(chunk) {
                 buf.clear();

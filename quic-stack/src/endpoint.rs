@@ -21,6 +21,7 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::config::{ClientConfig, EndpointConfig, ServerConfig};
 use crate::connection::recv_kind::{kind, PacketKind};
+use crate::connection::version_negotiation;
 use crate::connection::{params_for, Connection, ConnectionParams, EndpointEvent, Event};
 use crate::crypto::token::{stateless_reset_token, TokenKey};
 use crate::packet;
@@ -206,8 +207,19 @@ impl Endpoint {
             None,
             None,
         );
-        let tls = TlsSession::client(config.crypto.clone(), version, server_name, params)
-            .map_err(|e| ConnectError::Crypto(e.to_string()))?;
+        // RFC 9368 §2.3: a client offering versions compatible with its first one may be moved
+        // to one of them by the server, after its ClientHello went out
+        let upgradable = self
+            .config
+            .supported_versions
+            .iter()
+            .any(|&v| v != version && version_negotiation::compatible(version, v));
+        let tls = if upgradable {
+            TlsSession::client_upgradable(config.crypto.clone(), version, server_name, params)
+        } else {
+            TlsSession::client(config.crypto.clone(), version, server_name, params)
+        }
+        .map_err(|e| ConnectError::Crypto(e.to_string()))?;
         Connection::new(
             ConnectionParams {
                 side: Side::Client,
@@ -466,7 +478,10 @@ impl Endpoint {
         let (orig_dst_cid, retry_src_cid, validated) = match self.check_token(now, &meta, &token) {
             TokenCheck::Retry(odcid) => (odcid, Some(hdr.dcid), true),
             // RFC 9000 §8.1.3: a NEW_TOKEN token validates the address without a Retry
-            TokenCheck::NewToken => (hdr.dcid, None, true),
+            TokenCheck::NewToken => {
+                tracing::debug!(remote = %meta.remote, "address validated by a NEW_TOKEN token");
+                (hdr.dcid, None, true)
+            }
             // RFC 9000 §8.1.3: an invalid or missing token counts as no token
             TokenCheck::None if server.retry => {
                 self.send_retry(now, &meta, hdr, version);
@@ -474,6 +489,15 @@ impl Endpoint {
             }
             TokenCheck::None => (hdr.dcid, None, false),
         };
+        // RFC 9368 §2.3: answer in our most preferred version the client can convert to
+        let original = version;
+        let first_packet = &data[..hdr.packet_len.min(data.len())];
+        let version = version_negotiation::server_version(
+            &self.config.supported_versions,
+            original,
+            hdr,
+            first_packet,
+        );
         let local_cid = self.new_cid();
         // RFC 9000 §18.2: a server with zero-length CIDs cannot offer a preferred address
         let preferred = (self.config.local_cid_len > 0
@@ -528,6 +552,9 @@ impl Endpoint {
         let Ok(mut conn) = conn else {
             return;
         };
+        if version != original && conn.set_upgraded_from(original).is_err() {
+            return;
+        }
         if let Some(pa) = preferred {
             conn.set_preferred_address(pa);
         }
@@ -744,6 +771,21 @@ impl Endpoint {
                 self.restart_client(now, h, version);
             }
         }
+    }
+}
+
+/// NEW_TOKEN tokens as the SOL_QUIC socket API exposes them (QUIC_SOCKOPT_TOKEN)
+impl Endpoint {
+    /// Client: the latest NEW_TOKEN token from the server named `server_name`, kept for the
+    /// next connection to it
+    pub fn new_token(&self, server_name: &str) -> Option<&[u8]> {
+        self.tokens.get(server_name).map(Vec::as_slice)
+    }
+
+    /// Client: the token to send in the next connection's Initial packets to `server_name`
+    /// (one saved from an earlier connection, possibly by another process)
+    pub fn set_new_token(&mut self, server_name: &str, token: Vec<u8>) {
+        self.tokens.insert(server_name.to_owned(), token);
     }
 }
 

@@ -22,6 +22,8 @@ use crate::crypto::{
 use crate::error::{TransportError, TransportErrorCode};
 use crate::shared::Side;
 
+mod rekey;
+
 /// A TLS session or config could not be set up
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -57,6 +59,8 @@ pub struct TlsSession {
     next_secrets: Option<rq::Secrets>,
     /// Whether `read_handshake` has already reported handshake data as available
     got_handshake_data: bool,
+    /// Set on a client that may change QUIC version mid-handshake (see [`Self::client_upgradable`])
+    rekey: Option<rekey::Rekey>,
 }
 
 impl std::fmt::Debug for TlsSession {
@@ -109,7 +113,57 @@ impl TlsSession {
             side,
             next_secrets: None,
             got_handshake_data: false,
+            rekey: None,
         }
+    }
+
+    /// Like [`Self::client`], for a client offering other versions in compatible version
+    /// negotiation (RFC 9368 §2.3): the session can later follow the server into one of them
+    /// ([`Session::set_version`]). It works on a per-connection copy of `config` whose key log
+    /// also hands the traffic secrets to the session (the configured key log still gets them).
+    pub fn client_upgradable(
+        config: Arc<ClientConfig>,
+        version: u32,
+        server_name: &str,
+        transport_params: Vec<u8>,
+    ) -> Result<Self, TlsError> {
+        let mut own = (*config).clone();
+        let capture = Arc::new(rekey::SecretCapture::new(own.key_log.clone()));
+        own.key_log = capture.clone();
+        let mut session = Self::client(Arc::new(own), version, server_name, transport_params)?;
+        session.rekey = Some(rekey::Rekey::new(capture, version));
+        Ok(session)
+    }
+
+    /// Our name for the negotiated cipher suite
+    fn suite(&self) -> Option<crypto::Suite> {
+        use rustls::CipherSuite as C;
+        match self.conn.negotiated_cipher_suite()?.suite() {
+            C::TLS13_AES_128_GCM_SHA256 => Some(crypto::Suite::Aes128Gcm),
+            C::TLS13_AES_256_GCM_SHA384 => Some(crypto::Suite::Aes256Gcm),
+            C::TLS13_CHACHA20_POLY1305_SHA256 => Some(crypto::Suite::ChaCha20Poly1305),
+            _ => None,
+        }
+    }
+
+    /// Keys re-derived for a changed version, when the session changed version
+    fn rekeyed(&mut self, one_rtt: bool) -> Option<Keys> {
+        let suite = self.suite();
+        let side = self.side;
+        let rekey = self.rekey.as_mut().filter(|r| r.active())?;
+        let keys = suite.and_then(|suite| {
+            if one_rtt {
+                rekey.one_rtt_keys(suite, side)
+            } else {
+                rekey.handshake_keys(suite, side)
+            }
+        });
+        if keys.is_none() {
+            // Cannot happen with rustls logging every TLS 1.3 secret; the handshake then
+            // fails on undecryptable packets rather than with wrong-version keys silently
+            tracing::warn!("no traffic secrets captured for the negotiated version");
+        }
+        keys
     }
 
     /// Turn a rustls error into the CONNECTION_CLOSE it calls for
@@ -174,16 +228,26 @@ impl Session for TlsSession {
 
     fn write_handshake(&mut self, buf: &mut Vec<u8>) -> Option<Keys> {
         match self.conn.write_hs(buf)? {
-            KeyChange::Handshake { keys } => Some(convert_keys(keys)),
+            KeyChange::Handshake { keys } => {
+                self.rekeyed(false).or_else(|| Some(convert_keys(keys)))
+            }
             KeyChange::OneRtt { keys, next } => {
                 // rustls hands over secrets already advanced to the next key phase
                 self.next_secrets = Some(next);
-                Some(convert_keys(keys))
+                let rekeyed = self.rekeyed(true);
+                if let Some(r) = &self.rekey {
+                    r.settle();
+                }
+                rekeyed.or_else(|| Some(convert_keys(keys)))
             }
         }
     }
 
     fn next_1rtt_keys(&mut self) -> Option<KeyPair<Box<dyn PacketKey>>> {
+        let side = self.side;
+        if let Some(rekey) = self.rekey.as_mut().filter(|r| r.active()) {
+            return rekey.next_1rtt_keys(side);
+        }
         let keys = self.next_secrets.as_mut()?.next_packet_keys();
         Some(KeyPair {
             local: Box::new(RustlsPacketKey(keys.local)),
@@ -257,6 +321,15 @@ impl Session for TlsSession {
 
     fn side(&self) -> Side {
         self.side
+    }
+
+    fn set_version(&mut self, version: u32) -> Result<(), CryptoError> {
+        if !crypto::is_supported_version(version) {
+            return Err(CryptoError);
+        }
+        let rekey = self.rekey.as_mut().ok_or(CryptoError)?;
+        rekey.set_version(version);
+        Ok(())
     }
 }
 
@@ -697,6 +770,94 @@ mod tests {
     #[test]
     fn handshake_v2() {
         check_full_handshake(VERSION_2);
+    }
+
+    /// Compatible version negotiation: the client's ClientHello left in v1, then it learns the
+    /// server answers in v2; every later key must be v2's, for AES and ChaCha20 suites alike
+    #[test]
+    fn upgradable_client_follows_the_server_into_v2() {
+        let (setup, _ca) = setup();
+        let mut chacha = rustls::crypto::ring::default_provider();
+        chacha
+            .cipher_suites
+            .retain(|s| s.suite() == rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
+        let chacha_config =
+            danger_insecure_client_config_with_provider(Arc::new(chacha), vec![b"vpn".to_vec()])
+                .unwrap();
+        for config in [setup.client_config.clone(), Arc::new(chacha_config)] {
+            let mut client = TlsSession::client_upgradable(
+                config,
+                VERSION_1,
+                "localhost",
+                CLIENT_PARAMS.to_vec(),
+            )
+            .unwrap();
+            let mut server = TlsSession::server(
+                setup.server_config.clone(),
+                VERSION_2,
+                SERVER_PARAMS.to_vec(),
+            )
+            .unwrap();
+            let mut c = Obtained::default();
+            let mut s = Obtained::default();
+            pump(&mut client, &mut c, &mut server, &mut s).unwrap();
+            client.set_version(VERSION_2).unwrap();
+            let (c2, s2) = handshake(&mut client, &mut server).unwrap();
+            c.keys.extend(c2.keys);
+            s.keys.extend(s2.keys);
+            assert_eq!((c.keys.len(), s.keys.len()), (2, 2));
+            check_keys_agree(&c.keys[0], &s.keys[0]);
+            check_keys_agree(&c.keys[1], &s.keys[1]);
+            // Key updates use v2's "quicv2 ku" label on both sides
+            for _ in 0..2 {
+                let ck = client.next_1rtt_keys().unwrap();
+                let sk = server.next_1rtt_keys().unwrap();
+                check_direction(
+                    &*ck.local,
+                    &*c.keys[1].header.local,
+                    &*sk.remote,
+                    &*s.keys[1].header.remote,
+                );
+                check_direction(
+                    &*sk.local,
+                    &*s.keys[1].header.local,
+                    &*ck.remote,
+                    &*c.keys[1].header.remote,
+                );
+            }
+        }
+        // A session not built for it refuses to change version
+        let (mut plain, _) = sessions(&setup, VERSION_1);
+        assert!(plain.set_version(VERSION_2).is_err());
+    }
+
+    #[test]
+    fn upgradable_client_that_stays_in_v1_uses_rustls_keys() {
+        let (setup, _ca) = setup();
+        let mut client = TlsSession::client_upgradable(
+            setup.client_config.clone(),
+            VERSION_1,
+            "localhost",
+            CLIENT_PARAMS.to_vec(),
+        )
+        .unwrap();
+        let mut server = TlsSession::server(
+            setup.server_config.clone(),
+            VERSION_1,
+            SERVER_PARAMS.to_vec(),
+        )
+        .unwrap();
+        let (c, s) = handshake(&mut client, &mut server).unwrap();
+        check_keys_agree(&c.keys[0], &s.keys[0]);
+        check_keys_agree(&c.keys[1], &s.keys[1]);
+        let ck = client.next_1rtt_keys().unwrap();
+        let sk = server.next_1rtt_keys().unwrap();
+        check_direction(
+            &*ck.local,
+            &*c.keys[1].header.local,
+            &*sk.remote,
+            &*s.keys[1].header.remote,
+        );
     }
 
     #[test]

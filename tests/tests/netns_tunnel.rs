@@ -73,6 +73,8 @@ struct Opts<'a> {
     client_cert: &'a str,
     /// CA file the client presents a certificate from (its own trust anchor stays ca.crt)
     client_dir: Option<&'a Path>,
+    /// The client's allowed_ips for the server, as TOML array items
+    client_allowed: &'a str,
 }
 
 impl Default for Opts<'_> {
@@ -82,6 +84,7 @@ impl Default for Opts<'_> {
             client_mtu: 1280,
             client_cert: "client",
             client_dir: None,
+            client_allowed: r#""198.19.0.0/24", "fd00:19::/64""#,
         }
     }
 }
@@ -124,7 +127,7 @@ ca = "{dir}/ca.crt"
 [[peer]]
 name = "server"
 endpoint = "{endpoint}"
-allowed_ips = ["198.19.0.0/24", "fd00:19::/64"]
+allowed_ips = [{allowed}]
 carriage = "{carriage}"
 keepalive = "2s"
 [quic]
@@ -133,6 +136,7 @@ idle_timeout = "10s"
 socket = "{dir}/client.sock"
 "#,
         mtu = o.client_mtu,
+        allowed = o.client_allowed,
         cd = cert_dir.display(),
         name = o.client_cert,
         carriage = o.carriage,
@@ -490,5 +494,158 @@ fn foreign_ca_and_unknown_peer_are_refused() {
     assert_eq!(
         server.status().expect("status").peers[0].state,
         PeerState::Waiting
+    );
+}
+
+#[test]
+fn full_tunnel_keeps_its_endpoint_outside() {
+    if !testnet::require_root() {
+        return;
+    }
+    let s = setup("full");
+    // The server listens behind the client's default route, as a server on the internet would;
+    // a second address there is reachable only through the tunnel's /1 routes
+    let far = Ipv4Addr::new(198, 18, 200, 1);
+    let beyond = Ipv4Addr::new(198, 18, 201, 1);
+    for a in [far, beyond] {
+        s.server_host
+            .ip(&["addr", "add", &format!("{a}/32"), "dev", "lo"])
+            .expect("server address");
+    }
+    let gateway = s.link.a.v4.to_string();
+    s.client_host
+        .ip(&["route", "add", "default", "via", &gateway])
+        .expect("client default route");
+    let o = Opts {
+        client_allowed: r#""0.0.0.0/0", "::/0""#,
+        ..Opts::default()
+    };
+    let listen = SocketAddr::new(IpAddr::V4(far), 4433);
+    let server = Daemon::start(
+        &s.server_host,
+        &s.dir.0,
+        "server",
+        &server_config(&s.dir.0, listen, &o),
+    );
+    let t0 = Instant::now();
+    while server.status().is_none() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let client = Daemon::start(
+        &s.client_host,
+        &s.dir.0,
+        "client",
+        &client_config(&s.dir.0, listen, &o),
+    );
+    assert!(
+        client.wait_connected(Duration::from_secs(10)),
+        "full tunnel never connected (routing loop?)"
+    );
+    let host_route = s
+        .client_host
+        .ip(&["route", "show", &format!("{far}/32")])
+        .expect("ip route");
+    assert!(
+        host_route.contains(&format!("via {gateway}")),
+        "no endpoint host route: {host_route:?}"
+    );
+    let routes = s.client_host.ip(&["route", "show"]).expect("ip route");
+    assert!(routes.contains("0.0.0.0/1 dev qt0"), "{routes}");
+    assert!(routes.contains("128.0.0.0/1 dev qt0"), "{routes}");
+    assert!(
+        routes.contains(&format!("default via {gateway}")),
+        "{routes}"
+    );
+
+    let p = ping(&s.client_host, IpAddr::V4(beyond), 3).expect("ping beyond");
+    assert_eq!(
+        p.received, 3,
+        "address behind the server through the tunnel: {p:?}"
+    );
+    let r = tcp_transfer(
+        &s.server_host,
+        &s.client_host,
+        SocketAddr::new(IpAddr::V4(SERVER_TUN), 5001),
+        8 << 20,
+        Duration::from_secs(30),
+    )
+    .expect("transfer");
+    assert!(r.sha256_match && !r.timed_out, "{r:?}");
+    let st = client.status().expect("status");
+    assert!(st.peers[0].rx_packets > 100, "{:?}", st.peers[0]);
+
+    drop(client);
+    let after = s.client_host.ip(&["route", "show"]).expect("ip route");
+    assert!(
+        !after.contains(&far.to_string()) && !after.contains("0.0.0.0/1"),
+        "routes left behind: {after}"
+    );
+    assert!(after.contains(&format!("default via {gateway}")), "{after}");
+}
+
+/// The interface MTU of `qt0` in `host`
+fn tun_mtu(host: &Host) -> Option<usize> {
+    let out = host.ip(&["link", "show", "qt0"]).ok()?;
+    let after = out.split(" mtu ").nth(1)?;
+    after.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn mtu_auto_follows_the_path() {
+    if !testnet::require_root() {
+        return;
+    }
+    let s = setup("mtuauto");
+    let o = Opts::default();
+    let listen = SocketAddr::new(IpAddr::V4(s.link.a.v4), 4433);
+    let auto =
+        |text: String| text.replacen("name = \"qt0\"\n", "name = \"qt0\"\nmtu = \"auto\"\n", 1);
+    let client_text = auto(client_config(&s.dir.0, listen, &o).replacen("mtu = 1280\n", "", 1));
+    let server = Daemon::start(
+        &s.server_host,
+        &s.dir.0,
+        "server",
+        &auto(server_config(&s.dir.0, listen, &o)),
+    );
+    let t0 = Instant::now();
+    while server.status().is_none() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let client = Daemon::start(&s.client_host, &s.dir.0, "client", &client_text);
+    assert!(client.wait_connected(Duration::from_secs(10)), "no tunnel");
+    assert_eq!(tun_mtu(&s.client_host), Some(1280), "auto starts at 1280");
+    // PMTUD over the 1500-byte veth finds room for larger datagrams; the interfaces follow
+    let t0 = Instant::now();
+    let mut mtu = 1280;
+    while t0.elapsed() < Duration::from_secs(20) {
+        mtu = tun_mtu(&s.client_host).unwrap_or(0);
+        if mtu > 1280 && tun_mtu(&s.server_host).unwrap_or(0) > 1280 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(mtu > 1280 && mtu <= 1472, "client MTU stayed at {mtu}");
+    let max = client.status().expect("status").peers[0].max_datagram;
+    assert_eq!(max, Some(mtu as u64), "the MTU is the datagram limit");
+    // A packet of exactly the new MTU, unfragmented, crosses the tunnel
+    let size = (mtu - 28).to_string();
+    let out = s
+        .client_host
+        .command(Command::new("ping").args([
+            "-c",
+            "2",
+            "-W",
+            "2",
+            "-M",
+            "do",
+            "-s",
+            &size,
+            &SERVER_TUN.to_string(),
+        ]))
+        .expect("ping");
+    assert!(
+        out.status.success(),
+        "full-size ping failed: {}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }

@@ -137,8 +137,18 @@ pub struct PeerStatus {
     pub max_datagram: Option<u64>,
     /// Drops by reason
     pub drops: DropCounters,
-    /// Completed connection migrations
+    /// Path changes of the current connection: our moves to a new local address (client) or
+    /// the peer's new addresses (server)
     pub migrations: u64,
+    /// Path validations that succeeded (RFC 9000 §8.2)
+    #[serde(default)]
+    pub path_validations_ok: u64,
+    /// Path validations that failed (the path was abandoned)
+    #[serde(default)]
+    pub path_validations_failed: u64,
+    /// Our local UDP address toward this peer (client)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
     /// Seconds since the last completed handshake
     pub last_handshake_secs: Option<u64>,
     /// Datagrams lost on the way out, by reason
@@ -189,6 +199,9 @@ impl PeerStatus {
             max_datagram: None,
             drops: c.drops,
             migrations: 0,
+            path_validations_ok: 0,
+            path_validations_failed: 0,
+            local: None,
             last_handshake_secs: None,
             datagram_drops: DatagramDrops::default(),
         }
@@ -245,13 +258,23 @@ impl Status {
         );
         let _ = writeln!(
             out,
-            "{:<12} {:<14} {:<24} {:>10} {:>10} {:>8} {:>10} {:>8} {:>6} {:>9}",
-            "PEER", "STATE", "ENDPOINT", "TX", "RX", "RTT", "CWND", "MAXDGRAM", "MIGR", "HANDSHAKE"
+            "{:<12} {:<14} {:<24} {:>10} {:>10} {:>8} {:>10} {:>8} {:>6} {:>9} {:>9}",
+            "PEER",
+            "STATE",
+            "ENDPOINT",
+            "TX",
+            "RX",
+            "RTT",
+            "CWND",
+            "MAXDGRAM",
+            "MIGR",
+            "PATH OK/X",
+            "HANDSHAKE"
         );
         for p in &self.peers {
             let _ = writeln!(
                 out,
-                "{:<12} {:<14} {:<24} {:>10} {:>10} {:>8} {:>10} {:>8} {:>6} {:>9}",
+                "{:<12} {:<14} {:<24} {:>10} {:>10} {:>8} {:>10} {:>8} {:>6} {:>9} {:>9}",
                 p.name,
                 p.state.as_str(),
                 p.endpoint.as_deref().unwrap_or("-"),
@@ -261,6 +284,7 @@ impl Status {
                 p.cwnd.map_or("-".into(), human_bytes),
                 p.max_datagram.map_or("-".into(), |m| m.to_string()),
                 p.migrations,
+                format!("{}/{}", p.path_validations_ok, p.path_validations_failed),
                 p.last_handshake_secs
                     .map_or("-".into(), |s| format!("{s}s ago")),
             );
@@ -283,6 +307,11 @@ impl Status {
                     "{}: datagram queue_full {}, too_large {}, not_connected {}, unsupported {}, stream_errors {}",
                     p.name, d.queue_full, d.too_large, d.not_connected, d.unsupported, d.stream_errors
                 ));
+            }
+        }
+        for p in &self.peers {
+            if let Some(local) = &p.local {
+                let _ = writeln!(out, "{}: local address {local}", p.name);
             }
         }
         if drops.is_empty() {

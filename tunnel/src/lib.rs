@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod allowed_ips;
+pub mod bypass;
 pub mod carriage;
 pub mod cert;
 pub mod cli;
@@ -17,6 +18,7 @@ pub mod demo;
 pub mod ip;
 pub mod link;
 pub mod metrics;
+pub mod mtu_auto;
 pub mod router;
 pub mod sockd;
 pub mod tls;

@@ -1,7 +1,7 @@
 //! `quictun`: command-line entry point
 //!
 //! Every failure prints as one line, `quictun: <error>`, and exits with 1 (configuration or
-//! certificate input), 2 (usage, from clap) or 3 (permission, system, or not wired yet).
+//! certificate input), 2 (usage, from clap) or 3 (permission, system, or an unreachable daemon).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -10,14 +10,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use tunnel::cert::{self, CertError, PeerCertRequest};
-use tunnel::cli::{exit, CertArgs, Cli, Command, SockdArgs, StatusArgs, UpArgs};
+use tunnel::cli::{exit, CertArgs, Cli, Command, MigrateArgs, SockdArgs, StatusArgs, UpArgs};
 use tunnel::config::{Config, ConfigError};
 use tunnel::control::{self, ControlError, Request};
-
-/// A feature whose runtime part the integrator has not connected yet
-#[derive(Debug, thiserror::Error)]
-#[error("{0}: not wired yet in this build (the data path lands with the QUIC driver)")]
-struct NotWired(&'static str);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -51,7 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => status(&args),
         Command::Cert(args) => cert_cmd(&args),
         Command::Demo => Ok(tunnel::demo::run()?),
-        Command::Migrate(_) => Err(NotWired("migrate").into()),
+        Command::Migrate(args) => migrate(&args),
         Command::Sockd(args) => sockd(&args),
     }
 }
@@ -136,6 +131,26 @@ fn status(args: &StatusArgs) -> anyhow::Result<()> {
         );
     } else {
         print!("{}", st.render_table());
+    }
+    Ok(())
+}
+
+/// `quictun migrate --to ADDR`: the daemon moves its connections to a socket on ADDR
+fn migrate(args: &MigrateArgs) -> anyhow::Result<()> {
+    let path = args.target.socket_path();
+    let reply = control::query(
+        &path,
+        &Request::Migrate { to: args.to },
+        Duration::from_secs(5),
+    )?;
+    if !reply.ok {
+        anyhow::bail!(
+            "migrate: daemon refused: {}",
+            reply.error.unwrap_or_else(|| "no reason given".into())
+        );
+    }
+    if let Some(m) = reply.message {
+        println!("{m}");
     }
     Ok(())
 }

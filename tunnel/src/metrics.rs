@@ -56,7 +56,7 @@ pub fn render(status: &Status) -> String {
     );
 
     type Field = fn(&crate::control::PeerStatus) -> Option<f64>;
-    let per_peer: [(&str, &str, &str, Field); 9] = [
+    let per_peer: [(&str, &str, &str, Field); 11] = [
         (
             "quictun_peer_tx_bytes_total",
             "counter",
@@ -102,8 +102,20 @@ pub fn render(status: &Status) -> String {
         (
             "quictun_peer_migrations_total",
             "counter",
-            "Completed connection migrations",
+            "Path changes of the current connection (local moves or the peer's new addresses)",
             |p| Some(p.migrations as f64),
+        ),
+        (
+            "quictun_peer_path_validations_total",
+            "counter",
+            "Path validations of the current connection that succeeded",
+            |p| Some(p.path_validations_ok as f64),
+        ),
+        (
+            "quictun_peer_path_validation_failures_total",
+            "counter",
+            "Path validations of the current connection that failed (path abandoned)",
+            |p| Some(p.path_validations_failed as f64),
         ),
         (
             "quictun_peer_connected",

@@ -20,8 +20,9 @@ use netdev::{LinuxTun, Netlink, NetlinkError, TunConfig, TunError};
 use quic_stack::driver::Endpoint;
 use quic_stack::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
 
+use crate::bypass::{self, BypassError, EndpointBypass};
 use crate::cert::{self, CertError, TlsMaterial};
-use crate::config::{Config, Congestion, Role};
+use crate::config::{Config, Congestion, Mtu, Role};
 use crate::control::{self, ControlError, DatagramDrops, PeerState, Request, Response, Status};
 use crate::daemon::{Daemon, DaemonError, DaemonOptions};
 use crate::link::QuicLink;
@@ -90,7 +91,13 @@ pub enum UpError {
     /// The data path failed
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    /// A full tunnel could not keep its endpoint routed outside the tunnel
+    #[error(transparent)]
+    Bypass(#[from] BypassError),
 }
+
+/// How often a full tunnel re-checks the underlay route to its endpoints without an event
+const BYPASS_RECHECK: Duration = Duration::from_secs(2);
 
 /// Per-peer connection state for status
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +113,8 @@ struct Shared {
     router: Arc<Mutex<Router>>,
     links: Vec<Arc<QuicLink>>,
     peers: Vec<Mutex<PeerRuntime>>,
+    /// Client: the local side of each peer's path, in configuration order
+    roamers: Vec<Option<Arc<Roamer>>>,
 }
 
 fn lock<X>(m: &Mutex<X>) -> std::sync::MutexGuard<'_, X> {
@@ -164,7 +173,13 @@ impl Shared {
                     ps.rtt_ms = Some(s.rtt.as_secs_f64() * 1000.0);
                     ps.cwnd = Some(s.cwnd);
                     drops.queue_full = s.datagrams_dropped;
+                    ps.migrations = s.migrations;
+                    ps.path_validations_ok = s.path_validations_succeeded;
+                    ps.path_validations_failed = s.path_validations_failed;
                 }
+            }
+            if let Some(Some(r)) = self.roamers.get(i) {
+                ps.local = Some(r.describe());
             }
             ps.datagram_drops = drops;
         }
@@ -179,11 +194,42 @@ struct NetGuard {
     routes: Vec<IpNet>,
     addresses: Vec<IpNet>,
     nl: Option<Netlink>,
+    /// Full tunnel: host routes keeping peer endpoints on the underlay
+    bypass: Option<Arc<tokio::sync::Mutex<EndpointBypass>>>,
+    /// Moves those host routes when the underlay changes
+    bypass_follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl NetGuard {
+    /// Keep the endpoint host routes on whatever underlay route reaches the endpoint now
+    fn follow_underlay(&mut self) {
+        let Some(bypass) = self.bypass.clone() else {
+            return;
+        };
+        self.bypass_follower = Some(tokio::spawn(async move {
+            let (Ok(nl), Ok(mut watcher)) = (Netlink::new(), netdev::NetWatcher::new()) else {
+                tracing::warn!(
+                    "full tunnel: cannot watch the underlay; endpoint routes stay as set"
+                );
+                return;
+            };
+            loop {
+                // Route changes arrive as events; the periodic pass catches what a missed or
+                // coalesced event would hide
+                let _ = tokio::time::timeout(BYPASS_RECHECK, watcher.next()).await;
+                bypass.lock().await.refresh(&nl).await;
+            }
+        }));
+    }
+
     async fn teardown(&mut self) {
+        if let Some(t) = self.bypass_follower.take() {
+            t.abort();
+        }
         let Some(nl) = self.nl.take() else { return };
+        if let Some(b) = self.bypass.take() {
+            b.lock().await.remove(&nl).await;
+        }
         for r in self.routes.drain(..) {
             if let Err(e) = nl.del_route(r, self.index).await {
                 tracing::debug!("removing route {r}: {e}");
@@ -232,6 +278,7 @@ fn transport(config: &Config, keepalive: Option<Duration>, v6: bool) -> Transpor
         congestion: match config.quic.congestion {
             Congestion::Cubic => quic_stack::cc::Algorithm::Cubic,
             Congestion::NewReno => quic_stack::cc::Algorithm::NewReno,
+            Congestion::Bbr => quic_stack::cc::Algorithm::Bbr,
         },
         ..TransportConfig::default()
     }
@@ -320,6 +367,8 @@ pub async fn run(
         routes: Vec::new(),
         addresses: Vec::new(),
         nl: None,
+        bypass: None,
+        bypass_follower: None,
     };
     for a in v4
         .iter()
@@ -339,23 +388,38 @@ pub async fn run(
         .map(IpNet::trunc)
         .collect();
     for peer in &config.peers {
-        for net_ in &peer.allowed_ips {
+        for allowed in &peer.allowed_ips {
             // Prefixes inside the interface's own subnets are reached by the connected route
-            if on_link.iter().any(|s| s.contains(net_)) {
+            if on_link.iter().any(|s| s.contains(allowed)) {
                 continue;
             }
-            if let Err(e) = nl.add_route(*net_, index).await {
+            for net_ in bypass::tunnel_routes(*allowed) {
+                if let Err(e) = nl.add_route(net_, index).await {
+                    net.nl = Some(nl);
+                    net.teardown().await;
+                    return Err(netlink_err(format!(
+                        "route to {net_} (peer {} allowed_ips)",
+                        peer.name
+                    ))(e));
+                }
+                net.routes.push(net_);
+            }
+        }
+    }
+    // A full tunnel must not capture its own UDP packets to the server
+    let captured = bypass::captured_endpoints(&config, &net.routes);
+    if !captured.is_empty() {
+        match EndpointBypass::install(&nl, index, &captured).await {
+            Ok(b) => net.bypass = Some(Arc::new(tokio::sync::Mutex::new(b))),
+            Err(e) => {
                 net.nl = Some(nl);
                 net.teardown().await;
-                return Err(netlink_err(format!(
-                    "route to {net_} (peer {} allowed_ips)",
-                    peer.name
-                ))(e));
+                return Err(UpError::Bypass(e));
             }
-            net.routes.push(*net_);
         }
     }
     net.nl = Some(nl);
+    net.follow_underlay();
     let result = run_with_device(config, material, tun, shutdown, role).await;
     net.teardown().await;
     result
@@ -404,6 +468,15 @@ async fn run_with_device(
         }
     }
 
+    let roamers: Vec<Option<Arc<Roamer>>> = config
+        .peers
+        .iter()
+        .zip(&endpoints)
+        .map(|(p, ep)| match (p.endpoint, ep) {
+            (Some(remote), Some(ep)) => Some(Arc::new(Roamer::new(ep.clone(), remote))),
+            _ => None,
+        })
+        .collect();
     let links: Vec<Arc<QuicLink>> = config
         .peers
         .iter()
@@ -437,6 +510,7 @@ async fn run_with_device(
                 })
             })
             .collect(),
+        roamers,
     });
 
     // Step 4: control socket and metrics
@@ -447,7 +521,7 @@ async fn run_with_device(
         let shared = shared.clone();
         let handler: control::Handler = Arc::new(move |req| match req {
             Request::Status => Response::status(shared.status()),
-            _ => Response::error("not supported by this daemon yet"),
+            Request::Migrate { to } => migrate_request(&shared, to),
         });
         tasks.spawn(control::serve(listener, handler));
     }
@@ -463,8 +537,25 @@ async fn run_with_device(
         tracing::info!("metrics on http://{}/metrics", m.listen);
     }
 
-    // Step 5: data path and connection supervisors
+    // Step 5: data path, connection supervisors, and the client's uplink watcher
     let mut data = daemon.spawn();
+    if config.interface.mtu == Mtu::Auto {
+        let ipv6 = config
+            .interface
+            .addresses
+            .iter()
+            .any(|a| a.addr().is_ipv6());
+        tasks.spawn(crate::mtu_auto::follow(
+            links.clone(),
+            shared.router.clone(),
+            tun.if_index()?,
+            ipv6,
+            mtu,
+        ));
+    }
+    if shared.roamers.iter().any(Option::is_some) {
+        tasks.spawn(watch_uplinks(shared.clone()));
+    }
     match (&server_ep, role) {
         (Some(ep), Role::Server) => {
             tasks.spawn(serve_peers(
@@ -631,4 +722,188 @@ async fn connect_peer(
         tokio::time::sleep(delay).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Client: which local address a peer's connection uses, and moving it (roaming, multi-homing)
+///
+/// The socket is bound to the wildcard address, so the kernel picks the source by route; when
+/// an address or route change makes the route to the server leave from another address, the
+/// endpoint moves to a fresh socket at once (active migration with a fresh connection ID; the
+/// driver keeps the old socket until the new path validates). `quictun migrate --to ADDR` pins
+/// the socket to ADDR until that address disappears or its link goes down.
+struct Roamer {
+    ep: Endpoint,
+    remote: SocketAddr,
+    state: Mutex<RoamState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RoamState {
+    /// Address chosen with `quictun migrate --to`, kept while it is usable
+    pinned: Option<IpAddr>,
+    /// The source address our packets to the peer leave from
+    current: Option<IpAddr>,
+}
+
+impl Roamer {
+    fn new(ep: Endpoint, remote: SocketAddr) -> Self {
+        Self {
+            ep,
+            remote,
+            state: Mutex::new(RoamState {
+                pinned: None,
+                current: route_source(remote),
+            }),
+        }
+    }
+
+    /// The roaming state, after noticing a pinned move the driver undid (the new path failed
+    /// validation and the endpoint went back to its previous socket)
+    fn state(&self) -> RoamState {
+        let mut st = lock(&self.state);
+        if let Some(p) = st.pinned {
+            if self.ep.local_addr().ip() != p {
+                tracing::warn!(
+                    "the move to {p} was undone: the path from it failed validation; back on the previous uplink"
+                );
+                st.pinned = None;
+                st.current = route_source(self.remote);
+            }
+        }
+        *st
+    }
+
+    /// The local address for `quictun status`: source IP and socket port
+    fn describe(&self) -> String {
+        let st = self.state();
+        let sock = self.ep.local_addr();
+        let ip = st.pinned.or(st.current).unwrap_or(sock.ip());
+        let pinned = if st.pinned.is_some() { " (pinned)" } else { "" };
+        format!("{}{pinned}", SocketAddr::new(ip, sock.port()))
+    }
+
+    /// Move to a socket on `to` and stay there while it is usable
+    fn pin(&self, to: IpAddr) -> std::io::Result<()> {
+        self.ep.rebind(SocketAddr::new(to, 0))?;
+        let mut st = lock(&self.state);
+        st.pinned = Some(to);
+        st.current = Some(to);
+        Ok(())
+    }
+
+    /// After an address, link or route change: move if the path to the peer now leaves from
+    /// another address, or the pinned address became unusable
+    async fn reevaluate(&self, nl: &Netlink) {
+        let st = self.state();
+        if let Some(p) = st.pinned {
+            match nl.address_usable(p).await {
+                Ok(Some(true)) => return,
+                Ok(Some(false)) => tracing::warn!(
+                    "uplink {p} lost: its link is down; choosing another address by route"
+                ),
+                Ok(None) => tracing::warn!(
+                    "uplink {p} lost: the address was removed; choosing another address by route"
+                ),
+                Err(e) => {
+                    tracing::debug!("cannot check local address {p}: {e}");
+                    return;
+                }
+            }
+            lock(&self.state).pinned = None;
+        } else if st.current.is_some() && st.current == route_source(self.remote) {
+            return;
+        }
+        let Some(src) = route_source(self.remote) else {
+            tracing::warn!(
+                "no route to {} any more: waiting for the network to come back",
+                self.remote
+            );
+            lock(&self.state).current = None;
+            return;
+        };
+        let bind = if self.remote.is_ipv6() {
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+        } else {
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+        };
+        match self.ep.rebind(bind) {
+            Ok(()) => {
+                tracing::info!(
+                    "uplink changed: local address {} -> {src}; migrating the connection to {}",
+                    st.current
+                        .map_or_else(|| "none".to_string(), |a| a.to_string()),
+                    self.remote
+                );
+                lock(&self.state).current = Some(src);
+            }
+            Err(e) => tracing::warn!("cannot open a new UDP socket to migrate: {e}"),
+        }
+    }
+}
+
+/// The source address the kernel picks for packets to `remote` (no packet is sent: connecting
+/// a UDP socket only looks up the route)
+fn route_source(remote: SocketAddr) -> Option<IpAddr> {
+    let any = if remote.is_ipv6() {
+        SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+    } else {
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+    };
+    let s = std::net::UdpSocket::bind(any).ok()?;
+    s.connect(remote).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}
+
+/// `quictun migrate --to ADDR` (control socket)
+fn migrate_request(shared: &Shared, to: IpAddr) -> Response {
+    if shared.role == Role::Server {
+        return Response::error("only a client migrates; the server follows its clients");
+    }
+    let mut moved = Vec::new();
+    for (i, r) in shared.roamers.iter().enumerate() {
+        let Some(r) = r else { continue };
+        if r.remote.is_ipv6() != to.is_ipv6() {
+            continue;
+        }
+        if let Err(e) = r.pin(to) {
+            return Response::error(format!(
+                "cannot bind a UDP socket to {to}: {e} (is it an address of this host?)"
+            ));
+        }
+        tracing::info!("control: migrating the connection to peer #{i} to local address {to}");
+        moved.push(r.remote.to_string());
+    }
+    if moved.is_empty() {
+        return Response::error(format!(
+            "no peer is reached over the address family of {to}"
+        ));
+    }
+    Response::message(format!(
+        "migrating to {to} (toward {}); `quictun status` shows the path validations",
+        moved.join(", ")
+    ))
+}
+
+/// Client: follow address, link and route changes (netlink) and move connections as needed
+async fn watch_uplinks(shared: Arc<Shared>) {
+    let (mut watcher, nl) = match (netdev::NetWatcher::new(), Netlink::new()) {
+        (Ok(w), Ok(n)) => (w, n),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!("roaming disabled: cannot watch network changes: {e}");
+            return;
+        }
+    };
+    while let Some(event) = watcher.next().await {
+        tracing::debug!("network change: {event:?}");
+        // One change (an address going away) comes as a burst of messages: take the burst
+        // as a whole, but only briefly, since every millisecond here is an outage
+        let burst_end = tokio::time::Instant::now() + Duration::from_millis(5);
+        while let Ok(Some(e)) = tokio::time::timeout_at(burst_end, watcher.next()).await {
+            tracing::debug!("network change: {e:?}");
+        }
+        for r in shared.roamers.iter().flatten() {
+            r.reevaluate(&nl).await;
+        }
+    }
+    tracing::warn!("network change notifications ended: roaming stops following changes");
 }

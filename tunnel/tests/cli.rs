@@ -126,9 +126,13 @@ fn exit_codes() {
     );
     let o = quictun(&["frobnicate"], &d);
     assert_eq!(o.status.code(), Some(2));
-    let o = quictun(&["migrate", "--to", "198.18.0.9"], &d);
+    // migrate is wired through the control socket: without a daemon it names the socket
+    let o = quictun(
+        &["migrate", "--to", "198.18.0.9", "--socket", "nope.sock"],
+        &d,
+    );
     assert_eq!(o.status.code(), Some(3));
-    assert!(stderr(&o).contains("not wired yet"));
+    assert!(stderr(&o).contains("cannot connect"), "{}", stderr(&o));
     // As root the demo would run for real (it has its own end-to-end check in the README)
     if !is_root() {
         let o = quictun(&["demo"], &d);

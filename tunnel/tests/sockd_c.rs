@@ -110,6 +110,8 @@ fn linked_args(lib: &Path) -> Vec<String> {
 struct Sockd {
     child: Child,
     name: String,
+    /// Everything it logged so far
+    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl Sockd {
@@ -123,11 +125,26 @@ impl Sockd {
         Self::start_with(netns, &name, &[])
     }
 
+    /// A service that also logs rustls' resumption decisions and NEW_TOKEN address validation
+    fn start_logging_resumption() -> Self {
+        let name = format!("quictun-sockd-it-resume-{}", std::process::id());
+        Self::start_full(
+            None,
+            &name,
+            &[],
+            "info,rustls::client::tls13=debug,quic_stack::endpoint=debug",
+        )
+    }
+
     fn start_named(netns: Option<&str>, name: &str) -> Self {
         Self::start_with(netns, name, &[])
     }
 
     fn start_with(netns: Option<&str>, name: &str, extra: &[&str]) -> Self {
+        Self::start_full(netns, name, extra, "info")
+    }
+
+    fn start_full(netns: Option<&str>, name: &str, extra: &[&str], rust_log: &str) -> Self {
         let name = name.to_string();
         let bin = env!("CARGO_BIN_EXE_quictun");
         let mut cmd = match netns {
@@ -145,7 +162,7 @@ impl Sockd {
         let mut child = cmd
             .args(extra)
             .env("QUICTUN_SOCKD", format!("@{name}"))
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -163,11 +180,27 @@ impl Sockd {
             }
         }
         // Keep draining stderr so the service never blocks on a full pipe.
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(log));
+        let sink = kept.clone();
         std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = err.read_to_end(&mut sink);
+            let mut b = [0u8; 4096];
+            while let Ok(n @ 1..) = err.read(&mut b) {
+                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                // Bounded: the head of the log is what the tests look at.
+                if l.len() < (1 << 20) {
+                    l.extend_from_slice(&b[..n]);
+                }
+            }
         });
-        Self { child, name }
+        Self {
+            child,
+            name,
+            log: kept,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
     fn env(&self) -> String {
@@ -280,6 +313,78 @@ fn echo_unmodified_program_under_ld_preload() {
         &["-DKERNEL_API_ONLY", &l, &r, "-lquic"],
         &exe,
     );
+    let svc = Sockd::start(None);
+    run_ok(echo_cmd(&exe, &svc).env("LD_PRELOAD", lib.join("libquic_sock.so")));
+}
+
+/// Build `src` like a program made for the kernel module: linked against a "libquic.so" stub
+/// (handshakes that fail); under LD_PRELOAD the library interposes socket calls and helpers
+fn compile_for_preload(src: &Path, exe: &Path) {
+    let stub_src = out_dir().join("stub_libquic.c");
+    std::fs::write(
+        &stub_src,
+        "#include <errno.h>\n\
+         int quic_client_handshake(int f,const char*k,const char*h,const char*a)\
+         {(void)f;(void)k;(void)h;(void)a;errno=ENOSYS;return -1;}\n\
+         int quic_server_handshake(int f,const char*k,const char*c,const char*a)\
+         {(void)f;(void)k;(void)c;(void)a;errno=ENOSYS;return -1;}\n",
+    )
+    .expect("write stub");
+    compile(
+        &stub_src,
+        &["-shared", "-fPIC"],
+        &out_dir().join("libquic.so"),
+    );
+    let stub_dir = out_dir();
+    let l = format!("-L{}", stub_dir.display());
+    let r = format!("-Wl,-rpath,{}", stub_dir.display());
+    compile(src, &["-DKERNEL_API_ONLY", &l, &r, "-lquic"], exe);
+}
+
+/// Key update, CID get/set/retirement, migration, NEW_TOKEN, MAX_STREAMS and STREAM_MAX_DATA
+/// with their events, close code/phrase via getsockopt, errno cases: linked
+#[test]
+fn features_linked_against_the_library() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_features_linked");
+    let args = linked_args(&lib);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile(
+        &quicsock_dir().join("tests/c/sockd_features.c"),
+        &args,
+        &exe,
+    );
+    let svc = Sockd::start_logging_resumption();
+    run_ok(&mut echo_cmd(&exe, &svc));
+    // The second connection, set up with the first one's session ticket, resumed: the kernel
+    // API has no way to tell, rustls' log does.
+    let log = svc.log_text();
+    assert_eq!(
+        log.matches("Resuming using PSK").count(),
+        1,
+        "exactly the second handshake resumes:\n{log}"
+    );
+    // ... and, with the first connection's NEW_TOKEN token set, skips the listener's Retry.
+    assert_eq!(
+        log.matches("address validated by a NEW_TOKEN token")
+            .count(),
+        1,
+        "exactly the second connection brings a token:\n{log}"
+    );
+}
+
+/// The same program, built for the kernel module, under LD_PRELOAD
+#[test]
+fn features_unmodified_program_under_ld_preload() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_features_preload");
+    compile_for_preload(&quicsock_dir().join("tests/c/sockd_features.c"), &exe);
     let svc = Sockd::start(None);
     run_ok(echo_cmd(&exe, &svc).env("LD_PRELOAD", lib.join("libquic_sock.so")));
 }

@@ -123,6 +123,8 @@ struct Case {
     chacha20_only: bool,
     /// Server: validate addresses with Retry first
     retry: bool,
+    /// Client: offer v2 (starting in v1); server: prefer v2
+    v2: bool,
     /// Both: 0-RTT on (`zerortt`: the resumed connection sends its requests in 0-RTT)
     zero_rtt: bool,
     /// Server: advertise a preferred address (`connectionmigration`); clients always follow
@@ -131,9 +133,12 @@ struct Case {
 
 /// The behaviour for `testcase`, or `None` if it is not supported (exit 127)
 ///
-/// Unsupported, and why (see docs/interop.md): `http3` (no HTTP/3 layer), `ecn` (no ECN
-/// marking on send), `v2` (no compatible version negotiation: no version_information),
+/// Unsupported, and why (see docs/interop.md): `http3` (no HTTP/3 layer) and
 /// `versionnegotiation` (disabled in the runner).
+///
+/// `ecn` needs nothing special: the stack marks ECT(0) and reports ECN counts by default.
+/// `v2`: the client starts in v1 offering v2 in version_information, the server prefers v2 and
+/// upgrades it (compatible version negotiation, RFC 9368 §2.3).
 fn case(testcase: &str) -> Option<Case> {
     let plan = match testcase {
         // Network impairments are the runner's business; the endpoints just transfer
@@ -152,6 +157,8 @@ fn case(testcase: &str) -> Option<Case> {
         | "crosstraffic"
         | "rebind-port"
         | "rebind-addr"
+        | "ecn"
+        | "v2"
         | "connectionmigration" => Plan::Concurrent,
         "multiconnect" | "handshakeloss" | "handshakecorruption" => Plan::ConnectionPerRequest,
         // The first request gets the ticket, the second connection sends the rest in 0-RTT
@@ -163,6 +170,7 @@ fn case(testcase: &str) -> Option<Case> {
         plan,
         chacha20_only: testcase == "chacha20",
         retry: testcase == "retry",
+        v2: testcase == "v2",
         zero_rtt: testcase == "zerortt",
         preferred_address: testcase == "connectionmigration",
     })
@@ -296,6 +304,7 @@ fn qlog_closed(qlog: &mut Option<Qlog>, stats: Option<ConnectionStats>, outcome:
                 data,
                 ",\"quictun_stats\":{{\"packets_sent\":{},\"packets_received\":{},\"packets_lost\":{},\
                  \"bytes_sent\":{},\"bytes_received\":{},\"pto_count\":{},\"key_updates\":{},\"smoothed_rtt_ms\":{:.3},\
+                 \"version_upgrades\":{},\"ecn_capable\":{},\"ecn_ce_reported\":{},\
                  \"migrations\":{},\"zero_rtt_bytes_sent\":{},\"zero_rtt_bytes_accepted\":{}}}",
                 s.packets_sent,
                 s.packets_received,
@@ -305,6 +314,9 @@ fn qlog_closed(qlog: &mut Option<Qlog>, stats: Option<ConnectionStats>, outcome:
                 s.pto_count,
                 s.key_updates,
                 s.rtt.as_secs_f64() * 1000.0,
+                s.version_upgrades,
+                s.ecn_capable,
+                s.ecn_ce_reported,
                 s.migrations,
                 s.zero_rtt_bytes_sent,
                 s.zero_rtt_bytes_accepted
@@ -383,15 +395,16 @@ async fn run_server(args: &Args, case: Case) -> Result<()> {
             }
             eprintln!("quic-interop: preferred address {preferred}");
         }
-        let endpoint = match Endpoint::new(addr, endpoint_config(), Some(server)) {
-            Ok(e) => e,
-            // A host without IPv6 (or IPv4) still serves on the other family
-            Err(e) if args.listen.len() > 1 => {
-                warn(&format!("listen {addr}: {e}"));
-                continue;
-            }
-            Err(e) => return Err(format!("listen {addr}: {e}")),
-        };
+        let endpoint =
+            match Endpoint::new(addr, endpoint_config(Role::Server, case.v2), Some(server)) {
+                Ok(e) => e,
+                // A host without IPv6 (or IPv4) still serves on the other family
+                Err(e) if args.listen.len() > 1 => {
+                    warn(&format!("listen {addr}: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(format!("listen {addr}: {e}")),
+            };
         bound += 1;
         eprintln!("quic-interop: serving {} on {addr}", www.display());
         tasks.spawn(accept_loop(endpoint, www.clone()));
@@ -432,11 +445,19 @@ fn interface_ip(v6: bool) -> Option<IpAddr> {
         })
 }
 
-fn endpoint_config() -> EndpointConfig {
+fn endpoint_config(role: Role, v2: bool) -> EndpointConfig {
+    // The runner's common check wants exactly version 1 in the server's Initials, so v2 is
+    // preferred (server) or offered (client) only in the `v2` test case. A v1-first server
+    // still accepts clients that start in v2 (and converts them to v1).
+    let supported_versions = match (role, v2) {
+        (Role::Server, true) => vec![crypto::VERSION_2, crypto::VERSION_1],
+        (Role::Server, false) | (Role::Client, true) => {
+            vec![crypto::VERSION_1, crypto::VERSION_2]
+        }
+        (Role::Client, false) => vec![crypto::VERSION_1],
+    };
     EndpointConfig {
-        // The runner's common check wants exactly version 1 in the server's Initials; listing
-        // v2 too is harmless since we only answer in the client's version
-        supported_versions: vec![crypto::VERSION_1, crypto::VERSION_2],
+        supported_versions,
         ..EndpointConfig::default()
     }
 }
@@ -645,8 +666,8 @@ async fn run_client(args: &Args, case: Case) -> Result<()> {
         )
         .await;
     }
-    let endpoint =
-        Endpoint::new(bind, endpoint_config(), None).map_err(|e| format!("binding {bind}: {e}"))?;
+    let endpoint = Endpoint::new(bind, endpoint_config(Role::Client, case.v2), None)
+        .map_err(|e| format!("binding {bind}: {e}"))?;
     let client = Client {
         endpoint,
         config,
@@ -887,7 +908,9 @@ mod keyupdate {
     use quic_stack::config::ClientConfig;
     use quic_stack::{Dir, Endpoint, Event, RecvMeta, StreamId};
 
-    use super::{download_path, endpoint_config, qlog_closed, qlog_started, Qlog, Request, Result};
+    use super::{
+        download_path, endpoint_config, qlog_closed, qlog_started, Qlog, Request, Result, Role,
+    };
 
     struct Download {
         path: String,
@@ -907,7 +930,8 @@ mod keyupdate {
             .map_err(|e| format!("binding {bind}: {e}"))?;
         let mut seed = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-        let mut endpoint = Endpoint::new(Arc::new(endpoint_config()), None, seed);
+        let mut endpoint =
+            Endpoint::new(Arc::new(endpoint_config(Role::Client, false)), None, seed);
         let handle = endpoint
             .connect(Instant::now(), config, remote, server_name)
             .map_err(|e| format!("connecting to {remote}: {e}"))?;

@@ -1,4 +1,4 @@
-//! Congestion control: the [`Controller`] trait, NewReno and CUBIC
+//! Congestion control: the [`Controller`] trait, NewReno, CUBIC and BBR
 //!
 //! Recovery ([`crate::recovery`]) decides what was acknowledged or lost; a controller only turns
 //! those events into a congestion window. Controllers are pure functions of the events and the
@@ -14,10 +14,12 @@ use std::time::Instant;
 
 use crate::recovery::RttEstimator;
 
+mod bbr;
 mod cubic;
 mod hystart;
 mod newreno;
 
+pub use bbr::{Bbr, BbrState};
 pub use cubic::Cubic;
 pub use newreno::NewReno;
 
@@ -72,6 +74,12 @@ pub trait Controller: fmt::Debug + Send {
     /// Window the controller started with
     fn initial_window(&self) -> u64;
 
+    /// Sending rate in bytes per second, for controllers that pace from a model of the path
+    /// (BBR); `None` leaves pacing to the window (1.25 × cwnd per smoothed RTT)
+    fn pacing_rate(&self) -> Option<u64> {
+        None
+    }
+
     /// Algorithm name, as accepted by [`Algorithm::from_str`]
     fn name(&self) -> &'static str;
 }
@@ -84,6 +92,8 @@ pub enum Algorithm {
     /// RFC 9438 CUBIC
     #[default]
     Cubic,
+    /// BBR (v1 model, draft-cardwell-iccrg-bbr-congestion-control)
+    Bbr,
 }
 
 impl Algorithm {
@@ -92,6 +102,7 @@ impl Algorithm {
         match self {
             Self::NewReno => "newreno",
             Self::Cubic => "cubic",
+            Self::Bbr => "bbr",
         }
     }
 }
@@ -104,7 +115,7 @@ impl fmt::Display for Algorithm {
 
 /// An unrecognised congestion control algorithm name
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown congestion control algorithm {0:?} (expected \"newreno\" or \"cubic\")")]
+#[error("unknown congestion control algorithm {0:?} (expected \"newreno\", \"cubic\" or \"bbr\")")]
 pub struct UnknownAlgorithm(pub String);
 
 impl FromStr for Algorithm {
@@ -113,6 +124,7 @@ impl FromStr for Algorithm {
         match s.to_ascii_lowercase().as_str() {
             "newreno" => Ok(Self::NewReno),
             "cubic" => Ok(Self::Cubic),
+            "bbr" => Ok(Self::Bbr),
             _ => Err(UnknownAlgorithm(s.to_owned())),
         }
     }
@@ -123,6 +135,7 @@ pub fn new_controller(algorithm: Algorithm, mtu: u16, now: Instant) -> Box<dyn C
     match algorithm {
         Algorithm::NewReno => Box::new(NewReno::new(mtu, now)),
         Algorithm::Cubic => Box::new(Cubic::new(mtu, now)),
+        Algorithm::Bbr => Box::new(Bbr::new(mtu, now)),
     }
 }
 

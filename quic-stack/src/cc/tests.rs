@@ -26,13 +26,21 @@ fn round(cc: &mut dyn Controller, now: &mut Instant, r: &RttEstimator) {
 
 #[test]
 fn names_and_parsing() {
-    for alg in [Algorithm::NewReno, Algorithm::Cubic] {
+    for alg in [Algorithm::NewReno, Algorithm::Cubic, Algorithm::Bbr] {
         assert_eq!(alg.to_string().parse::<Algorithm>(), Ok(alg));
         let cc = new_controller(alg, MTU, Instant::now());
         assert_eq!(cc.name(), alg.as_str());
     }
     assert_eq!("CUBIC".parse::<Algorithm>(), Ok(Algorithm::Cubic));
-    assert!("bbr".parse::<Algorithm>().is_err());
+    assert_eq!("BBR".parse::<Algorithm>(), Ok(Algorithm::Bbr));
+    assert!("vegas".parse::<Algorithm>().is_err());
+    // Only model-based controllers set their own pacing rate
+    assert!(new_controller(Algorithm::Cubic, MTU, Instant::now())
+        .pacing_rate()
+        .is_none());
+    assert!(new_controller(Algorithm::Bbr, MTU, Instant::now())
+        .pacing_rate()
+        .is_some());
 }
 
 #[test]

@@ -52,6 +52,9 @@ pub(crate) struct CidState {
     /// Client: the preferred address's CID, kept for the move there (a server that sees it
     /// takes the packet as sent to its preferred address)
     pub(crate) reserved_peer_seq: Option<u64>,
+    /// retire_prior_to we put in NEW_CONNECTION_ID frames (application request, see
+    /// [`CidState::retire_local_prior_to`])
+    local_retire_prior_to: u64,
 }
 
 impl CidState {
@@ -82,6 +85,7 @@ impl CidState {
             peer_retire_prior_to: 0,
             peer_limit: peer_limit.max(2),
             reserved_peer_seq: None,
+            local_retire_prior_to: 0,
         }
     }
 
@@ -212,7 +216,7 @@ impl CidState {
             .find(|c| c.sequence == sequence)
             .map(|c| NewConnectionId {
                 sequence,
-                retire_prior_to: 0,
+                retire_prior_to: self.local_retire_prior_to.min(sequence),
                 id: c.cid,
                 reset_token: c.reset_token,
             })
@@ -299,6 +303,121 @@ impl CidState {
                 "too many connection IDs",
             ));
         }
+        Ok(())
+    }
+}
+
+/// Why an application request on the CID sets was refused
+#[derive(Debug, Clone, Copy, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CidControlError {
+    /// The number is outside the live range, or not above the current one
+    #[error("connection ID sequence number out of range")]
+    OutOfRange,
+    /// Zero-length CIDs cannot be changed or retired
+    #[error("zero-length connection IDs")]
+    ZeroLength,
+}
+
+/// Views and application controls of the CID sets (the SOL_QUIC socket API's
+/// QUIC_SOCKOPT_CONNECTION_ID)
+impl CidState {
+    /// Peer-issued CIDs: (sequence in use, lowest live, highest live)
+    pub(crate) fn peer_seq_range(&self) -> (u64, u64, u64) {
+        let lo = self.peer.iter().map(|c| c.sequence).min().unwrap_or(0);
+        let hi = self.peer.iter().map(|c| c.sequence).max().unwrap_or(0);
+        (self.active_peer_seq, lo, hi)
+    }
+
+    /// CIDs we issued that the peer may still use: (lowest live, highest live); CIDs below
+    /// our own retire_prior_to count as gone, as the peer must stop using them
+    pub(crate) fn local_seq_range(&self) -> (u64, u64) {
+        let live = || {
+            self.local
+                .iter()
+                .map(|c| c.sequence)
+                .filter(|&s| s >= self.local_retire_prior_to)
+        };
+        (
+            live().min().unwrap_or(self.local_retire_prior_to),
+            live().max().unwrap_or(0),
+        )
+    }
+
+    /// Sequence number of our CID `cid`, if still live
+    pub(crate) fn local_seq_of(&self, cid: &[u8]) -> Option<u64> {
+        self.local
+            .iter()
+            .find(|c| &c.cid[..] == cid)
+            .map(|c| c.sequence)
+    }
+
+    /// Retire the peer's CIDs below `prior_to` (RETIRE_CONNECTION_ID) and send to `active`
+    /// (or, when 0, the lowest one left); `prior_to` must be in (lowest, highest]
+    pub(crate) fn retire_peer_prior_to(
+        &mut self,
+        prior_to: u64,
+        active: u64,
+    ) -> Result<(), CidControlError> {
+        if self.peer.first().is_some_and(|c| c.cid.is_empty()) {
+            return Err(CidControlError::ZeroLength);
+        }
+        let (cur, lo, hi) = self.peer_seq_range();
+        let prior_to = if prior_to == 0 { lo } else { prior_to };
+        if prior_to < lo || prior_to > hi || (prior_to == lo && active == 0) {
+            return Err(CidControlError::OutOfRange);
+        }
+        let target = if active == 0 {
+            cur.max(prior_to)
+        } else {
+            active
+        };
+        if target < prior_to || target < cur || !self.peer.iter().any(|c| c.sequence == target) {
+            return Err(CidControlError::OutOfRange);
+        }
+        let mut retired = Vec::new();
+        self.peer.retain(|c| {
+            if c.sequence < prior_to {
+                retired.push(c.sequence);
+                false
+            } else {
+                true
+            }
+        });
+        self.pending_retire.extend(retired);
+        self.active_peer_seq = target;
+        self.peer_retire_prior_to = self.peer_retire_prior_to.max(prior_to);
+        Ok(())
+    }
+
+    /// Ask the peer to retire our CIDs below `prior_to`: a fresh CID goes out in a
+    /// NEW_CONNECTION_ID carrying retire_prior_to (RFC 9000 §5.1.2); `prior_to` must be in
+    /// (lowest, highest] of the live ones
+    pub(crate) fn retire_local_prior_to(
+        &mut self,
+        prior_to: u64,
+        rng: &mut impl RngCore,
+        reset_key: &ring::hmac::Key,
+    ) -> Result<(), CidControlError> {
+        if self.cid_len == 0 {
+            return Err(CidControlError::ZeroLength);
+        }
+        let (lo, hi) = self.local_seq_range();
+        if prior_to <= lo || prior_to > hi {
+            return Err(CidControlError::OutOfRange);
+        }
+        self.local_retire_prior_to = prior_to;
+        let cid = ConnectionId::random(rng, self.cid_len);
+        let reset_token = stateless_reset_token(reset_key, &cid);
+        let sequence = self.next_local_seq;
+        self.next_local_seq += 1;
+        self.local.push(LocalCid {
+            sequence,
+            cid,
+            reset_token,
+        });
+        self.pending_new.push_back(sequence);
+        self.endpoint_new.push_back(cid);
         Ok(())
     }
 }

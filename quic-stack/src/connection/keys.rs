@@ -63,6 +63,12 @@ impl KeyUpdateState {
     pub(super) fn next_remote(&self) -> Option<&dyn PacketKey> {
         self.next.as_ref().map(|k| &*k.remote)
     }
+
+    /// We updated and the peer has not answered in the new phase yet (RFC 9001 §6.1: no
+    /// further update until it does)
+    pub(super) fn awaiting_peer(&self) -> bool {
+        self.peer_switched_at.is_none()
+    }
 }
 
 impl Connection {

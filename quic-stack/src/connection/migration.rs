@@ -23,6 +23,15 @@ use crate::recovery::pacing::Pacer;
 use crate::recovery::RttEstimator;
 use crate::shared::{ConnectionId, SpaceId};
 
+/// ACK-only 1-RTT packets after which the next ACK also carries a PING when nothing
+/// ack-eliciting is in flight: a pure receiver then notices (by PTO) a path that died under it
+/// and speaks from its new address, which is how the peer learns of a NAT rebinding
+pub(super) const ACKS_BEFORE_PING: u32 = 8;
+
+/// Validation rounds a server retries on an address it has no validated alternative to, while
+/// the peer keeps sending from it (see `on_path_validation_timeout`)
+const MAX_UNVALIDATED_RETRIES: u32 = 3;
+
 /// Why [`Connection::migrate`] refused
 #[derive(Debug, Clone, Copy, Eq, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -135,6 +144,7 @@ impl Connection {
             sends: 0,
             deadline,
         });
+        self.path.heard_since_challenge = false;
         self.timers.set(Timer::PathValidation, deadline);
         self.timers.stop(Timer::PathChallenge);
     }
@@ -177,7 +187,11 @@ impl Connection {
         } else {
             self.rx_dcid
         };
-        if remote == self.path.remote || self.side.is_client() {
+        if remote == self.path.remote {
+            self.path.heard_since_challenge = true;
+            return;
+        }
+        if self.side.is_client() {
             return;
         }
         // RFC 9000 §9.3: only the highest-numbered non-probing packet moves us, and not before
@@ -227,6 +241,25 @@ impl Connection {
         self.events.push_back(Event::PathChanged { remote });
     }
 
+    /// Client without a keep-alive: after the peer's ack-eliciting packets stop, send one PING
+    ///
+    /// A client that only receives has nothing in flight, so when its NAT rebinds the server's
+    /// packets go to the dead mapping and neither side ever speaks again (RFC 9000 §9.3: the
+    /// server only learns the new address from the client). One PING three PTOs after the last
+    /// ack-eliciting packet arms the PTO, whose probes then leave from the new mapping. The
+    /// peer's reply is an ACK, which does not re-arm this, so an idle connection stays quiet.
+    pub(super) fn arm_receive_stall_probe(&mut self, now: Instant) {
+        if self.side.is_server()
+            || self.config.keep_alive_interval.is_some()
+            || !self.handshake_confirmed
+            || self.state != State::Established
+        {
+            return;
+        }
+        let pto = self.rtt.pto_base() + self.peer_max_ack_delay;
+        self.timers.set(Timer::KeepAlive, now + 3 * pto);
+    }
+
     /// Forget an outstanding challenge; `failed` counts it as a failed validation
     fn abandon_validation(&mut self, failed: bool) {
         if self.path.challenge.take().is_some() && failed {
@@ -244,6 +277,7 @@ impl Connection {
         self.abandon_validation(false);
         self.path.validated = true;
         self.path.prev_remote = None;
+        self.path.failed_in_row = 0;
         self.stats.path_validations_succeeded += 1;
         tracing::debug!(side = ?self.side, remote = %self.path.remote, "path validated");
         let remote = self.path.remote;
@@ -255,27 +289,47 @@ impl Connection {
     }
 
     /// The path never answered (RFC 9000 §8.2.4)
-    pub(super) fn on_path_validation_timeout(&mut self) {
+    pub(super) fn on_path_validation_timeout(&mut self, now: Instant) {
         if self.path.challenge.is_none() {
             return;
         }
         let failed = self.path.remote;
         self.abandon_validation(true);
         self.events.push_back(Event::PathFailed { remote: failed });
+        let remote = failed;
+        self.qlog(now, || QlogEvent::PathValidation {
+            remote,
+            success: false,
+        });
         if self.side.is_client() {
-            // The old socket is gone: keep using the new path and let the idle timer decide
+            // The driver decides: back to the old socket if its address still exists,
+            // otherwise on with the new path until the idle timer says otherwise
+            tracing::info!(side = ?self.side, remote = %failed, "path abandoned: no PATH_RESPONSE before the validation deadline");
             return;
         }
         match self.path.prev_remote.take() {
             // RFC 9000 §9.3.2: MUST revert to the last validated peer address
             Some(prev) => {
-                tracing::debug!(side = ?self.side, back_to = %prev, "path validation failed");
+                tracing::info!(side = ?self.side, failed = %failed, back_to = %prev, "path abandoned: the peer's new address did not answer PATH_CHALLENGE");
                 self.path.remote = prev;
                 self.path.validated = true;
+                self.path.failed_in_row = 0;
                 self.events.push_back(Event::PathChanged { remote: prev });
             }
-            // RFC 9000 §9.3.2: without a validated address, close silently
+            // RFC 9000 §9.3.2 says SHOULD close silently without a validated address. A peer
+            // that keeps sending authenticated packets from this address is alive though (a
+            // NAT that rebinds again before our challenge got through): challenge it again a
+            // few times, and only give up if the address stays silent to challenges
+            None if self.state == State::Established
+                && self.path.failed_in_row < MAX_UNVALIDATED_RETRIES
+                && self.path.heard_since_challenge =>
+            {
+                self.path.failed_in_row += 1;
+                tracing::info!(side = ?self.side, remote = %failed, attempt = self.path.failed_in_row, "path validation failed with no validated address to return to; challenging again");
+                self.start_path_challenge(now);
+            }
             None if self.state == State::Established || self.state == State::Handshake => {
+                tracing::info!(side = ?self.side, remote = %failed, "closing silently: path validation failed and no validated address is left (RFC 9000 §9.3.2)");
                 self.error = Some(ConnectionError::TimedOut);
                 self.events.push_back(Event::ConnectionLost {
                     reason: ConnectionError::TimedOut,

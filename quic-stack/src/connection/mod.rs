@@ -62,12 +62,19 @@ mod recv;
 pub(crate) mod recv_kind {
     pub(crate) use super::recv::{kind, PacketKind};
 }
+/// Compatible version negotiation, for the endpoint
+pub(crate) mod version_negotiation {
+    pub(crate) use super::version::{compatible, server_version};
+}
 mod send;
+mod sockapi_hooks;
 mod spaces;
 mod stats;
 mod timer;
+mod version;
 mod zero_rtt;
 
+pub use cid::CidControlError;
 use cid::CidState;
 pub use migration::MigrateError;
 use path::PathData;
@@ -271,6 +278,8 @@ pub struct Connection {
     lost_times_scratch: Vec<(Instant, bool)>,
     /// Whether the last send stopped for lack of data rather than window
     app_limited: bool,
+    /// 1-RTT packets in a row that carried only an ACK (see `migration::ACKS_BEFORE_PING`)
+    ack_only_sent: u32,
     /// When the first RTT sample was taken (persistent congestion only counts losses after
     /// it, RFC 9002 §7.6.2)
     first_rtt_sample: Option<Instant>,
@@ -300,6 +309,8 @@ pub struct Connection {
     dcid_override: Option<ConnectionId>,
     /// Local IP the datagram being processed arrived on, when the driver knows it
     rx_local_ip: Option<std::net::IpAddr>,
+    /// Compatible version negotiation (RFC 9368 §2.3)
+    version_state: version::VersionState,
 }
 
 /// What [`Connection::new`] needs besides the TLS session
@@ -394,6 +405,7 @@ impl Connection {
             lost_scratch: Vec::new(),
             lost_times_scratch: Vec::new(),
             app_limited: true,
+            ack_only_sent: 0,
             first_rtt_sample: None,
             last_datagram_len: 0,
             rx_remote: p.remote,
@@ -409,6 +421,7 @@ impl Connection {
             preferred: preferred_address::PreferredState::default(),
             dcid_override: None,
             rx_local_ip: None,
+            version_state: version::VersionState::default(),
             config,
         };
         if let Some(t) = conn.idle_timeout {
@@ -660,7 +673,7 @@ impl Connection {
                     }
                 }
                 Timer::PathValidation => {
-                    self.on_path_validation_timeout();
+                    self.on_path_validation_timeout(now);
                     if self.state == State::Drained {
                         return;
                     }
@@ -791,6 +804,9 @@ impl Connection {
         // Replacing the map forgets its packets and their bytes in flight.
         space.sent = crate::recovery::SentPackets::new();
         self.spaces[id as usize].discard();
+        if id == SpaceId::Initial {
+            self.discard_original_keys();
+        }
         self.pto_count = 0;
     }
 }

@@ -149,7 +149,7 @@ impl Connection {
         vi: Option<&VersionInformation>,
     ) -> Result<(), TransportError> {
         if let Some(vi) = vi {
-            if vi.chosen != self.version {
+            if vi.chosen != self.expected_peer_chosen_version() {
                 return Err(TransportError::VERSION_NEGOTIATION_ERROR(
                     "chosen version differs from the version in use",
                 ));

@@ -39,6 +39,10 @@ pub(crate) struct PathData {
     /// The last validated address before the peer moved, to fall back to if validation fails
     /// (RFC 9000 §9.3.2)
     pub(crate) prev_remote: Option<SocketAddr>,
+    /// An authenticated packet arrived from `remote` since the current challenge began
+    pub(crate) heard_since_challenge: bool,
+    /// Validations of this address that failed in a row with nothing validated to return to
+    pub(crate) failed_in_row: u32,
 }
 
 impl PathData {
@@ -53,6 +57,8 @@ impl PathData {
             mtu,
             challenge: None,
             prev_remote: None,
+            heard_since_challenge: false,
+            failed_in_row: 0,
         }
     }
 

@@ -126,7 +126,7 @@ impl Connection {
             }
             PacketKind::Initial | PacketKind::Handshake | PacketKind::Short => {}
         }
-        if pkind != PacketKind::Short && hdr.version != Some(self.version) {
+        if pkind != PacketKind::Short && !self.accept_packet_version(hdr, packet) {
             self.stats.packets_dropped += 1;
             return;
         }
@@ -257,6 +257,9 @@ impl Connection {
                     self.on_preferred_packet(now, &hdr.dcid);
                 }
             }
+            if ack_eliciting {
+                self.arm_receive_stall_probe(now);
+            }
         }
         // RFC 9000 §10.1: a successfully processed packet restarts the idle timer
         self.reset_idle_timer(now);
@@ -287,7 +290,10 @@ impl Connection {
         let (header_key, packet_key) = if pkind == PacketKind::ZeroRtt {
             (self.zero_rtt.header_key()?, self.zero_rtt.packet_key()?)
         } else {
-            let keys = space.keys.as_ref()?;
+            let keys = match self.original_initial_keys(hdr) {
+                Some(k) => k,
+                None => space.keys.as_ref()?,
+            };
             (&*keys.header.remote, &*keys.packet.remote)
         };
         header_key.decrypt(hdr.pn_offset, packet).ok()?;

@@ -107,8 +107,11 @@ impl Connection {
             self.path.bytes_sent += size as u64;
             match segment_size {
                 None => {
-                    // Only full-size datagrams can be followed by more in the same batch
-                    if size < mtu {
+                    // A small first datagram (a lone ACK, the tail of a burst) ends the batch.
+                    // A large one sets the segment size even below the path MTU: a tunnel's
+                    // one-packet DATAGRAMs are sized by the inner MTU, and without this every
+                    // one of them would cost its own system call once PMTUD raises the MTU.
+                    if size < mtu && size * 2 < mtu {
                         break;
                     }
                     segment_size = Some(size);
@@ -198,13 +201,13 @@ impl Connection {
         let window = self.cc.window();
         let cc_blocked = in_flight + usize::from(self.path.mtu) as u64 > window;
         let pacing_delay = if self.config.pacing && !cc_blocked {
-            self.pacer.delay(
-                self.rtt.smoothed(),
-                limit as u64,
-                self.path.mtu,
-                window,
-                now,
-            )
+            let srtt = self.rtt.smoothed();
+            // A model-based controller (BBR) sets the rate itself, not through the window
+            let pacing_window = self.cc.pacing_rate().map_or(window, |rate| {
+                crate::recovery::pacing::window_for_rate(rate, srtt)
+            });
+            self.pacer
+                .delay(srtt, limit as u64, self.path.mtu, pacing_window, now)
         } else {
             None
         };
@@ -224,7 +227,9 @@ impl Connection {
             if wants_data && !may_send_data && pacing_delay.is_some() {
                 blocked_by_pacing = true;
             }
-            if !(self.ack_due(space_id) || (may_send_data && wants_data)) {
+            let path_frames = space_id == SpaceId::Data
+                && (self.path.challenge_pending() || self.path.response_on_path().is_some());
+            if !(self.ack_due(space_id) || path_frames || (may_send_data && wants_data)) {
                 continue;
             }
             let tag_len = self.tag_len(space_id);
@@ -406,19 +411,12 @@ impl Connection {
                 }
             }
         }
-        if !may_send_data {
-            return;
-        }
-        let before_eliciting = buf.len();
-
-        // RFC 9000 §12.4: these frames are not allowed in 0-RTT packets, and none of them can
-        // be due before the client has 1-RTT keys
+        // Path validation is not held back by the congestion window: after a NAT rebinding
+        // the window is full of packets sent to the old address, which will never be
+        // acknowledged, and waiting for their loss would let validation time out (the
+        // frames are tiny and resent with backoff, so they cannot flood the path).
+        // RFC 9000 §12.4: path frames are not allowed in 0-RTT packets.
         if space_id == SpaceId::Data && !p.zero_rtt {
-            if self.handshake_done_pending && buf.len() < end {
-                Frame::HandshakeDone.encode(buf);
-                self.handshake_done_pending = false;
-                p.record.handshake_done = true;
-            }
             let challenge = self
                 .path
                 .challenge
@@ -431,6 +429,7 @@ impl Connection {
                     self.on_path_challenge_sent(now);
                     // RFC 9000 §8.2.1: a PATH_CHALLENGE datagram is padded to 1200 bytes
                     p.pad_datagram = true;
+                    p.ack_eliciting = true;
                 }
             }
             if let Some(data) = self.path.response_on_path() {
@@ -439,7 +438,22 @@ impl Connection {
                     self.path.pending_response = None;
                     // RFC 9000 §8.2.2: so is a PATH_RESPONSE datagram
                     p.pad_datagram = true;
+                    p.ack_eliciting = true;
                 }
+            }
+        }
+        if !may_send_data {
+            return;
+        }
+        let before_eliciting = buf.len();
+
+        // RFC 9000 §12.4: these frames are not allowed in 0-RTT packets, and none of them can
+        // be due before the client has 1-RTT keys
+        if space_id == SpaceId::Data && !p.zero_rtt {
+            if self.handshake_done_pending && buf.len() < end {
+                Frame::HandshakeDone.encode(buf);
+                self.handshake_done_pending = false;
+                p.record.handshake_done = true;
             }
             if self.new_token_pending && self.state == State::Established {
                 if let Some(token) = &self.new_token {
@@ -505,9 +519,22 @@ impl Connection {
             self.app_limited = !self.streams.has_pending() && !self.datagrams.has_pending();
         }
 
+        let acking_only = space_id == SpaceId::Data
+            && !p.ack_eliciting
+            && buf.len() == before_eliciting
+            && p.record.ack_largest.is_some();
+        // RFC 9000 §13.2.4: an endpoint that only acknowledges has nothing in flight, so no
+        // loss timer notices a path that died under it (a NAT that rebound while we only
+        // listened: the peer's packets go to the old mapping and we never speak again). Now
+        // and then an ACK carries a PING, which arms the PTO until it is acknowledged.
+        let keep_alive_probe = acking_only
+            && self.ack_only_sent >= super::migration::ACKS_BEFORE_PING
+            && !self.ack_eliciting_in_flight();
         let space = &mut self.spaces[space_id as usize];
         let mut wrote_eliciting = buf.len() > before_eliciting;
-        if (space.ping_pending || (space.probes > 0 && !wrote_eliciting)) && buf.len() < end {
+        if (space.ping_pending || (space.probes > 0 && !wrote_eliciting) || keep_alive_probe)
+            && buf.len() < end
+        {
             Frame::Ping.encode(buf);
             wrote_eliciting = true;
         }
@@ -515,6 +542,9 @@ impl Connection {
             space.ping_pending = false;
             space.probes = space.probes.saturating_sub(1);
             p.ack_eliciting = true;
+            self.ack_only_sent = 0;
+        } else if acking_only {
+            self.ack_only_sent = self.ack_only_sent.saturating_add(1);
         }
     }
 

@@ -44,6 +44,8 @@ pub struct ConnectionStats {
     pub pto_count: u64,
     /// 1-RTT key updates (either side initiated)
     pub key_updates: u64,
+    /// Compatible version negotiations this connection went through (0 or 1)
+    pub version_upgrades: u64,
     /// Path changes: our active migrations (client) or peer address changes (server)
     pub migrations: u64,
     /// Path validations that succeeded (RFC 9000 §8.2)

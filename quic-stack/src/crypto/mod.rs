@@ -123,4 +123,11 @@ pub trait Session: Send {
     ) -> Result<(), CryptoError>;
     /// Which side this session is
     fn side(&self) -> Side;
+
+    /// Derive the keys of later packet number spaces for QUIC `version` instead of the one the
+    /// session started with (compatible version negotiation, RFC 9368 §2.3); an error when the
+    /// session cannot
+    fn set_version(&mut self, _version: u32) -> Result<(), CryptoError> {
+        Err(CryptoError)
+    }
 }

@@ -45,8 +45,50 @@ struct State {
     incoming: VecDeque<ConnectionHandle>,
     /// Live `Endpoint` handles; at zero (and with no connections left) the driver stops
     endpoint_handles: usize,
-    /// Live `Connection` handles per connection; at zero the connection is closed
-    conn_handles: HashMap<ConnectionHandle, usize>,
+    /// Live `Connection` handles per connection identity; at zero the connection is closed
+    conn_handles: HashMap<u64, usize>,
+    /// The identity of the connection a handle currently names: the core reuses handles
+    /// after a connection is drained, so a stale `Connection` must not reach its successor
+    ids: HashMap<ConnectionHandle, u64>,
+    next_id: u64,
+    /// Why each drained connection ended, by identity, while `Connection` handles to it live
+    /// (the core forgets it together with the connection)
+    ended: HashMap<u64, ConnectionError>,
+    /// Client connections probing the path of the newest socket after [`Endpoint::rebind`]
+    migrating: Vec<ConnectionHandle>,
+    /// How probing the newest socket's path ended: `Some(true)` once a connection validated
+    /// it, `Some(false)` once one failed; the driver then closes or returns to the old socket
+    path_verdict: Option<bool>,
+}
+
+impl State {
+    /// Register a connection that `Connection` handles will name
+    fn register(&mut self, handle: ConnectionHandle) -> u64 {
+        *self.ids.entry(handle).or_insert_with(|| {
+            self.next_id += 1;
+            self.next_id
+        })
+    }
+
+    /// The core connection `id` still names, if it is alive
+    fn conn_mut(
+        &mut self,
+        handle: ConnectionHandle,
+        id: u64,
+    ) -> Option<&mut proto_conn::Connection> {
+        if self.ids.get(&handle) != Some(&id) {
+            return None;
+        }
+        self.proto.connection_mut(handle)
+    }
+
+    /// Why the connection `id` ended, once the core forgot it
+    fn end_reason(&self, id: u64) -> ConnectionError {
+        self.ended
+            .get(&id)
+            .cloned()
+            .unwrap_or(ConnectionError::LocallyClosed)
+    }
 }
 
 struct Shared {
@@ -128,6 +170,11 @@ impl Endpoint {
                 incoming: VecDeque::new(),
                 endpoint_handles: 1,
                 conn_handles: HashMap::new(),
+                ids: HashMap::new(),
+                next_id: 0,
+                ended: HashMap::new(),
+                migrating: Vec::new(),
+                path_verdict: None,
             }),
             wake_driver: Notify::new(),
             incoming: Notify::new(),
@@ -149,9 +196,11 @@ impl Endpoint {
 
     /// Move to a new UDP socket bound to `new_bind` (a roaming client's new address or port)
     ///
-    /// The old socket is closed once the driver switches, and every client connection
-    /// migrates to the new path (RFC 9000 §9.2): a fresh connection ID, a PATH_CHALLENGE, and
-    /// congestion state reset unless only the port changed.
+    /// Every client connection migrates to the new path at once (RFC 9000 §9.2): a fresh
+    /// connection ID, a PATH_CHALLENGE sent right away, and congestion state reset unless only
+    /// the port changed. Make-before-break: the old socket keeps receiving (packets already on
+    /// their way to the old address still count) until the new path validates; if validation
+    /// fails and the old address still exists, the connections go back to the old socket.
     pub fn rebind(&self, new_bind: SocketAddr) -> io::Result<()> {
         let socket = UdpSocket::bind(new_bind)?;
         let addr = socket.local_addr();
@@ -189,12 +238,14 @@ impl Endpoint {
                 notify: notify.clone(),
             },
         );
-        *state.conn_handles.entry(handle).or_insert(0) += 1;
+        let id = state.register(handle);
+        *state.conn_handles.entry(id).or_insert(0) += 1;
         drop(state);
         self.shared.wake_driver.notify_one();
         Ok(Connection {
             shared: self.shared.clone(),
             handle,
+            id,
             notify,
         })
     }
@@ -211,10 +262,12 @@ impl Endpoint {
                         continue;
                     };
                     let notify = waker.notify.clone();
-                    *state.conn_handles.entry(handle).or_insert(0) += 1;
+                    let id = state.register(handle);
+                    *state.conn_handles.entry(id).or_insert(0) += 1;
                     return Some(Connection {
                         shared: self.shared.clone(),
                         handle,
+                        id,
                         notify,
                     });
                 }
@@ -253,6 +306,9 @@ impl Drop for Endpoint {
 /// `second` is a server's socket on its preferred address: it only receives, and sends what
 /// the core marks with a source address (the paths of clients that moved there).
 async fn drive(shared: Arc<Shared>, mut socket: UdpSocket, second: Option<UdpSocket>) {
+    // The last socket whose path was in use before a rebind, until the new path validates
+    let mut old_socket: Option<UdpSocket> = None;
+    let mut old_rx = vec![0u8; 64 * 1024];
     // One GRO batch is at most 64 KiB; a few of them per wake-up amortise the lock.
     let mut rx: Vec<Vec<u8>> = (0..RECV_BATCHES).map(|_| vec![0u8; 64 * 1024]).collect();
     let mut rx2: Vec<Vec<u8>> = match second {
@@ -300,6 +356,19 @@ async fn drive(shared: Arc<Shared>, mut socket: UdpSocket, second: Option<UdpSoc
             received = second_recv => {
                 feed(&shared, received, &mut bufs2, &infos2);
             }
+            received = recv_old(old_socket.as_ref(), &mut old_rx) => {
+                match received {
+                    Ok(info) => {
+                        let now = Instant::now();
+                        let mut state = shared.lock();
+                        let stride = info.stride.max(1);
+                        for datagram in old_rx[..info.len].chunks_mut(stride) {
+                            state.proto.handle_datagram(now, info.meta, datagram);
+                        }
+                    }
+                    Err(e) => tracing::debug!("udp receive error on the previous socket: {e}"),
+                }
+            }
             _ = shared.wake_driver.notified() => {}
             _ = sleep => {
                 shared.lock().proto.handle_timeout(Instant::now());
@@ -311,11 +380,47 @@ async fn drive(shared: Arc<Shared>, mut socket: UdpSocket, second: Option<UdpSoc
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(new_socket) = new_socket {
-            socket = new_socket;
+            let previous = std::mem::replace(&mut socket, new_socket);
+            // Keep the last socket that was in use before probing began: a socket that was
+            // itself still being probed has nothing validated to fall back to
+            if old_socket.is_none() {
+                old_socket = Some(previous);
+            }
             max_segments = socket.max_gso_segments().clamp(1, MAX_GSO_SEGMENTS);
             migrate_all(&shared, socket.local_addr());
         }
         dispatch_events(&shared);
+        let verdict = shared.lock().path_verdict.take();
+        match (verdict, old_socket.take()) {
+            (Some(true), Some(old)) => {
+                tracing::debug!(
+                    "path from {} validated; closing the socket on {}",
+                    socket.local_addr(),
+                    old.local_addr()
+                );
+            }
+            (Some(false), Some(old)) => {
+                let failed = socket.local_addr();
+                if still_local(old.local_addr()) {
+                    tracing::warn!(
+                        "path from {failed} abandoned: it failed validation; returning to {}",
+                        old.local_addr()
+                    );
+                    socket = old;
+                    max_segments = socket.max_gso_segments().clamp(1, MAX_GSO_SEGMENTS);
+                    *shared.local_addr.lock().unwrap_or_else(|e| e.into_inner()) =
+                        socket.local_addr();
+                    migrate_all(&shared, socket.local_addr());
+                    dispatch_events(&shared);
+                } else {
+                    tracing::warn!(
+                        "path from {failed} failed validation, but {} is gone: staying on the new path",
+                        old.local_addr()
+                    );
+                }
+            }
+            (_, old) => old_socket = old,
+        }
         transmit(&shared, &socket, second.as_ref(), &mut tx, max_segments).await;
     }
 }
@@ -391,15 +496,68 @@ fn migrate_all(shared: &Shared, local: SocketAddr) {
     let now = Instant::now();
     let mut state = shared.lock();
     let handles: Vec<_> = state.proto.connection_handles().collect();
+    state.migrating.clear();
+    state.path_verdict = None;
     for h in handles {
         if let Some(conn) = state.proto.connection_mut(h) {
             if conn.side().is_client() {
-                if let Err(e) = conn.migrate(now, Some(local)) {
-                    tracing::debug!("connection {h:?} cannot migrate: {e}");
+                // A wildcard socket sends from whatever address the route picks: tell the
+                // connection that address, so a changed IP resets congestion state and only a
+                // changed port keeps it (RFC 9000 §9.4)
+                let local = if local.ip().is_unspecified() {
+                    route_source(conn.remote_address())
+                        .map_or(local, |ip| SocketAddr::new(ip, local.port()))
+                } else {
+                    local
+                };
+                match conn.migrate(now, Some(local)) {
+                    Ok(()) => state.migrating.push(h),
+                    Err(e) => tracing::debug!("connection {h:?} cannot migrate: {e}"),
                 }
             }
         }
     }
+    if state.migrating.is_empty() {
+        // Nothing probes the new path, so nothing would ever release the old socket
+        state.path_verdict = Some(true);
+    }
+}
+
+/// Receive one GRO batch on the socket left over from a rebind; never ready without one
+async fn recv_old(socket: Option<&UdpSocket>, buf: &mut [u8]) -> io::Result<RecvInfo> {
+    match socket {
+        Some(s) => s.recv(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The source address the kernel picks toward `remote` (connecting a UDP socket sends nothing)
+fn route_source(remote: SocketAddr) -> Option<std::net::IpAddr> {
+    let any: SocketAddr = if remote.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    let probe = std::net::UdpSocket::bind(any).ok()?;
+    probe.connect(remote).ok()?;
+    probe.local_addr().ok().map(|a| a.ip())
+}
+
+/// The address of a socket is still assigned to this host: a wildcard socket always is, a
+/// specific one only while binding another socket to the same IP succeeds
+fn still_local(addr: SocketAddr) -> bool {
+    addr.ip().is_unspecified() || std::net::UdpSocket::bind(SocketAddr::new(addr.ip(), 0)).is_ok()
+}
+
+/// A migrating client connection finished probing the newest socket's path
+fn path_outcome(state: &mut State, handle: ConnectionHandle, event: &Event) {
+    let Some(pos) = state.migrating.iter().position(|h| *h == handle) else {
+        return;
+    };
+    state.migrating.swap_remove(pos);
+    let validated = matches!(event, Event::PathValidated { .. });
+    // One validated connection proves the socket works; fall back only if none did
+    state.path_verdict = Some(state.path_verdict.unwrap_or(false) || validated);
 }
 
 /// Wake the handles of every connection that produced events, and queue new connections
@@ -415,9 +573,24 @@ fn dispatch_events(shared: &Shared) {
             })
             .notify
             .notify_waiters();
-        if matches!(event, Event::Drained) {
-            state.conns.remove(&handle);
-            state.conn_handles.remove(&handle);
+        match event {
+            Event::ConnectionLost { reason } => {
+                // Kept for the handles: the core forgets the reason when the connection drains
+                if let Some(&id) = state.ids.get(&handle) {
+                    if state.conn_handles.contains_key(&id) {
+                        state.ended.insert(id, reason);
+                    }
+                }
+            }
+            Event::Drained => {
+                state.conns.remove(&handle);
+                state.ids.remove(&handle);
+                state.migrating.retain(|h| *h != handle);
+            }
+            Event::PathValidated { .. } | Event::PathFailed { .. } => {
+                path_outcome(&mut state, handle, &event);
+            }
+            _ => {}
         }
     }
     while let Some(handle) = state.proto.accept() {
@@ -468,20 +641,18 @@ async fn transmit(
 pub struct Connection {
     shared: Arc<Shared>,
     handle: ConnectionHandle,
+    /// Which connection `handle` meant when this handle was made (handles are reused)
+    id: u64,
     notify: Arc<Notify>,
 }
 
 impl Clone for Connection {
     fn clone(&self) -> Self {
-        *self
-            .shared
-            .lock()
-            .conn_handles
-            .entry(self.handle)
-            .or_insert(0) += 1;
+        *self.shared.lock().conn_handles.entry(self.id).or_insert(0) += 1;
         Self {
             shared: self.shared.clone(),
             handle: self.handle,
+            id: self.id,
             notify: self.notify.clone(),
         }
     }
@@ -490,7 +661,7 @@ impl Clone for Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         let mut state = self.shared.lock();
-        let remaining = match state.conn_handles.get_mut(&self.handle) {
+        let remaining = match state.conn_handles.get_mut(&self.id) {
             Some(count) => {
                 *count = count.saturating_sub(1);
                 *count
@@ -500,8 +671,9 @@ impl Drop for Connection {
         if remaining == 0 {
             // Nobody can use the connection any more: close it rather than leak it until the
             // idle timeout.
-            state.conn_handles.remove(&self.handle);
-            if let Some(conn) = state.proto.connection_mut(self.handle) {
+            state.conn_handles.remove(&self.id);
+            state.ended.remove(&self.id);
+            if let Some(conn) = state.conn_mut(self.handle, self.id) {
                 if !conn.is_closed() {
                     conn.close(Instant::now(), 0, b"");
                 }
@@ -541,8 +713,8 @@ impl Connection {
             notified.as_mut().enable();
             {
                 let mut state = self.shared.lock();
-                let Some(conn) = state.proto.connection_mut(self.handle) else {
-                    return Err(StreamError::ConnectionLost(ConnectionError::LocallyClosed));
+                let Some(conn) = state.conn_mut(self.handle, self.id) else {
+                    return Err(StreamError::ConnectionLost(state.end_reason(self.id)));
                 };
                 let result = op(conn);
                 if let Poll::Ready(result) = result {
@@ -561,10 +733,15 @@ impl Connection {
     /// Run a non-blocking command against the core connection and wake the driver
     fn with<T>(&self, op: impl FnOnce(&mut proto_conn::Connection) -> T) -> Option<T> {
         let mut state = self.shared.lock();
-        let result = state.proto.connection_mut(self.handle).map(op);
+        let result = state.conn_mut(self.handle, self.id).map(op);
         drop(state);
         self.shared.wake_driver.notify_one();
         result
+    }
+
+    /// Why the connection ended, for a handle whose connection the core has forgotten
+    fn gone(&self) -> ConnectionError {
+        self.shared.lock().end_reason(self.id)
     }
 
     /// Wait for the handshake to complete and be confirmed
@@ -651,9 +828,7 @@ impl Connection {
             )
         }) {
             Some(result) => result,
-            None => Err(DatagramError::ConnectionLost(
-                ConnectionError::LocallyClosed,
-            )),
+            None => Err(DatagramError::ConnectionLost(self.gone())),
         }
     }
 
@@ -677,9 +852,7 @@ impl Connection {
             Ok(())
         }) {
             Some(result) => result,
-            None => Err(DatagramError::ConnectionLost(
-                ConnectionError::LocallyClosed,
-            )),
+            None => Err(DatagramError::ConnectionLost(self.gone())),
         }
     }
 
@@ -742,6 +915,12 @@ impl Connection {
         }
     }
 
+    /// Update the 1-RTT keys as soon as the protocol allows (RFC 9001 §6); see
+    /// [`proto_conn::Connection::initiate_key_update`]
+    pub fn initiate_key_update(&self) {
+        self.with(|conn| conn.initiate_key_update());
+    }
+
     /// Counters and path estimates
     pub fn stats(&self) -> Option<ConnectionStats> {
         self.with(|conn| conn.stats())
@@ -752,9 +931,12 @@ impl Connection {
         self.with(|conn| conn.remote_address())
     }
 
-    /// The reason the connection closed, if it has
+    /// The reason the connection closed, if it has (kept after the connection drained)
     pub fn close_reason(&self) -> Option<ConnectionError> {
-        self.with(|conn| conn.close_reason()).flatten()
+        match self.with(|conn| conn.close_reason()) {
+            Some(reason) => reason,
+            None => Some(self.gone()),
+        }
     }
 
     /// The peer's certificate chain (DER), after the handshake
@@ -848,7 +1030,7 @@ impl SendStream {
         match self.conn.with(|conn| conn.finish(id)) {
             Some(Ok(())) => Ok(()),
             Some(Err(_)) => Err(StreamError::ClosedStream),
-            None => Err(StreamError::ConnectionLost(ConnectionError::LocallyClosed)),
+            None => Err(StreamError::ConnectionLost(self.conn.gone())),
         }
     }
 
@@ -858,7 +1040,7 @@ impl SendStream {
         match self.conn.with(|conn| conn.reset(id, error_code)) {
             Some(Ok(())) => Ok(()),
             Some(Err(_)) => Err(StreamError::ClosedStream),
-            None => Err(StreamError::ConnectionLost(ConnectionError::LocallyClosed)),
+            None => Err(StreamError::ConnectionLost(self.conn.gone())),
         }
     }
 }
@@ -916,7 +1098,44 @@ impl RecvStream {
         match self.conn.with(|conn| conn.stop_sending(id, error_code)) {
             Some(Ok(())) => Ok(()),
             Some(Err(_)) => Err(StreamError::ClosedStream),
-            None => Err(StreamError::ConnectionLost(ConnectionError::LocallyClosed)),
+            None => Err(StreamError::ConnectionLost(self.conn.gone())),
         }
+    }
+}
+
+/// Escape hatches for services that need controls the handles above don't offer (the SOL_QUIC
+/// socket service: key update, CID retirement, NEW_TOKEN, the peer's limits)
+impl Connection {
+    /// Run `op` on the core connection (with the current time) and wake the driver so that
+    /// whatever it queued goes out; `None` once the connection is gone
+    pub fn with_core<T>(
+        &self,
+        op: impl FnOnce(&mut proto_conn::Connection, Instant) -> T,
+    ) -> Option<T> {
+        self.with(|conn| op(conn, Instant::now()))
+    }
+
+    /// Re-run `op` on the core connection after each of its events until it returns `Some`;
+    /// fails once the connection is closed. The check runs after registering for the wake-up,
+    /// so a change between two checks is never missed.
+    pub async fn wait_core<T>(
+        &self,
+        mut op: impl FnMut(&mut proto_conn::Connection) -> Option<T>,
+    ) -> Result<T, ConnectionError> {
+        self.wait(|conn| match op(conn) {
+            Some(v) => Poll::Ready(Ok(v)),
+            None => Poll::Pending,
+        })
+        .await
+        .map_err(into_connection_error)
+    }
+}
+
+impl Endpoint {
+    /// Run `op` on the sans-IO endpoint (e.g. its NEW_TOKEN store) and wake the driver
+    pub fn with_proto<T>(&self, op: impl FnOnce(&mut proto::Endpoint) -> T) -> T {
+        let result = op(&mut self.shared.lock().proto);
+        self.shared.wake_driver.notify_one();
+        result
     }
 }

@@ -134,6 +134,16 @@ impl Pacer {
     }
 }
 
+/// The window whose pacing rate (5/4 of it per `rtt`) equals `rate` bytes per second, so a
+/// controller that knows its rate can drive the same pacer
+pub fn window_for_rate(rate: u64, rtt: Duration) -> u64 {
+    let bytes = u128::from(rate)
+        .saturating_mul(rtt.as_nanos())
+        .saturating_mul(4)
+        / (5 * 1_000_000_000);
+    u64::try_from(bytes).unwrap_or(u64::MAX)
+}
+
 fn capacity(window: u64, mtu: u16, rtt: Duration) -> u64 {
     let mtu = u64::from(mtu);
     let packets = match rtt.as_nanos() {
@@ -185,6 +195,19 @@ mod tests {
             p.on_sent(1200);
         }
         assert!(p.delay(100 * MS, 1200, 1200, window, later).is_some());
+    }
+
+    #[test]
+    fn rate_maps_to_an_equivalent_window() {
+        // 1 MB/s over a 100 ms RTT: the pacer's 5/4 × window per RTT must give 100 kB per RTT
+        let w = window_for_rate(1_000_000, 100 * MS);
+        assert_eq!(w, 80_000);
+        assert_eq!(w * 5 / 4, 100_000);
+        assert_eq!(window_for_rate(1_000_000, Duration::ZERO), 0);
+        assert_eq!(
+            window_for_rate(u64::MAX, Duration::from_secs(1 << 40)),
+            u64::MAX
+        );
     }
 
     #[test]

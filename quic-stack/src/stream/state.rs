@@ -1135,6 +1135,23 @@ impl StreamsState {
     }
 }
 
+/// Limits the peer granted, for the SOL_QUIC socket API's MAX_STREAMS and STREAM_MAX_DATA
+/// events
+impl StreamsState {
+    /// The peer's MAX_STREAMS for streams we open in `dir`
+    pub fn peer_max_streams(&self, dir: Dir) -> u64 {
+        self.max_local[di(dir)]
+    }
+
+    /// The peer's MAX_STREAM_DATA for our sending half of `id`, while it exists
+    pub fn send_max_data(&self, id: StreamId) -> Option<u64> {
+        self.streams
+            .get(&id)
+            .and_then(|s| s.send.as_ref())
+            .map(|h| h.flow.max())
+    }
+}
+
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;

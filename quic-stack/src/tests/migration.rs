@@ -244,3 +244,101 @@ fn server_falls_back_when_validation_fails() {
     assert_eq!(h.transfer(Dir::Bi, &data), data);
     assert!(!h.server_conn().is_closed());
 }
+
+/// A download (the client only acknowledges) while a NAT rebinds the client every 100 ms, as
+/// the interop runner's rebind-port case does: the server must follow every new port without
+/// falling back to a dead one while the client has nothing of its own to send
+fn download_through_fast_rebinding(seed: u64) {
+    let mut h = Harness::new(Setup {
+        seed,
+        link: LinkConfig {
+            delay: Duration::from_millis(15),
+            bandwidth: Some(4_000_000),
+            queue_limit: 200_000,
+            ..LinkConfig::default()
+        },
+        ..Setup::default()
+    });
+    h.handshake();
+    h.pair.drive().expect("settle");
+    let data = payload(3 << 20, seed);
+    let sh = h.sh.expect("server");
+    let ch = h.ch;
+    let sid = h.server_conn().open(Dir::Uni).expect("server stream");
+    let start = h.now();
+    let mut rebinds = 0u16;
+    let mut sent = 0;
+    let mut finished = false;
+    let mut received = Vec::new();
+    let mut client_stream = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let result = h.pair.drive_until(|p| {
+        // The mapping in force is the one of the current 100 ms period (no catching up
+        // after a quiet stretch: that would rebind on every event)
+        let period = ((p.net.now() - start).as_millis() / 100) as u16;
+        if period > rebinds {
+            rebinds = period;
+            p.rebind_client(SocketAddr::new(addr("198.18.0.2:1").ip(), 20_000 + rebinds));
+        }
+        if p.server_mut().ep.connection(sh).is_none() || p.client_mut().ep.connection(ch).is_none()
+        {
+            return true;
+        }
+        let s = p.server_mut().conn(sh);
+        while sent < data.len() {
+            match s.write(sid, &data[sent..]) {
+                Ok(n) if n > 0 => sent += n,
+                _ => break,
+            }
+        }
+        if sent == data.len() && !finished {
+            s.finish(sid).expect("finish");
+            finished = true;
+        }
+        let c = p.client_mut().conn(ch);
+        if client_stream.is_none() {
+            client_stream = c.accept(Dir::Uni);
+        }
+        let mut fin = false;
+        if let Some(id) = client_stream {
+            while let Ok(Some(r)) = c.read(id, &mut buf) {
+                received.extend_from_slice(&buf[..r.len]);
+                if r.fin {
+                    fin = true;
+                    break;
+                }
+                if r.len == 0 {
+                    break;
+                }
+            }
+        }
+        fin || c.is_closed()
+    });
+    let lost = (h.server().lost_reason(sh), h.client().lost_reason(ch));
+    let events: Vec<_> = h
+        .server()
+        .events
+        .iter()
+        .filter(|(eh, _)| *eh == sh)
+        .map(|(_, e)| format!("{e:?}"))
+        .filter(|e| e.starts_with("Path") || e.starts_with("Conn"))
+        .collect();
+    let ss = h.server().ep.connection(sh).map(|c| c.stats());
+    let elapsed = h.now() - start;
+    assert!(
+        result.is_ok() && received == data,
+        "seed {seed}: {} of {} bytes after {elapsed:?} and {rebinds} rebinds ({result:?}); lost {lost:?}; server {ss:?}; server path events {events:?}",
+        received.len(),
+        data.len()
+    );
+    assert!(rebinds >= 5, "seed {seed}: only {rebinds} rebinds");
+    let ss = ss.expect("server connection");
+    assert!(ss.path_validations_succeeded >= 1, "seed {seed}: {ss:?}");
+}
+
+#[test]
+fn download_while_nat_rebinds_every_100ms() {
+    for seed in 400..412 {
+        download_through_fast_rebinding(seed);
+    }
+}

@@ -13,12 +13,14 @@ use crate::crypto;
 use crate::shared::{Dir, RecvMeta};
 use crate::sim::{LinkConfig, Verdict};
 
+mod bbr;
 mod ecn;
 mod grease;
 mod migration;
 mod preferred_address;
 mod qlog;
 mod scenarios;
+mod sockapi_hooks;
 mod stress;
 mod token;
 mod util;
@@ -50,12 +52,16 @@ fn handshake_v1() {
 
 #[test]
 fn handshake_v2() {
+    // The server's preference decides (RFC 9368 §2.3): a v1-first server would move the
+    // client to v1 (tests::versions)
     let mut h = Harness::new(Setup {
         version: crypto::VERSION_2,
+        server_versions: Some(vec![crypto::VERSION_2, crypto::VERSION_1]),
         ..Setup::default()
     });
     h.handshake();
     assert_eq!(h.client_conn().version(), crypto::VERSION_2);
+    assert_eq!(h.client_conn().stats().version_upgrades, 0);
     assert_eq!(h.server_conn().version(), crypto::VERSION_2);
     let data = payload(10_000, 2);
     assert_eq!(h.transfer(Dir::Bi, &data), data);

@@ -192,6 +192,8 @@ pub enum Congestion {
     Cubic,
     /// NewReno (RFC 9002)
     NewReno,
+    /// BBR (model-based; holds its rate under random loss, e.g. lossy radio uplinks)
+    Bbr,
 }
 
 /// `[quic]`
@@ -628,10 +630,13 @@ fn parse(tree: &Value, base: &Path) -> Result<Config, ConfigError> {
         None => Congestion::Cubic,
         Some(s) if s == "cubic" => Congestion::Cubic,
         Some(s) if s == "newreno" || s == "new_reno" || s == "reno" => Congestion::NewReno,
+        Some(s) if s == "bbr" => Congestion::Bbr,
         Some(s) => {
             return Err(ConfigError::invalid(
                 "quic.congestion",
-                format!("{s:?} is not a congestion controller (use \"cubic\" or \"newreno\")"),
+                format!(
+                    "{s:?} is not a congestion controller (use \"cubic\", \"newreno\" or \"bbr\")"
+                ),
             ))
         }
     };

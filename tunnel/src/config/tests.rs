@@ -250,7 +250,7 @@ fn other_value_errors() {
         e.contains("peer[1].name: \"laptop\" is already the name of peer[0]"),
         "{e}"
     );
-    let e = err(&format!("{SERVER}\n[quic]\ncongestion = \"bbr\"\n"));
+    let e = err(&format!("{SERVER}\n[quic]\ncongestion = \"vegas\"\n"));
     assert!(e.contains("quic.congestion"), "{e}");
     let e = err(&format!("{SERVER}\n[metrics]\nlisten = \"localhost\"\n"));
     assert!(e.contains("metrics.listen"), "{e}");

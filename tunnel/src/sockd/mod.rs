@@ -11,7 +11,9 @@
 //! `quic_stack::sockapi`.
 
 mod session;
+mod tickets;
 mod unix;
+mod watch;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -59,6 +61,8 @@ pub enum SockdError {
 pub struct Service {
     limits: Limits,
     per_uid: Mutex<HashMap<u32, usize>>,
+    /// Session tickets of client sockets, by the handle the application holds
+    tickets: Arc<tickets::Vault>,
 }
 
 /// A socket's claim on its uid's socket budget; released on drop
@@ -72,6 +76,7 @@ impl Service {
         Arc::new(Self {
             limits,
             per_uid: Mutex::new(HashMap::new()),
+            tickets: Arc::new(tickets::Vault::default()),
         })
     }
 

@@ -6,7 +6,7 @@
 //! close — runs in helper "pump" tasks that fill the shared [`RecvQueue`] and wake the session,
 //! which then rings the Notify doorbell. Pumps are aborted when the session ends.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::pin::pin;
@@ -33,6 +33,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Notify;
 
+use super::tickets::{SocketStore, HANDLE_LEN};
+use super::watch::Watch;
 use super::{SeqPacket, Service, Slot};
 
 /// How long a quic_*_handshake request may take before it fails with ETIMEDOUT
@@ -42,6 +44,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// How soon a writer refused for flow control (and waiting) is told to try again: the driver
 /// has no "writable" signal, so the doorbell is a timed retry
 const SEND_RETRY: Duration = Duration::from_millis(10);
+/// How often the state watcher looks at the connection even without a driver event: the
+/// initiator's own key phase flip and a peer's silent limit raises produce none
+const WATCH_TICK: Duration = Duration::from_millis(50);
 
 /// State the pumps and the session share
 struct Shared {
@@ -56,6 +61,17 @@ struct Shared {
     backlog_cap: usize,
     /// The pumps of this socket
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// What the state watcher last reported (see `watch`); locked inside the driver's lock,
+    /// never the other way round
+    watch: Mutex<Option<Watch>>,
+    /// Streams we send on, for STREAM_MAX_DATA; same lock order as `watch`
+    watched: Mutex<BTreeSet<u64>>,
+    /// Streams we finished (FIN) or reset, by the STREAM_UPDATE state to report once the core
+    /// frees their sending half (all data, or the RESET_STREAM, acknowledged)
+    ended: Mutex<HashMap<u64, u8>>,
+    /// Handles of session tickets that arrived (rustls reports them inside the driver's lock,
+    /// so they wait here rather than in `inner`)
+    tickets: Mutex<Vec<Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -78,6 +94,8 @@ struct Inner {
     pollout: bool,
     /// Directions with a task already waiting for stream credit (one each is enough)
     open_waiting: Vec<Dir>,
+    /// Client: a NEW_TOKEN token arrived; the session stores it for QUIC_SOCKOPT_TOKEN
+    new_token: Option<Vec<u8>>,
 }
 
 impl Shared {
@@ -146,6 +164,11 @@ struct Session {
     hup_sent: bool,
     /// The listener's accept pump is running
     acceptor: bool,
+    /// Client: the server name of the handshake (the NEW_TOKEN store's key)
+    server_name: String,
+    /// Listener and its accepted sockets: TLS session state for resumption, shared by every
+    /// server config the listener gets (each quic_server_handshake installs a new one)
+    server_sessions: Arc<dyn rustls::server::StoresServerSessions>,
 }
 
 /// Serve a client that connected to the service: the first request must be Socket
@@ -235,6 +258,10 @@ impl Session {
             rcvbuf: svc.limits.rcvbuf,
             backlog_cap: svc.limits.max_backlog,
             tasks: Mutex::new(Vec::new()),
+            watch: Mutex::new(None),
+            watched: Mutex::new(BTreeSet::new()),
+            tickets: Mutex::new(Vec::new()),
+            ended: Mutex::new(HashMap::new()),
         });
         Self {
             unix,
@@ -253,6 +280,8 @@ impl Session {
             notified: false,
             hup_sent: false,
             acceptor: false,
+            server_name: String::new(),
+            server_sessions: rustls::server::ServerSessionMemoryCache::new(256),
         }
     }
 
@@ -298,9 +327,30 @@ impl Session {
 
     /// Take over what the pumps learnt about the connection
     fn apply_shared(&mut self) {
-        let close = self.shared.lock().peer_close.take();
+        let (close, token) = {
+            let mut i = self.shared.lock();
+            (i.peer_close.take(), i.new_token.take())
+        };
         if let Some(c) = close {
             self.opts.on_peer_close(c);
+        }
+        if let Some(t) = token {
+            self.opts.on_new_token(&t);
+        }
+        let tickets = std::mem::take(
+            &mut *self
+                .shared
+                .tickets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        if let Some(last) = tickets.last() {
+            self.opts.on_session_ticket(last);
+            let mut i = self.shared.lock();
+            let mask = i.events;
+            for t in tickets {
+                i.queue.push_event(mask, &Event::NewSessionTicket(t));
+            }
         }
     }
 
@@ -457,7 +507,13 @@ impl Session {
             self.opts.on_listen(0);
             return Ok(Response::Ok(0));
         }
-        let server = server_config(None, alpn_list(self.opts.alpn()), &self.transport())?;
+        let server = server_config(
+            None,
+            alpn_list(self.opts.alpn()),
+            &self.transport(),
+            self.server_sessions.clone(),
+            self.opts.config().validate_peer_address != 0,
+        )?;
         ep.set_server_config(Some(server));
         {
             let mut i = self.shared.lock();
@@ -523,6 +579,7 @@ impl Session {
         child.peer = peer;
         child.endpoint = self.endpoint.clone();
         child.conn = Some(conn);
+        child.server_sessions = self.server_sessions.clone();
         spawn_child(child);
         let addr = peer.map_or_else(
             || RawAddr::from_socket_addr(&self.unspecified()),
@@ -592,7 +649,13 @@ impl Session {
                 let alpns = args
                     .alpns
                     .map_or_else(|| alpn_list(self.opts.alpn()), alpn_list);
-                match server_config(Some((cert, key)), alpns, &self.transport()) {
+                match server_config(
+                    Some((cert, key)),
+                    alpns,
+                    &self.transport(),
+                    self.server_sessions.clone(),
+                    self.opts.config().validate_peer_address != 0,
+                ) {
                     Ok(c) => ep.set_server_config(Some(c)),
                     Err(e) => return Err(e),
                 }
@@ -611,16 +674,25 @@ impl Session {
                 .map_or_else(|| alpn_list(self.opts.alpn()), alpn_list);
             // libquic sets no verify callback for X.509 clients: the server certificate is not
             // validated (reference §2); do the same.
-            let crypto =
-                quic_stack::tls::danger_insecure_client_config(alpns).map_err(|_| Errno::EINVAL)?;
+            let mut crypto = client_tls_base().ok_or(Errno::ENOMEM)?.clone();
+            crypto.alpn_protocols = alpns;
+            crypto.resumption = rustls::client::Resumption::store(Arc::new(self.ticket_store()));
             let mut cfg = ClientConfig::new(Arc::new(crypto));
             cfg.transport = Arc::new(self.transport());
             let name = args
                 .hostname
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .filter(|h| !h.is_empty())
-                .unwrap_or("localhost");
-            let conn = ep.connect(cfg, peer, name).map_err(|e| {
+                .unwrap_or("localhost")
+                .to_string();
+            // QUIC_SOCKOPT_TOKEN set before connect: the Initial carries it (the endpoint
+            // sends a stored token once, to the server of that name).
+            if !self.opts.token().is_empty() {
+                let t = self.opts.token().to_vec();
+                ep.with_proto(|p| p.set_new_token(&name, t));
+            }
+            self.server_name = name.clone();
+            let conn = ep.connect(cfg, peer, &name).map_err(|e| {
                 tracing::debug!("sockd connect: {e}");
                 Errno::EINVAL
             })?;
@@ -645,12 +717,43 @@ impl Session {
         Ok(Response::Ok(0))
     }
 
+    /// The client's TLS session store: resumes from the ticket handle set with
+    /// QUIC_SOCKOPT_SESSION_TICKET, and hands new tickets to the socket
+    fn ticket_store(&self) -> SocketStore {
+        let t = self.opts.session_ticket();
+        let resume = (t.len() == HANDLE_LEN)
+            .then(|| self.svc.tickets.take(self.uid, t))
+            .flatten();
+        tracing::debug!(resume = resume.is_some(), "sockd: client session store");
+        let sh = self.shared.clone();
+        SocketStore::new(self.svc.tickets.clone(), self.uid, resume, move |h| {
+            sh.tickets.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+            sh.wake.notify_one();
+        })
+    }
+
     /// Tasks that move what the connection receives into the queue
     fn start_pumps(&mut self, conn: Connection) {
+        let server = self.opts.role() == quic_stack::sockapi::options::Role::Server;
+        let start = conn.with_core(|c, _| Watch::new(c, server));
+        *self.shared.watch.lock().unwrap_or_else(|e| e.into_inner()) = start;
+        let token_source = (!server)
+            .then(|| {
+                self.endpoint
+                    .clone()
+                    .map(|ep| (ep, self.server_name.clone()))
+            })
+            .flatten();
+        self.shared
+            .spawn(watch_state(self.shared.clone(), conn.clone(), token_source));
         let sh = self.shared.clone();
         let c = conn.clone();
         self.shared.spawn(async move {
             while let Ok((send, recv)) = c.accept_bi().await {
+                sh.watched
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(send.id().0);
                 sh.lock().send.insert(send.id().0, send);
                 sh.spawn(read_stream(sh.clone(), recv));
             }
@@ -820,6 +923,11 @@ impl Session {
         };
         let id = send.id().0;
         tracing::debug!(id, "sockd: stream opened");
+        self.shared
+            .watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
         let next = self.next_open.entry(dir).or_insert(0);
         *next = (*next).max(id + 4);
         self.shared.lock().send.insert(id, send);
@@ -892,7 +1000,13 @@ impl Session {
             return Err(target.flow_blocked_errno());
         }
         if fin && done == data.len() {
-            let _ = stream.finish();
+            if stream.finish().is_ok() {
+                self.shared
+                    .ended
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, stream_state::SEND_RECVD);
+            }
             i.send.remove(&id);
             self.active = None;
         } else {
@@ -961,6 +1075,11 @@ impl Session {
                     return Err(Errno::EINVAL);
                 };
                 s.reset(u64::from(e.errcode)).map_err(|_| Errno::EINVAL)?;
+                self.shared
+                    .ended
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id, stream_state::SEND_RESET_RECVD);
                 if self.active == Some(id) {
                     self.active = None;
                 }
@@ -983,10 +1102,79 @@ impl Session {
                 self.shared.lock().stop.remove(&id);
                 Err(Errno::EINVAL)
             }
-            // The tokio driver exposes no key update, CID, migration, preferred-address,
-            // NEW_TOKEN or external-TLS control yet.
-            _ => Err(Errno::EOPNOTSUPP),
+            ConnAction::KeyUpdate => {
+                let conn = self.conn.clone().ok_or(Errno::EPIPE)?;
+                let started = conn.with_core(|c, _| {
+                    // The kernel refuses while the previous update is unfinished.
+                    if c.key_update_pending() {
+                        return false;
+                    }
+                    c.initiate_key_update();
+                    true
+                });
+                match started {
+                    Some(true) => Ok(Response::Ok(0)),
+                    Some(false) => Err(Errno::EINVAL),
+                    None => Err(Errno::EPIPE),
+                }
+            }
+            ConnAction::ConnectionId(info) => {
+                let conn = self.conn.clone().ok_or(Errno::EINVAL)?;
+                let sh = self.shared.clone();
+                let r = conn.with_core(|c, _| {
+                    let r = c.retire_connection_ids(
+                        info.dest != 0,
+                        u64::from(info.prior_to),
+                        u64::from(info.active),
+                    );
+                    if r.is_ok() {
+                        if let Some(w) = sh.watch.lock().unwrap_or_else(|e| e.into_inner()).as_mut()
+                        {
+                            w.cids_changed_locally(c);
+                        }
+                    }
+                    r
+                });
+                match r {
+                    Some(Ok(())) => Ok(Response::Ok(0)),
+                    Some(Err(_)) => Err(Errno::EINVAL),
+                    None => Err(Errno::EPIPE),
+                }
+            }
+            ConnAction::Migrate(addr) => self.migrate(addr),
+            ConnAction::SendNewToken => {
+                let conn = self.conn.clone().ok_or(Errno::EINVAL)?;
+                match conn.with_core(|c, _| c.request_new_token()) {
+                    Some(true) => Ok(Response::Ok(0)),
+                    // One still in flight (or the connection is gone)
+                    _ => Err(Errno::EAGAIN),
+                }
+            }
+            // Preferred address and external TLS are not implemented (README: differences).
+            ConnAction::SetPreferredAddress(_)
+            | ConnAction::InstallSecret(_)
+            | ConnAction::PeerTransportParamExt(_) => Err(Errno::EOPNOTSUPP),
         }
+    }
+
+    /// QUIC_SOCKOPT_CONNECTION_MIGRATION on an established client: move the socket's own
+    /// endpoint to `addr`; the driver migrates the connection (fresh CID, PATH_CHALLENGE) and
+    /// the watcher reports QUIC_EVENT_CONNECTION_MIGRATION once the path is validated
+    fn migrate(&mut self, addr: SocketAddr) -> Result<Response<'static>, Errno> {
+        // A server's endpoint is shared with its listener and the other accepted sockets:
+        // moving it would move them all.
+        if self.opts.role() == quic_stack::sockapi::options::Role::Server {
+            return Err(Errno::EINVAL);
+        }
+        let (Some(ep), Some(local)) = (self.endpoint.clone(), self.local) else {
+            return Err(Errno::EINVAL);
+        };
+        if addr.is_ipv4() != local.is_ipv4() || addr == local {
+            return Err(Errno::EINVAL);
+        }
+        ep.rebind(addr).map_err(io_errno)?;
+        self.local = Some(ep.local_addr());
+        Ok(Response::Ok(0))
     }
 
     fn getsockopt<'a>(
@@ -1034,13 +1222,20 @@ impl Session {
                 .encode()
                 .to_vec())
             }
-            ConnQuery::ConnectionId { dest } => Ok(ConnectionIdInfo {
-                dest: u8::from(*dest),
-                active: 0,
-                prior_to: 0,
+            ConnQuery::ConnectionId { dest } => {
+                let (active, lo) = self
+                    .conn
+                    .as_ref()
+                    .and_then(|c| c.with_core(|c, _| c.connection_id_numbers(*dest)))
+                    .unwrap_or((0, 0));
+                Ok(ConnectionIdInfo {
+                    dest: u8::from(*dest),
+                    active: u32::try_from(active).unwrap_or(u32::MAX),
+                    prior_to: u32::try_from(lo).unwrap_or(u32::MAX),
+                }
+                .encode()
+                .to_vec())
             }
-            .encode()
-            .to_vec()),
             ConnQuery::SessionTicketKey | ConnQuery::TransportParamExt => Err(Errno::EOPNOTSUPP),
         }
     }
@@ -1081,10 +1276,74 @@ fn spawn_child(child: Session) {
     tokio::spawn(child.run(vec![0u8; msg::MAX_MESSAGE + 1]));
 }
 
+/// Turn connection state changes into events (see `watch`) until the connection ends;
+/// `token_source` (client) is where NEW_TOKEN tokens land: the endpoint's store, by server name
+async fn watch_state(sh: Arc<Shared>, conn: Connection, token_source: Option<(Endpoint, String)>) {
+    // connect() took any stored token out, so whatever is there later came from this server
+    // (the first NEW_TOKEN may well precede the watcher).
+    let mut token: Option<Vec<u8>> = None;
+    loop {
+        let sh2 = sh.clone();
+        let changed = conn.wait_core(move |c| {
+            let mut streams = sh2.watched.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = sh2.watch.lock().unwrap_or_else(|e| e.into_inner());
+            let w = w.as_mut()?;
+            // Streams whose sending half is gone need no more watching; the core frees it once
+            // our FIN or RESET_STREAM is acknowledged: STREAM_UPDATE RECVD / RESET_RECVD.
+            let mut ended = sh2.ended.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ev = Vec::new();
+            streams.retain(|&id| {
+                let live = c.stream_send_max_data(quic_stack::StreamId(id)).is_some();
+                if let (false, Some(state)) = (live, ended.remove(&id)) {
+                    ev.push(Event::StreamUpdate(StreamUpdate {
+                        id: id as i64,
+                        state,
+                        errcode: 0,
+                        finalsz: 0,
+                    }));
+                }
+                live
+            });
+            ev.extend(w.diff(c, &streams));
+            (!ev.is_empty()).then_some(ev)
+        });
+        let mut events = tokio::select! {
+            r = changed => match r {
+                Ok(ev) => ev,
+                Err(_) => return,
+            },
+            _ = tokio::time::sleep(WATCH_TICK) => Vec::new(),
+        };
+        if let Some((ep, name)) = &token_source {
+            let now = ep.with_proto(|p| p.new_token(name).map(<[u8]>::to_vec));
+            if now.is_some() && now != token {
+                token.clone_from(&now);
+                if let Some(t) = now {
+                    sh.lock().new_token = Some(t.clone());
+                    events.push(Event::NewToken(t));
+                }
+            }
+        }
+        if events.is_empty() {
+            continue;
+        }
+        let mut i = sh.lock();
+        let mask = i.events;
+        for e in &events {
+            tracing::debug!(?e, "sockd: event");
+            i.queue.push_event(mask, e);
+        }
+        drop(i);
+        sh.wake.notify_one();
+    }
+}
+
 /// Read one stream into the queue until FIN, reset, STOP_SENDING or the connection's end
 async fn read_stream(sh: Arc<Shared>, mut rs: RecvStream) {
     let id = rs.id().0;
     let mut buf = vec![0u8; READ_CHUNK];
+    // Bytes delivered so far (the final size once the FIN is in)
+    let mut total: u64 = 0;
     loop {
         sh.wait_space().await;
         let mut stop = pin!(sh.stop.notified());
@@ -1134,7 +1393,29 @@ async fn read_stream(sh: Arc<Shared>, mut rs: RecvStream) {
             Err(_) => return,
         };
         tracing::trace!(id, len = data.len(), fin, "sockd: stream data");
-        sh.lock().queue.push_stream(id as i64, data, fin);
+        let first = total == 0;
+        total += data.len() as u64;
+        let mut i = sh.lock();
+        let mask = i.events;
+        // The kernel's receive-side states: RECV with the first data, RECVD once all is in.
+        let update = |state, finalsz| {
+            Event::StreamUpdate(StreamUpdate {
+                id: id as i64,
+                state,
+                errcode: 0,
+                finalsz,
+            })
+        };
+        if first {
+            i.queue
+                .push_event(mask, &update(stream_state::RECV_RECV, 0));
+        }
+        if fin {
+            i.queue
+                .push_event(mask, &update(stream_state::RECV_RECVD, total));
+        }
+        i.queue.push_stream(id as i64, data, fin);
+        drop(i);
         sh.wake.notify_one();
         if fin {
             return;
@@ -1195,6 +1476,8 @@ fn server_config(
     pem: Option<(&[u8], &[u8])>,
     alpn: Vec<Vec<u8>>,
     transport: &TransportConfig,
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    retry: bool,
 ) -> Result<ServerConfig, Errno> {
     let (chain, key) = match pem {
         Some((cert, key)) => {
@@ -1212,11 +1495,23 @@ fn server_config(
             (vec![c.clone()], k.clone_key())
         }
     };
-    let crypto =
+    let mut crypto =
         quic_stack::tls::server_config(chain, key, alpn, None, false).map_err(|_| Errno::EINVAL)?;
+    crypto.session_storage = sessions;
     let mut cfg = ServerConfig::new(Arc::new(crypto));
+    // QUIC_CONFIG's validate_peer_address: Retry first (a NEW_TOKEN token skips it)
+    cfg.retry = retry;
     cfg.transport = Arc::new(transport.clone());
     Ok(cfg)
+}
+
+/// The TLS client config every client socket starts from: rustls resumes a session only with
+/// the very verifier and client-certificate resolver (same allocation) that made it, so all
+/// sockets share them
+fn client_tls_base() -> Option<&'static rustls::ClientConfig> {
+    static BASE: OnceLock<Option<rustls::ClientConfig>> = OnceLock::new();
+    BASE.get_or_init(|| quic_stack::tls::danger_insecure_client_config(Vec::new()).ok())
+        .as_ref()
 }
 
 /// The service's certificate for listeners whose application has not given one yet

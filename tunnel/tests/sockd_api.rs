@@ -1,0 +1,336 @@
+//! The SOL_QUIC socket API spoken directly over the service protocol (`quic_stack::sockapi::msg`),
+//! without the C library: a client socket of an in-process `sockd` against a plain quic-stack
+//! server on loopback. Checks the connection controls and their events from the Rust side:
+//! KEY_UPDATE (the server's key phase flips), MAX_STREAMS past a limit of 2, NEW_TOKEN and
+//! getsockopt(TOKEN), getsockopt(CONNECTION_ID), STREAM_UPDATE states.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quic_stack::config::{EndpointConfig, ServerConfig, TransportConfig};
+use quic_stack::driver::Endpoint;
+use quic_stack::sockapi::consts::*;
+use quic_stack::sockapi::events::Event;
+use quic_stack::sockapi::msg::{HandshakeArgs, RawAddr, Request, Response, MAX_MESSAGE};
+use quic_stack::sockapi::types::{ConnectionIdInfo, StreamInfo};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tunnel::sockd::{self, Limits, SeqPacket};
+
+/// One QUIC socket of the service, as the library would drive it
+struct Sock {
+    unix: SeqPacket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+/// What a response said, owned
+#[derive(Debug)]
+enum Answer {
+    Ok(i64),
+    Err(i32),
+    Recv {
+        msg_flags: u32,
+        stream: Option<StreamInfo>,
+        data: Vec<u8>,
+    },
+    OptVal(Vec<u8>),
+}
+
+impl Sock {
+    async fn open(service: &str) -> Self {
+        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        let fd: OwnedFd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .expect("unix socket");
+        let addr = UnixAddr::new_abstract(service.as_bytes()).expect("abstract name");
+        connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).expect("connect to sockd");
+        let unix = SeqPacket::new(fd).expect("seqpacket");
+        let mut s = Self {
+            unix,
+            seq: 0,
+            buf: vec![0; MAX_MESSAGE + 1],
+        };
+        let r = s
+            .call(&Request::Socket {
+                family: 2,
+                sock_type: 2,
+                protocol: IPPROTO_QUIC,
+            })
+            .await;
+        assert!(matches!(r, Answer::Ok(0)), "socket: {r:?}");
+        s
+    }
+
+    /// Send a request; its response (Notify doorbells on the way are skipped)
+    async fn call(&mut self, req: &Request<'_>) -> Answer {
+        self.seq += 1;
+        let seq = self.seq;
+        self.unix
+            .send(&[&req.encode(seq)], None)
+            .await
+            .expect("send request");
+        loop {
+            let n = self.unix.recv(&mut self.buf).await.expect("recv response");
+            let (rseq, r) = Response::decode(&self.buf[..n]).expect("decodable response");
+            match r {
+                Response::Notify(_) => continue,
+                _ if rseq != seq => continue,
+                Response::Ok(v) => return Answer::Ok(v),
+                Response::Err(e) => return Answer::Err(e),
+                Response::Recv {
+                    msg_flags,
+                    stream_info,
+                    payload,
+                    ..
+                } => {
+                    return Answer::Recv {
+                        msg_flags,
+                        stream: stream_info,
+                        data: payload.to_vec(),
+                    }
+                }
+                Response::OptVal(v) => return Answer::OptVal(v.to_vec()),
+                other => panic!("unexpected response {other:?}"),
+            }
+        }
+    }
+
+    async fn set(&mut self, optname: i32, optval: &[u8]) -> Answer {
+        self.call(&Request::SetSockOpt {
+            level: SOL_QUIC,
+            optname,
+            optval,
+        })
+        .await
+    }
+
+    async fn get(&mut self, optname: i32, input: &[u8], optlen: u32) -> Answer {
+        self.call(&Request::GetSockOpt {
+            level: SOL_QUIC,
+            optname,
+            optlen,
+            input,
+        })
+        .await
+    }
+
+    async fn send_stream(&mut self, id: i64, flags: u32, data: &[u8]) -> Answer {
+        self.call(&Request::SendMsg {
+            flags: 0,
+            stream_info: Some(StreamInfo {
+                stream_id: id,
+                stream_flags: flags,
+            }),
+            handshake_level: None,
+            payload: data,
+        })
+        .await
+    }
+
+    /// The next message of the receive queue (events decoded), waiting up to a few seconds
+    async fn recv(&mut self) -> Result<(Option<StreamInfo>, Vec<u8>), Event> {
+        for _ in 0..500 {
+            match self
+                .call(&Request::RecvMsg {
+                    flags: 0,
+                    max_len: 65536,
+                })
+                .await
+            {
+                Answer::Recv {
+                    msg_flags,
+                    stream,
+                    data,
+                } => {
+                    if msg_flags & MSG_QUIC_NOTIFICATION != 0 {
+                        return Err(Event::decode(&data).expect("known event"));
+                    }
+                    return Ok((stream, data));
+                }
+                Answer::Err(e) if e == libc_eagain() => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => panic!("recvmsg: {other:?}"),
+            }
+        }
+        panic!("nothing received within 5 s");
+    }
+}
+
+fn libc_eagain() -> i32 {
+    nix::errno::Errno::EAGAIN as i32
+}
+
+fn server_endpoint() -> (Endpoint, SocketAddr) {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let key = PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let chain: Vec<CertificateDer<'static>> = vec![ck.cert.der().clone()];
+    let tls = quic_stack::tls::server_config(chain, key, vec![b"sample".to_vec()], None, false)
+        .expect("tls");
+    let mut cfg = ServerConfig::new(Arc::new(tls));
+    cfg.transport = Arc::new(TransportConfig {
+        max_concurrent_bidi_streams: 2,
+        ..TransportConfig::default()
+    });
+    let ep = Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        EndpointConfig::default(),
+        Some(cfg),
+    )
+    .expect("server endpoint");
+    let addr = ep.local_addr();
+    (ep, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_controls_over_the_protocol() {
+    let name = format!("quictun-sockd-api-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+
+    let (server, server_addr) = server_endpoint();
+    let srv = tokio::spawn(async move {
+        let conn = server.accept().await.expect("incoming");
+        conn.handshake().await.expect("server handshake");
+        // Echo every bidirectional stream.
+        let c = conn.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, mut r)) = c.accept_bi().await {
+                tokio::spawn(async move {
+                    if let Ok(data) = r.read_to_end(1 << 20).await {
+                        let _ = s.write_all(&data).await;
+                        let _ = s.finish();
+                    }
+                });
+            }
+        });
+        (server, conn)
+    });
+
+    let mut s = Sock::open(&name).await;
+    for t in QUIC_EVENT_STREAM_UPDATE..QUIC_EVENT_MAX {
+        let r = s.set(QUIC_SOCKOPT_EVENT, &[t, 1]).await;
+        assert!(matches!(r, Answer::Ok(0)), "event {t}: {r:?}");
+    }
+    // No connection yet: EPIPE, like the kernel
+    let r = s.set(QUIC_SOCKOPT_KEY_UPDATE, &[]).await;
+    assert!(matches!(r, Answer::Err(e) if e == nix::errno::Errno::EPIPE as i32));
+    let r = s
+        .call(&Request::Connect(RawAddr::from_socket_addr(&server_addr)))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+    let r = s
+        .call(&Request::Handshake(HandshakeArgs {
+            server: false,
+            hostname: Some(b"localhost"),
+            alpns: Some(b"sample"),
+            pkey: None,
+            cert: None,
+        }))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "handshake: {r:?}");
+    let (_server, conn) = tokio::time::timeout(Duration::from_secs(10), srv)
+        .await
+        .expect("server in time")
+        .expect("server task");
+
+    let r = s.set(QUIC_SOCKOPT_KEY_UPDATE, &[]).await;
+    assert!(matches!(r, Answer::Ok(0)), "key update: {r:?}");
+
+    // Three streams through a limit of two: the third waits for MAX_STREAMS.
+    let mut events = Vec::new();
+    let mut echoed = 0;
+    for i in 0..3u8 {
+        let msg = [b'm', b'0' + i];
+        loop {
+            match s
+                .send_stream(-1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, &msg)
+                .await
+            {
+                Answer::Ok(2) => break,
+                Answer::Err(e) if e == libc_eagain() => {
+                    // Over the limit: read what has come (echoes close streams).
+                    match s.recv().await {
+                        Ok((Some(si), _)) if si.stream_flags & MSG_QUIC_STREAM_FIN != 0 => {
+                            echoed += 1
+                        }
+                        Ok(_) => {}
+                        Err(ev) => events.push(ev),
+                    }
+                }
+                other => panic!("send {i}: {other:?}"),
+            }
+        }
+    }
+    while echoed < 3
+        || !events.iter().any(|e| matches!(e, Event::KeyUpdate(1)))
+        || !events.iter().any(|e| matches!(e, Event::NewToken(_)))
+        || !events.iter().any(|e| matches!(e, Event::MaxStream(_)))
+    {
+        match s.recv().await {
+            Ok((Some(si), _)) if si.stream_flags & MSG_QUIC_STREAM_FIN != 0 => echoed += 1,
+            Ok(_) => {}
+            Err(ev) => events.push(ev),
+        }
+    }
+    assert_eq!(
+        conn.with_core(|c, _| c.key_phase()),
+        Some(true),
+        "the server follows the client's key update"
+    );
+    // MAX_STREAMS: highest openable client bidi id (type bits 0), beyond the first limit
+    let max = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::MaxStream(m) => Some(*m),
+            _ => None,
+        })
+        .max()
+        .expect("MAX_STREAMS event");
+    assert!(max >= 8 && max % 4 == 0, "max stream id {max}");
+    // STREAM_UPDATE: receive side RECV and RECVD for the echoes
+    for state in [stream_state::RECV_RECV, stream_state::RECV_RECVD] {
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::StreamUpdate(u) if u.state == state)),
+            "STREAM_UPDATE state {state} in {events:?}"
+        );
+    }
+    // NEW_TOKEN: the bytes of the event are what getsockopt(TOKEN) returns
+    let token = events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::NewToken(t) => Some(t.clone()),
+            _ => None,
+        })
+        .expect("token");
+    match s.get(QUIC_SOCKOPT_TOKEN, &[], 256).await {
+        Answer::OptVal(v) => assert_eq!(v, token),
+        other => panic!("get token: {other:?}"),
+    }
+    // CONNECTION_ID of the destination set: nothing retired yet
+    let input = ConnectionIdInfo {
+        dest: 1,
+        active: 0,
+        prior_to: 0,
+    }
+    .encode();
+    match s.get(QUIC_SOCKOPT_CONNECTION_ID, &input, 12).await {
+        Answer::OptVal(v) => {
+            let ci = ConnectionIdInfo::decode(&v);
+            assert_eq!((ci.dest, ci.active, ci.prior_to), (1, 0, 0));
+        }
+        other => panic!("get cid: {other:?}"),
+    }
+    let r = s.call(&Request::Close).await;
+    assert!(matches!(r, Answer::Ok(0)));
+    service.abort();
+}
