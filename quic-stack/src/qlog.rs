@@ -23,6 +23,8 @@ pub trait QlogSink: Send {
 pub enum QlogPacketType {
     /// Initial
     Initial,
+    /// 0-RTT
+    ZeroRtt,
     /// Handshake
     Handshake,
     /// 1-RTT
@@ -33,6 +35,7 @@ impl QlogPacketType {
     fn as_str(self) -> &'static str {
         match self {
             Self::Initial => "initial",
+            Self::ZeroRtt => "0RTT",
             Self::Handshake => "handshake",
             Self::OneRtt => "1RTT",
         }

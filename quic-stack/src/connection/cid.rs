@@ -49,6 +49,9 @@ pub(crate) struct CidState {
     peer_retire_prior_to: u64,
     /// How many peer CIDs we accept (our active_connection_id_limit)
     peer_limit: u64,
+    /// Client: the preferred address's CID, kept for the move there (a server that sees it
+    /// takes the packet as sent to its preferred address)
+    pub(crate) reserved_peer_seq: Option<u64>,
     /// retire_prior_to we put in NEW_CONNECTION_ID frames (application request, see
     /// [`CidState::retire_local_prior_to`])
     local_retire_prior_to: u64,
@@ -81,6 +84,7 @@ impl CidState {
             pending_retire: VecDeque::new(),
             peer_retire_prior_to: 0,
             peer_limit: peer_limit.max(2),
+            reserved_peer_seq: None,
             local_retire_prior_to: 0,
         }
     }
@@ -102,7 +106,7 @@ impl CidState {
             .peer
             .iter()
             .map(|c| c.sequence)
-            .filter(|&s| s > self.active_peer_seq)
+            .filter(|&s| s > self.active_peer_seq && Some(s) != self.reserved_peer_seq)
             .min()
         else {
             return false;
@@ -485,5 +489,33 @@ mod tests {
             vec![0]
         );
         assert!(!s.rotate_peer_cid());
+    }
+
+    #[test]
+    fn preferred_address_cid_is_kept_for_the_move() {
+        let mut s = CidState::new(8, cid(1), cid(2), 4);
+        for (sequence, b) in [(1, 5), (2, 6)] {
+            s.on_new_cid(&NewConnectionId {
+                sequence,
+                retire_prior_to: 0,
+                id: cid(b),
+                reset_token: [b; 16],
+            })
+            .unwrap();
+        }
+        s.reserved_peer_seq = Some(1);
+        // An ordinary migration skips the reserved CID
+        assert!(s.rotate_peer_cid());
+        assert_eq!(s.peer_cid(), cid(6));
+        assert!(!s.rotate_peer_cid(), "only the reserved CID is left");
+        // The move to the preferred address takes it and retires the one in use
+        assert_eq!(s.peer_cid_by_seq(1), Some(cid(5)));
+        assert!(s.use_peer_cid(1));
+        assert_eq!(s.peer_cid(), cid(5));
+        assert_eq!(
+            s.pending_retire.iter().copied().collect::<Vec<_>>(),
+            vec![0, 2]
+        );
+        assert!(!s.use_peer_cid(2), "a retired CID cannot come back");
     }
 }

@@ -364,8 +364,13 @@ impl Connection {
         packet: SentPacket<SentRecord>,
     ) {
         let size = u64::from(packet.size);
+        let packet_type = if space_id == SpaceId::Data && self.sending_zero_rtt() {
+            crate::qlog::QlogPacketType::ZeroRtt
+        } else {
+            super::qlog_packet_type(space_id)
+        };
         self.qlog(now, || QlogEvent::PacketSent {
-            packet_type: super::qlog_packet_type(space_id),
+            packet_type,
             packet_number: pn,
             size: size as usize,
         });

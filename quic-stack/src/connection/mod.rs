@@ -307,6 +307,8 @@ pub struct Connection {
     /// DCID for the packet being started instead of the active one (probes of a server's
     /// preferred address use its own CID)
     dcid_override: Option<ConnectionId>,
+    /// Local IP the datagram being processed arrived on, when the driver knows it
+    rx_local_ip: Option<std::net::IpAddr>,
     /// Compatible version negotiation (RFC 9368 §2.3)
     version_state: version::VersionState,
 }
@@ -418,6 +420,7 @@ impl Connection {
             zero_rtt: zero_rtt::ZeroRttState::default(),
             preferred: preferred_address::PreferredState::default(),
             dcid_override: None,
+            rx_local_ip: None,
             version_state: version::VersionState::default(),
             config,
         };

@@ -76,11 +76,19 @@ impl Connection {
     }
 
     /// Server: a packet carried the preferred address's CID, so it was sent to that address
+    /// (when the driver reports the local IP, it must be the preferred one too: a client may
+    /// also use that CID on the original address)
     pub(super) fn is_preferred_dcid(&self, dcid: &[u8]) -> bool {
-        self.preferred
+        let cid_matches = self
+            .preferred
             .advertised
             .as_ref()
-            .is_some_and(|pa| pa.connection_id[..] == *dcid)
+            .is_some_and(|pa| pa.connection_id[..] == *dcid);
+        let ip_matches = match (self.rx_local_ip, self.advertised_addr()) {
+            (Some(local), Some(pa)) => local == pa.ip(),
+            _ => true,
+        };
+        cid_matches && ip_matches
     }
 
     /// Server: the local IP our datagrams must leave from, if not the original address
@@ -134,6 +142,9 @@ impl Connection {
             SocketAddr::V6(_) => pa.address_v6.map(SocketAddr::V6),
         };
         self.preferred.target = target.filter(|t| *t != self.path.remote);
+        if self.preferred.target.is_some() {
+            self.cids.reserved_peer_seq = Some(PREFERRED_CID_SEQ);
+        }
         Ok(())
     }
 
@@ -257,6 +268,7 @@ impl Connection {
         }
         self.preferred.probe = None;
         self.preferred.outcome = Some(false);
+        self.cids.reserved_peer_seq = None;
         self.stats.path_validations_failed += 1;
         if let Some(remote) = self.preferred.target.take() {
             tracing::debug!(%remote, "preferred address unreachable: staying on the original");
@@ -286,6 +298,7 @@ impl Connection {
         }
         self.preferred.probe = None;
         self.timers.stop(Timer::PreferredAddress);
+        self.cids.reserved_peer_seq = None;
         // RFC 9000 §9.6.1: from now on, all packets go to the new address with the new CID
         if !self.cids.use_peer_cid(PREFERRED_CID_SEQ) {
             // The CID went to an earlier migration of ours: without it the move would link

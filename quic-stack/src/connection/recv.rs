@@ -57,6 +57,7 @@ impl Connection {
         }
         self.last_datagram_len = data.len() as u64;
         self.rx_remote = meta.remote;
+        self.rx_local_ip = meta.local_ip;
         let known_path = meta.remote == self.path.remote;
         // RFC 9000 §9: servers do not migrate, so a client drops packets from other addresses
         if self.side.is_client() && !known_path && !self.is_preferred_target(meta.remote) {
@@ -184,8 +185,13 @@ impl Connection {
         }
         self.stats.packets_received += 1;
         let size = packet.len();
+        let packet_type = if zero_rtt {
+            crate::qlog::QlogPacketType::ZeroRtt
+        } else {
+            super::qlog_packet_type(space_id)
+        };
         self.qlog(now, || QlogEvent::PacketReceived {
-            packet_type: super::qlog_packet_type(space_id),
+            packet_type,
             packet_number: d.pn,
             size,
         });

@@ -276,3 +276,82 @@ fn zero_rtt_under_loss() {
         assert!(c.stats().zero_rtt_packets_sent > 0, "seed {seed}");
     }
 }
+
+#[test]
+fn server_that_lowers_its_limits_while_accepting_zero_rtt_is_refused() {
+    let mut h = first_connection(zero_rtt_setup(75, false));
+    // Same ticket and still accepting 0-RTT, but fewer streams than the client was promised
+    // (RFC 9000 §7.4.1 forbids that)
+    let stingy = ServerConfig {
+        transport: Arc::new(TransportConfig {
+            zero_rtt: true,
+            max_concurrent_bidi_streams: 10,
+            ..TransportConfig::default()
+        }),
+        ..(*h.server_config).clone()
+    };
+    h.server().ep.set_server_config(Some(Arc::new(stingy)));
+    let now = h.now();
+    let server_addr = h.pair.server_addr();
+    let config = h.client_config.clone();
+    let ch = h
+        .client()
+        .ep
+        .connect(now, config, server_addr, "localhost")
+        .expect("connect");
+    assert!(h.client().conn(ch).is_zero_rtt_available());
+    h.pair
+        .drive_until(|p| p.client().lost_reason(ch).is_some())
+        .expect("the client gives up on the connection");
+    match h.client().lost_reason(ch) {
+        Some(crate::connection::ConnectionError::TransportError(e)) => {
+            assert_eq!(e.code, crate::error::TransportErrorCode::PROTOCOL_VIOLATION);
+        }
+        other => panic!("unexpected outcome {other:?}"),
+    }
+}
+
+/// A writer into a shared buffer, for the qlog check
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn qlog_names_zero_rtt_packets() {
+    let mut h = first_connection(zero_rtt_setup(77, false));
+    let now = h.now();
+    let server_addr = h.pair.server_addr();
+    let config = h.client_config.clone();
+    let ch = h
+        .client()
+        .ep
+        .connect(now, config, server_addr, "localhost")
+        .expect("connect");
+    let out = SharedBuf::default();
+    let c = h.client().conn(ch);
+    let writer = crate::qlog::QlogWriter::new(
+        out.clone(),
+        crate::shared::Side::Client,
+        c.original_dcid(),
+        "test",
+    );
+    c.set_qlog(now, Box::new(writer));
+    c.send_datagram(Bytes::from_static(b"early"))
+        .expect("0-RTT datagram");
+    h.pair
+        .drive_until(|p| p.client().has_event(ch, |e| *e == Event::Connected))
+        .expect("resumed handshake");
+    h.pair.drive().expect("settle");
+    let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("UTF-8 qlog");
+    assert!(text.contains("\"0RTT\""), "no 0-RTT packet in the trace");
+    assert!(text.contains("\"1RTT\""));
+}
