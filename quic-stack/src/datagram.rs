@@ -12,11 +12,14 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::error::TransportError;
 use crate::stream::deps;
 use crate::varint;
+
+/// Size of the blocks received datagrams are carved from
+const RECV_POOL_BLOCK: usize = 64 * 1024;
 
 /// DATAGRAM frame type with a length field, for blaming errors
 const DATAGRAM_LEN: u64 = 0x31;
@@ -63,6 +66,9 @@ pub struct DatagramState {
     /// Largest payload of a packet, when the caller has told us
     max_packet_payload: usize,
     recv: VecDeque<Bytes>,
+    /// Received datagrams are copied into this block and split off, so a burst costs one
+    /// allocation per block instead of one per datagram (a tunnel receives ~100k a second)
+    recv_pool: BytesMut,
     recv_bytes: usize,
     recv_buffer_bytes: usize,
     send: VecDeque<Bytes>,
@@ -96,6 +102,7 @@ impl DatagramState {
             peer_max_frame_size: None,
             max_packet_payload: usize::MAX,
             recv: VecDeque::new(),
+            recv_pool: BytesMut::new(),
             recv_bytes: 0,
             recv_buffer_bytes,
             send: VecDeque::new(),
@@ -189,7 +196,12 @@ impl DatagramState {
             self.stats.dropped_recv_buffer_full += 1;
         }
         self.recv_bytes += data.len();
-        self.recv.push_back(Bytes::copy_from_slice(data));
+        if self.recv_pool.capacity() < data.len() {
+            // A fresh block; the previous one lives on until its last datagram is dropped
+            self.recv_pool = BytesMut::with_capacity(RECV_POOL_BLOCK.max(data.len()));
+        }
+        self.recv_pool.extend_from_slice(data);
+        self.recv.push_back(self.recv_pool.split().freeze());
         Ok(true)
     }
 

@@ -706,7 +706,17 @@ impl Connection {
     /// Run `op` against the core connection until it is ready, sleeping between events
     async fn wait<T>(
         &self,
+        op: impl FnMut(&mut proto_conn::Connection) -> Poll<Result<T, StreamError>>,
+    ) -> Result<T, StreamError> {
+        self.wait_then(op, true).await
+    }
+
+    /// [`Self::wait`], waking the driver afterwards only with `wake_driver` (an operation that
+    /// cannot have given the core anything to send need not cost the driver a loop)
+    async fn wait_then<T>(
+        &self,
         mut op: impl FnMut(&mut proto_conn::Connection) -> Poll<Result<T, StreamError>>,
+        wake_driver: bool,
     ) -> Result<T, StreamError> {
         loop {
             let mut notified = pin!(self.notify.notified());
@@ -719,7 +729,9 @@ impl Connection {
                 let result = op(conn);
                 if let Poll::Ready(result) = result {
                     drop(state);
-                    self.shared.wake_driver.notify_one();
+                    if wake_driver {
+                        self.shared.wake_driver.notify_one();
+                    }
                     return result;
                 }
                 if let Some(reason) = conn.close_reason() {
@@ -864,19 +876,24 @@ impl Connection {
     ) -> Result<(), ConnectionError> {
         let start = out.len();
         let max = max.max(1);
-        self.wait(|conn| {
-            while out.len() - start < max {
-                match conn.recv_datagram() {
-                    Some(data) => out.push(data),
-                    None => break,
+        // Datagrams are outside flow control: taking them frees no credit and queues nothing,
+        // so the driver is not woken for it (that wake-up cost a loop per received batch)
+        self.wait_then(
+            |conn| {
+                while out.len() - start < max {
+                    match conn.recv_datagram() {
+                        Some(data) => out.push(data),
+                        None => break,
+                    }
                 }
-            }
-            if out.len() > start {
-                Poll::Ready(Ok(()))
-            } else {
-                Poll::Pending
-            }
-        })
+                if out.len() > start {
+                    Poll::Ready(Ok(()))
+                } else {
+                    Poll::Pending
+                }
+            },
+            false,
+        )
         .await
         .map_err(into_connection_error)
     }
@@ -893,7 +910,12 @@ impl Connection {
 
     /// Largest datagram payload the peer and the path accept right now
     pub fn max_datagram_size(&self) -> Option<usize> {
-        self.with(|conn| conn.max_datagram_size()).flatten()
+        // A getter, asked before every batch a tunnel sends: no driver wake-up
+        let mut state = self.shared.lock();
+        state
+            .proto
+            .connection_mut(self.handle)
+            .and_then(|conn| conn.max_datagram_size())
     }
 
     /// Close with an application error code and reason

@@ -34,8 +34,13 @@ use crate::shared::{EcnCodepoint, RecvMeta, Transmit};
 const GSO_MAX_SEGMENTS: usize = 64;
 /// The kernel coalesces at most this many datagrams into one GRO read
 const GRO_MAX_SEGMENTS: usize = 64;
-/// Largest UDP payload of one `sendmsg` (a GSO batch must fit in one IP datagram's length)
-const MAX_UDP_PAYLOAD: usize = 65_527;
+/// Largest UDP payload of one GSO `sendmsg`. The kernel segments in software any GSO packet
+/// whose length *with* link, IP and UDP headers reaches the device's gso_max_size (64 KiB on
+/// veth and most NICs): a 65,500-byte batch passes the UDP length check but arrives at the
+/// peer as single datagrams, one receive call each, where a smaller one stays whole and is
+/// read in one go by a UDP_GRO socket. 14 (Ethernet) + 40 (IPv6) + 8 (UDP) bytes of headers,
+/// plus slack for VLAN tags.
+const MAX_GSO_PAYLOAD: usize = 65_536 - 14 - 40 - 8 - 8 - 1;
 /// Room for IPV6_PKTINFO (20 bytes), UDP_GRO (4) and IP_TOS/IPV6_TCLASS (4), each with a
 /// 16-byte header and padding
 const CMSG_BUF: usize = 128;
@@ -202,7 +207,7 @@ impl UdpSocket {
             let max_segs = self.max_gso_segments();
             if max_segs > 1 && segment <= usize::from(u16::MAX) {
                 // 1. One GSO send of as many whole segments as the kernel takes at once.
-                let per_batch = max_segs.min(MAX_UDP_PAYLOAD / segment).max(1);
+                let per_batch = max_segs.min(MAX_GSO_PAYLOAD / segment).max(1);
                 let (batch, tail) = rest.split_at((segment * per_batch).min(rest.len()));
                 match self.send_one(transmit, batch, Some(segment as u16)).await {
                     Ok(()) => {

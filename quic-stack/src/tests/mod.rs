@@ -341,6 +341,56 @@ fn gso_batches_full_size_datagrams() {
 }
 
 #[test]
+fn gso_batches_tunnel_sized_datagrams_below_the_mtu() {
+    let mut h = Harness::new(Setup::default());
+    h.handshake();
+    h.pair.drive().expect("settle");
+    let mtu = usize::from(h.client_conn().current_mtu());
+    // One datagram per packet, each well over half the MTU but leaving room that no second
+    // datagram fits into: what a tunnel with an inner MTU below the path MTU sends
+    let len = mtu * 3 / 4;
+    assert!(h
+        .client_conn()
+        .max_datagram_size()
+        .is_some_and(|m| m >= len));
+    for i in 0..6u8 {
+        h.client_conn()
+            .send_datagram(Bytes::from(vec![i; len]))
+            .expect("queue datagram");
+    }
+    let now = h.now();
+    let mut buf = Vec::new();
+    let t = h
+        .client()
+        .ep
+        .poll_transmit(now, 8, &mut buf)
+        .expect("transmit");
+    let seg = t
+        .segment_size
+        .unwrap_or_else(|| panic!("not batched: {t:?}"));
+    assert!(
+        seg > len && seg < mtu,
+        "segment {seg}, datagram {len}, mtu {mtu}"
+    );
+    assert_eq!(t.size, 6 * seg, "{t:?}");
+    // Every segment is a whole packet: the server gets all six datagrams intact
+    let meta = RecvMeta {
+        remote: h.server_conn().remote_address(),
+        local_ip: None,
+        ecn: None,
+    };
+    for segment in buf.chunks_mut(seg) {
+        h.server().ep.handle_datagram(now, meta, segment);
+    }
+    for i in 0..6u8 {
+        assert_eq!(
+            h.server_conn().recv_datagram().as_deref(),
+            Some(&vec![i; len][..])
+        );
+    }
+}
+
+#[test]
 fn connection_ids_are_issued() {
     let mut h = Harness::new(Setup::default());
     h.handshake();
