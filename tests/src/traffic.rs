@@ -438,8 +438,11 @@ pub fn udp_echo_server(host: Option<&Host>, bind: SocketAddr) -> anyhow::Result<
             let mut buf = vec![0u8; 65536];
             while !st.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    if sock.send_to(&buf[..n], from).is_ok() {
-                        ec.fetch_add(1, Ordering::Relaxed);
+                    // Counted before the reply leaves, so a client that has every reply also
+                    // sees every count (counting afterwards raced with the last reply)
+                    ec.fetch_add(1, Ordering::Relaxed);
+                    if sock.send_to(&buf[..n], from).is_err() {
+                        ec.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
             }
