@@ -340,6 +340,8 @@ struct RelayConfig {
     blackhole: Vec<(Duration, Duration)>,
     /// Move the client side of the server-facing socket to a new port this often (NAT rebinding)
     rebind_every: Option<Duration>,
+    /// Rebind to a new address (127.0.0.2, .3, ...) as well as a new port
+    rebind_addr: bool,
     seed: u64,
 }
 
@@ -476,8 +478,11 @@ impl Impair {
 /// The server-facing socket and how many times it was replaced
 type Upstream = Arc<Mutex<(Arc<UdpSocket>, u64)>>;
 
-fn bind_upstream() -> Arc<UdpSocket> {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind relay upstream");
+/// The relay's server-facing socket; the `n`th rebinding with `new_addr` moves to 127.0.0.(n+1)
+fn bind_upstream(n: u64, new_addr: bool) -> Arc<UdpSocket> {
+    let last = if new_addr { (n % 250 + 1) as u8 } else { 1 };
+    let s = UdpSocket::bind((std::net::Ipv4Addr::new(127, 0, 0, last), 0))
+        .expect("bind relay upstream");
     s.set_read_timeout(Some(Duration::from_millis(10)))
         .expect("read timeout");
     Arc::new(s)
@@ -490,7 +495,7 @@ impl Relay {
             .set_read_timeout(Some(Duration::from_millis(10)))
             .expect("read timeout");
         let addr = listen.local_addr().expect("relay address");
-        let upstream: Upstream = Arc::new(Mutex::new((bind_upstream(), 0)));
+        let upstream: Upstream = Arc::new(Mutex::new((bind_upstream(0, false), 0)));
         let client: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
         let stats = Arc::new(RelayStats::default());
         let stop = Arc::new(AtomicBool::new(false));
@@ -563,7 +568,7 @@ impl Relay {
                     if let (Some(at), Some(every)) = (next_rebind, config.rebind_every) {
                         if Instant::now() >= at {
                             let mut up = upstream.lock().expect("upstream lock");
-                            *up = (bind_upstream(), up.1 + 1);
+                            *up = (bind_upstream(up.1 + 1, config.rebind_addr), up.1 + 1);
                             next_rebind = Some(Instant::now() + every);
                         }
                     }
@@ -920,6 +925,23 @@ fn rebind_port() {
     let stats = run_case(&s, "transfer", "transfer", Some(relay), &[]).expect("relay stats");
     let followed = stats.server_datagrams_after_rebind.load(Ordering::Relaxed);
     assert!(followed > 0, "the server never sent to a rebound port");
+}
+
+/// Runner: like rebind-port, but the NAT gives the client a new address as well (here a new
+/// loopback address, 127.0.0.2, .3, ...): the server must validate each new path, reset its
+/// congestion state and follow
+#[test]
+fn rebind_addr() {
+    let s = setup("rebind-addr", &[10 * MIB], 10, 1);
+    let relay = RelayConfig {
+        rebind_every: Some(Duration::from_millis(100)),
+        rebind_addr: true,
+        delay: Duration::from_millis(15),
+        ..Default::default()
+    };
+    let stats = run_case(&s, "transfer", "transfer", Some(relay), &[]).expect("relay stats");
+    let followed = stats.server_datagrams_after_rebind.load(Ordering::Relaxed);
+    assert!(followed > 0, "the server never sent to a rebound address");
 }
 
 /// Runner: 3 MiB; the client updates keys early and the server answers. Both sides' qlog
