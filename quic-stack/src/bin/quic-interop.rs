@@ -1112,7 +1112,11 @@ mod tests {
             case("handshakeloss").map(|c| c.plan),
             Some(Plan::ConnectionPerRequest)
         );
-        assert!(case("zerortt").is_none());
+        let z = case("zerortt").expect("zerortt is supported");
+        assert!(z.plan == Plan::Resumption && z.zero_rtt && !z.preferred_address);
+        let cm = case("connectionmigration").expect("connectionmigration is supported");
+        assert!(cm.plan == Plan::Concurrent && cm.preferred_address && !cm.zero_rtt);
+        assert!(case("http3").is_none());
         assert!(case("").is_none());
     }
 }
