@@ -613,7 +613,8 @@ fn mtu_auto_follows_the_path() {
     }
     let client = Daemon::start(&s.client_host, &s.dir.0, "client", &client_text);
     assert!(client.wait_connected(Duration::from_secs(10)), "no tunnel");
-    assert_eq!(tun_mtu(&s.client_host), Some(1280), "auto starts at 1280");
+    // It starts at 1280 but PMTUD may already have raised it by now: never below, though
+    assert!(tun_mtu(&s.client_host).is_some_and(|m| m >= 1280));
     // PMTUD over the 1500-byte veth finds room for larger datagrams; the interfaces follow
     let t0 = Instant::now();
     let mut mtu = 1280;
