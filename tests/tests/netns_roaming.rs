@@ -9,58 +9,23 @@
 //! docs/roaming.md records the measured values. Run with:
 //!   sudo -E cargo test -p quictun-tests --test netns_roaming -- --nocapture --test-threads=1
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use quictun_tests::daemon::{certs, Daemon, TempDir};
 use quictun_tests::relay::{Relay, RelayConfig};
 use quictun_tests::testnet::{self, Host, TestNet};
 use quictun_tests::traffic::{tcp_transfer_with, TransferOptions, TransferReport};
-use tunnel::cert::{generate_ca, generate_peer, PeerCertRequest, TlsMaterial};
-use tunnel::config::Config;
-use tunnel::control::{self, PeerState, PeerStatus, Request, Status};
+use tunnel::control::{self, PeerState, PeerStatus, Request};
 
 const SERVER_TUN: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 const CLIENT_TUN: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
 /// The server's service address on its loopback (test c: reachable over both uplinks)
 const SERVER_SVC: Ipv4Addr = Ipv4Addr::new(198, 18, 9, 1);
-
-/// Temp directory removed on drop
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(tag: &str) -> Dir {
-    let p = std::env::temp_dir().join(format!("quictun-roam-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).expect("temp dir");
-    Dir(p)
-}
-
-fn certs(dir: &Path, server_ip: Ipv4Addr) {
-    generate_ca(dir, true).expect("ca");
-    for (name, ips) in [("server", vec![IpAddr::V4(server_ip)]), ("client", vec![])] {
-        generate_peer(
-            dir,
-            dir,
-            &PeerCertRequest {
-                name: name.into(),
-                dns: vec![],
-                ips,
-            },
-            true,
-        )
-        .expect("cert");
-    }
-}
 
 fn server_config(dir: &Path, listen: SocketAddr) -> String {
     format!(
@@ -106,88 +71,6 @@ socket = "{dir}/client.sock"
 "#,
         dir = dir.display()
     )
-}
-
-/// A daemon running in-process inside a host; stops (and tears down) when dropped
-struct Daemon {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(host: &Host, dir: &Path, name: &str, text: &str) -> Self {
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, text).expect("write config");
-        let config = Config::load_with_env(&path, HashMap::new()).expect("config");
-        let material = TlsMaterial::load(&config.tls).expect("tls material");
-        let socket = config.control_socket.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let host = host.clone();
-        let name = name.to_string();
-        let thread = std::thread::spawn(move || {
-            let r = host.run(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                let r = rt.block_on(tunnel::up::run(config, material, async move {
-                    let _ = rx.await;
-                }));
-                rt.shutdown_timeout(Duration::from_millis(200));
-                r
-            });
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("daemon {name}: {e}"),
-                Err(e) => eprintln!("daemon {name}: {e}"),
-            }
-        });
-        Self {
-            stop: Some(tx),
-            thread: Some(thread),
-            socket,
-        }
-    }
-
-    fn status(&self) -> Option<Status> {
-        control::query(&self.socket, &Request::Status, Duration::from_secs(2))
-            .ok()?
-            .status
-    }
-
-    fn peer(&self) -> Option<PeerStatus> {
-        self.status()?.peers.into_iter().next()
-    }
-
-    /// Poll the first peer's status until `pred` holds (bounded)
-    fn wait_for(&self, limit: Duration, pred: impl Fn(&PeerStatus) -> bool) -> Option<PeerStatus> {
-        let t0 = Instant::now();
-        let mut last = None;
-        while t0.elapsed() < limit {
-            if let Some(p) = self.peer() {
-                if pred(&p) {
-                    return Some(p);
-                }
-                last = Some(p);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("condition not met within {limit:?}; last status: {last:?}");
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// Start the server on `listen` and a client whose peer endpoint is `endpoint`; both connected
@@ -267,8 +150,8 @@ fn address_change_mid_transfer() {
     let sh = net.host("s").expect("host s");
     let ch = net.host("c").expect("host c");
     let link = net.link(&sh, &ch, None).expect("link");
-    let dir = temp_dir("addr");
-    certs(&dir.0, link.a.v4);
+    let dir = TempDir::new("quictun-roam", "addr");
+    certs(&dir.0, link.a.v4, &["client"]);
     let listen = SocketAddr::new(IpAddr::V4(link.a.v4), 4433);
     let (server, client) = start_pair(&sh, &ch, &dir.0, listen, listen);
     let old = IpAddr::V4(link.b.v4);
@@ -320,8 +203,8 @@ fn nat_rebinding_every_two_seconds() {
     let sh = net.host("s").expect("host s");
     let ch = net.host("c").expect("host c");
     let link = net.link(&sh, &ch, None).expect("link");
-    let dir = temp_dir("nat");
-    certs(&dir.0, link.a.v4);
+    let dir = TempDir::new("quictun-roam", "nat");
+    certs(&dir.0, link.a.v4, &["client"]);
     let listen = SocketAddr::new(IpAddr::V4(link.a.v4), 4433);
     // The NAT sits in the server's host: clients send to it, it forwards from a port that
     // changes every 2 s
@@ -407,8 +290,8 @@ fn uplink_switch_by_command_and_link_down() {
         return;
     }
     let u = two_uplinks();
-    let dir = temp_dir("uplink");
-    certs(&dir.0, SERVER_SVC);
+    let dir = TempDir::new("quictun-roam", "uplink");
+    certs(&dir.0, SERVER_SVC, &["client"]);
     let svc = SocketAddr::new(IpAddr::V4(SERVER_SVC), 4433);
     let (server, client) = start_pair(&u.sh, &u.ch, &dir.0, svc, svc);
     let (a1, a2) = (IpAddr::V4(u.l1.b.v4), IpAddr::V4(u.l2.b.v4));
@@ -417,7 +300,7 @@ fn uplink_switch_by_command_and_link_down() {
     let t = start_transfer(&u.sh, &u.ch, 9_000_000, 1_000_000, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
     let reply = control::query(
-        &client.socket,
+        client.control_socket(),
         &Request::Migrate { to: a2 },
         Duration::from_secs(2),
     )
@@ -462,8 +345,8 @@ fn failed_validation_returns_to_the_old_path() {
         return;
     }
     let u = two_uplinks();
-    let dir = temp_dir("fallback");
-    certs(&dir.0, SERVER_SVC);
+    let dir = TempDir::new("quictun-roam", "fallback");
+    certs(&dir.0, SERVER_SVC, &["client"]);
     // An address of the client that the server has no route back to
     let dead = Ipv4Addr::new(198, 18, 50, 2);
     u.ch.ip(&["addr", "add", &format!("{dead}/32"), "dev", "lo"])
@@ -475,7 +358,7 @@ fn failed_validation_returns_to_the_old_path() {
     let t = start_transfer(&u.sh, &u.ch, 10_000_000, 1_000_000, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2));
     let reply = control::query(
-        &client.socket,
+        client.control_socket(),
         &Request::Migrate {
             to: IpAddr::V4(dead),
         },
@@ -608,8 +491,8 @@ fn spoofed_address_cannot_move_the_connection() {
     let sh = net.host("s").expect("host s");
     let ch = net.host("c").expect("host c");
     let link = net.link(&sh, &ch, None).expect("link");
-    let dir = temp_dir("spoof");
-    certs(&dir.0, link.a.v4);
+    let dir = TempDir::new("quictun-roam", "spoof");
+    certs(&dir.0, link.a.v4, &["client"]);
     let spoofed = Ipv4Addr::new(198, 18, 200, 9);
     sh.ip(&["addr", "add", &format!("{spoofed}/32"), "dev", "lo"])
         .expect("spoofed address");

@@ -4,67 +4,21 @@
 //! `tunnel::up::run` in-process on a thread inside each host's namespace (the TUN and the UDP
 //! socket belong to that namespace). Status comes from the daemons' control sockets.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use quictun_tests::daemon::{certs, Daemon, TempDir};
 use quictun_tests::testnet::{self, Host, Link, TestNet};
 use quictun_tests::traffic::{ping, tcp_transfer, udp_echo_server, udp_ping};
-use tunnel::cert::{generate_ca, generate_peer, PeerCertRequest, TlsMaterial};
-use tunnel::config::Config;
-use tunnel::control::{self, PeerState, Request, Status};
+use tunnel::cert::{generate_ca, generate_peer, PeerCertRequest};
+use tunnel::control::PeerState;
 
 const SERVER_TUN: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 const CLIENT_TUN: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 2);
 const SERVER_TUN6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x19, 0, 0, 0, 0, 0, 1);
 const CLIENT_TUN6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x19, 0, 0, 0, 0, 0, 2);
-
-/// Temp directory removed on drop
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(tag: &str) -> Dir {
-    let p = std::env::temp_dir().join(format!("quictun-e2e-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).expect("temp dir");
-    Dir(p)
-}
-
-fn certs(dir: &Path, server_ip: Ipv4Addr, names: &[&str]) {
-    generate_ca(dir, true).expect("ca");
-    generate_peer(
-        dir,
-        dir,
-        &PeerCertRequest {
-            name: "server".into(),
-            dns: vec![],
-            ips: vec![IpAddr::V4(server_ip)],
-        },
-        true,
-    )
-    .expect("server cert");
-    for n in names {
-        generate_peer(
-            dir,
-            dir,
-            &PeerCertRequest {
-                name: (*n).into(),
-                dns: vec![],
-                ips: vec![],
-            },
-            true,
-        )
-        .expect("peer cert");
-    }
-}
 
 struct Opts<'a> {
     carriage: &'a str,
@@ -144,90 +98,12 @@ socket = "{dir}/client.sock"
     )
 }
 
-/// A daemon running in-process inside a host; stops (and tears down) when dropped
-struct Daemon {
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-    socket: PathBuf,
-}
-
-impl Daemon {
-    fn start(host: &Host, dir: &Path, name: &str, text: &str) -> Self {
-        let path = dir.join(format!("{name}.toml"));
-        std::fs::write(&path, text).expect("write config");
-        let config = Config::load_with_env(&path, HashMap::new()).expect("config");
-        let material = TlsMaterial::load(&config.tls).expect("tls material");
-        let socket = config.control_socket.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let host = host.clone();
-        let name = name.to_string();
-        let thread = std::thread::spawn(move || {
-            let r = host.run(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                let r = rt.block_on(tunnel::up::run(config, material, async move {
-                    let _ = rx.await;
-                }));
-                rt.shutdown_timeout(Duration::from_millis(200));
-                r
-            });
-            match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => eprintln!("daemon {name}: {e}"),
-                Err(e) => eprintln!("daemon {name}: {e}"),
-            }
-        });
-        Self {
-            stop: Some(tx),
-            thread: Some(thread),
-            socket,
-        }
-    }
-
-    fn status(&self) -> Option<Status> {
-        control::query(&self.socket, &Request::Status, Duration::from_secs(2))
-            .ok()?
-            .status
-    }
-
-    fn wait_connected(&self, limit: Duration) -> bool {
-        let t0 = Instant::now();
-        while t0.elapsed() < limit {
-            if let Some(st) = self.status() {
-                if st
-                    .peers
-                    .first()
-                    .is_some_and(|p| p.state == PeerState::Connected)
-                {
-                    return true;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 struct Setup {
     _net: TestNet,
     server_host: Host,
     client_host: Host,
     link: Link,
-    dir: Dir,
+    dir: TempDir,
 }
 
 fn setup(tag: &str) -> Setup {
@@ -237,7 +113,7 @@ fn setup(tag: &str) -> Setup {
     let link = net
         .link(&server_host, &client_host, None)
         .expect("veth link");
-    let dir = temp_dir(tag);
+    let dir = TempDir::new("quictun-e2e", tag);
     certs(&dir.0, link.a.v4, &["client", "mallory"]);
     Setup {
         _net: net,
@@ -459,7 +335,7 @@ fn foreign_ca_and_unknown_peer_are_refused() {
     }
     let s = setup("refuse");
     // A client certificate from another CA
-    let other = temp_dir("other-ca");
+    let other = TempDir::new("quictun-e2e", "other-ca");
     generate_ca(&other.0, true).expect("other ca");
     generate_peer(
         &other.0,
