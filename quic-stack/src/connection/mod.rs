@@ -50,6 +50,7 @@ use crate::transport_params::TransportParameters;
 mod cid;
 mod close;
 mod ecn;
+mod external_tls;
 mod keys;
 mod loss;
 mod migration;

@@ -478,7 +478,7 @@ impl Connection {
     }
 
     /// Feed contiguous CRYPTO data to TLS, collect its output and react to progress
-    fn drive_tls(&mut self, now: Instant) -> Result<(), TransportError> {
+    pub(super) fn drive_tls(&mut self, now: Instant) -> Result<(), TransportError> {
         for space_id in SpaceId::ALL {
             let mut buf = std::mem::take(&mut self.crypto_buf);
             buf.clear();
@@ -486,7 +486,7 @@ impl Connection {
             let result = if buf.is_empty() {
                 Ok(false)
             } else {
-                self.tls.read_handshake(&buf)
+                self.tls.read_handshake_at(space_id, &buf)
             };
             self.crypto_buf = buf;
             result?;
@@ -514,6 +514,7 @@ impl Connection {
 
     /// Move TLS output into the CRYPTO streams and install new keys as levels advance
     pub(super) fn drive_tls_write(&mut self) {
+        self.drive_leveled_output();
         loop {
             let mut buf = std::mem::take(&mut self.crypto_buf);
             buf.clear();
