@@ -162,7 +162,6 @@ fn libc_eagain() -> i32 {
     nix::errno::Errno::EAGAIN as i32
 }
 
-
 /// TLS 1.3 traffic secrets as rustls logs them (its QUIC API hands out only derived keys)
 #[derive(Debug, Default)]
 struct Secrets(Mutex<Vec<(String, Vec<u8>)>>);
@@ -199,7 +198,10 @@ fn cipher(tls: &rq::ClientConnection) -> u32 {
 /// Install the client's tx and rx secrets of `level`
 async fn install(s: &mut Sock, tls: &rq::ClientConnection, secrets: &Secrets, level: u8) {
     let (tx, rx) = if level == QUIC_CRYPTO_HANDSHAKE {
-        ("CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET")
+        (
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        )
     } else {
         ("CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0")
     };
@@ -218,7 +220,10 @@ async fn install(s: &mut Sock, tls: &rq::ClientConnection, secrets: &Secrets, le
     }
 }
 
-fn server_endpoint(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> (Endpoint, SocketAddr) {
+fn server_endpoint(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> (Endpoint, SocketAddr) {
     let tls = quic_stack::tls::server_config(chain, key, vec![b"sample".to_vec()], None, false)
         .expect("tls");
     let mut cfg = ServerConfig::new(Arc::new(tls));
@@ -279,7 +284,10 @@ async fn application_runs_tls_against_a_builtin_server() {
     assert!(matches!(r, Answer::Ok(0)), "transport param: {r:?}");
     // Before connect the socket is not ESTABLISHING: no secrets, no parameters
     let r = s.get(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, &[], 256).await;
-    assert!(matches!(r, Answer::Err(e) if e == nix::errno::Errno::EINVAL as i32), "{r:?}");
+    assert!(
+        matches!(r, Answer::Err(e) if e == nix::errno::Errno::EINVAL as i32),
+        "{r:?}"
+    );
     let r = s
         .call(&Request::Connect(RawAddr::from_socket_addr(&server_addr)))
         .await;
@@ -309,7 +317,10 @@ async fn application_runs_tls_against_a_builtin_server() {
             let change = tls.write_hs(&mut buf);
             if !buf.is_empty() {
                 let r = s.send_handshake(level, &buf).await;
-                assert!(matches!(r, Answer::Ok(n) if n == buf.len() as i64), "send: {r:?}");
+                assert!(
+                    matches!(r, Answer::Ok(n) if n == buf.len() as i64),
+                    "send: {r:?}"
+                );
             }
             match change {
                 Some(KeyChange::Handshake { .. }) => {
@@ -343,7 +354,10 @@ async fn application_runs_tls_against_a_builtin_server() {
             }
         }
     }
-    assert!(established && !tls.is_handshaking(), "handshake did not finish");
+    assert!(
+        established && !tls.is_handshaking(),
+        "handshake did not finish"
+    );
     let (_server, conn) = tokio::time::timeout(Duration::from_secs(10), srv)
         .await
         .expect("server in time")
@@ -362,7 +376,10 @@ async fn application_runs_tls_against_a_builtin_server() {
         secret: [0; QUIC_CRYPTO_SECRET_BUFFER_SIZE],
     };
     let r = s.set(QUIC_SOCKOPT_CRYPTO_SECRET, &late.encode()).await;
-    assert!(matches!(r, Answer::Err(e) if e == nix::errno::Errno::EINVAL as i32), "{r:?}");
+    assert!(
+        matches!(r, Answer::Err(e) if e == nix::errno::Errno::EINVAL as i32),
+        "{r:?}"
+    );
 
     // A stream and a datagram, both echoed by the built-in server
     let r = s

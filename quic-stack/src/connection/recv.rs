@@ -488,8 +488,12 @@ impl Connection {
             } else {
                 self.tls.read_handshake_at(space_id, &buf)
             };
+            let got_data = !buf.is_empty();
             self.crypto_buf = buf;
             result?;
+            if got_data && self.is_external_tls() {
+                self.events.push_back(Event::ExternalHandshakeData);
+            }
             // New keys may be needed for the next coalesced packet, so collect them now
             self.drive_tls_write();
             // A 0-RTT packet may follow the ClientHello in the same datagram

@@ -16,6 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
 use quic_stack::connection::ConnectionError;
+use quic_stack::crypto::external::Direction;
+use quic_stack::crypto::Suite;
 use quic_stack::driver::{
     Connection, DatagramError, Endpoint, RecvStream, SendStream, StreamError,
 };
@@ -28,8 +30,6 @@ use quic_stack::sockapi::options::{
 use quic_stack::sockapi::send::{classify_send, SendTarget, StreamChoice};
 use quic_stack::sockapi::types::{ConnectionClose, ConnectionIdInfo, StreamInfo, StreamUpdate};
 use quic_stack::sockapi::Errno;
-use quic_stack::crypto::external::Direction;
-use quic_stack::crypto::Suite;
 use quic_stack::{Dir, SpaceId};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
