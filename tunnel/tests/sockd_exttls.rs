@@ -429,3 +429,77 @@ async fn application_runs_tls_against_a_builtin_server() {
     assert!(matches!(r, Answer::Ok(0)));
     service.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_peer_parameters_fail_like_the_kernel() {
+    let name = format!("quictun-sockd-exttls-bad-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let key = PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let (_server, server_addr) = server_endpoint(vec![ck.cert.der().clone()], key);
+
+    let mut s = Sock::open(&name).await;
+    let r = s
+        .call(&Request::Connect(RawAddr::from_socket_addr(&server_addr)))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+    let einval = nix::errno::Errno::EINVAL as i32;
+    // Handshake bytes at 0-RTT level: external TLS offers no early data
+    let r = s.send_handshake(QUIC_CRYPTO_EARLY, b"x").await;
+    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
+    // Stream data before ESTABLISHED
+    let r = s
+        .call(&Request::SendMsg {
+            flags: 0,
+            stream_info: Some(StreamInfo {
+                stream_id: -1,
+                stream_flags: MSG_QUIC_STREAM_NEW,
+            }),
+            handshake_level: None,
+            payload: b"early",
+        })
+        .await;
+    assert!(
+        matches!(r, Answer::Err(e) if e == nix::errno::Errno::ENOTCONN as i32),
+        "{r:?}"
+    );
+    // AES-128-CCM has no QUIC packet protection here
+    let ccm = CryptoSecret {
+        send: 1,
+        level: QUIC_CRYPTO_HANDSHAKE,
+        cipher_type: TLS_CIPHER_AES_CCM_128,
+        secret: [1; QUIC_CRYPTO_SECRET_BUFFER_SIZE],
+    };
+    let r = s.set(QUIC_SOCKOPT_CRYPTO_SECRET, &ccm.encode()).await;
+    assert!(
+        matches!(r, Answer::Err(e) if e == nix::errno::Errno::EOPNOTSUPP as i32),
+        "{r:?}"
+    );
+    // A truncated parameter: refused, and the connection is gone
+    let r = s
+        .set(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, &[0x01, 0x04, 0x05])
+        .await;
+    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
+    let mut gone = false;
+    for _ in 0..100 {
+        match s
+            .call(&Request::RecvMsg {
+                flags: 0,
+                max_len: 1024,
+            })
+            .await
+        {
+            Answer::Err(e) if e == nix::errno::Errno::ENOTCONN as i32 => {
+                gone = true;
+                break;
+            }
+            Answer::Err(e) if e == libc_eagain() => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => panic!("recvmsg after failure: {other:?}"),
+        }
+    }
+    assert!(gone, "recvmsg never reported the closed connection");
+    service.abort();
+}

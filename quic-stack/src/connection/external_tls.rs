@@ -101,6 +101,13 @@ impl Connection {
         params: &[u8],
     ) -> Result<(), ExternalTlsError> {
         self.external()?.set_peer_transport_parameters(params)?;
+        // Checked now rather than at completion (as for a rustls client, whose early reports
+        // may be a ticket's parameters): the kernel refuses bad ones in the setsockopt
+        if let Err(e) = self.handle_peer_params() {
+            let reason = e.to_string();
+            self.close_with_error(now, e);
+            return Err(ExternalTlsError::Failed(reason));
+        }
         self.external_progress(now)
     }
 

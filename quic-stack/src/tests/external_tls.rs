@@ -317,3 +317,22 @@ fn secrets_follow_the_kernel_rules() {
     );
     assert!(builtin.client_conn().external_local_params().is_none());
 }
+
+#[test]
+fn bad_peer_parameters_close_the_connection() {
+    let mut h = Harness::new(Setup {
+        client_external_tls: true,
+        ..Setup::default()
+    });
+    let now = h.now();
+    let c = h.client_conn();
+    // A truncated parameter (id 0x01 max_idle_timeout, length 4, one byte of value)
+    let r = c.external_set_peer_params(now, &[0x01, 0x04, 0x05]);
+    assert!(matches!(r, Err(ExternalTlsError::Failed(_))), "{r:?}");
+    assert!(c.is_closed());
+    // Only once
+    assert_eq!(
+        c.external_set_peer_params(now, &[]),
+        Err(ExternalTlsError::PeerParamsSet)
+    );
+}

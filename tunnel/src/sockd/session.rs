@@ -96,6 +96,8 @@ struct Inner {
     pollout: bool,
     /// Directions with a task already waiting for stream credit (one each is enough)
     open_waiting: Vec<Dir>,
+    /// External TLS completed: from now on the connection pumps report the connection's end
+    external_established: bool,
     /// Client: a NEW_TOKEN token arrived; the session stores it for QUIC_SOCKOPT_TOKEN
     new_token: Option<Vec<u8>>,
 }
@@ -1265,9 +1267,12 @@ impl Session {
     /// The connection of a socket whose application runs TLS itself (the kernel model: no
     /// handshake helper was called), started on first use once `connect` named the peer
     fn external_conn(&mut self) -> Result<Connection, Errno> {
+        let server = self.opts.role() == quic_stack::sockapi::options::Role::Server;
         if let Some(conn) = &self.conn {
             return match conn.with_core(|c, _| c.is_external_tls()) {
                 Some(true) => Ok(conn.clone()),
+                // Accepted connections began with the listener's built-in TLS (see README)
+                Some(false) if server => Err(Errno::EOPNOTSUPP),
                 Some(false) => Err(Errno::EINVAL),
                 None => Err(Errno::EPIPE),
             };
@@ -1275,8 +1280,7 @@ impl Session {
         if self.opts.state() != SockState::Establishing {
             return Err(Errno::EINVAL);
         }
-        if self.opts.role() == quic_stack::sockapi::options::Role::Server {
-            // Accepted connections began with the listener's built-in TLS (see README)
+        if server {
             return Err(Errno::EOPNOTSUPP);
         }
         let (Some(ep), Some(peer)) = (&self.endpoint, self.peer) else {
@@ -1335,6 +1339,7 @@ impl Session {
         // APP tx and rx both present: the core completed the handshake with them
         let done = conn.with_core(|c, _| !c.is_handshaking()).unwrap_or(false);
         if done && self.opts.state() == SockState::Establishing {
+            self.shared.lock().external_established = true;
             self.opts.on_established();
             self.start_pumps(conn);
         }
@@ -1384,8 +1389,24 @@ async fn pump_handshake(sh: Arc<Shared>, conn: Connection) {
                 (!out.is_empty()).then_some(out)
             })
             .await;
-        let Ok(messages) = got else {
-            return;
+        let messages = match got {
+            Ok(m) => m,
+            Err(reason) => {
+                // Ended during the handshake: no connection pumps run yet to report it
+                let mut i = sh.lock();
+                if !i.external_established {
+                    i.closed = true;
+                    if !matches!(reason, ConnectionError::LocallyClosed) {
+                        let close = close_info(&reason);
+                        let mask = i.events;
+                        i.queue.push_event(mask, &Event::ConnectionClose(close));
+                        i.peer_close = Some(close);
+                    }
+                }
+                drop(i);
+                sh.wake.notify_one();
+                return;
+            }
         };
         let mut i = sh.lock();
         for (space, data) in messages {
