@@ -217,6 +217,11 @@ fn external_client_against_builtin_server() {
     h.client_conn().initiate_key_update();
     let more = super::util::payload(10_000, 9);
     assert_eq!(h.transfer(Dir::Uni, &more), more);
+    assert!(
+        h.client_conn().key_phase(),
+        "the client moved to the next key phase"
+    );
+    assert!(h.server_conn().key_phase(), "the server followed");
 }
 
 #[test]
