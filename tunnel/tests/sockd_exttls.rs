@@ -12,7 +12,7 @@ use std::time::Duration;
 use quic_stack::config::{EndpointConfig, ServerConfig, TransportConfig};
 use quic_stack::driver::Endpoint;
 use quic_stack::sockapi::consts::*;
-use quic_stack::sockapi::msg::{RawAddr, Request, Response, MAX_MESSAGE};
+use quic_stack::sockapi::msg::{HandshakeArgs, RawAddr, Request, Response, MAX_MESSAGE};
 use quic_stack::sockapi::types::{CryptoSecret, StreamInfo, TransportParam};
 use rustls::quic::{self as rq, KeyChange};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -476,6 +476,17 @@ async fn bad_peer_parameters_fail_like_the_kernel() {
         matches!(r, Answer::Err(e) if e == nix::errno::Errno::EOPNOTSUPP as i32),
         "{r:?}"
     );
+    // The application's TLS started the connection: the built-in helper is refused now
+    let r = s
+        .call(&Request::Handshake(HandshakeArgs {
+            server: false,
+            hostname: Some(b"localhost"),
+            alpns: Some(b"sample"),
+            pkey: None,
+            cert: None,
+        }))
+        .await;
+    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
     // A truncated parameter: refused, and the connection is gone
     let r = s
         .set(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, &[0x01, 0x04, 0x05])

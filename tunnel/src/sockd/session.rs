@@ -670,6 +670,10 @@ impl Session {
                 // PSK needs rustls external PSK support; not available.
                 return Err(Errno::EOPNOTSUPP);
             }
+            if self.conn.is_some() {
+                // The application already started its own TLS (external TLS)
+                return Err(Errno::EINVAL);
+            }
             let (Some(ep), Some(peer)) = (&self.endpoint, self.peer) else {
                 return Err(Errno::ENOTCONN);
             };
