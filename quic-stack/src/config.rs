@@ -159,6 +159,9 @@ pub struct ClientConfig {
     pub transport: Arc<TransportConfig>,
     /// QUIC version of the first Initial ([`crypto::VERSION_1`] or [`crypto::VERSION_2`])
     pub version: u32,
+    /// The application runs the TLS handshake itself ([`crate::crypto::external`]); `crypto`
+    /// is then unused
+    pub external_tls: bool,
 }
 
 impl ClientConfig {
@@ -168,6 +171,7 @@ impl ClientConfig {
             crypto,
             transport: Arc::new(TransportConfig::default()),
             version: crypto::VERSION_1,
+            external_tls: false,
         }
     }
 }
@@ -198,6 +202,9 @@ pub struct ServerConfig {
     pub preferred_address_v4: Option<SocketAddrV4>,
     /// The IPv6 preferred address, as `preferred_address_v4`
     pub preferred_address_v6: Option<SocketAddrV6>,
+    /// Accepted connections leave the TLS handshake to the application
+    /// ([`crate::crypto::external`]); `crypto` is then unused
+    pub external_tls: bool,
 }
 
 impl ServerConfig {
@@ -210,6 +217,7 @@ impl ServerConfig {
             refuse: false,
             preferred_address_v4: None,
             preferred_address_v6: None,
+            external_tls: false,
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::config::{ClientConfig, EndpointConfig, ServerConfig};
 use crate::connection::recv_kind::{kind, PacketKind};
 use crate::connection::version_negotiation;
 use crate::connection::{params_for, Connection, ConnectionParams, EndpointEvent, Event};
+use crate::crypto::external::ExternalSession;
 use crate::crypto::token::{stateless_reset_token, TokenKey};
 use crate::packet;
 use crate::shared::{ConnectionId, RecvMeta, Side, Transmit};
@@ -214,12 +215,16 @@ impl Endpoint {
             .supported_versions
             .iter()
             .any(|&v| v != version && version_negotiation::compatible(version, v));
-        let tls = if upgradable {
-            TlsSession::client_upgradable(config.crypto.clone(), version, server_name, params)
+        let tls: Box<dyn crate::crypto::Session> = if config.external_tls {
+            Box::new(ExternalSession::new(Side::Client, version, params))
         } else {
-            TlsSession::client(config.crypto.clone(), version, server_name, params)
-        }
-        .map_err(|e| ConnectError::Crypto(e.to_string()))?;
+            let tls = if upgradable {
+                TlsSession::client_upgradable(config.crypto.clone(), version, server_name, params)
+            } else {
+                TlsSession::client(config.crypto.clone(), version, server_name, params)
+            };
+            Box::new(tls.map_err(|e| ConnectError::Crypto(e.to_string()))?)
+        };
         Connection::new(
             ConnectionParams {
                 side: Side::Client,
@@ -238,7 +243,7 @@ impl Endpoint {
                 rng_seed: self.rng.gen(),
                 reset_key: self.reset_key.clone(),
             },
-            Box::new(tls),
+            tls,
         )
         .map_err(|e| ConnectError::Crypto(e.to_string()))
     }
@@ -522,13 +527,18 @@ impl Endpoint {
             retry_src_cid,
             preferred,
         );
-        let Ok(mut tls) = TlsSession::server(server.crypto.clone(), version, params) else {
-            return;
+        let tls: Box<dyn crate::crypto::Session> = if server.external_tls {
+            Box::new(ExternalSession::new(Side::Server, version, params))
+        } else {
+            let Ok(mut tls) = TlsSession::server(server.crypto.clone(), version, params) else {
+                return;
+            };
+            // 0-RTT is off unless the transport configuration asks for it, whatever TLS allows
+            if !server.transport.zero_rtt {
+                tls.reject_early_data();
+            }
+            Box::new(tls)
         };
-        // 0-RTT is off unless the transport configuration asks for it, whatever TLS allows
-        if !server.transport.zero_rtt {
-            tls.reject_early_data();
-        }
         let conn = Connection::new(
             ConnectionParams {
                 side: Side::Server,
@@ -547,7 +557,7 @@ impl Endpoint {
                 rng_seed: self.rng.gen(),
                 reset_key: self.reset_key.clone(),
             },
-            Box::new(tls),
+            tls,
         );
         let Ok(mut conn) = conn else {
             return;

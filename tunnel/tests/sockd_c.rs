@@ -280,6 +280,27 @@ fn echo_linked_against_the_library() {
     run_ok(&mut echo_cmd(&exe, &svc));
 }
 
+/// External TLS from C: GnuTLS's QUIC hooks drive the client socket as libquic drives the
+/// kernel; skips without the GnuTLS development files
+#[test]
+fn external_tls_with_gnutls() {
+    if !gcc_ok() {
+        return;
+    }
+    if !Path::new("/usr/include/gnutls/gnutls.h").exists() {
+        eprintln!("SKIP: GnuTLS headers not installed");
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_exttls");
+    let mut args = linked_args(&lib);
+    args.push("-lgnutls".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile(&quicsock_dir().join("tests/c/sockd_exttls.c"), &args, &exe);
+    let svc = Sockd::start(None);
+    run_ok(&mut echo_cmd(&exe, &svc));
+}
+
 #[test]
 fn echo_unmodified_program_under_ld_preload() {
     if !gcc_ok() {

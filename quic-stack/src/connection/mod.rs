@@ -50,6 +50,7 @@ use crate::transport_params::TransportParameters;
 mod cid;
 mod close;
 mod ecn;
+mod external_tls;
 mod keys;
 mod loss;
 mod migration;
@@ -125,6 +126,9 @@ pub enum Event {
     },
     /// A datagram can be taken with [`Connection::recv_datagram`]
     DatagramReceived,
+    /// External TLS: handshake bytes from the peer wait in
+    /// [`Connection::external_recv_handshake`]
+    ExternalHandshakeData,
     /// We now send on a different path: the peer moved (server) or we migrated (client)
     PathChanged {
         /// The peer address we now send to

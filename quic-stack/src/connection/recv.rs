@@ -478,7 +478,7 @@ impl Connection {
     }
 
     /// Feed contiguous CRYPTO data to TLS, collect its output and react to progress
-    fn drive_tls(&mut self, now: Instant) -> Result<(), TransportError> {
+    pub(super) fn drive_tls(&mut self, now: Instant) -> Result<(), TransportError> {
         for space_id in SpaceId::ALL {
             let mut buf = std::mem::take(&mut self.crypto_buf);
             buf.clear();
@@ -486,10 +486,14 @@ impl Connection {
             let result = if buf.is_empty() {
                 Ok(false)
             } else {
-                self.tls.read_handshake(&buf)
+                self.tls.read_handshake_at(space_id, &buf)
             };
+            let got_data = !buf.is_empty();
             self.crypto_buf = buf;
             result?;
+            if got_data && self.is_external_tls() {
+                self.events.push_back(Event::ExternalHandshakeData);
+            }
             // New keys may be needed for the next coalesced packet, so collect them now
             self.drive_tls_write();
             // A 0-RTT packet may follow the ClientHello in the same datagram
@@ -514,6 +518,7 @@ impl Connection {
 
     /// Move TLS output into the CRYPTO streams and install new keys as levels advance
     pub(super) fn drive_tls_write(&mut self) {
+        self.drive_leveled_output();
         loop {
             let mut buf = std::mem::take(&mut self.crypto_buf);
             buf.clear();

@@ -6,6 +6,7 @@
 //! [`retry_tag`]/[`is_valid_retry`] for Retry integrity, and [`token`] for address-validation
 //! tokens and stateless reset tokens. The rustls session adapter is in [`crate::tls`].
 
+pub mod external;
 mod hkdf_label;
 mod keys;
 mod retry;
@@ -17,7 +18,8 @@ pub use self::keys::{initial_keys, is_supported_version, keys_from_secret, next_
 pub(crate) use self::keys::{seal_with, split_for_header_protection};
 pub use self::retry::{is_valid_retry, retry_tag, RETRY_TAG_LEN};
 
-use crate::shared::Side;
+use crate::error::TransportError;
+use crate::shared::{Side, SpaceId};
 
 /// QUIC version 1 (RFC 9000)
 pub const VERSION_1: u32 = 0x0000_0001;
@@ -84,6 +86,14 @@ pub struct HandshakeData {
     pub server_name: Option<String>,
 }
 
+/// Output of a session that labels everything with its encryption level (external TLS)
+pub enum LeveledOutput {
+    /// Handshake bytes to send in CRYPTO frames of this packet number space
+    Handshake(SpaceId, Vec<u8>),
+    /// Keys for this packet number space
+    Keys(SpaceId, Keys),
+}
+
 /// A TLS 1.3 handshake as QUIC needs it (RFC 9001 §4)
 ///
 /// The connection feeds CRYPTO frame data in with [`Session::read_handshake`] and drains data to
@@ -93,7 +103,7 @@ pub trait Session: Send {
     fn is_handshaking(&self) -> bool;
     /// Feed handshake bytes received at the current read level; `Ok(true)` when
     /// [`Session::handshake_data`] became available by this call
-    fn read_handshake(&mut self, data: &[u8]) -> Result<bool, crate::error::TransportError>;
+    fn read_handshake(&mut self, data: &[u8]) -> Result<bool, TransportError>;
     /// Append handshake bytes to send at the current write level to `buf`; returns keys for the
     /// next level when the level changes (the bytes written belong to the old level)
     fn write_handshake(&mut self, buf: &mut Vec<u8>) -> Option<Keys>;
@@ -129,5 +139,27 @@ pub trait Session: Send {
     /// session cannot
     fn set_version(&mut self, _version: u32) -> Result<(), CryptoError> {
         Err(CryptoError)
+    }
+
+    /// Feed handshake bytes received in `space`; sessions that track the read level themselves
+    /// ignore the space
+    fn read_handshake_at(&mut self, _space: SpaceId, data: &[u8]) -> Result<bool, TransportError> {
+        self.read_handshake(data)
+    }
+
+    /// Output with explicit levels, polled before [`Session::write_handshake`]; for sessions
+    /// whose levels do not advance in lockstep with their output (external TLS)
+    fn poll_leveled(&mut self) -> Option<LeveledOutput> {
+        None
+    }
+
+    /// The external-TLS session behind this trait object, if it is one
+    fn as_external(&mut self) -> Option<&mut external::ExternalSession> {
+        None
+    }
+
+    /// Shared-reference form of [`Session::as_external`]
+    fn as_external_ref(&self) -> Option<&external::ExternalSession> {
+        None
     }
 }

@@ -15,6 +15,7 @@ use crate::sim::{LinkConfig, Verdict};
 
 mod bbr;
 mod ecn;
+mod external_tls;
 mod grease;
 mod migration;
 mod preferred_address;

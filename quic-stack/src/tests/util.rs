@@ -138,6 +138,9 @@ pub(super) struct Setup {
     pub(super) server_early_data: bool,
     /// The server advertises this preferred address and listens on it too
     pub(super) server_preferred_v4: Option<std::net::SocketAddrV4>,
+    /// The client's / server's TLS handshake is run by the test (external TLS)
+    pub(super) client_external_tls: bool,
+    pub(super) server_external_tls: bool,
 }
 
 impl Default for Setup {
@@ -154,6 +157,8 @@ impl Default for Setup {
             server_name: "localhost",
             server_early_data: false,
             server_preferred_v4: None,
+            client_external_tls: false,
+            server_external_tls: false,
         }
     }
 }
@@ -169,6 +174,11 @@ pub(super) struct Harness {
     pub(super) server_config: Arc<ServerConfig>,
     /// The client's configuration, for further connections
     pub(super) client_config: ClientConfig,
+    /// The server's certificate and key, for TLS run outside the stack
+    pub(super) cert_key: (
+        rustls_pki_types::CertificateDer<'static>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    ),
 }
 
 impl Harness {
@@ -190,7 +200,12 @@ impl Harness {
             transport: transport.clone(),
             retry: setup.retry,
             preferred_address_v4: setup.server_preferred_v4,
-            ..ServerConfig::new(tls_server_with(cert.clone(), key, setup.server_early_data))
+            external_tls: setup.server_external_tls,
+            ..ServerConfig::new(tls_server_with(
+                cert.clone(),
+                key.clone_key(),
+                setup.server_early_data,
+            ))
         });
         let mut server_endpoint_config = EndpointConfig {
             reset_key: Some([0x5e; 32]),
@@ -222,9 +237,10 @@ impl Harness {
         let now = pair.net.now();
         let server_addr = pair.server_addr();
         let config = ClientConfig {
-            crypto: tls_client(cert),
+            crypto: tls_client(cert.clone()),
             transport,
             version: setup.version,
+            external_tls: setup.client_external_tls,
         };
         let client_config = config.clone();
         let ch = pair
@@ -239,6 +255,7 @@ impl Harness {
             server_endpoint_config,
             server_config,
             client_config,
+            cert_key: (cert, key),
         }
     }
 

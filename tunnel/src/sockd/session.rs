@@ -16,6 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
 use quic_stack::connection::ConnectionError;
+use quic_stack::crypto::external::Direction;
+use quic_stack::crypto::Suite;
 use quic_stack::driver::{
     Connection, DatagramError, Endpoint, RecvStream, SendStream, StreamError,
 };
@@ -28,7 +30,7 @@ use quic_stack::sockapi::options::{
 use quic_stack::sockapi::send::{classify_send, SendTarget, StreamChoice};
 use quic_stack::sockapi::types::{ConnectionClose, ConnectionIdInfo, StreamInfo, StreamUpdate};
 use quic_stack::sockapi::Errno;
-use quic_stack::Dir;
+use quic_stack::{Dir, SpaceId};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Notify;
@@ -94,6 +96,8 @@ struct Inner {
     pollout: bool,
     /// Directions with a task already waiting for stream credit (one each is enough)
     open_waiting: Vec<Dir>,
+    /// External TLS completed: from now on the connection pumps report the connection's end
+    external_established: bool,
     /// Client: a NEW_TOKEN token arrived; the session stores it for QUIC_SOCKOPT_TOKEN
     new_token: Option<Vec<u8>>,
 }
@@ -666,6 +670,10 @@ impl Session {
                 // PSK needs rustls external PSK support; not available.
                 return Err(Errno::EOPNOTSUPP);
             }
+            if self.conn.is_some() {
+                // The application already started its own TLS (external TLS)
+                return Err(Errno::EINVAL);
+            }
             let (Some(ep), Some(peer)) = (&self.endpoint, self.peer) else {
                 return Err(Errno::ENOTCONN);
             };
@@ -805,17 +813,30 @@ impl Session {
     ) -> Result<Response<'static>, Errno> {
         match self.opts.state() {
             SockState::Closed | SockState::Listening => return Err(Errno::EPIPE),
+            // The application runs TLS itself: handshake messages go out before ESTABLISHED
+            SockState::Establishing if hs.is_some() => {}
             SockState::Establishing => return Err(Errno::ENOTCONN),
             SockState::Established => {}
         }
         let hs = hs.map(|l| quic_stack::sockapi::types::HandshakeInfo { crypto_level: l });
         let target = classify_send(flags, si, hs, payload.len())?;
+        if let SendTarget::Handshake { level } = target {
+            let conn = self.external_conn()?;
+            let space = crypto_space(level)?;
+            return match conn.with_core(|c, now| c.external_send_handshake(now, space, payload)) {
+                Some(Ok(())) => Ok(Response::Ok(payload.len() as i64)),
+                Some(Err(e)) => {
+                    tracing::debug!("sockd external TLS send: {e}");
+                    Err(Errno::EINVAL)
+                }
+                None => Err(Errno::EPIPE),
+            };
+        }
         let Some(conn) = self.conn.clone() else {
             return Err(Errno::ENOTCONN);
         };
         match target {
-            // Built-in TLS only: there is no external-TLS crypto stream to write to.
-            SendTarget::Handshake { .. } => Err(Errno::EOPNOTSUPP),
+            SendTarget::Handshake { .. } => Err(Errno::EINVAL),
             SendTarget::Datagram => {
                 let Some(max) = conn.max_datagram_size() else {
                     return Err(Errno::EINVAL);
@@ -1150,10 +1171,11 @@ impl Session {
                     _ => Err(Errno::EAGAIN),
                 }
             }
-            // Preferred address and external TLS are not implemented (README: differences).
-            ConnAction::SetPreferredAddress(_)
-            | ConnAction::InstallSecret(_)
-            | ConnAction::PeerTransportParamExt(_) => Err(Errno::EOPNOTSUPP),
+            a @ (ConnAction::InstallSecret(_) | ConnAction::PeerTransportParamExt(_)) => {
+                self.external_action(a)
+            }
+            // Setting a preferred address is not implemented (README: differences).
+            ConnAction::SetPreferredAddress(_) => Err(Errno::EOPNOTSUPP),
         }
     }
 
@@ -1236,8 +1258,96 @@ impl Session {
                 .encode()
                 .to_vec())
             }
-            ConnQuery::SessionTicketKey | ConnQuery::TransportParamExt => Err(Errno::EOPNOTSUPP),
+            ConnQuery::TransportParamExt => {
+                let conn = self.external_conn()?;
+                conn.with_core(|c, _| c.external_local_params().map(<[u8]>::to_vec))
+                    .flatten()
+                    .ok_or(Errno::EINVAL)
+            }
+            ConnQuery::SessionTicketKey => Err(Errno::EOPNOTSUPP),
         }
+    }
+
+    /// The connection of a socket whose application runs TLS itself (the kernel model: no
+    /// handshake helper was called), started on first use once `connect` named the peer
+    fn external_conn(&mut self) -> Result<Connection, Errno> {
+        let server = self.opts.role() == quic_stack::sockapi::options::Role::Server;
+        if let Some(conn) = &self.conn {
+            return match conn.with_core(|c, _| c.is_external_tls()) {
+                Some(true) => Ok(conn.clone()),
+                // Accepted connections began with the listener's built-in TLS (see README)
+                Some(false) if server => Err(Errno::EOPNOTSUPP),
+                Some(false) => Err(Errno::EINVAL),
+                None => Err(Errno::EPIPE),
+            };
+        }
+        if self.opts.state() != SockState::Establishing {
+            return Err(Errno::EINVAL);
+        }
+        if server {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let (Some(ep), Some(peer)) = (&self.endpoint, self.peer) else {
+            return Err(Errno::ENOTCONN);
+        };
+        // The rustls config is required by the type but unused by an external session
+        let crypto = client_tls_base().ok_or(Errno::ENOMEM)?.clone();
+        let mut cfg = ClientConfig::new(Arc::new(crypto));
+        cfg.transport = Arc::new(self.transport());
+        cfg.external_tls = true;
+        let conn = ep.connect(cfg, peer, "localhost").map_err(|e| {
+            tracing::debug!("sockd external connect: {e}");
+            Errno::EINVAL
+        })?;
+        self.conn = Some(conn.clone());
+        self.shared
+            .spawn(pump_handshake(self.shared.clone(), conn.clone()));
+        Ok(conn)
+    }
+
+    /// Act on a CRYPTO_SECRET or TRANSPORT_PARAM_EXT the options layer accepted
+    fn external_action(&mut self, action: ConnAction) -> Result<Response<'static>, Errno> {
+        let conn = self.external_conn()?;
+        let result = match action {
+            ConnAction::InstallSecret(s) => {
+                let space = crypto_space(s.level)?;
+                let suite = match s.cipher_type {
+                    consts::TLS_CIPHER_AES_GCM_128 => Suite::Aes128Gcm,
+                    consts::TLS_CIPHER_AES_GCM_256 => Suite::Aes256Gcm,
+                    consts::TLS_CIPHER_CHACHA20_POLY1305 => Suite::ChaCha20Poly1305,
+                    // AES-128-CCM has no QUIC packet protection here
+                    _ => return Err(Errno::EOPNOTSUPP),
+                };
+                let len = s.secret_len().ok_or(Errno::EINVAL)?;
+                let secret = s.secret.get(..len).ok_or(Errno::EINVAL)?;
+                let dir = if s.send != 0 {
+                    Direction::Send
+                } else {
+                    Direction::Receive
+                };
+                conn.with_core(|c, now| c.external_install_secret(now, space, dir, suite, secret))
+            }
+            ConnAction::PeerTransportParamExt(p) => {
+                conn.with_core(|c, now| c.external_set_peer_params(now, &p))
+            }
+            _ => return Err(Errno::EINVAL),
+        };
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                tracing::debug!("sockd external TLS: {e}");
+                return Err(Errno::EINVAL);
+            }
+            None => return Err(Errno::EPIPE),
+        }
+        // APP tx and rx both present: the core completed the handshake with them
+        let done = conn.with_core(|c, _| !c.is_handshaking()).unwrap_or(false);
+        if done && self.opts.state() == SockState::Establishing {
+            self.shared.lock().external_established = true;
+            self.opts.on_established();
+            self.start_pumps(conn);
+        }
+        Ok(Response::Ok(0))
     }
 
     /// CONNECTION_CLOSE with the socket's configured code and phrase
@@ -1267,6 +1377,63 @@ impl Session {
         }
         self.shared.lock().send.clear();
         self.shared.stop.notify_waiters();
+    }
+}
+
+/// Move the handshake bytes the peer sent into the socket's queue, each with its level, until
+/// the connection ends
+async fn pump_handshake(sh: Arc<Shared>, conn: Connection) {
+    loop {
+        let got = conn
+            .wait_core(|c| {
+                let mut out = Vec::new();
+                while let Some(m) = c.external_recv_handshake() {
+                    out.push(m);
+                }
+                (!out.is_empty()).then_some(out)
+            })
+            .await;
+        let messages = match got {
+            Ok(m) => m,
+            Err(reason) => {
+                // Ended during the handshake: no connection pumps run yet to report it
+                let mut i = sh.lock();
+                if !i.external_established {
+                    i.closed = true;
+                    if !matches!(reason, ConnectionError::LocallyClosed) {
+                        let close = close_info(&reason);
+                        let mask = i.events;
+                        i.queue.push_event(mask, &Event::ConnectionClose(close));
+                        i.peer_close = Some(close);
+                    }
+                }
+                drop(i);
+                sh.wake.notify_one();
+                return;
+            }
+        };
+        let mut i = sh.lock();
+        for (space, data) in messages {
+            let level = match space {
+                SpaceId::Initial => consts::QUIC_CRYPTO_INITIAL,
+                SpaceId::Handshake => consts::QUIC_CRYPTO_HANDSHAKE,
+                SpaceId::Data => consts::QUIC_CRYPTO_APP,
+            };
+            i.queue.push_handshake(level, data);
+        }
+        drop(i);
+        sh.wake.notify_one();
+    }
+}
+
+/// The packet number space of a QUIC_CRYPTO_* level the application names (EARLY is 0-RTT,
+/// which external TLS does not offer)
+fn crypto_space(level: u8) -> Result<SpaceId, Errno> {
+    match level {
+        consts::QUIC_CRYPTO_INITIAL => Ok(SpaceId::Initial),
+        consts::QUIC_CRYPTO_HANDSHAKE => Ok(SpaceId::Handshake),
+        consts::QUIC_CRYPTO_APP => Ok(SpaceId::Data),
+        _ => Err(Errno::EINVAL),
     }
 }
 

@@ -1,0 +1,119 @@
+//! The connection's controls for a handshake run by the application (external TLS, see
+//! [`crate::crypto::external`])
+
+use crate::crypto::external::{Direction, ExternalSession, ExternalTlsError};
+use crate::crypto::{LeveledOutput, Suite};
+use crate::shared::SpaceId;
+use std::time::Instant;
+
+use super::Connection;
+
+impl Connection {
+    /// Move level-labelled TLS output into the CRYPTO streams and install keys
+    pub(super) fn drive_leveled_output(&mut self) {
+        while let Some(out) = self.tls.poll_leveled() {
+            match out {
+                LeveledOutput::Handshake(space, data) => {
+                    self.space_mut(space).crypto_tx.write(&data);
+                }
+                LeveledOutput::Keys(space, keys) => {
+                    // Later levels' output must not go out under older keys
+                    if space as usize > self.crypto_write_space as usize {
+                        self.crypto_write_space = space;
+                    }
+                    self.space_mut(space).keys = Some(keys);
+                    if space == SpaceId::Data {
+                        self.on_1rtt_keys();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the application runs this connection's TLS handshake
+    pub fn is_external_tls(&self) -> bool {
+        self.tls.as_external_ref().is_some()
+    }
+
+    fn external(&mut self) -> Result<&mut ExternalSession, ExternalTlsError> {
+        self.tls.as_external().ok_or(ExternalTlsError::NotExternal)
+    }
+
+    /// Let the connection act on what the application just handed over: queue CRYPTO data,
+    /// install keys, check the peer's transport parameters, complete the handshake
+    fn external_progress(&mut self, now: Instant) -> Result<(), ExternalTlsError> {
+        if let Err(e) = self.drive_tls(now) {
+            let reason = e.to_string();
+            self.close_with_error(now, e);
+            return Err(ExternalTlsError::Failed(reason));
+        }
+        Ok(())
+    }
+
+    /// Our encoded transport parameters, for the application's TLS extension 0x39
+    pub fn external_local_params(&self) -> Option<&[u8]> {
+        Some(self.tls.as_external_ref()?.local_transport_parameters())
+    }
+
+    /// Send handshake bytes in CRYPTO frames at `level`
+    pub fn external_send_handshake(
+        &mut self,
+        now: Instant,
+        level: SpaceId,
+        data: &[u8],
+    ) -> Result<(), ExternalTlsError> {
+        self.external()?.send_handshake(level, data)?;
+        self.external_progress(now)
+    }
+
+    /// The next run of handshake bytes the peer sent, with its level
+    pub fn external_recv_handshake(&mut self) -> Option<(SpaceId, Vec<u8>)> {
+        self.tls.as_external()?.recv_handshake()
+    }
+
+    /// Whether handshake bytes from the peer wait for the application
+    pub fn external_has_handshake(&self) -> bool {
+        self.tls
+            .as_external_ref()
+            .is_some_and(ExternalSession::has_received)
+    }
+
+    /// Install one direction's traffic secret for `level` (Handshake or Data); with both
+    /// 1-RTT secrets present the handshake is complete
+    pub fn external_install_secret(
+        &mut self,
+        now: Instant,
+        level: SpaceId,
+        direction: Direction,
+        suite: Suite,
+        secret: &[u8],
+    ) -> Result<(), ExternalTlsError> {
+        self.external()?
+            .install_secret(level, direction, suite, secret)?;
+        self.external_progress(now)
+    }
+
+    /// The peer's encoded transport parameters from its TLS extension 0x39; invalid ones
+    /// close the connection
+    pub fn external_set_peer_params(
+        &mut self,
+        now: Instant,
+        params: &[u8],
+    ) -> Result<(), ExternalTlsError> {
+        self.external()?.set_peer_transport_parameters(params)?;
+        // Checked now rather than at completion (as for a rustls client, whose early reports
+        // may be a ticket's parameters): the kernel refuses bad ones in the setsockopt
+        if let Err(e) = self.handle_peer_params() {
+            let reason = e.to_string();
+            self.close_with_error(now, e);
+            return Err(ExternalTlsError::Failed(reason));
+        }
+        self.external_progress(now)
+    }
+
+    /// Record the ALPN protocol the application's TLS negotiated (reported as handshake data)
+    pub fn external_set_alpn(&mut self, alpn: Option<Vec<u8>>) -> Result<(), ExternalTlsError> {
+        self.external()?.set_alpn(alpn);
+        Ok(())
+    }
+}

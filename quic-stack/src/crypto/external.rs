@@ -1,0 +1,335 @@
+//! A [`Session`] whose TLS handshake runs outside the stack ("external TLS")
+//!
+//! The kernel SOL_QUIC model: the application runs TLS 1.3 itself, moves raw handshake bytes
+//! per encryption level in and out, installs the traffic secrets per level and direction, and
+//! carries the transport-parameters extension (0x39) in its own ClientHello/EncryptedExtensions.
+//! This session only queues bytes and turns secrets into packet keys (RFC 9001 §5.1); Initial
+//! keys stay with the connection, derived from the client's first DCID as always.
+
+use std::collections::VecDeque;
+
+use crate::crypto::{
+    self, CryptoError, HandshakeData, HeaderKey, KeyPair, Keys, LeveledOutput, PacketKey, Session,
+    Suite,
+};
+use crate::error::TransportError;
+use crate::shared::{Side, SpaceId};
+
+/// Largest handshake backlog kept for either side of the external TLS before refusing more
+/// (RFC 9000 §7.5 asks for at least 4096 bytes of CRYPTO buffering per level)
+const MAX_QUEUED: usize = 64 * 1024;
+
+/// The application asked for something the external session cannot do
+#[derive(Debug, Clone, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExternalTlsError {
+    /// Initial secrets come from the connection ID, never from the application
+    #[error("secrets cannot be installed for the Initial level")]
+    InitialLevel,
+    /// Secrets for this level and direction were installed already
+    #[error("secret already installed")]
+    AlreadyInstalled,
+    /// The secret's length does not match the cipher suite's hash
+    #[error("secret length {0} does not match the cipher suite")]
+    SecretLength(usize),
+    /// The handshake is complete: handshake secrets and transport parameters are fixed
+    #[error("handshake already complete")]
+    Complete,
+    /// Too much handshake data queued
+    #[error("handshake data backlog full")]
+    Backlog,
+    /// The peer's transport parameters were set already
+    #[error("peer transport parameters already set")]
+    PeerParamsSet,
+    /// The connection does not run external TLS
+    #[error("not an external-TLS connection")]
+    NotExternal,
+    /// The connection refused the handshake state (e.g. invalid peer transport parameters)
+    /// and is closing
+    #[error("handshake failed: {0}")]
+    Failed(String),
+}
+
+/// Which way a traffic secret protects packets
+#[derive(Debug, Clone, Copy, Eq, PartialEq)]
+pub enum Direction {
+    /// Ours: packets we seal
+    Send,
+    /// The peer's: packets we open
+    Receive,
+}
+
+/// One level's two traffic secrets while they arrive one at a time
+#[derive(Default)]
+struct LevelSecrets {
+    tx: Option<(Suite, Vec<u8>)>,
+    rx: Option<(Suite, Vec<u8>)>,
+    /// Keys went to the connection
+    handed_out: bool,
+}
+
+/// Handshake-level (index 0) and 1-RTT (index 1) slots
+fn slot(space: SpaceId) -> Result<usize, ExternalTlsError> {
+    match space {
+        SpaceId::Initial => Err(ExternalTlsError::InitialLevel),
+        SpaceId::Handshake => Ok(0),
+        SpaceId::Data => Ok(1),
+    }
+}
+
+/// The connection's side of an externally run TLS handshake
+pub struct ExternalSession {
+    side: Side,
+    version: u32,
+    local_params: Vec<u8>,
+    peer_params: Option<Vec<u8>>,
+    alpn: Option<Vec<u8>>,
+    /// CRYPTO bytes the peer sent, by level, for the application to read
+    received: VecDeque<(SpaceId, Vec<u8>)>,
+    received_len: usize,
+    /// Handshake bytes from the application for the connection's CRYPTO streams
+    to_send: VecDeque<(SpaceId, Vec<u8>)>,
+    levels: [LevelSecrets; 2],
+    /// The 1-RTT secrets of the phase after the last keys handed out, for key updates
+    next_1rtt: Option<(Suite, Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ExternalSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalSession")
+            .field("side", &self.side)
+            .field("handshaking", &self.is_handshaking())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExternalSession {
+    /// A session for QUIC `version` whose handshake the application runs; `local_params` is
+    /// our encoded transport parameters, which the application sends in extension 0x39
+    pub fn new(side: Side, version: u32, local_params: Vec<u8>) -> Self {
+        Self {
+            side,
+            version,
+            local_params,
+            peer_params: None,
+            alpn: None,
+            received: VecDeque::new(),
+            received_len: 0,
+            to_send: VecDeque::new(),
+            levels: Default::default(),
+            next_1rtt: None,
+        }
+    }
+
+    /// Our encoded transport parameters (the body of TLS extension 0x39)
+    pub fn local_transport_parameters(&self) -> &[u8] {
+        &self.local_params
+    }
+
+    /// Remember the peer's encoded transport parameters from its TLS extension 0x39; the
+    /// connection checks them when it next drives the handshake
+    pub fn set_peer_transport_parameters(&mut self, params: &[u8]) -> Result<(), ExternalTlsError> {
+        if self.peer_params.is_some() {
+            return Err(ExternalTlsError::PeerParamsSet);
+        }
+        if !self.is_handshaking() {
+            return Err(ExternalTlsError::Complete);
+        }
+        self.peer_params = Some(params.to_vec());
+        Ok(())
+    }
+
+    /// Record the ALPN protocol the application's TLS negotiated
+    pub fn set_alpn(&mut self, alpn: Option<Vec<u8>>) {
+        self.alpn = alpn;
+    }
+
+    /// Queue handshake bytes to send in CRYPTO frames at `level` (Data: 1-RTT, e.g. a
+    /// NewSessionTicket)
+    pub fn send_handshake(&mut self, level: SpaceId, data: &[u8]) -> Result<(), ExternalTlsError> {
+        let queued: usize = self.to_send.iter().map(|(_, d)| d.len()).sum();
+        if queued + data.len() > MAX_QUEUED {
+            return Err(ExternalTlsError::Backlog);
+        }
+        if !data.is_empty() {
+            self.to_send.push_back((level, data.to_vec()));
+        }
+        Ok(())
+    }
+
+    /// The next run of CRYPTO bytes the peer sent, with its level, in order
+    pub fn recv_handshake(&mut self) -> Option<(SpaceId, Vec<u8>)> {
+        let (level, data) = self.received.pop_front()?;
+        self.received_len -= data.len();
+        Some((level, data))
+    }
+
+    /// Whether received handshake bytes wait for the application
+    pub fn has_received(&self) -> bool {
+        !self.received.is_empty()
+    }
+
+    /// Install the traffic secret of `level` (Handshake or Data = 1-RTT) for one direction;
+    /// the keys reach the connection once both directions of the level are present
+    pub fn install_secret(
+        &mut self,
+        level: SpaceId,
+        direction: Direction,
+        suite: Suite,
+        secret: &[u8],
+    ) -> Result<(), ExternalTlsError> {
+        let i = slot(level)?;
+        if secret.len() != suite.secret_len() {
+            return Err(ExternalTlsError::SecretLength(secret.len()));
+        }
+        if !self.is_handshaking() {
+            return Err(ExternalTlsError::Complete);
+        }
+        let s = &mut self.levels[i];
+        let target = match direction {
+            Direction::Send => &mut s.tx,
+            Direction::Receive => &mut s.rx,
+        };
+        if target.is_some() {
+            return Err(ExternalTlsError::AlreadyInstalled);
+        }
+        *target = Some((suite, secret.to_vec()));
+        Ok(())
+    }
+
+    /// Whether both secrets of `level` are installed
+    pub fn has_keys(&self, level: SpaceId) -> bool {
+        slot(level).is_ok_and(|i| self.levels[i].tx.is_some() && self.levels[i].rx.is_some())
+    }
+
+    /// Keys of a level whose two secrets are both present and not yet handed out
+    fn ready_keys(&mut self, i: usize) -> Option<Keys> {
+        let version = self.version;
+        let s = &mut self.levels[i];
+        if s.handed_out {
+            return None;
+        }
+        let ((tx_suite, tx), (rx_suite, rx)) = (s.tx.as_ref()?, s.rx.as_ref()?);
+        let (local_packet, local_header) = crypto::keys_from_secret(version, *tx_suite, tx);
+        let (remote_packet, remote_header) = crypto::keys_from_secret(version, *rx_suite, rx);
+        s.handed_out = true;
+        if i == 1 {
+            // Key updates derive from the secrets of the phase just installed (RFC 9001 §6.1)
+            self.next_1rtt = Some((
+                *tx_suite,
+                crypto::next_secret(version, *tx_suite, tx),
+                crypto::next_secret(version, *rx_suite, rx),
+            ));
+            // The secrets themselves are no longer needed
+            s.tx = s.tx.take().map(|(suite, _)| (suite, Vec::new()));
+            s.rx = s.rx.take().map(|(suite, _)| (suite, Vec::new()));
+        }
+        Some(Keys {
+            header: KeyPair {
+                local: local_header,
+                remote: remote_header,
+            },
+            packet: KeyPair {
+                local: local_packet,
+                remote: remote_packet,
+            },
+        })
+    }
+}
+
+impl Session for ExternalSession {
+    fn is_handshaking(&self) -> bool {
+        !self.levels[1].handed_out
+    }
+
+    fn read_handshake(&mut self, data: &[u8]) -> Result<bool, TransportError> {
+        self.read_handshake_at(SpaceId::Initial, data)
+    }
+
+    fn read_handshake_at(&mut self, space: SpaceId, data: &[u8]) -> Result<bool, TransportError> {
+        if self.received_len + data.len() > MAX_QUEUED {
+            // RFC 9000 §7.5: the application does not keep up with the peer's handshake data
+            return Err(TransportError::CRYPTO_BUFFER_EXCEEDED(
+                "external TLS handshake backlog",
+            ));
+        }
+        self.received_len += data.len();
+        match self.received.back_mut() {
+            Some((level, buf)) if *level == space => buf.extend_from_slice(data),
+            _ => self.received.push_back((space, data.to_vec())),
+        }
+        Ok(false)
+    }
+
+    fn write_handshake(&mut self, _buf: &mut Vec<u8>) -> Option<Keys> {
+        // Output carries explicit levels: see `poll_leveled`
+        None
+    }
+
+    fn poll_leveled(&mut self) -> Option<LeveledOutput> {
+        // Keys first, so bytes for a level never wait behind their own keys
+        for (i, space) in [(0, SpaceId::Handshake), (1, SpaceId::Data)] {
+            if let Some(keys) = self.ready_keys(i) {
+                return Some(LeveledOutput::Keys(space, keys));
+            }
+        }
+        let (level, data) = self.to_send.pop_front()?;
+        Some(LeveledOutput::Handshake(level, data))
+    }
+
+    fn next_1rtt_keys(&mut self) -> Option<KeyPair<Box<dyn PacketKey>>> {
+        let version = self.version;
+        let (suite, tx, rx) = self.next_1rtt.as_mut()?;
+        let (local, _) = crypto::keys_from_secret(version, *suite, tx);
+        let (remote, _) = crypto::keys_from_secret(version, *suite, rx);
+        *tx = crypto::next_secret(version, *suite, tx);
+        *rx = crypto::next_secret(version, *suite, rx);
+        Some(KeyPair { local, remote })
+    }
+
+    fn early_crypto(&self) -> Option<(Box<dyn HeaderKey>, Box<dyn PacketKey>)> {
+        None
+    }
+
+    fn early_data_accepted(&self) -> Option<bool> {
+        None
+    }
+
+    fn transport_parameters(&self) -> Option<&[u8]> {
+        self.peer_params.as_deref()
+    }
+
+    fn handshake_data(&self) -> Option<HandshakeData> {
+        (!self.is_handshaking()).then(|| HandshakeData {
+            alpn: self.alpn.clone(),
+            server_name: None,
+        })
+    }
+
+    fn peer_identity(&self) -> Option<Vec<Vec<u8>>> {
+        // The application verified the peer; the stack never sees the certificate
+        None
+    }
+
+    fn export_keying_material(
+        &self,
+        _output: &mut [u8],
+        _label: &[u8],
+        _context: &[u8],
+    ) -> Result<(), CryptoError> {
+        // Needs the TLS exporter secret, which stays with the application
+        Err(CryptoError)
+    }
+
+    fn side(&self) -> Side {
+        self.side
+    }
+
+    fn as_external(&mut self) -> Option<&mut ExternalSession> {
+        Some(self)
+    }
+
+    fn as_external_ref(&self) -> Option<&ExternalSession> {
+        Some(self)
+    }
+}

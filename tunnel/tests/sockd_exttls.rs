@@ -1,0 +1,516 @@
+//! External TLS over the service protocol: the test is the application and runs TLS 1.3 with
+//! rustls's QUIC API itself, moving handshake bytes with QUIC_HANDSHAKE_INFO, installing the
+//! traffic secrets with QUIC_SOCKOPT_CRYPTO_SECRET and carrying the transport-parameters
+//! extension with QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, exactly as libquic does with the kernel.
+//! The peer is a plain quic-stack server on its built-in TLS: the wire format interoperates.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quic_stack::config::{EndpointConfig, ServerConfig, TransportConfig};
+use quic_stack::driver::Endpoint;
+use quic_stack::sockapi::consts::*;
+use quic_stack::sockapi::msg::{HandshakeArgs, RawAddr, Request, Response, MAX_MESSAGE};
+use quic_stack::sockapi::types::{CryptoSecret, StreamInfo, TransportParam};
+use rustls::quic::{self as rq, KeyChange};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tunnel::sockd::{self, Limits, SeqPacket};
+
+/// One QUIC socket of the service, as the library would drive it
+struct Sock {
+    unix: SeqPacket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+/// What a response said, owned
+#[derive(Debug)]
+enum Answer {
+    Ok(i64),
+    Err(i32),
+    Recv {
+        msg_flags: u32,
+        stream: Option<StreamInfo>,
+        level: Option<u8>,
+        data: Vec<u8>,
+    },
+    OptVal(Vec<u8>),
+}
+
+impl Sock {
+    async fn open(service: &str) -> Self {
+        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+        let fd: OwnedFd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .expect("unix socket");
+        let addr = UnixAddr::new_abstract(service.as_bytes()).expect("abstract name");
+        connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).expect("connect to sockd");
+        let unix = SeqPacket::new(fd).expect("seqpacket");
+        let mut s = Self {
+            unix,
+            seq: 0,
+            buf: vec![0; MAX_MESSAGE + 1],
+        };
+        let r = s
+            .call(&Request::Socket {
+                family: 2,
+                sock_type: 2,
+                protocol: IPPROTO_QUIC,
+            })
+            .await;
+        assert!(matches!(r, Answer::Ok(0)), "socket: {r:?}");
+        s
+    }
+
+    /// Send a request; its response (Notify doorbells on the way are skipped)
+    async fn call(&mut self, req: &Request<'_>) -> Answer {
+        self.seq += 1;
+        let seq = self.seq;
+        self.unix
+            .send(&[&req.encode(seq)], None)
+            .await
+            .expect("send request");
+        loop {
+            let n = self.unix.recv(&mut self.buf).await.expect("recv response");
+            let (rseq, r) = Response::decode(&self.buf[..n]).expect("decodable response");
+            match r {
+                Response::Notify(_) => continue,
+                _ if rseq != seq => continue,
+                Response::Ok(v) => return Answer::Ok(v),
+                Response::Err(e) => return Answer::Err(e),
+                Response::Recv {
+                    msg_flags,
+                    stream_info,
+                    handshake_level,
+                    payload,
+                } => {
+                    return Answer::Recv {
+                        msg_flags,
+                        stream: stream_info,
+                        level: handshake_level,
+                        data: payload.to_vec(),
+                    }
+                }
+                Response::OptVal(v) => return Answer::OptVal(v.to_vec()),
+                other => panic!("unexpected response {other:?}"),
+            }
+        }
+    }
+
+    async fn set(&mut self, optname: i32, optval: &[u8]) -> Answer {
+        self.call(&Request::SetSockOpt {
+            level: SOL_QUIC,
+            optname,
+            optval,
+        })
+        .await
+    }
+
+    async fn get(&mut self, optname: i32, input: &[u8], optlen: u32) -> Answer {
+        self.call(&Request::GetSockOpt {
+            level: SOL_QUIC,
+            optname,
+            optlen,
+            input,
+        })
+        .await
+    }
+
+    /// One recvmsg, waiting up to a few seconds: (msg_flags, stream, handshake level, data)
+    async fn recv_any(&mut self) -> (u32, Option<StreamInfo>, Option<u8>, Vec<u8>) {
+        for _ in 0..500 {
+            match self
+                .call(&Request::RecvMsg {
+                    flags: 0,
+                    max_len: 65536,
+                })
+                .await
+            {
+                Answer::Recv {
+                    msg_flags,
+                    stream,
+                    level,
+                    data,
+                } => return (msg_flags, stream, level, data),
+                Answer::Err(e) if e == libc_eagain() => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => panic!("recvmsg: {other:?}"),
+            }
+        }
+        panic!("nothing received within 5 s");
+    }
+
+    async fn send_handshake(&mut self, level: u8, data: &[u8]) -> Answer {
+        self.call(&Request::SendMsg {
+            flags: 0,
+            stream_info: None,
+            handshake_level: Some(level),
+            payload: data,
+        })
+        .await
+    }
+}
+
+fn libc_eagain() -> i32 {
+    nix::errno::Errno::EAGAIN as i32
+}
+
+/// TLS 1.3 traffic secrets as rustls logs them (its QUIC API hands out only derived keys)
+#[derive(Debug, Default)]
+struct Secrets(Mutex<Vec<(String, Vec<u8>)>>);
+
+impl Secrets {
+    fn get(&self, label: &str) -> Vec<u8> {
+        let all = self.0.lock().expect("lock");
+        all.iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("{label} not logged"))
+    }
+}
+
+impl rustls::KeyLog for Secrets {
+    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
+        self.0
+            .lock()
+            .expect("lock")
+            .push((label.to_owned(), secret.to_vec()));
+    }
+}
+
+fn cipher(tls: &rq::ClientConnection) -> u32 {
+    use rustls::CipherSuite as C;
+    match tls.negotiated_cipher_suite().expect("suite").suite() {
+        C::TLS13_AES_128_GCM_SHA256 => TLS_CIPHER_AES_GCM_128,
+        C::TLS13_AES_256_GCM_SHA384 => TLS_CIPHER_AES_GCM_256,
+        C::TLS13_CHACHA20_POLY1305_SHA256 => TLS_CIPHER_CHACHA20_POLY1305,
+        other => panic!("unexpected suite {other:?}"),
+    }
+}
+
+/// Install the client's tx and rx secrets of `level`
+async fn install(s: &mut Sock, tls: &rq::ClientConnection, secrets: &Secrets, level: u8) {
+    let (tx, rx) = if level == QUIC_CRYPTO_HANDSHAKE {
+        (
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        )
+    } else {
+        ("CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0")
+    };
+    for (send, label) in [(1, tx), (0, rx)] {
+        let value = secrets.get(label);
+        let mut secret = [0u8; QUIC_CRYPTO_SECRET_BUFFER_SIZE];
+        secret[..value.len()].copy_from_slice(&value);
+        let cs = CryptoSecret {
+            send,
+            level,
+            cipher_type: cipher(tls),
+            secret,
+        };
+        let r = s.set(QUIC_SOCKOPT_CRYPTO_SECRET, &cs.encode()).await;
+        assert!(matches!(r, Answer::Ok(0)), "secret {label}: {r:?}");
+    }
+}
+
+fn server_endpoint(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> (Endpoint, SocketAddr) {
+    let tls = quic_stack::tls::server_config(chain, key, vec![b"sample".to_vec()], None, false)
+        .expect("tls");
+    let mut cfg = ServerConfig::new(Arc::new(tls));
+    cfg.transport = Arc::new(TransportConfig {
+        datagram_receive_buffer_size: Some(1 << 16),
+        ..TransportConfig::default()
+    });
+    let ep = Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        EndpointConfig::default(),
+        Some(cfg),
+    )
+    .expect("server endpoint");
+    let addr = ep.local_addr();
+    (ep, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn application_runs_tls_against_a_builtin_server() {
+    let name = format!("quictun-sockd-exttls-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let key = PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let cert = ck.cert.der().clone();
+    let (server, server_addr) = server_endpoint(vec![cert.clone()], key);
+    let srv = tokio::spawn(async move {
+        let conn = server.accept().await.expect("incoming");
+        conn.handshake().await.expect("server handshake");
+        // Echo every bidirectional stream and every datagram
+        let c = conn.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, mut r)) = c.accept_bi().await {
+                tokio::spawn(async move {
+                    if let Ok(data) = r.read_to_end(1 << 20).await {
+                        let _ = s.write_all(&data).await;
+                        let _ = s.finish();
+                    }
+                });
+            }
+        });
+        let c = conn.clone();
+        tokio::spawn(async move {
+            while let Ok(d) = c.read_datagram().await {
+                let _ = c.send_datagram(d);
+            }
+        });
+        (server, conn)
+    });
+
+    let mut s = Sock::open(&name).await;
+    let tp = TransportParam {
+        max_datagram_frame_size: 1200,
+        ..TransportParam::default()
+    };
+    let r = s.set(QUIC_SOCKOPT_TRANSPORT_PARAM, &tp.encode()).await;
+    assert!(matches!(r, Answer::Ok(0)), "transport param: {r:?}");
+    // Before connect the socket is not ESTABLISHING: no secrets, no parameters
+    let r = s.get(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, &[], 256).await;
+    assert!(
+        matches!(r, Answer::Err(e) if e == nix::errno::Errno::EINVAL as i32),
+        "{r:?}"
+    );
+    let r = s
+        .call(&Request::Connect(RawAddr::from_socket_addr(&server_addr)))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+    let ours = match s.get(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, &[], 256).await {
+        Answer::OptVal(v) => v,
+        other => panic!("get TRANSPORT_PARAM_EXT: {other:?}"),
+    };
+    assert!(!ours.is_empty());
+
+    let secrets = Arc::new(Secrets::default());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("root");
+    let mut config =
+        quic_stack::tls::client_config(roots, vec![b"sample".to_vec()], None).expect("config");
+    config.key_log = secrets.clone();
+    let server_name = ServerName::try_from("localhost").expect("name");
+    let mut tls = rq::ClientConnection::new(Arc::new(config), rq::Version::V1, server_name, ours)
+        .expect("rustls client");
+
+    let mut level = QUIC_CRYPTO_INITIAL;
+    let mut peer_params_set = false;
+    let mut established = false;
+    for _ in 0..50 {
+        loop {
+            let mut buf = Vec::new();
+            let change = tls.write_hs(&mut buf);
+            if !buf.is_empty() {
+                let r = s.send_handshake(level, &buf).await;
+                assert!(
+                    matches!(r, Answer::Ok(n) if n == buf.len() as i64),
+                    "send: {r:?}"
+                );
+            }
+            match change {
+                Some(KeyChange::Handshake { .. }) => {
+                    install(&mut s, &tls, &secrets, QUIC_CRYPTO_HANDSHAKE).await;
+                    level = QUIC_CRYPTO_HANDSHAKE;
+                }
+                Some(KeyChange::OneRtt { .. }) => {
+                    install(&mut s, &tls, &secrets, QUIC_CRYPTO_APP).await;
+                    level = QUIC_CRYPTO_APP;
+                    established = true;
+                }
+                None if buf.is_empty() => break,
+                None => {}
+            }
+        }
+        if established {
+            break;
+        }
+        let (_, _, got_level, data) = s.recv_any().await;
+        let got_level = got_level.expect("handshake message carries QUIC_HANDSHAKE_INFO");
+        assert!(
+            got_level == QUIC_CRYPTO_INITIAL || got_level == QUIC_CRYPTO_HANDSHAKE,
+            "level {got_level}"
+        );
+        tls.read_hs(&data).expect("server handshake data");
+        if !peer_params_set {
+            if let Some(p) = tls.quic_transport_parameters() {
+                let r = s.set(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, p).await;
+                assert!(matches!(r, Answer::Ok(0)), "peer params: {r:?}");
+                peer_params_set = true;
+            }
+        }
+    }
+    assert!(
+        established && !tls.is_handshaking(),
+        "handshake did not finish"
+    );
+    let (_server, conn) = tokio::time::timeout(Duration::from_secs(10), srv)
+        .await
+        .expect("server in time")
+        .expect("server task");
+    assert_eq!(
+        conn.with_core(|c, _| c.handshake_data().and_then(|d| d.alpn))
+            .flatten()
+            .as_deref(),
+        Some(&b"sample"[..])
+    );
+    // ESTABLISHED: secrets can no longer be installed
+    let late = CryptoSecret {
+        send: 1,
+        level: QUIC_CRYPTO_HANDSHAKE,
+        cipher_type: TLS_CIPHER_AES_GCM_128,
+        secret: [0; QUIC_CRYPTO_SECRET_BUFFER_SIZE],
+    };
+    let r = s.set(QUIC_SOCKOPT_CRYPTO_SECRET, &late.encode()).await;
+    assert!(
+        matches!(r, Answer::Err(e) if e == nix::errno::Errno::EINVAL as i32),
+        "{r:?}"
+    );
+
+    // A stream and a datagram, both echoed by the built-in server
+    let r = s
+        .call(&Request::SendMsg {
+            flags: 0,
+            stream_info: Some(StreamInfo {
+                stream_id: -1,
+                stream_flags: MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN,
+            }),
+            handshake_level: None,
+            payload: b"over external TLS",
+        })
+        .await;
+    assert!(matches!(r, Answer::Ok(17)), "stream send: {r:?}");
+    let r = s
+        .call(&Request::SendMsg {
+            flags: MSG_QUIC_DATAGRAM,
+            stream_info: None,
+            handshake_level: None,
+            payload: b"datagram",
+        })
+        .await;
+    assert!(matches!(r, Answer::Ok(8)), "datagram send: {r:?}");
+    let (mut stream_echo, mut dgram_echo) = (Vec::new(), None);
+    for _ in 0..50 {
+        let (flags, si, lvl, data) = s.recv_any().await;
+        if lvl.is_some() || flags & MSG_QUIC_NOTIFICATION != 0 {
+            // A NewSessionTicket (APP level) or an event: not what this test reads
+            continue;
+        }
+        if flags & MSG_QUIC_DATAGRAM != 0 {
+            dgram_echo = Some(data);
+        } else if let Some(si) = si {
+            stream_echo.extend_from_slice(&data);
+            if si.stream_flags & MSG_QUIC_STREAM_FIN != 0 && dgram_echo.is_some() {
+                break;
+            }
+            continue;
+        }
+        if dgram_echo.is_some() && stream_echo.len() == 17 {
+            break;
+        }
+    }
+    assert_eq!(stream_echo, b"over external TLS");
+    assert_eq!(dgram_echo.as_deref(), Some(&b"datagram"[..]));
+    let r = s.call(&Request::Close).await;
+    assert!(matches!(r, Answer::Ok(0)));
+    service.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_peer_parameters_fail_like_the_kernel() {
+    let name = format!("quictun-sockd-exttls-bad-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let key = PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let (_server, server_addr) = server_endpoint(vec![ck.cert.der().clone()], key);
+
+    let mut s = Sock::open(&name).await;
+    let r = s
+        .call(&Request::Connect(RawAddr::from_socket_addr(&server_addr)))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+    let einval = nix::errno::Errno::EINVAL as i32;
+    // Handshake bytes at 0-RTT level: external TLS offers no early data
+    let r = s.send_handshake(QUIC_CRYPTO_EARLY, b"x").await;
+    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
+    // Stream data before ESTABLISHED
+    let r = s
+        .call(&Request::SendMsg {
+            flags: 0,
+            stream_info: Some(StreamInfo {
+                stream_id: -1,
+                stream_flags: MSG_QUIC_STREAM_NEW,
+            }),
+            handshake_level: None,
+            payload: b"early",
+        })
+        .await;
+    assert!(
+        matches!(r, Answer::Err(e) if e == nix::errno::Errno::ENOTCONN as i32),
+        "{r:?}"
+    );
+    // AES-128-CCM has no QUIC packet protection here
+    let ccm = CryptoSecret {
+        send: 1,
+        level: QUIC_CRYPTO_HANDSHAKE,
+        cipher_type: TLS_CIPHER_AES_CCM_128,
+        secret: [1; QUIC_CRYPTO_SECRET_BUFFER_SIZE],
+    };
+    let r = s.set(QUIC_SOCKOPT_CRYPTO_SECRET, &ccm.encode()).await;
+    assert!(
+        matches!(r, Answer::Err(e) if e == nix::errno::Errno::EOPNOTSUPP as i32),
+        "{r:?}"
+    );
+    // The application's TLS started the connection: the built-in helper is refused now
+    let r = s
+        .call(&Request::Handshake(HandshakeArgs {
+            server: false,
+            hostname: Some(b"localhost"),
+            alpns: Some(b"sample"),
+            pkey: None,
+            cert: None,
+        }))
+        .await;
+    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
+    // A truncated parameter: refused, and the connection is gone
+    let r = s
+        .set(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, &[0x01, 0x04, 0x05])
+        .await;
+    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
+    let mut gone = false;
+    for _ in 0..100 {
+        match s
+            .call(&Request::RecvMsg {
+                flags: 0,
+                max_len: 1024,
+            })
+            .await
+        {
+            Answer::Err(e) if e == nix::errno::Errno::ENOTCONN as i32 => {
+                gone = true;
+                break;
+            }
+            Answer::Err(e) if e == libc_eagain() => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            other => panic!("recvmsg after failure: {other:?}"),
+        }
+    }
+    assert!(gone, "recvmsg never reported the closed connection");
+    service.abort();
+}
