@@ -21,6 +21,8 @@ use tunnel::sockd::{self, Limits, SeqPacket};
 /// One QUIC socket of the service, as the library would drive it
 struct Sock {
     unix: SeqPacket,
+    /// The same Unix socket, for accept()'s SCM_RIGHTS (SeqPacket reads bytes only)
+    raw: OwnedFd,
     seq: u32,
     buf: Vec<u8>,
 }
@@ -37,6 +39,7 @@ enum Answer {
         data: Vec<u8>,
     },
     OptVal(Vec<u8>),
+    Addr(SocketAddr),
 }
 
 impl Sock {
@@ -51,12 +54,7 @@ impl Sock {
         .expect("unix socket");
         let addr = UnixAddr::new_abstract(service.as_bytes()).expect("abstract name");
         connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).expect("connect to sockd");
-        let unix = SeqPacket::new(fd).expect("seqpacket");
-        let mut s = Self {
-            unix,
-            seq: 0,
-            buf: vec![0; MAX_MESSAGE + 1],
-        };
+        let mut s = Self::from_fd(fd);
         let r = s
             .call(&Request::Socket {
                 family: 2,
@@ -66,6 +64,70 @@ impl Sock {
             .await;
         assert!(matches!(r, Answer::Ok(0)), "socket: {r:?}");
         s
+    }
+
+    /// A socket handed over by accept()
+    fn from_fd(fd: OwnedFd) -> Self {
+        Self {
+            raw: fd.try_clone().expect("dup"),
+            unix: SeqPacket::new(fd).expect("seqpacket"),
+            seq: 0,
+            buf: vec![0; MAX_MESSAGE + 1],
+        }
+    }
+
+    /// accept() on a listener: waits (bounded) for a connection and takes the new socket's fd
+    /// from SCM_RIGHTS, as the library does
+    async fn accept(&mut self) -> Self {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::{AsRawFd, FromRawFd};
+        for _ in 0..500 {
+            self.seq += 1;
+            let seq = self.seq;
+            self.unix
+                .send(&[&Request::Accept { flags: 0 }.encode(seq)], None)
+                .await
+                .expect("send accept");
+            loop {
+                let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+                let (n, fd) = {
+                    let mut iov = [std::io::IoSliceMut::new(&mut self.buf)];
+                    match recvmsg::<()>(
+                        self.raw.as_raw_fd(),
+                        &mut iov,
+                        Some(&mut cmsg),
+                        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+                    ) {
+                        Ok(m) => {
+                            let fd = m.cmsgs().expect("cmsgs").find_map(|c| match c {
+                                ControlMessageOwned::ScmRights(f) => f.first().copied(),
+                                _ => None,
+                            });
+                            (m.bytes, fd)
+                        }
+                        Err(nix::errno::Errno::EAGAIN) => {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            continue;
+                        }
+                        Err(e) => panic!("recvmsg on the listener: {e}"),
+                    }
+                };
+                let (rseq, r) = Response::decode(&self.buf[..n]).expect("decodable response");
+                match r {
+                    Response::Notify(_) => continue,
+                    _ if rseq != seq => continue,
+                    Response::Accepted(_) => {
+                        let fd = fd.expect("accepted socket passed with SCM_RIGHTS");
+                        // SAFETY: the fd just arrived with SCM_RIGHTS and nothing else owns it
+                        return Self::from_fd(unsafe { OwnedFd::from_raw_fd(fd) });
+                    }
+                    Response::Err(e) if e == libc_eagain() => break,
+                    other => panic!("accept: {other:?}"),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no connection to accept within 5 s");
     }
 
     /// Send a request; its response (Notify doorbells on the way are skipped)
@@ -98,6 +160,7 @@ impl Sock {
                     }
                 }
                 Response::OptVal(v) => return Answer::OptVal(v.to_vec()),
+                Response::Addr(a) => return Answer::Addr(a.to_socket_addr().expect("address")),
                 other => panic!("unexpected response {other:?}"),
             }
         }
@@ -186,8 +249,12 @@ impl rustls::KeyLog for Secrets {
 }
 
 fn cipher(tls: &rq::ClientConnection) -> u32 {
+    cipher_of(tls.negotiated_cipher_suite())
+}
+
+fn cipher_of(suite: Option<rustls::SupportedCipherSuite>) -> u32 {
     use rustls::CipherSuite as C;
-    match tls.negotiated_cipher_suite().expect("suite").suite() {
+    match suite.expect("suite").suite() {
         C::TLS13_AES_128_GCM_SHA256 => TLS_CIPHER_AES_GCM_128,
         C::TLS13_AES_256_GCM_SHA384 => TLS_CIPHER_AES_GCM_256,
         C::TLS13_CHACHA20_POLY1305_SHA256 => TLS_CIPHER_CHACHA20_POLY1305,
@@ -218,6 +285,33 @@ async fn install(s: &mut Sock, tls: &rq::ClientConnection, secrets: &Secrets, le
         let r = s.set(QUIC_SOCKOPT_CRYPTO_SECRET, &cs.encode()).await;
         assert!(matches!(r, Answer::Ok(0)), "secret {label}: {r:?}");
     }
+}
+
+/// Install one traffic secret of `level` (`send`: ours) on an accepted socket
+async fn install_server(
+    s: &mut Sock,
+    tls: &rq::ServerConnection,
+    secrets: &Secrets,
+    level: u8,
+    send: u8,
+) {
+    let label = match (level == QUIC_CRYPTO_HANDSHAKE, send != 0) {
+        (true, true) => "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+        (true, false) => "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+        (false, true) => "SERVER_TRAFFIC_SECRET_0",
+        (false, false) => "CLIENT_TRAFFIC_SECRET_0",
+    };
+    let value = secrets.get(label);
+    let mut secret = [0u8; QUIC_CRYPTO_SECRET_BUFFER_SIZE];
+    secret[..value.len()].copy_from_slice(&value);
+    let cs = CryptoSecret {
+        send,
+        level,
+        cipher_type: cipher_of(tls.negotiated_cipher_suite()),
+        secret,
+    };
+    let r = s.set(QUIC_SOCKOPT_CRYPTO_SECRET, &cs.encode()).await;
+    assert!(matches!(r, Answer::Ok(0)), "secret {label}: {r:?}");
 }
 
 fn server_endpoint(
@@ -512,5 +606,205 @@ async fn bad_peer_parameters_fail_like_the_kernel() {
         }
     }
     assert!(gone, "recvmsg never reported the closed connection");
+    service.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_socket_runs_the_applications_tls() {
+    let name = format!("quictun-sockd-exttls-srv-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let key = PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let cert = ck.cert.der().clone();
+    let einval = nix::errno::Errno::EINVAL as i32;
+
+    let mut l = Sock::open(&name).await;
+    let tp = TransportParam {
+        max_datagram_frame_size: 1200,
+        ..TransportParam::default()
+    };
+    let r = l.set(QUIC_SOCKOPT_TRANSPORT_PARAM, &tp.encode()).await;
+    assert!(matches!(r, Answer::Ok(0)), "transport param: {r:?}");
+    let r = l
+        .set(QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &1i32.to_ne_bytes())
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "external TLS listener: {r:?}");
+    let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
+    let r = l.call(&Request::Bind(bind)).await;
+    assert!(matches!(r, Answer::Ok(0)), "bind: {r:?}");
+    let r = l.call(&Request::Listen { backlog: 4 }).await;
+    assert!(matches!(r, Answer::Ok(0)), "listen: {r:?}");
+    // Fixed once listening
+    let r = l
+        .set(QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &0i32.to_ne_bytes())
+        .await;
+    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
+    let addr = match l.call(&Request::GetSockName).await {
+        Answer::Addr(a) => a,
+        other => panic!("getsockname: {other:?}"),
+    };
+
+    // The peer: a plain quic-stack client on its built-in TLS, echoing what the server sends
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).expect("root");
+    let ctls =
+        quic_stack::tls::client_config(roots, vec![b"sample".to_vec()], None).expect("config");
+    let mut ccfg = quic_stack::config::ClientConfig::new(Arc::new(ctls));
+    ccfg.transport = Arc::new(TransportConfig {
+        datagram_receive_buffer_size: Some(1 << 16),
+        ..TransportConfig::default()
+    });
+    let cep = Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        EndpointConfig::default(),
+        None,
+    )
+    .expect("client endpoint");
+    let conn = cep.connect(ccfg, addr, "localhost").expect("connect");
+    let client = tokio::spawn(async move {
+        conn.handshake().await.expect("client handshake");
+        let alpn = conn
+            .with_core(|c, _| c.handshake_data().and_then(|d| d.alpn))
+            .flatten();
+        let (mut s, mut r) = conn.open_bi().await.expect("open stream");
+        s.write_all(b"to an accepted socket").await.expect("write");
+        s.finish().expect("finish");
+        conn.send_datagram(bytes::Bytes::from_static(b"ping"))
+            .expect("datagram");
+        let echo = r.read_to_end(1 << 16).await.expect("stream echo");
+        let dgram = conn.read_datagram().await.expect("datagram echo");
+        (cep, conn, alpn, echo, dgram)
+    });
+
+    let mut s = l.accept().await;
+    // The built-in server handshake is not what this listener's sockets run
+    let r = s
+        .call(&Request::Handshake(HandshakeArgs {
+            server: true,
+            hostname: None,
+            alpns: Some(b"sample"),
+            pkey: None,
+            cert: None,
+        }))
+        .await;
+    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
+    let ours = match s.get(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, &[], 256).await {
+        Answer::OptVal(v) => v,
+        other => panic!("get TRANSPORT_PARAM_EXT: {other:?}"),
+    };
+    let secrets = Arc::new(Secrets::default());
+    let mut config =
+        quic_stack::tls::server_config(vec![cert], key, vec![b"sample".to_vec()], None, false)
+            .expect("server tls");
+    config.key_log = secrets.clone();
+    let mut tls =
+        rq::ServerConnection::new(Arc::new(config), rq::Version::V1, ours).expect("rustls server");
+
+    let mut level = QUIC_CRYPTO_INITIAL;
+    let mut peer_params_set = false;
+    let mut app_rx = false;
+    for _ in 0..50 {
+        let (_, _, got_level, data) = s.recv_any().await;
+        let got_level = got_level.expect("handshake message carries QUIC_HANDSHAKE_INFO");
+        assert!(
+            got_level == QUIC_CRYPTO_INITIAL || got_level == QUIC_CRYPTO_HANDSHAKE,
+            "level {got_level}"
+        );
+        tls.read_hs(&data).expect("client handshake data");
+        if !peer_params_set {
+            if let Some(p) = tls.quic_transport_parameters() {
+                let r = s.set(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, p).await;
+                assert!(matches!(r, Answer::Ok(0)), "peer params: {r:?}");
+                peer_params_set = true;
+            }
+        }
+        loop {
+            let mut buf = Vec::new();
+            let change = tls.write_hs(&mut buf);
+            if !buf.is_empty() {
+                let r = s.send_handshake(level, &buf).await;
+                assert!(
+                    matches!(r, Answer::Ok(n) if n == buf.len() as i64),
+                    "send: {r:?}"
+                );
+            }
+            match change {
+                Some(KeyChange::Handshake { .. }) => {
+                    install_server(&mut s, &tls, &secrets, QUIC_CRYPTO_HANDSHAKE, 1).await;
+                    install_server(&mut s, &tls, &secrets, QUIC_CRYPTO_HANDSHAKE, 0).await;
+                    level = QUIC_CRYPTO_HANDSHAKE;
+                }
+                Some(KeyChange::OneRtt { .. }) => {
+                    // The 1-RTT read key follows the client's Finished (as with GnuTLS)
+                    install_server(&mut s, &tls, &secrets, QUIC_CRYPTO_APP, 1).await;
+                    level = QUIC_CRYPTO_APP;
+                }
+                None if buf.is_empty() => break,
+                None => {}
+            }
+        }
+        if !tls.is_handshaking() {
+            install_server(&mut s, &tls, &secrets, QUIC_CRYPTO_APP, 0).await;
+            app_rx = true;
+            break;
+        }
+    }
+    assert!(app_rx, "handshake did not finish");
+
+    // The client's stream and datagram arrive; echo both
+    let (mut got, mut dgram, mut sid) = (Vec::new(), None, None);
+    for _ in 0..50 {
+        let (flags, si, lvl, data) = s.recv_any().await;
+        if lvl.is_some() || flags & MSG_QUIC_NOTIFICATION != 0 {
+            continue;
+        }
+        if flags & MSG_QUIC_DATAGRAM != 0 {
+            dgram = Some(data);
+        } else if let Some(si) = si {
+            got.extend_from_slice(&data);
+            sid = Some(si.stream_id);
+            if si.stream_flags & MSG_QUIC_STREAM_FIN == 0 {
+                continue;
+            }
+        }
+        if dgram.is_some() && got.len() == 21 {
+            break;
+        }
+    }
+    assert_eq!(got, b"to an accepted socket");
+    assert_eq!(dgram.as_deref(), Some(&b"ping"[..]));
+    let r = s
+        .call(&Request::SendMsg {
+            flags: 0,
+            stream_info: Some(StreamInfo {
+                stream_id: sid.expect("stream id"),
+                stream_flags: MSG_QUIC_STREAM_FIN,
+            }),
+            handshake_level: None,
+            payload: b"echo",
+        })
+        .await;
+    assert!(matches!(r, Answer::Ok(4)), "stream send: {r:?}");
+    let r = s
+        .call(&Request::SendMsg {
+            flags: MSG_QUIC_DATAGRAM,
+            stream_info: None,
+            handshake_level: None,
+            payload: b"pong",
+        })
+        .await;
+    assert!(matches!(r, Answer::Ok(4)), "datagram send: {r:?}");
+    let (_cep, _conn, alpn, echo, dgram) = tokio::time::timeout(Duration::from_secs(10), client)
+        .await
+        .expect("client in time")
+        .expect("client task");
+    assert_eq!(alpn.as_deref(), Some(&b"sample"[..]));
+    assert_eq!(echo, b"echo");
+    assert_eq!(&dgram[..], b"pong");
+    let r = s.call(&Request::Close).await;
+    assert!(matches!(r, Answer::Ok(0)));
+    let r = l.call(&Request::Close).await;
+    assert!(matches!(r, Answer::Ok(0)));
     service.abort();
 }

@@ -74,6 +74,9 @@ struct quic_stream_info {
 #define QUIC_SOCKOPT_SESSION_TICKET 12
 #define QUIC_SOCKOPT_CRYPTO_SECRET 13
 #define QUIC_SOCKOPT_TRANSPORT_PARAM_EXT 14
+/* quictun extension (no kernel equivalent): int, set before listen(); non-zero makes the
+ * accepted sockets run the application's TLS (external TLS) instead of the built-in one */
+#define QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER 0x5154
 
 #define QUIC_CRYPTO_SECRET_BUFFER_SIZE 48
 

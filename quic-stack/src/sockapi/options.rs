@@ -169,6 +169,8 @@ pub struct SockOptions {
     session_ticket: Vec<u8>,
     /// [level][send] installed through CRYPTO_SECRET
     secrets: [[bool; 2]; QUIC_CRYPTO_MAX as usize],
+    /// QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER: accepted connections run the application's TLS
+    external_tls_listener: bool,
 }
 
 impl Default for SockOptions {
@@ -196,6 +198,7 @@ impl SockOptions {
             alpn: Vec::new(),
             session_ticket: Vec::new(),
             secrets: [[false; 2]; QUIC_CRYPTO_MAX as usize],
+            external_tls_listener: false,
         }
     }
 
@@ -239,6 +242,10 @@ impl SockOptions {
     pub fn session_ticket(&self) -> &[u8] {
         &self.session_ticket
     }
+    /// The listener's accepted connections run the application's TLS (external TLS)
+    pub fn external_tls_listener(&self) -> bool {
+        self.external_tls_listener
+    }
     /// Both 1-RTT secrets were installed through CRYPTO_SECRET (external TLS)
     pub fn app_secrets_installed(&self) -> bool {
         self.secrets[QUIC_CRYPTO_APP as usize] == [true, true]
@@ -269,6 +276,7 @@ impl SockOptions {
             config: self.config,
             alpn: self.alpn.clone(),
             session_ticket: self.session_ticket.clone(),
+            external_tls_listener: self.external_tls_listener,
             ..Self::new()
         }
     }
@@ -360,6 +368,19 @@ impl SockOptions {
                 Ok(SetOutcome::Stored)
             }
             QUIC_SOCKOPT_CRYPTO_SECRET => self.set_crypto_secret(optval),
+            QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER => {
+                // Chosen before listen(): connections already waiting began with the
+                // built-in TLS
+                if self.state != SockState::Closed {
+                    return Err(Errno::EINVAL);
+                }
+                let v: [u8; 4] = optval
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or(Errno::EINVAL)?;
+                self.external_tls_listener = i32::from_ne_bytes(v) != 0;
+                Ok(SetOutcome::Stored)
+            }
             QUIC_SOCKOPT_TRANSPORT_PARAM_EXT => {
                 if self.state != SockState::Establishing {
                     return Err(Errno::EINVAL);
@@ -432,6 +453,10 @@ impl SockOptions {
                 }
                 Ok(GetOutcome::Ask(ConnQuery::TransportParamExt))
             }
+            QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER => value(
+                &i32::from(self.external_tls_listener).to_ne_bytes(),
+                Fit::Truncate,
+            ),
             // Set-only options and unknown names.
             _ => Err(Errno::ENOPROTOOPT),
         }

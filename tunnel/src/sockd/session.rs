@@ -511,13 +511,15 @@ impl Session {
             self.opts.on_listen(0);
             return Ok(Response::Ok(0));
         }
-        let server = server_config(
+        let mut server = server_config(
             None,
             alpn_list(self.opts.alpn()),
             &self.transport(),
             self.server_sessions.clone(),
             self.opts.config().validate_peer_address != 0,
         )?;
+        // QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER: the accepted sockets' applications run TLS
+        server.external_tls = self.opts.external_tls_listener();
         ep.set_server_config(Some(server));
         {
             let mut i = self.shared.lock();
@@ -582,6 +584,13 @@ impl Session {
         child.local = self.local;
         child.peer = peer;
         child.endpoint = self.endpoint.clone();
+        if conn.with_core(|c, _| c.is_external_tls()) == Some(true) {
+            // The client's handshake bytes (its ClientHello at least) wait for the
+            // application's recvmsg
+            child
+                .shared
+                .spawn(pump_handshake(child.shared.clone(), conn.clone()));
+        }
         child.conn = Some(conn);
         child.server_sessions = self.server_sessions.clone();
         spawn_child(child);
@@ -646,6 +655,10 @@ impl Session {
             let Some(conn) = self.conn.clone() else {
                 return Err(Errno::EINVAL);
             };
+            if conn.with_core(|c, _| c.is_external_tls()) == Some(true) {
+                // The listener left TLS to the application (QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER)
+                return Err(Errno::EINVAL);
+            }
             // The TLS handshake of an accepted connection already began with the listener's
             // certificate (the Initial arrived before accept); the files given here serve the
             // listener's next connections.
@@ -660,7 +673,10 @@ impl Session {
                     self.server_sessions.clone(),
                     self.opts.config().validate_peer_address != 0,
                 ) {
-                    Ok(c) => ep.set_server_config(Some(c)),
+                    Ok(mut c) => {
+                        c.external_tls = self.opts.external_tls_listener();
+                        ep.set_server_config(Some(c));
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -1275,7 +1291,8 @@ impl Session {
         if let Some(conn) = &self.conn {
             return match conn.with_core(|c, _| c.is_external_tls()) {
                 Some(true) => Ok(conn.clone()),
-                // Accepted connections began with the listener's built-in TLS (see README)
+                // Accepted connections began with the listener's built-in TLS unless the
+                // listener set QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER (see README)
                 Some(false) if server => Err(Errno::EOPNOTSUPP),
                 Some(false) => Err(Errno::EINVAL),
                 None => Err(Errno::EPIPE),

@@ -744,3 +744,31 @@ fn accept_child_inherits() {
         (SockState::Establishing, Role::Server)
     );
 }
+
+#[test]
+fn external_tls_listener_option() {
+    let mut o = SockOptions::new();
+    let get = |o: &SockOptions| o.get(QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &[], 4);
+    assert_eq!(get(&o), Ok(GetOutcome::Value(0i32.to_ne_bytes().to_vec())));
+    assert_eq!(
+        o.set(QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &[1, 0]),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        o.set(QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &1i32.to_ne_bytes()),
+        Ok(SetOutcome::Stored)
+    );
+    assert!(o.external_tls_listener());
+    o.on_listen(4);
+    // Fixed once listening: waiting connections already chose their TLS
+    assert_eq!(
+        o.set(QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &0i32.to_ne_bytes()),
+        Err(Errno::EINVAL)
+    );
+    let child = o.accept_child();
+    assert!(child.external_tls_listener());
+    assert_eq!(
+        get(&child),
+        Ok(GetOutcome::Value(1i32.to_ne_bytes().to_vec()))
+    );
+}
