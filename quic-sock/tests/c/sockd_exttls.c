@@ -4,6 +4,8 @@
  * QUIC_HANDSHAKE_INFO cmsg, traffic secrets via setsockopt(CRYPTO_SECRET), the server's 0x39 via
  * setsockopt(TRANSPORT_PARAM_EXT). The server (parent) uses the built-in quic_server_handshake,
  * so both wire formats meet. Then a stream and a datagram are echoed.
+ * Second round, the other way: a listener with QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER; the accepted
+ * socket runs the GnuTLS server, the client (child) the built-in quic_client_handshake.
  * Usage: sockd_exttls KEY.pem CERT.pem PORT */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -189,42 +191,14 @@ static void enable_datagrams(int fd)
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &tp, sizeof(tp)) == 0);
 }
 
-static int client(struct sockaddr_in *sa)
+/* drive GnuTLS until its handshake completes, moving bytes through the socket `sock` */
+static void run_handshake(gnutls_session_t s)
 {
-	gnutls_certificate_credentials_t cred;
-	gnutls_datum_t alpn = { (unsigned char *)"sample", 6 };
-	gnutls_session_t s;
 	static char buf[65536];
-	struct quic_crypto_secret late;
-	int level, mflags, r, got_stream = 0, got_dgram = 0, i;
+	int level, mflags, r, i;
 	ssize_t n;
 
-	role = "client";
-	sock = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
-	CHECK(sock >= 0);
-	enable_datagrams(sock);
-	CHECK(connect(sock, (struct sockaddr *)sa, sizeof(*sa)) == 0);
-
-	CHECK(gnutls_certificate_allocate_credentials(&cred) == 0);
-	CHECK(gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NO_END_OF_EARLY_DATA) == 0);
-	CHECK(gnutls_priority_set_direct(s,
-					 "NORMAL:-VERS-ALL:+VERS-TLS1.3:%DISABLE_TLS13_COMPAT_MODE:"
-					 "-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305",
-					 NULL) == 0);
-	CHECK(gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred) == 0);
-	CHECK(gnutls_server_name_set(s, GNUTLS_NAME_DNS, "localhost", 9) == 0);
-	CHECK(gnutls_alpn_set_protocols(s, &alpn, 1, GNUTLS_ALPN_MANDATORY) == 0);
-	gnutls_handshake_set_secret_function(s, on_secret);
-	gnutls_handshake_set_read_function(s, on_handshake_out);
-	gnutls_transport_set_pull_function(s, no_transport);
-	CHECK(gnutls_session_ext_register(s, "quic_transport_parameters", 0x39, GNUTLS_EXT_TLS,
-					  tp_recv, tp_send, NULL, NULL, NULL,
-					  GNUTLS_EXT_FLAG_TLS | GNUTLS_EXT_FLAG_CLIENT_HELLO |
-						  GNUTLS_EXT_FLAG_EE) == 0);
-
-	/* no stream data before ESTABLISHED */
-	CHECK(send(sock, "x", 1, MSG_DONTWAIT) == -1 && errno == ENOTCONN);
-	r = gnutls_handshake(s); /* the ClientHello goes out through on_handshake_out */
+	r = gnutls_handshake(s); /* a client's ClientHello goes out through on_handshake_out */
 	CHECK(r == GNUTLS_E_AGAIN || r == 0);
 	for (i = 0; r != 0 && i < 100; i++) {
 		struct pollfd p = { sock, POLLIN, 0 };
@@ -239,6 +213,51 @@ static int client(struct sockaddr_in *sa)
 		CHECK(r == 0 || r == GNUTLS_E_AGAIN);
 	}
 	CHECK(r == 0 && app_tx && app_rx);
+}
+
+/* the common GnuTLS QUIC setup of both sides */
+static void setup_tls(gnutls_session_t s, gnutls_certificate_credentials_t cred)
+{
+	gnutls_datum_t alpn = { (unsigned char *)"sample", 6 };
+
+	CHECK(gnutls_priority_set_direct(s,
+					 "NORMAL:-VERS-ALL:+VERS-TLS1.3:%DISABLE_TLS13_COMPAT_MODE:"
+					 "-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305",
+					 NULL) == 0);
+	CHECK(gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred) == 0);
+	CHECK(gnutls_alpn_set_protocols(s, &alpn, 1, GNUTLS_ALPN_MANDATORY) == 0);
+	gnutls_handshake_set_secret_function(s, on_secret);
+	gnutls_handshake_set_read_function(s, on_handshake_out);
+	gnutls_transport_set_pull_function(s, no_transport);
+	CHECK(gnutls_session_ext_register(s, "quic_transport_parameters", 0x39, GNUTLS_EXT_TLS,
+					  tp_recv, tp_send, NULL, NULL, NULL,
+					  GNUTLS_EXT_FLAG_TLS | GNUTLS_EXT_FLAG_CLIENT_HELLO |
+						  GNUTLS_EXT_FLAG_EE) == 0);
+}
+
+static int client(struct sockaddr_in *sa)
+{
+	gnutls_certificate_credentials_t cred;
+	gnutls_session_t s;
+	static char buf[65536];
+	struct quic_crypto_secret late;
+	int level, mflags, got_stream = 0, got_dgram = 0, i;
+	ssize_t n;
+
+	role = "client";
+	sock = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
+	CHECK(sock >= 0);
+	enable_datagrams(sock);
+	CHECK(connect(sock, (struct sockaddr *)sa, sizeof(*sa)) == 0);
+
+	CHECK(gnutls_certificate_allocate_credentials(&cred) == 0);
+	CHECK(gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NO_END_OF_EARLY_DATA) == 0);
+	setup_tls(s, cred);
+	CHECK(gnutls_server_name_set(s, GNUTLS_NAME_DNS, "localhost", 9) == 0);
+
+	/* no stream data before ESTABLISHED */
+	CHECK(send(sock, "x", 1, MSG_DONTWAIT) == -1 && errno == ENOTCONN);
+	run_handshake(s);
 	/* ESTABLISHED: secrets are refused now */
 	memset(&late, 0, sizeof(late));
 	late.send = 1;
@@ -271,6 +290,130 @@ static int client(struct sockaddr_in *sa)
 	gnutls_certificate_free_credentials(cred);
 	CHECK(close(sock) == 0);
 	return 0;
+}
+
+/* child of round 2: a built-in client that sends a stream message and a datagram and expects
+ * them echoed */
+static int builtin_client(struct sockaddr_in *sa)
+{
+	static char buf[65536];
+	int got_stream = 0, got_dgram = 0, i;
+	uint32_t flags;
+	ssize_t n;
+
+	role = "builtin client";
+	sock = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
+	CHECK(sock >= 0);
+	enable_datagrams(sock);
+	CHECK(connect(sock, (struct sockaddr *)sa, sizeof(*sa)) == 0);
+	CHECK(quic_client_handshake(sock, NULL, "localhost", "sample") == 0);
+	CHECK(quic_sendmsg(sock, "to gnutls", 9, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN) ==
+	      9);
+	CHECK(send(sock, "dgram2", 6, MSG_QUIC_DATAGRAM) == 6);
+	for (i = 0; (!got_stream || !got_dgram) && i < 100; i++) {
+		int64_t sid = 0;
+
+		flags = 0;
+		n = quic_recvmsg(sock, buf, sizeof(buf), &sid, &flags);
+		CHECK(n >= 0);
+		if (flags & MSG_QUIC_NOTIFICATION)
+			continue;
+		if (flags & MSG_QUIC_DATAGRAM) {
+			CHECK(n == 6 && !memcmp(buf, "dgram2", 6));
+			got_dgram = 1;
+		} else {
+			CHECK(n == 9 && !memcmp(buf, "to gnutls", 9));
+			got_stream = 1;
+		}
+	}
+	CHECK(got_stream && got_dgram);
+	CHECK(close(sock) == 0);
+	return 0;
+}
+
+/* round 2: the accepted socket's application runs the server TLS with GnuTLS */
+static void external_server(const char *key, const char *cert)
+{
+	static char buf[65536];
+	gnutls_certificate_credentials_t cred;
+	gnutls_session_t s;
+	struct sockaddr_in sa, from;
+	socklen_t len;
+	int l, a, st, one = 1, done = 0, level, mflags;
+	pid_t pid;
+	ssize_t n;
+
+	role = "external server";
+	app_tx = app_rx = 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
+	CHECK(l >= 0);
+	enable_datagrams(l);
+	CHECK(setsockopt(l, SOL_QUIC, QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &one, sizeof(one)) == 0);
+	CHECK(bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	len = sizeof(sa);
+	CHECK(getsockname(l, (struct sockaddr *)&sa, &len) == 0);
+	CHECK(listen(l, 8) == 0);
+
+	pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(l);
+		exit(builtin_client(&sa));
+	}
+	len = sizeof(from);
+	a = accept(l, (struct sockaddr *)&from, &len);
+	CHECK(a >= 0);
+	sock = a;
+	CHECK(gnutls_certificate_allocate_credentials(&cred) == 0);
+	CHECK(gnutls_certificate_set_x509_key_file(cred, cert, key, GNUTLS_X509_FMT_PEM) == 0);
+	CHECK(gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NO_END_OF_EARLY_DATA | GNUTLS_NO_TICKETS) ==
+	      0);
+	setup_tls(s, cred);
+	run_handshake(s);
+	/* echo one stream message and one datagram */
+	while (done < 2) {
+		struct quic_stream_info si;
+		char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
+		struct iovec iov = { buf, sizeof(buf) };
+		struct msghdr m = { 0 };
+		struct cmsghdr *c;
+
+		m.msg_iov = &iov;
+		m.msg_iovlen = 1;
+		m.msg_control = ctrl;
+		m.msg_controllen = sizeof(ctrl);
+		n = recvmsg(a, &m, 0);
+		CHECK(n >= 0);
+		mflags = m.msg_flags;
+		level = -1;
+		memset(&si, 0, sizeof(si));
+		for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+			if (c->cmsg_level != SOL_QUIC)
+				continue;
+			if (c->cmsg_type == QUIC_HANDSHAKE_INFO)
+				level = *(uint8_t *)CMSG_DATA(c);
+			if (c->cmsg_type == QUIC_STREAM_INFO)
+				memcpy(&si, CMSG_DATA(c), sizeof(si));
+		}
+		if (level >= 0 || (mflags & MSG_QUIC_NOTIFICATION))
+			continue;
+		if (mflags & MSG_QUIC_DATAGRAM) {
+			CHECK(send(a, buf, n, MSG_QUIC_DATAGRAM) == n);
+			done++;
+		} else {
+			CHECK(quic_sendmsg(a, buf, n, si.stream_id,
+					   si.stream_flags & MSG_QUIC_STREAM_FIN) == n);
+			if (si.stream_flags & MSG_QUIC_STREAM_FIN)
+				done++;
+		}
+	}
+	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	gnutls_deinit(s);
+	gnutls_certificate_free_credentials(cred);
+	CHECK(close(a) == 0 && close(l) == 0);
 }
 
 int main(int argc, char **argv)
@@ -331,6 +474,7 @@ int main(int argc, char **argv)
 	}
 	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	CHECK(close(a) == 0 && close(l) == 0);
+	external_server(argv[1], argv[2]);
 	printf("OK\n");
 	return 0;
 }
