@@ -79,10 +79,28 @@ fn up(args: &UpArgs) -> anyhow::Result<()> {
     // context switch). Measured in the tunnel benchmark: 4-5x fewer context switches and less
     // CPU per Gbit/s than with two workers; the kernel's half of the work (softirq, the other
     // daemon, the applications) runs on the other cores meanwhile.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    // QUICTUN_THREADS=N (N > 1) trades that for parallelism on machines with cores to spare
+    let threads = match std::env::var("QUICTUN_THREADS") {
+        Ok(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| (1..=64).contains(&n))
+            .with_context(|| {
+                format!("QUICTUN_THREADS={v:?}: use a number of threads from 1 to 64")
+            })?,
+        Err(_) => 1,
+    };
+    let rt = if threads > 1 {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the async runtime")?;
     rt.block_on(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot install the SIGTERM handler")?;

@@ -263,8 +263,13 @@ const CONTROL_KEYS: &[&str] = &["socket"];
 impl Config {
     /// Load `path` with overrides from the process environment
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        // Every key lives in a section, so an override always has the `__` separator; other
+        // QUICTUN_* variables (QUICTUN_THREADS, QUICTUN_SOCKD, ...) are not configuration
         let env: HashMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .filter(|(k, _)| {
+                k.strip_prefix(ENV_PREFIX)
+                    .is_some_and(|rest| rest.contains("__"))
+            })
             .collect();
         Self::load_with_env(path, env)
     }
