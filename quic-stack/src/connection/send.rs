@@ -450,6 +450,18 @@ impl Connection {
         // RFC 9000 §12.4: these frames are not allowed in 0-RTT packets, and none of them can
         // be due before the client has 1-RTT keys
         if space_id == SpaceId::Data && !p.zero_rtt {
+            // RFC 9002 §6.2.4 / RFC 9000 §13.3: a PTO probe repeats an unacknowledged
+            // HANDSHAKE_DONE. The client cannot confirm the handshake without it, and while
+            // unconfirmed it only acknowledges in 1-RTT: if those ACKs are lost, no loss is
+            // ever declared, and probes that are bare PINGs reach the client without telling
+            // it anything until its idle timeout.
+            if self.side.is_server()
+                && self.handshake_confirmed
+                && !self.handshake_done_acked
+                && self.spaces[space_id as usize].probes > 0
+            {
+                self.handshake_done_pending = true;
+            }
             if self.handshake_done_pending && buf.len() < end {
                 Frame::HandshakeDone.encode(buf);
                 self.handshake_done_pending = false;

@@ -271,3 +271,38 @@ fn handshake_probes_carry_crypto_under_burst_loss() {
             .unwrap_or_else(|e| panic!("seed {seed}: handshake not confirmed: {e}"));
     }
 }
+
+/// The server's first 1-RTT packets (HANDSHAKE_DONE with the tickets and connection IDs) are
+/// lost, and so is every 1-RTT ACK the unconfirmed client sends: the server never declares
+/// anything lost, so only its PTO probes can bring HANDSHAKE_DONE. Small 1-RTT packets (the
+/// probes) get through. Bare PING probes left the client unconfirmed until its idle timeout
+/// (the interop handshakeloss flake); a probe now repeats the unacknowledged HANDSHAKE_DONE.
+#[test]
+fn handshake_done_rides_on_pto_probes_when_acks_are_lost() {
+    let mut h = Harness::new(Setup {
+        link: LinkConfig {
+            delay: Duration::from_millis(1),
+            ..LinkConfig::default()
+        },
+        ..Setup::default()
+    });
+    let server = h.pair.server;
+    h.pair.net.set_interceptor(move |info, data| {
+        let short_header = data.first().is_some_and(|b| b & 0x80 == 0);
+        let from_server = info.src == server;
+        if short_header && (!from_server || data.len() > 100) {
+            crate::sim::Verdict::Drop
+        } else {
+            crate::sim::Verdict::Deliver
+        }
+    });
+    let ch = h.ch;
+    h.pair
+        .drive_until(|p| {
+            p.client_mut()
+                .ep
+                .connection(ch)
+                .is_some_and(|c| c.handshake_completed() && c.is_handshake_confirmed())
+        })
+        .expect("client confirms the handshake from a PTO probe");
+}
