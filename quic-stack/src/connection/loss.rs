@@ -132,6 +132,9 @@ impl Connection {
         if let Some(largest) = record.ack_largest {
             space.on_ack_of_ack(largest);
         }
+        if record.handshake_done {
+            self.handshake_done_acked = true;
+        }
         self.streams.on_acked(record.stream);
     }
 

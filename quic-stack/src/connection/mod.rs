@@ -259,6 +259,8 @@ pub struct Connection {
     handshake_completed: bool,
     /// Server: HANDSHAKE_DONE still to be (re)sent
     handshake_done_pending: bool,
+    /// Server: the peer acknowledged a packet carrying HANDSHAKE_DONE
+    handshake_done_acked: bool,
     events: VecDeque<Event>,
     pub(crate) endpoint_events: VecDeque<EndpointEvent>,
     /// Why the connection ended, once it did
@@ -393,6 +395,7 @@ impl Connection {
             handshake_confirmed: false,
             handshake_completed: false,
             handshake_done_pending: false,
+            handshake_done_acked: false,
             events: VecDeque::new(),
             endpoint_events: VecDeque::new(),
             error: None,

@@ -450,6 +450,18 @@ impl Connection {
         // RFC 9000 §12.4: these frames are not allowed in 0-RTT packets, and none of them can
         // be due before the client has 1-RTT keys
         if space_id == SpaceId::Data && !p.zero_rtt {
+            // RFC 9002 §6.2.4 / RFC 9000 §13.3: a PTO probe repeats an unacknowledged
+            // HANDSHAKE_DONE. The client cannot confirm the handshake without it, and while
+            // unconfirmed it only acknowledges in 1-RTT: if those ACKs are lost, no loss is
+            // ever declared, and probes that are bare PINGs reach the client without telling
+            // it anything until its idle timeout.
+            if self.side.is_server()
+                && self.handshake_confirmed
+                && !self.handshake_done_acked
+                && self.spaces[space_id as usize].probes > 0
+            {
+                self.handshake_done_pending = true;
+            }
             if self.handshake_done_pending && buf.len() < end {
                 Frame::HandshakeDone.encode(buf);
                 self.handshake_done_pending = false;
@@ -491,6 +503,16 @@ impl Connection {
 
         // CRYPTO: the lowest pending range that fits
         let space = &mut self.spaces[space_id as usize];
+        // RFC 9002 §6.2.4: every handshake probe carries the unacknowledged CRYPTO data, not
+        // only the first. The PTO requeues it once and the first probe datagram takes it all;
+        // a second probe that is only a PING is wasted when the first is lost, and under
+        // bursty loss the one that arrives is often the PING: the peer learns nothing (a
+        // client without the ServerHello cannot even acknowledge in Handshake), while an
+        // amplification-limited server spends its budget and then waits for the client's
+        // backed-off PTO, which can exceed the idle timeout.
+        if space_id != SpaceId::Data && space.probes > 0 && space.crypto_tx.pending.is_empty() {
+            space.crypto_tx.requeue_unacked();
+        }
         if let Some(range) = space.crypto_tx.pending.iter().next() {
             let header = frame::crypto_header_len(range.start, (range.end - range.start) as usize);
             let room = end.saturating_sub(buf.len() + header);
