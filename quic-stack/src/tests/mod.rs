@@ -633,9 +633,10 @@ fn client_initial_datagrams_always_padded() {
     }
 }
 
+/// A 20 MiB bulk transfer over a clean 5 ms link arrives intact (0.2 s of CPU in virtual time;
+/// throughput itself is measured by `cargo bench -p quic-stack --bench bulk`, not here)
 #[test]
-#[ignore]
-fn perf_probe_20mib() {
+fn twenty_mib_bulk_transfer_arrives_intact() {
     let mut h = Harness::new(Setup {
         link: LinkConfig {
             delay: Duration::from_millis(5),
@@ -645,16 +646,8 @@ fn perf_probe_20mib() {
     });
     h.handshake();
     let data = payload(20 << 20, 1);
-    let t = std::time::Instant::now();
-    let start = h.now();
     let got = h.transfer(Dir::Uni, &data);
-    eprintln!(
-        "20 MiB: wall {:?}, virtual {:?}, {:?}",
-        t.elapsed(),
-        h.now() - start,
-        h.client_conn().stats()
-    );
-    assert!(got == data);
+    assert!(got == data, "20 MiB corrupted or truncated");
 }
 
 #[test]
