@@ -5,7 +5,6 @@
 //! getsockopt(TOKEN), getsockopt(CONNECTION_ID), STREAM_UPDATE states.
 
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,159 +12,13 @@ use quic_stack::config::{EndpointConfig, ServerConfig, TransportConfig};
 use quic_stack::driver::Endpoint;
 use quic_stack::sockapi::consts::*;
 use quic_stack::sockapi::events::Event;
-use quic_stack::sockapi::msg::{HandshakeArgs, RawAddr, Request, Response, MAX_MESSAGE};
-use quic_stack::sockapi::types::{ConnectionIdInfo, StreamInfo};
+use quic_stack::sockapi::msg::{HandshakeArgs, RawAddr, Request};
+use quic_stack::sockapi::types::ConnectionIdInfo;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tunnel::sockd::{self, Limits, SeqPacket};
+use tunnel::sockd::{self, Limits};
 
-/// One QUIC socket of the service, as the library would drive it
-struct Sock {
-    unix: SeqPacket,
-    seq: u32,
-    buf: Vec<u8>,
-}
-
-/// What a response said, owned
-#[derive(Debug)]
-enum Answer {
-    Ok(i64),
-    Err(i32),
-    Recv {
-        msg_flags: u32,
-        stream: Option<StreamInfo>,
-        data: Vec<u8>,
-    },
-    OptVal(Vec<u8>),
-}
-
-impl Sock {
-    async fn open(service: &str) -> Self {
-        use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
-        let fd: OwnedFd = socket(
-            AddressFamily::Unix,
-            SockType::SeqPacket,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .expect("unix socket");
-        let addr = UnixAddr::new_abstract(service.as_bytes()).expect("abstract name");
-        connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr).expect("connect to sockd");
-        let unix = SeqPacket::new(fd).expect("seqpacket");
-        let mut s = Self {
-            unix,
-            seq: 0,
-            buf: vec![0; MAX_MESSAGE + 1],
-        };
-        let r = s
-            .call(&Request::Socket {
-                family: 2,
-                sock_type: 2,
-                protocol: IPPROTO_QUIC,
-            })
-            .await;
-        assert!(matches!(r, Answer::Ok(0)), "socket: {r:?}");
-        s
-    }
-
-    /// Send a request; its response (Notify doorbells on the way are skipped)
-    async fn call(&mut self, req: &Request<'_>) -> Answer {
-        self.seq += 1;
-        let seq = self.seq;
-        self.unix
-            .send(&[&req.encode(seq)], None)
-            .await
-            .expect("send request");
-        loop {
-            let n = self.unix.recv(&mut self.buf).await.expect("recv response");
-            let (rseq, r) = Response::decode(&self.buf[..n]).expect("decodable response");
-            match r {
-                Response::Notify(_) => continue,
-                _ if rseq != seq => continue,
-                Response::Ok(v) => return Answer::Ok(v),
-                Response::Err(e) => return Answer::Err(e),
-                Response::Recv {
-                    msg_flags,
-                    stream_info,
-                    payload,
-                    ..
-                } => {
-                    return Answer::Recv {
-                        msg_flags,
-                        stream: stream_info,
-                        data: payload.to_vec(),
-                    }
-                }
-                Response::OptVal(v) => return Answer::OptVal(v.to_vec()),
-                other => panic!("unexpected response {other:?}"),
-            }
-        }
-    }
-
-    async fn set(&mut self, optname: i32, optval: &[u8]) -> Answer {
-        self.call(&Request::SetSockOpt {
-            level: SOL_QUIC,
-            optname,
-            optval,
-        })
-        .await
-    }
-
-    async fn get(&mut self, optname: i32, input: &[u8], optlen: u32) -> Answer {
-        self.call(&Request::GetSockOpt {
-            level: SOL_QUIC,
-            optname,
-            optlen,
-            input,
-        })
-        .await
-    }
-
-    async fn send_stream(&mut self, id: i64, flags: u32, data: &[u8]) -> Answer {
-        self.call(&Request::SendMsg {
-            flags: 0,
-            stream_info: Some(StreamInfo {
-                stream_id: id,
-                stream_flags: flags,
-            }),
-            handshake_level: None,
-            payload: data,
-        })
-        .await
-    }
-
-    /// The next message of the receive queue (events decoded), waiting up to a few seconds
-    async fn recv(&mut self) -> Result<(Option<StreamInfo>, Vec<u8>), Event> {
-        for _ in 0..500 {
-            match self
-                .call(&Request::RecvMsg {
-                    flags: 0,
-                    max_len: 65536,
-                })
-                .await
-            {
-                Answer::Recv {
-                    msg_flags,
-                    stream,
-                    data,
-                } => {
-                    if msg_flags & MSG_QUIC_NOTIFICATION != 0 {
-                        return Err(Event::decode(&data).expect("known event"));
-                    }
-                    return Ok((stream, data));
-                }
-                Answer::Err(e) if e == libc_eagain() => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                other => panic!("recvmsg: {other:?}"),
-            }
-        }
-        panic!("nothing received within 5 s");
-    }
-}
-
-fn libc_eagain() -> i32 {
-    nix::errno::Errno::EAGAIN as i32
-}
+mod common;
+use common::{libc_eagain, Answer, Sock};
 
 fn server_endpoint() -> (Endpoint, SocketAddr) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
