@@ -353,6 +353,18 @@ impl Connection {
         if space.keys.is_some() {
             // RFC 9002 §6.2.4: send one or two ack-eliciting probes
             space.probes = 2;
+            if space_id == SpaceId::Data && !self.streams.has_pending() {
+                // With no new data to carry, the probes repeat the oldest outstanding stream
+                // data (one packet per probe) rather than being bare PINGs
+                for (_, p) in space
+                    .sent
+                    .iter()
+                    .filter(|(_, p)| p.ack_eliciting && !p.payload.stream.is_empty())
+                    .take(2)
+                {
+                    self.streams.requeue_for_probe(&p.payload.stream);
+                }
+            }
         }
         self.check_black_hole_pto(now);
         self.set_loss_detection_timer(now);

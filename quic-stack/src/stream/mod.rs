@@ -206,6 +206,10 @@ impl SentFrames {
         self.spill.push(c);
     }
 
+    fn chunks(&self) -> impl Iterator<Item = &StreamChunk> {
+        self.inline.iter().flatten().chain(self.spill.iter())
+    }
+
     fn take_chunks(&mut self) -> impl Iterator<Item = StreamChunk> {
         let [a, b] = std::mem::take(&mut self.inline);
         a.into_iter()

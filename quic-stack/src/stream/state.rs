@@ -1039,28 +1039,43 @@ impl StreamsState {
         }
     }
 
+    /// A PTO probe repeats the stream data of a packet that is still outstanding (RFC 9002
+    /// §6.2.4 recommends retransmitting unacknowledged data in probes). A bare PING only asks
+    /// for an acknowledgement, which costs another round trip before loss detection resends
+    /// the data, and under bursty loss that round trip is often lost as well. Only stream
+    /// data and FIN are repeated; control frames follow their own loss handling.
+    pub fn requeue_for_probe(&mut self, sent: &SentFrames) {
+        for chunk in sent.chunks() {
+            self.requeue_chunk(chunk);
+        }
+    }
+
+    fn requeue_chunk(&mut self, chunk: &StreamChunk) {
+        let Some(send) = self
+            .streams
+            .get_mut(&chunk.id)
+            .and_then(|s| s.send.as_mut())
+        else {
+            return;
+        };
+        if matches!(send.state, SendState::ResetSent(_)) {
+            return;
+        }
+        if chunk.offsets.start < chunk.offsets.end {
+            send.buf.retransmit(chunk.offsets.clone());
+        }
+        if chunk.fin && !send.fin_acked {
+            send.fin_pending = true;
+        }
+        if !self.send_queue.contains(&chunk.id) {
+            self.send_queue.push_back(chunk.id);
+        }
+    }
+
     /// A packet carrying `sent` was declared lost: re-queue what still matters
     pub fn on_lost(&mut self, mut sent: SentFrames) {
         for chunk in sent.take_chunks() {
-            let Some(send) = self
-                .streams
-                .get_mut(&chunk.id)
-                .and_then(|s| s.send.as_mut())
-            else {
-                continue;
-            };
-            if matches!(send.state, SendState::ResetSent(_)) {
-                continue;
-            }
-            if chunk.offsets.start < chunk.offsets.end {
-                send.buf.retransmit(chunk.offsets);
-            }
-            if chunk.fin && !send.fin_acked {
-                send.fin_pending = true;
-            }
-            if !self.send_queue.contains(&chunk.id) {
-                self.send_queue.push_back(chunk.id);
-            }
+            self.requeue_chunk(&chunk);
         }
         // Only the newest value of a limit is worth resending.
         if sent.max_data == Some(self.conn_recv.max()) {

@@ -306,3 +306,39 @@ fn handshake_done_rides_on_pto_probes_when_acks_are_lost() {
         })
         .expect("client confirms the handshake from a PTO probe");
 }
+
+/// A lost stream packet with nothing sent after it: the PTO probe carries the data again,
+/// so the receiver has it before the sender ever declares a loss. Bare PING probes cost a
+/// round trip more (PING, its ACK, loss declared, resend), and under the interop runner's
+/// bursty loss that extra round trip is often lost too.
+#[test]
+fn pto_probe_repeats_outstanding_stream_data() {
+    let mut h = Harness::new(Setup {
+        link: LinkConfig {
+            delay: Duration::from_millis(20),
+            ..LinkConfig::default()
+        },
+        ..Setup::default()
+    });
+    h.handshake();
+    h.pair.drive().expect("settle after the handshake");
+    let client = h.pair.client;
+    let mut dropped = false;
+    h.pair.net.set_interceptor(move |info, data| {
+        let short_header = data.first().is_some_and(|b| b & 0x80 == 0);
+        if !dropped && info.src == client && short_header && data.len() > 500 {
+            dropped = true;
+            return crate::sim::Verdict::Drop;
+        }
+        crate::sim::Verdict::Deliver
+    });
+    let data = payload(1000, 7);
+    let received = h.transfer(Dir::Uni, &data);
+    assert_eq!(received, data);
+    let stats = h.client_conn().stats();
+    assert!(stats.pto_count >= 1, "the data packet was never probed");
+    assert_eq!(
+        stats.packets_lost, 0,
+        "the data arrived only after a loss was declared: the probe did not carry it"
+    );
+}
