@@ -609,3 +609,61 @@ fn sigterm_exits_cleanly() {
     let again = Sockd::start_named(None, &svc.name);
     drop(again);
 }
+
+/// Runs tests/c/sockd_psk.c; exit 77 = GnuTLS not installed (skip)
+fn run_psk(cmd: &mut Command) {
+    let dir = out_dir().join(format!("psk-{}", free_udp_port()));
+    std::fs::create_dir_all(&dir).expect("psk dir");
+    let o = cmd
+        .arg(&dir)
+        .arg(free_udp_port().to_string())
+        .output()
+        .expect("run sockd_psk");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    if o.status.code() == Some(77) {
+        eprintln!("{stdout}");
+        return;
+    }
+    assert!(
+        o.status.success() && stdout.contains("OK"),
+        "sockd_psk failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+        o.status
+    );
+    // The timings of the failing round, for the log
+    eprintln!("{stderr}");
+}
+
+/// PSK handshakes with GnuTLS inside the library (client and accepted server socket), an
+/// echoed stream and datagram, then a wrong key failing cleanly on both sides: linked
+#[test]
+fn psk_linked_against_the_library() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_psk_linked");
+    let mut args = linked_args(&lib);
+    args.push("-ldl".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile(&quicsock_dir().join("tests/c/sockd_psk.c"), &args, &exe);
+    let svc = Sockd::start(None);
+    run_psk(Command::new(&exe).env("QUICTUN_SOCKD", svc.env()));
+}
+
+/// The same program, built for the kernel module and libquic, under LD_PRELOAD
+#[test]
+fn psk_unmodified_program_under_ld_preload() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_psk_preload");
+    compile_for_preload(&quicsock_dir().join("tests/c/sockd_psk.c"), &exe);
+    let svc = Sockd::start(None);
+    run_psk(
+        Command::new(&exe)
+            .env("QUICTUN_SOCKD", svc.env())
+            .env("LD_PRELOAD", lib.join("libquic_sock.so")),
+    );
+}
