@@ -184,27 +184,32 @@ impl Gnutls {
 /// The loaded library (loaded once; never unloaded, sessions may outlive any caller)
 pub(crate) fn get() -> Result<&'static Gnutls, LoadError> {
     static LIB: OnceLock<Result<Gnutls, LoadError>> = OnceLock::new();
-    LIB.get_or_init(|| {
-        // SAFETY: dlopen with a literal name; RTLD_NOW so a missing symbol fails here.
-        let h = unsafe { libc::dlopen(c"libgnutls.so.30".as_ptr(), libc::RTLD_NOW) };
-        if h.is_null() {
-            // SAFETY: dlerror returns a thread-local NUL-terminated string or null.
-            let why = unsafe { libc::dlerror() };
-            let why = if why.is_null() {
-                "not found".to_string()
-            } else {
-                // SAFETY: non-null dlerror string.
-                unsafe { CStr::from_ptr(why) }
-                    .to_string_lossy()
-                    .into_owned()
-            };
-            return Err(LoadError::NotFound(why));
-        }
-        // SAFETY: h is a live handle of libgnutls.so.30.
-        unsafe { Gnutls::resolve(h) }
-    })
-    .as_ref()
-    .map_err(Clone::clone)
+    LIB.get_or_init(|| open(c"libgnutls.so.30"))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn open(name: &CStr) -> Result<Gnutls, LoadError> {
+    // SAFETY: dlopen with a NUL-terminated name; RTLD_NOW so a missing symbol fails here.
+    let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW) };
+    if h.is_null() {
+        // SAFETY: dlerror returns a thread-local NUL-terminated string or null.
+        let why = unsafe { libc::dlerror() };
+        let why = if why.is_null() {
+            "not found".to_string()
+        } else {
+            // SAFETY: non-null dlerror string.
+            unsafe { CStr::from_ptr(why) }.to_string_lossy().into_owned()
+        };
+        return Err(LoadError::NotFound(why));
+    }
+    // SAFETY: h is a live handle of the named library.
+    let r = unsafe { Gnutls::resolve(h) };
+    if r.is_err() {
+        // SAFETY: nothing of this handle is kept when resolution failed.
+        unsafe { libc::dlclose(h) };
+    }
+    r
 }
 
 /// One line on stderr when `QUIC_LOG` is set (libquic logs only when asked to, too)
@@ -212,5 +217,32 @@ pub(crate) fn log(args: std::fmt::Arguments<'_>) {
     static ON: OnceLock<bool> = OnceLock::new();
     if *ON.get_or_init(|| std::env::var_os("QUIC_LOG").is_some()) {
         eprintln!("quic-sock: {args}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_library_is_an_error_not_a_crash() {
+        assert!(matches!(
+            open(c"libgnutls-not-installed.so.30"),
+            Err(LoadError::NotFound(_))
+        ));
+        // A library without GnuTLS's symbols: the first missing function is named.
+        assert_eq!(
+            open(c"libc.so.6").err(),
+            Some(LoadError::Missing("gnutls_init"))
+        );
+    }
+
+    #[test]
+    fn the_installed_gnutls_has_every_function_used() {
+        match get() {
+            Ok(_) => {}
+            Err(LoadError::NotFound(why)) => eprintln!("SKIP: {why}"),
+            Err(e) => panic!("{e}"),
+        }
     }
 }
