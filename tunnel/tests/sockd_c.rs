@@ -708,3 +708,53 @@ fn gnutls_api_quic_handshake_and_steps() {
             .env("QUICTUN_SOCKD", svc.env()),
     );
 }
+
+/// The same GnuTLS-API program built against a "libquic.so" (a stub whose every function
+/// fails) and run under LD_PRELOAD: the preloaded library's quic_handshake, step API and
+/// session helpers are the ones that run
+#[test]
+fn gnutls_api_under_ld_preload() {
+    if !gcc_ok() {
+        return;
+    }
+    if !Path::new("/usr/include/gnutls/gnutls.h").exists() {
+        eprintln!("SKIP: GnuTLS headers not installed");
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let stub_dir = out_dir().join("gnutls-stub");
+    std::fs::create_dir_all(&stub_dir).expect("stub dir");
+    let stub_src = stub_dir.join("stub.c");
+    std::fs::write(
+        &stub_src,
+        "#include <errno.h>\n#include <stddef.h>\n\
+         #define F(n, ...) int n(__VA_ARGS__) { return -ENOSYS; }\n\
+         F(quic_handshake, void *s)\n\
+         F(quic_handshake_init, void *s, void **p)\n\
+         F(quic_handshake_step, void *s, void **p)\n\
+         void quic_handshake_deinit(void *s) { (void)s; }\n\
+         F(quic_session_get_alpn, void *s, void *d, size_t *n)\n\
+         F(quic_session_set_alpn, void *s, const void *d, size_t n)\n",
+    )
+    .expect("write stub");
+    compile(
+        &stub_src,
+        &["-shared", "-fPIC", "-Wno-unused-parameter"],
+        &stub_dir.join("libquic.so"),
+    );
+    let exe = out_dir().join("sockd_gnutls_api_preload");
+    let l = format!("-L{}", stub_dir.display());
+    let r = format!("-Wl,-rpath,{}", stub_dir.display());
+    compile(
+        &quicsock_dir().join("tests/c/sockd_gnutls_api.c"),
+        &[&l, &r, "-lquic", "-lgnutls"],
+        &exe,
+    );
+    let svc = Sockd::start(None);
+    run_ok(
+        Command::new(&exe)
+            .arg(free_udp_port().to_string())
+            .env("QUICTUN_SOCKD", svc.env())
+            .env("LD_PRELOAD", lib.join("libquic_sock.so")),
+    );
+}
