@@ -199,7 +199,9 @@ fn open(name: &CStr) -> Result<Gnutls, LoadError> {
             "not found".to_string()
         } else {
             // SAFETY: non-null dlerror string.
-            unsafe { CStr::from_ptr(why) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(why) }
+                .to_string_lossy()
+                .into_owned()
         };
         return Err(LoadError::NotFound(why));
     }
