@@ -521,6 +521,43 @@ pub(crate) unsafe fn init(s: Session, pstep: *mut *mut QuicHandshakeStep) -> c_i
     };
     // SAFETY: live session per contract.
     let fd = unsafe { (gt.gnutls_transport_get_int)(s) };
+    // Servers can't read a NEW_TOKEN token: libquic's (and the kernel's) role test.
+    let mut tok = [0u8; 128];
+    let mut len = tok.len() as socklen_t;
+    // SAFETY: tok/len valid.
+    let server = unsafe {
+        api::quicsock_getsockopt(
+            fd,
+            SOL_QUIC,
+            QUIC_SOCKOPT_TOKEN,
+            tok.as_mut_ptr().cast(),
+            &mut len,
+        )
+    } != 0;
+    if server {
+        // A server waits for the ClientHello. On a socket that can't run TLS in the
+        // application (the service already runs its own TLS there) none would ever come:
+        // ask for our transport parameters now and fail at once instead of after 30 s.
+        let mut tp = [0u8; 512];
+        let mut len = tp.len() as socklen_t;
+        // SAFETY: tp/len valid.
+        let r = unsafe {
+            api::quicsock_getsockopt(
+                fd,
+                SOL_QUIC,
+                QUIC_SOCKOPT_TRANSPORT_PARAM_EXT,
+                tp.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            let e = sys::errno();
+            gnutls::log(format_args!(
+                "handshake: this socket can't run TLS in the application: errno {e}"
+            ));
+            return -e;
+        }
+    }
     // SAFETY: live session; static name; callbacks match GnuTLS's prototypes.
     let r = unsafe {
         (gt.gnutls_session_ext_register)(
@@ -545,19 +582,6 @@ pub(crate) unsafe fn init(s: Session, pstep: *mut *mut QuicHandshakeStep) -> c_i
         ));
         return r;
     }
-    // Servers can't read a NEW_TOKEN token: libquic's (and the kernel's) role test.
-    let mut tok = [0u8; 128];
-    let mut len = tok.len() as socklen_t;
-    // SAFETY: tok/len valid.
-    let server = unsafe {
-        api::quicsock_getsockopt(
-            fd,
-            SOL_QUIC,
-            QUIC_SOCKOPT_TOKEN,
-            tok.as_mut_ptr().cast(),
-            &mut len,
-        )
-    } != 0;
     let ctx = Box::new(Ctx {
         gt,
         session: s,
