@@ -17,7 +17,7 @@ use quic_stack::sockapi::types::{cmsg_len, cmsg_space, HandshakeInfo, StreamInfo
 
 use crate::client::{self, iov, Answer};
 use crate::error::ClientError;
-use crate::{registry, sys};
+use crate::{handshake, registry, sys};
 
 type Result<T> = std::result::Result<T, ClientError>;
 
@@ -833,9 +833,11 @@ fn handshake(fd: RawFd, args: HandshakeArgs<'_>) -> c_int {
     }
 }
 
-/// libquic `quic_client_handshake`: the service runs the TLS handshake (rustls). `pkey_file`
-/// non-NULL = PSK file (`identity:hexkey` lines), NULL = X.509 with SNI `hostname`.
-/// Returns 0 or a negative errno.
+/// libquic `quic_client_handshake`. `pkey_file` NULL: X.509, the service runs the TLS
+/// handshake (rustls) with SNI `hostname`. `pkey_file` non-NULL: a PSK file (`identity:hexkey`
+/// lines, the first is offered) and GnuTLS runs the handshake here, over the socket's
+/// external-TLS calls (see `handshake`). Returns 0 or a negative errno (a negative GnuTLS
+/// error code when TLS itself fails, like libquic).
 ///
 /// # Safety
 /// Strings NUL-terminated or null.
@@ -853,20 +855,24 @@ pub unsafe extern "C" fn quic_client_handshake(
     };
     // SAFETY: per contract.
     let (hostname, alpns) = unsafe { (cstr(hostname), cstr(alpns)) };
+    if let Some(file) = pkey {
+        return handshake::psk_client(fd, &file, hostname, alpns);
+    }
     handshake(
         fd,
         HandshakeArgs {
             server: false,
             hostname,
             alpns,
-            pkey: pkey.as_deref(),
+            pkey: None,
             cert: None,
         },
     )
 }
 
 /// libquic `quic_server_handshake`: `cert_file` non-NULL = X.509 with PEM key `pkey_file`,
-/// NULL = PSK file in `pkey_file`. Returns 0 or a negative errno.
+/// run by the service (rustls); NULL = PSK server with the PSK file `pkey_file`, run here
+/// with GnuTLS. Returns 0 or a negative errno (or GnuTLS error code, see above).
 ///
 /// # Safety
 /// Strings NUL-terminated or null.
@@ -884,14 +890,156 @@ pub unsafe extern "C" fn quic_server_handshake(
     };
     // SAFETY: per contract.
     let alpns = unsafe { cstr(alpns) };
-    handshake(
-        fd,
-        HandshakeArgs {
-            server: true,
-            hostname: None,
-            alpns,
-            pkey: pkey.as_deref(),
-            cert: cert.as_deref(),
-        },
-    )
+    match (pkey, cert) {
+        (Some(file), None) => handshake::psk_server(fd, &file, alpns),
+        // Neither file: the service's handshake with the listener's certificate, as before.
+        (pkey, cert) => handshake(
+            fd,
+            HandshakeArgs {
+                server: true,
+                hostname: None,
+                alpns,
+                pkey: pkey.as_deref(),
+                cert: cert.as_deref(),
+            },
+        ),
+    }
+}
+
+/// libquic `quic_handshake`: run the handshake of an application-configured GnuTLS session
+/// (priority, credentials, ALPN, `gnutls_transport_set_int(session, fd)` done by the caller)
+/// over the QUIC socket, blocking: 1 s polls, -ETIMEDOUT after 30 s. Returns 0 or negative.
+///
+/// # Safety
+/// `session` is a live gnutls_session_t.
+#[no_mangle]
+pub unsafe extern "C" fn quic_handshake(session: *mut c_void) -> c_int {
+    if session.is_null() {
+        return -libc::EINVAL;
+    }
+    // SAFETY: per contract.
+    unsafe { handshake::run(session) }
+}
+
+/// libquic `quic_handshake_init`: hook the session up; `*pstep` (NULL on entry) receives the
+/// first step for the caller to perform
+///
+/// # Safety
+/// `session` live; `pstep` valid.
+#[no_mangle]
+pub unsafe extern "C" fn quic_handshake_init(
+    session: *mut c_void,
+    pstep: *mut *mut handshake::QuicHandshakeStep,
+) -> c_int {
+    if session.is_null() {
+        return -libc::EINVAL;
+    }
+    // SAFETY: per contract.
+    unsafe { handshake::init(session, pstep) }
+}
+
+/// libquic `quic_handshake_step`: the caller stored the syscall's result (or -errno, never
+/// EAGAIN/EINTR) in the step's retval; `*pstep` becomes the next step, NULL when done
+///
+/// # Safety
+/// `session` had quic_handshake_init; `pstep` valid.
+#[no_mangle]
+pub unsafe extern "C" fn quic_handshake_step(
+    session: *mut c_void,
+    pstep: *mut *mut handshake::QuicHandshakeStep,
+) -> c_int {
+    if session.is_null() {
+        return -libc::EINVAL;
+    }
+    // SAFETY: per contract.
+    unsafe { handshake::step(session, pstep) }
+}
+
+/// libquic `quic_handshake_deinit`: free what quic_handshake_init set up
+///
+/// # Safety
+/// `session` live.
+#[no_mangle]
+pub unsafe extern "C" fn quic_handshake_deinit(session: *mut c_void) {
+    if !session.is_null() {
+        // SAFETY: per contract.
+        unsafe { handshake::deinit(session) }
+    }
+}
+
+/// libquic `quic_session_get_data`: the NewSessionTicket from getsockopt(SESSION_TICKET) fed to
+/// GnuTLS, then gnutls_session_get_data into `data`/`*size`
+///
+/// # Safety
+/// `session` live; `data` valid for `*size` bytes; `size` valid.
+#[no_mangle]
+pub unsafe extern "C" fn quic_session_get_data(
+    session: *mut c_void,
+    data: *mut c_void,
+    size: *mut size_t,
+) -> c_int {
+    if session.is_null() || size.is_null() {
+        return -libc::EINVAL;
+    }
+    // SAFETY: per contract.
+    unsafe { handshake::session_get_data(session, data, size) }
+}
+
+/// libquic `quic_session_set_data`: gnutls_session_set_data
+///
+/// # Safety
+/// `session` live; `data` valid for `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn quic_session_set_data(
+    session: *mut c_void,
+    data: *const c_void,
+    size: size_t,
+) -> c_int {
+    if session.is_null() {
+        return -libc::EINVAL;
+    }
+    // SAFETY: per contract.
+    unsafe { handshake::session_set_data(session, data, size) }
+}
+
+/// libquic `quic_session_get_alpn`: the negotiated ALPN into `alpn`/`*size` (-EINVAL if it
+/// does not fit)
+///
+/// # Safety
+/// `session` live; `alpn` valid for `*size` bytes; `size` valid.
+#[no_mangle]
+pub unsafe extern "C" fn quic_session_get_alpn(
+    session: *mut c_void,
+    alpn: *mut c_void,
+    size: *mut size_t,
+) -> c_int {
+    if session.is_null() || size.is_null() {
+        return -libc::EINVAL;
+    }
+    // SAFETY: per contract.
+    unsafe { handshake::session_get_alpn(session, alpn, size) }
+}
+
+/// libquic `quic_session_set_alpn`: a comma list (< 64 bytes, <= 5 names) as the session's
+/// mandatory ALPN protocols
+///
+/// # Safety
+/// `session` live; `alpns` valid for `size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn quic_session_set_alpn(
+    session: *mut c_void,
+    alpns: *const c_void,
+    size: size_t,
+) -> c_int {
+    if session.is_null() || (alpns.is_null() && size > 0) {
+        return -libc::EINVAL;
+    }
+    let list = if size == 0 {
+        &[][..]
+    } else {
+        // SAFETY: per contract.
+        unsafe { std::slice::from_raw_parts(alpns.cast::<u8>(), size) }
+    };
+    // SAFETY: per contract.
+    unsafe { handshake::session_set_alpn(session, list) }
 }

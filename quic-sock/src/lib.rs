@@ -10,7 +10,9 @@
 //! - `quicsock_*` (see `include/netinet/quic.h`): the socket calls under names that never
 //!   clash with libc; each passes non-QUIC fds to libc;
 //! - libquic's `quic_sendmsg`, `quic_recvmsg`, `quic_client_handshake`,
-//!   `quic_server_handshake`;
+//!   `quic_server_handshake` (certificates: TLS in the service; PSK: GnuTLS in this process,
+//!   see [`handshake`]), and libquic's GnuTLS API (`quic_handshake`, the step API, the
+//!   session data/ALPN helpers);
 //! - the standard names (`socket`, `sendmsg`, `close`, ...) in [`preload`], for LD_PRELOAD or
 //!   for linking `-lquic_sock` ahead of libc.
 //!
@@ -21,8 +23,11 @@
 pub mod api;
 mod client;
 pub mod error;
+mod gnutls;
+pub mod handshake;
 #[cfg(not(test))]
 pub mod preload;
+mod psk;
 mod registry;
 mod sys;
 

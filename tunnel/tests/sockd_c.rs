@@ -609,3 +609,152 @@ fn sigterm_exits_cleanly() {
     let again = Sockd::start_named(None, &svc.name);
     drop(again);
 }
+
+/// Runs tests/c/sockd_psk.c; exit 77 = GnuTLS not installed (skip)
+fn run_psk(cmd: &mut Command) {
+    let dir = out_dir().join(format!("psk-{}", free_udp_port()));
+    std::fs::create_dir_all(&dir).expect("psk dir");
+    let o = cmd
+        .arg(&dir)
+        .arg(free_udp_port().to_string())
+        .output()
+        .expect("run sockd_psk");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    if o.status.code() == Some(77) {
+        eprintln!("{stdout}");
+        return;
+    }
+    assert!(
+        o.status.success() && stdout.contains("OK"),
+        "sockd_psk failed ({}):\nstdout: {stdout}\nstderr: {stderr}",
+        o.status
+    );
+    // The timings of the failing round, for the log
+    eprintln!("{stderr}");
+}
+
+/// PSK handshakes with GnuTLS inside the library (client and accepted server socket), an
+/// echoed stream and datagram, then a wrong key failing cleanly on both sides: linked
+#[test]
+fn psk_linked_against_the_library() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_psk_linked");
+    let mut args = linked_args(&lib);
+    args.push("-ldl".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile(&quicsock_dir().join("tests/c/sockd_psk.c"), &args, &exe);
+    let svc = Sockd::start(None);
+    run_psk(Command::new(&exe).env("QUICTUN_SOCKD", svc.env()));
+}
+
+/// The same program, built for the kernel module and libquic, under LD_PRELOAD
+#[test]
+fn psk_unmodified_program_under_ld_preload() {
+    if !gcc_ok() {
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_psk_preload");
+    compile_for_preload(&quicsock_dir().join("tests/c/sockd_psk.c"), &exe);
+    let svc = Sockd::start(None);
+    run_psk(
+        Command::new(&exe)
+            .env("QUICTUN_SOCKD", svc.env())
+            .env("LD_PRELOAD", lib.join("libquic_sock.so")),
+    );
+}
+
+/// libquic's GnuTLS API: an application-configured PSK client session through the blocking
+/// `quic_handshake`, a server session through the step API, ALPN helpers, then an echo;
+/// skips without the GnuTLS development files
+#[test]
+fn gnutls_api_quic_handshake_and_steps() {
+    if !gcc_ok() {
+        return;
+    }
+    if !Path::new("/usr/include/gnutls/gnutls.h").exists() {
+        eprintln!("SKIP: GnuTLS headers not installed");
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let exe = out_dir().join("sockd_gnutls_api");
+    let mut args = linked_args(&lib);
+    args.push("-lgnutls".into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile(
+        &quicsock_dir().join("tests/c/sockd_gnutls_api.c"),
+        &args,
+        &exe,
+    );
+    // The other include order (GnuTLS's header first) compiles as well, strictly.
+    let src = out_dir().join("gnutls_first.c");
+    std::fs::write(
+        &src,
+        "#include <gnutls/gnutls.h>\n#include <netinet/quic.h>\n\
+         int main(void){gnutls_session_t s=0;return quic_handshake(s)==0;}\n",
+    )
+    .expect("write gnutls_first.c");
+    let mut strict = args.clone();
+    strict.push("-pedantic-errors");
+    compile(&src, &strict, &out_dir().join("gnutls_first"));
+    let svc = Sockd::start(None);
+    run_ok(
+        Command::new(&exe)
+            .arg(free_udp_port().to_string())
+            .env("QUICTUN_SOCKD", svc.env()),
+    );
+}
+
+/// The same GnuTLS-API program built against a "libquic.so" (a stub whose every function
+/// fails) and run under LD_PRELOAD: the preloaded library's quic_handshake, step API and
+/// session helpers are the ones that run
+#[test]
+fn gnutls_api_under_ld_preload() {
+    if !gcc_ok() {
+        return;
+    }
+    if !Path::new("/usr/include/gnutls/gnutls.h").exists() {
+        eprintln!("SKIP: GnuTLS headers not installed");
+        return;
+    }
+    let Some(lib) = lib_dir() else { return };
+    let stub_dir = out_dir().join("gnutls-stub");
+    std::fs::create_dir_all(&stub_dir).expect("stub dir");
+    let stub_src = stub_dir.join("stub.c");
+    std::fs::write(
+        &stub_src,
+        "#include <errno.h>\n#include <stddef.h>\n\
+         #define F(n, ...) int n(__VA_ARGS__) { return -ENOSYS; }\n\
+         F(quic_handshake, void *s)\n\
+         F(quic_handshake_init, void *s, void **p)\n\
+         F(quic_handshake_step, void *s, void **p)\n\
+         void quic_handshake_deinit(void *s) { (void)s; }\n\
+         F(quic_session_get_alpn, void *s, void *d, size_t *n)\n\
+         F(quic_session_set_alpn, void *s, const void *d, size_t n)\n",
+    )
+    .expect("write stub");
+    compile(
+        &stub_src,
+        &["-shared", "-fPIC", "-Wno-unused-parameter"],
+        &stub_dir.join("libquic.so"),
+    );
+    let exe = out_dir().join("sockd_gnutls_api_preload");
+    let l = format!("-L{}", stub_dir.display());
+    let r = format!("-Wl,-rpath,{}", stub_dir.display());
+    compile(
+        &quicsock_dir().join("tests/c/sockd_gnutls_api.c"),
+        &[&l, &r, "-lquic", "-lgnutls"],
+        &exe,
+    );
+    let svc = Sockd::start(None);
+    run_ok(
+        Command::new(&exe)
+            .arg(free_udp_port().to_string())
+            .env("QUICTUN_SOCKD", svc.env())
+            .env("LD_PRELOAD", lib.join("libquic_sock.so")),
+    );
+}
