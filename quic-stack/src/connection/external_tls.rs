@@ -47,6 +47,8 @@ impl Connection {
             self.close_with_error(now, e);
             return Err(ExternalTlsError::Failed(reason));
         }
+        // A secret the application just installed may open packets that arrived before it
+        self.replay_early_packets(now);
         Ok(())
     }
 

@@ -49,6 +49,7 @@ use crate::transport_params::TransportParameters;
 
 mod cid;
 mod close;
+mod early_packets;
 mod ecn;
 mod external_tls;
 mod keys;
@@ -281,6 +282,8 @@ pub struct Connection {
     /// Scratch for acknowledged and lost packets during ACK processing
     acked_scratch: Vec<(u64, crate::recovery::SentPacket<spaces::SentRecord>)>,
     lost_scratch: Vec<(u64, crate::recovery::SentPacket<spaces::SentRecord>)>,
+    /// Packets waiting for the keys that open them
+    early_packets: early_packets::EarlyPackets,
     lost_times_scratch: Vec<(Instant, bool)>,
     /// Whether the last send stopped for lack of data rather than window
     app_limited: bool,
@@ -410,6 +413,7 @@ impl Connection {
             crypto_buf: Vec::new(),
             acked_scratch: Vec::new(),
             lost_scratch: Vec::new(),
+            early_packets: early_packets::EarlyPackets::default(),
             lost_times_scratch: Vec::new(),
             app_limited: true,
             ack_only_sent: 0,

@@ -98,9 +98,11 @@ impl Connection {
                 return;
             }
         }
+        // Keys this datagram brought may open packets that came before it
+        self.replay_early_packets(now);
     }
 
-    fn handle_packet(
+    pub(super) fn handle_packet(
         &mut self,
         now: Instant,
         meta: &RecvMeta,
@@ -119,7 +121,9 @@ impl Connection {
             }
             // Only a server that accepted early data reads 0-RTT packets (RFC 9001 §4.6)
             PacketKind::ZeroRtt
-                if self.side.is_server() && self.zero_rtt.header_key().is_some() => {}
+                if self.side.is_server()
+                    && (self.zero_rtt.header_key().is_some()
+                        || self.keys_still_to_come(PacketKind::ZeroRtt)) => {}
             PacketKind::ZeroRtt | PacketKind::UnsupportedVersion => {
                 self.stats.packets_dropped += 1;
                 return;
@@ -134,6 +138,10 @@ impl Connection {
         // grease_quic_bit (RFC 9287 §3)
         if !hdr.fixed_bit() && !self.endpoint_config.grease_quic_bit {
             self.stats.packets_dropped += 1;
+            return;
+        }
+        if self.keys_still_to_come(pkind) {
+            self.buffer_early_packet(*meta, packet);
             return;
         }
         // A stateless reset looks like a short packet ending in a token (RFC 9000 §10.3); keep

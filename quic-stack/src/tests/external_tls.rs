@@ -341,3 +341,63 @@ fn bad_peer_parameters_close_the_connection() {
         Err(ExternalTlsError::PeerParamsSet)
     );
 }
+
+/// The client sends a datagram right behind its Finished; the server's application installs
+/// the 1-RTT read secret only when it gets round to reading the Finished from the socket (here
+/// 5 ms later). The datagram's packet waits for the key instead of being dropped (RFC 9001
+/// §5.7), as the kernel keeps it too: a lost datagram is never resent.
+#[test]
+fn one_rtt_packets_wait_for_the_applications_secret() {
+    let mut h = Harness::new(Setup {
+        server_external_tls: true,
+        ..Setup::default()
+    });
+    let ch = h.ch;
+    let mut params_of_server = None;
+    h.pair
+        .drive_until(|p| {
+            if let Some(&sh) = p.server().accepted.first() {
+                params_of_server = p
+                    .server_mut()
+                    .conn(sh)
+                    .external_local_params()
+                    .map(<[u8]>::to_vec);
+            }
+            params_of_server.is_some()
+        })
+        .expect("accept");
+    let params = params_of_server.expect("server connection accepted");
+    let mut app_tls = app_server(&h, params);
+    let app_delay = std::time::Duration::from_millis(5);
+    let mut next_pump = h.now();
+    let mut datagram_queued = false;
+    let mut got = None;
+    h.pair
+        .drive_until(|p| {
+            let now = p.net.now();
+            if !datagram_queued && p.client().has_event(ch, |e| *e == Event::Connected) {
+                p.client_mut()
+                    .conn(ch)
+                    .send_datagram(bytes::Bytes::from_static(b"right behind Finished"))
+                    .expect("datagram");
+                datagram_queued = true;
+            }
+            let Some(&sh) = p.server().accepted.first() else {
+                return false;
+            };
+            if now >= next_pump {
+                app_tls.pump(p.server_mut().conn(sh), now);
+                next_pump = now + app_delay;
+            }
+            if got.is_none() {
+                got = p.server_mut().conn(sh).recv_datagram();
+            }
+            got.is_some()
+        })
+        .expect("the datagram reaches the server");
+    assert_eq!(got.as_deref(), Some(&b"right behind Finished"[..]));
+    let sh = h.server().accepted.first().copied().expect("accepted");
+    h.pair
+        .drive_until(|p| p.server().has_event(sh, |e| *e == Event::Connected))
+        .expect("the server reports the handshake complete");
+}
