@@ -14,6 +14,7 @@ use crate::shared::{Dir, RecvMeta};
 use crate::sim::{LinkConfig, Verdict};
 
 mod bbr;
+mod deferred_tls;
 mod ecn;
 mod external_tls;
 mod grease;
