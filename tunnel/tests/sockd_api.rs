@@ -187,3 +187,137 @@ async fn connection_controls_over_the_protocol() {
     assert!(matches!(r, Answer::Ok(0)));
     service.abort();
 }
+
+/// What a client of [`client_of`] saw: its endpoint (kept alive), the server's certificate
+/// chain, the negotiated ALPN, the echo of its stream
+type Seen = (Endpoint, Option<Vec<Vec<u8>>>, Option<Vec<u8>>, Vec<u8>);
+
+/// A client of the service's listener: a plain quic-stack client that trusts only `cert`
+/// and reports the certificate it saw and the negotiated ALPN
+fn client_of(addr: SocketAddr, cert: CertificateDer<'static>) -> tokio::task::JoinHandle<Seen> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("root");
+    let tls = quic_stack::tls::client_config(roots, vec![b"sample".to_vec()], None).expect("tls");
+    let cfg = quic_stack::config::ClientConfig::new(Arc::new(tls));
+    let ep = Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        EndpointConfig::default(),
+        None,
+    )
+    .expect("client endpoint");
+    let conn = ep.connect(cfg, addr, "localhost").expect("connect");
+    tokio::spawn(async move {
+        conn.handshake().await.expect("client handshake");
+        let seen = conn.with_core(|c, _| c.peer_identity()).flatten();
+        let alpn = conn
+            .with_core(|c, _| c.handshake_data().and_then(|d| d.alpn))
+            .flatten();
+        let (mut s, mut r) = conn.open_bi().await.expect("open");
+        s.write_all(b"hello").await.expect("write");
+        s.finish().expect("finish");
+        let echo = r.read_to_end(1 << 16).await.expect("echo");
+        (ep, seen, alpn, echo)
+    })
+}
+
+/// Accepted sockets choose their TLS after accept(): the certificate given to
+/// quic_server_handshake is what the very first client sees; the server's
+/// getsockopt(SESSION_TICKET) is a per-peer key (same peer, same key; a listener: EPIPE)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_socket_handshakes_with_its_own_certificate() {
+    let name = format!("quictun-sockd-api-cert-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let epipe = nix::errno::Errno::EPIPE as i32;
+
+    let mut l = Sock::open(&name).await;
+    let r = l.set(QUIC_SOCKOPT_ALPN, b"sample").await;
+    assert!(matches!(r, Answer::Ok(0)), "alpn: {r:?}");
+    let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
+    assert!(matches!(l.call(&Request::Bind(bind)).await, Answer::Ok(0)));
+    assert!(matches!(
+        l.call(&Request::Listen { backlog: 4 }).await,
+        Answer::Ok(0)
+    ));
+    let addr = match l.call(&Request::GetSockName).await {
+        Answer::Addr(a) => a,
+        other => panic!("getsockname: {other:?}"),
+    };
+    let r = l.get(QUIC_SOCKOPT_SESSION_TICKET, &[], 64).await;
+    assert!(matches!(r, Answer::Err(e) if e == epipe), "listener: {r:?}");
+
+    // The application's own certificate, which the client alone trusts
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let cert_pem = ck.cert.pem();
+    let key_pem = ck.key_pair.serialize_pem();
+    let cert = ck.cert.der().clone();
+
+    let client = client_of(addr, cert.clone());
+    let mut s = l.accept().await;
+    let key1 = match s.get(QUIC_SOCKOPT_SESSION_TICKET, &[], 64).await {
+        Answer::OptVal(v) => v,
+        other => panic!("server ticket key: {other:?}"),
+    };
+    assert_eq!(key1.len(), 64);
+    let r = s
+        .call(&Request::Handshake(HandshakeArgs {
+            server: true,
+            hostname: None,
+            alpns: None,
+            pkey: Some(key_pem.as_bytes()),
+            cert: Some(cert_pem.as_bytes()),
+        }))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "server handshake: {r:?}");
+    // Echo the client's stream
+    let mut got = Vec::new();
+    let sid = loop {
+        if let Ok((Some(si), data)) = s.recv().await {
+            got.extend_from_slice(&data);
+            if si.stream_flags & MSG_QUIC_STREAM_FIN != 0 {
+                break si.stream_id;
+            }
+        }
+    };
+    assert_eq!(got, b"hello");
+    let r = s.send_stream(sid, MSG_QUIC_STREAM_FIN, b"world").await;
+    assert!(matches!(r, Answer::Ok(5)), "echo: {r:?}");
+    let (_cep, seen, alpn, echo) = tokio::time::timeout(Duration::from_secs(10), client)
+        .await
+        .expect("client in time")
+        .expect("client task");
+    assert_eq!(
+        seen.as_deref(),
+        Some(&[cert.to_vec()][..]),
+        "the first client saw the certificate given to quic_server_handshake"
+    );
+    assert_eq!(
+        alpn.as_deref(),
+        Some(&b"sample"[..]),
+        "ALPN from the listener"
+    );
+    assert_eq!(echo, b"world");
+
+    // A second client from the same address: the same derived key; a key the application
+    // sets is what it gets back
+    let client2 = client_of(addr, cert.clone());
+    let mut s2 = l.accept().await;
+    match s2.get(QUIC_SOCKOPT_SESSION_TICKET, &[], 64).await {
+        Answer::OptVal(v) => assert_eq!(v, key1, "same peer address, same key"),
+        other => panic!("second ticket key: {other:?}"),
+    }
+    let own = [0x5au8; 64];
+    assert!(matches!(
+        s2.set(QUIC_SOCKOPT_SESSION_TICKET, &own).await,
+        Answer::Ok(0)
+    ));
+    match s2.get(QUIC_SOCKOPT_SESSION_TICKET, &[], 64).await {
+        Answer::OptVal(v) => assert_eq!(v, own),
+        other => panic!("own ticket key: {other:?}"),
+    }
+    client2.abort();
+    for sock in [&mut s2, &mut s, &mut l] {
+        assert!(matches!(sock.call(&Request::Close).await, Answer::Ok(0)));
+    }
+    service.abort();
+}

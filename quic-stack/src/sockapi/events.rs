@@ -208,6 +208,13 @@ impl RecvQueue {
         self.bytes += data.len();
         self.handshake.push_back((level, Chunk { data, off: 0 }));
     }
+    /// Forget the handshake bytes not yet read: the service's own TLS took the handshake over
+    /// (an accepted socket whose application chose `quic_server_handshake`)
+    pub fn clear_handshake(&mut self) {
+        for (_, chunk) in self.handshake.drain(..) {
+            self.bytes -= chunk.rest().len();
+        }
+    }
     /// Queue an event if the application enabled its type; returns whether it was queued
     pub fn push_event(&mut self, mask: EventMask, event: &Event) -> bool {
         if !mask.enabled(event.event_type()) {
@@ -401,6 +408,22 @@ mod tests {
         }
         assert_eq!(Event::decode(&[0]), None);
         assert_eq!(Event::decode(&[]), None);
+    }
+
+    #[test]
+    fn clearing_handshake_bytes_keeps_the_rest() {
+        let mut q = RecvQueue::new();
+        q.push_handshake(QUIC_CRYPTO_INITIAL, vec![1; 10]);
+        q.push_datagram(b"dg".to_vec());
+        let mut buf = [0u8; 4];
+        let r = q.recv(&mut buf, false).expect("part of the hello");
+        assert_eq!(r.len, 4);
+        assert_eq!(q.queued_bytes(), 8);
+        q.clear_handshake();
+        assert_eq!(q.queued_bytes(), 2, "only the datagram is left");
+        let r = q.recv(&mut buf, false).expect("datagram");
+        assert!(matches!(r.kind, RecvKind::Datagram));
+        assert!(q.is_empty());
     }
 
     #[test]
