@@ -321,3 +321,157 @@ async fn accepted_socket_handshakes_with_its_own_certificate() {
     }
     service.abort();
 }
+
+/// A UDP relay between one client and `server` that, once `hold` is set, delays every large
+/// datagram from the server for a while: a stream's last (small) packet with the FIN then
+/// overtakes the data before it
+async fn delaying_relay(
+    server: SocketAddr,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use std::sync::atomic::Ordering;
+    let sock = Arc::new(
+        tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("relay socket"),
+    );
+    let addr = sock.local_addr().expect("relay addr");
+    let task = tokio::spawn(async move {
+        let mut client = None;
+        let mut buf = vec![0u8; 65536];
+        let mut hold_until: Option<tokio::time::Instant> = None;
+        // Bounded by the test: the task is aborted at its end
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let data = buf[..n].to_vec();
+            if from != server {
+                client = Some(from);
+                let _ = sock.send_to(&data, server).await;
+                continue;
+            }
+            let Some(to) = client else { continue };
+            if hold.load(Ordering::SeqCst) && hold_until.is_none() {
+                hold_until = Some(tokio::time::Instant::now() + Duration::from_millis(300));
+            }
+            let holding = hold_until.is_some_and(|t| tokio::time::Instant::now() < t);
+            if holding && n > 1000 {
+                let s = sock.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    let _ = s.send_to(&data, to).await;
+                });
+            } else {
+                let _ = sock.send_to(&data, to).await;
+            }
+        }
+    });
+    (addr, task)
+}
+
+/// STREAM_UPDATE carries final sizes: RECV_SIZE_KNOWN when the FIN overtakes the stream's
+/// data, RECVD once all of it is in, and on the send side RECVD with the bytes we sent
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_updates_carry_final_sizes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let name = format!("quictun-sockd-api-finalsz-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+
+    let (server, server_addr) = server_endpoint();
+    let hold = Arc::new(AtomicBool::new(false));
+    let (relay_addr, relay) = delaying_relay(server_addr, hold.clone()).await;
+    let data = vec![0x42u8; 3000];
+    let sent = data.clone();
+    let srv = tokio::spawn(async move {
+        let conn = server.accept().await.expect("incoming");
+        conn.handshake().await.expect("server handshake");
+        // Let the handshake's stragglers pass before the relay starts holding
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        hold.store(true, Ordering::SeqCst);
+        let mut s = conn.open_uni().await.expect("open uni");
+        s.write_all(&sent).await.expect("write");
+        s.finish().expect("finish");
+        let (_, mut r) = conn.accept_bi().await.expect("client stream");
+        let got = r.read_to_end(1 << 16).await.expect("read");
+        (server, conn, got)
+    });
+
+    let mut s = Sock::open(&name).await;
+    let r = s
+        .set(QUIC_SOCKOPT_EVENT, &[QUIC_EVENT_STREAM_UPDATE, 1])
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "{r:?}");
+    let r = s
+        .call(&Request::Connect(RawAddr::from_socket_addr(&relay_addr)))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+    let r = s
+        .call(&Request::Handshake(HandshakeArgs {
+            server: false,
+            hostname: Some(b"localhost"),
+            alpns: Some(b"sample"),
+            pkey: None,
+            cert: None,
+        }))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "handshake: {r:?}");
+
+    let mut events = Vec::new();
+    let mut got = Vec::new();
+    let mut fin = false;
+    while !fin {
+        match s.recv().await {
+            Ok((Some(si), d)) => {
+                got.extend_from_slice(&d);
+                fin = si.stream_flags & MSG_QUIC_STREAM_FIN != 0;
+            }
+            Ok(_) => {}
+            Err(ev) => events.push(ev),
+        }
+    }
+    assert_eq!(got, data);
+    let r = s
+        .send_stream(-1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, b"hello")
+        .await;
+    assert!(matches!(r, Answer::Ok(5)), "send: {r:?}");
+    let (_server, _conn, echoed) = tokio::time::timeout(Duration::from_secs(10), srv)
+        .await
+        .expect("server in time")
+        .expect("server task");
+    assert_eq!(echoed, b"hello");
+    // Our FIN acknowledged: send-side RECVD with the final size
+    while !events
+        .iter()
+        .any(|e| matches!(e, Event::StreamUpdate(u) if u.state == stream_state::SEND_RECVD))
+    {
+        match s.recv().await {
+            Err(ev) => events.push(ev),
+            Ok(other) => panic!("unexpected data {other:?}"),
+        }
+    }
+    let updates: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StreamUpdate(u) => Some((u.id, u.state, u.finalsz)),
+            _ => None,
+        })
+        .collect();
+    // Server uni stream 3: SIZE_KNOWN before RECVD, both with 3000; client bidi 0: 5 bytes
+    let known = updates
+        .iter()
+        .position(|u| *u == (3, stream_state::RECV_SIZE_KNOWN, 3000));
+    let recvd = updates
+        .iter()
+        .position(|u| *u == (3, stream_state::RECV_RECVD, 3000));
+    assert!(
+        known.is_some() && known < recvd,
+        "SIZE_KNOWN then RECVD: {updates:?}"
+    );
+    assert!(
+        updates.contains(&(0, stream_state::SEND_RECVD, 5)),
+        "{updates:?}"
+    );
+    let r = s.call(&Request::Close).await;
+    assert!(matches!(r, Answer::Ok(0)));
+    relay.abort();
+    service.abort();
+}

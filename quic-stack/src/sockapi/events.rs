@@ -162,6 +162,21 @@ impl Received {
     }
 }
 
+/// QUIC_EVENT_STREAM_UPDATE with RECV_SIZE_KNOWN for stream `id`, if its FIN (final size)
+/// arrived while data below it is still missing (reference §1.6; the service reports RECV and
+/// RECVD from its reads, this state only the connection knows)
+pub fn recv_size_known(c: &crate::connection::Connection, id: u64) -> Option<Event> {
+    match c.stream_recv_final_size(crate::StreamId(id))? {
+        (size, false) => Some(Event::StreamUpdate(StreamUpdate {
+            id: id as i64,
+            state: stream_state::RECV_SIZE_KNOWN,
+            errcode: 0,
+            finalsz: size,
+        })),
+        (_, true) => None,
+    }
+}
+
 #[derive(Debug)]
 struct Chunk {
     data: Vec<u8>,

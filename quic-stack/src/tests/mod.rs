@@ -22,6 +22,7 @@ mod migration;
 mod preferred_address;
 mod qlog;
 mod scenarios;
+mod sockapi_events;
 mod sockapi_hooks;
 mod stress;
 mod token;

@@ -68,9 +68,15 @@ struct Shared {
     watch: Mutex<Option<Watch>>,
     /// Streams we send on, for STREAM_MAX_DATA; same lock order as `watch`
     watched: Mutex<BTreeSet<u64>>,
-    /// Streams we finished (FIN) or reset, by the STREAM_UPDATE state to report once the core
-    /// frees their sending half (all data, or the RESET_STREAM, acknowledged)
-    ended: Mutex<HashMap<u64, u8>>,
+    /// Streams we finished (FIN) or reset, by the STREAM_UPDATE state and final size to
+    /// report once the core frees their sending half (all data, or the RESET_STREAM,
+    /// acknowledged)
+    ended: Mutex<HashMap<u64, (u8, u64)>>,
+    /// Receive streams whose pump has not delivered the FIN yet (candidates for
+    /// RECV_SIZE_KNOWN); same lock order as `watch`, and taken inside `inner` by the pump
+    /// that delivers the FIN, so the watcher's check under `inner` orders SIZE_KNOWN before
+    /// RECVD
+    reading: Mutex<BTreeSet<u64>>,
     /// Handles of session tickets that arrived (rustls reports them inside the driver's lock,
     /// so they wait here rather than in `inner`)
     tickets: Mutex<Vec<Vec<u8>>>,
@@ -85,6 +91,8 @@ struct Inner {
     backlog: usize,
     /// Our sending halves by stream id (opened by us or accepted bidirectional streams)
     send: HashMap<u64, SendStream>,
+    /// Bytes written so far per sending half in `send` (the final size once it ends)
+    written: HashMap<u64, u64>,
     /// Streams opened by a waiting task while the application was refused (see `open`)
     preopened: HashMap<Dir, VecDeque<(SendStream, Option<RecvStream>)>>,
     /// STOP_SENDING requests for the pump that owns the receiving half
@@ -269,6 +277,7 @@ impl Session {
             watched: Mutex::new(BTreeSet::new()),
             tickets: Mutex::new(Vec::new()),
             ended: Mutex::new(HashMap::new()),
+            reading: Mutex::new(BTreeSet::new()),
         });
         Self {
             unix,
@@ -1022,11 +1031,13 @@ impl Session {
                         StreamError::Stopped(c) => c,
                         _ => 0,
                     };
+                    // The core's RESET_STREAM carries what we wrote as the final size
+                    let finalsz = i.written.remove(&id).unwrap_or(0);
                     let ev = Event::StreamUpdate(StreamUpdate {
                         id: id as i64,
                         state: stream_state::SEND_RESET_SENT,
                         errcode: code as u32,
-                        finalsz: 0,
+                        finalsz,
                     });
                     let mask = i.events;
                     i.queue.push_event(mask, &ev);
@@ -1059,14 +1070,19 @@ impl Session {
             }
             return Err(target.flow_blocked_errno());
         }
+        let finished = fin && done == data.len() && stream.finish().is_ok();
+        let written = i.written.entry(id).or_insert(0);
+        *written += done as u64;
+        let finalsz = *written;
         if fin && done == data.len() {
-            if stream.finish().is_ok() {
+            if finished {
                 self.shared
                     .ended
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, stream_state::SEND_RECVD);
+                    .insert(id, (stream_state::SEND_RECVD, finalsz));
             }
+            i.written.remove(&id);
             i.send.remove(&id);
             self.active = None;
         } else {
@@ -1134,12 +1150,13 @@ impl Session {
                 let Some(mut s) = i.send.remove(&id) else {
                     return Err(Errno::EINVAL);
                 };
+                let finalsz = i.written.remove(&id).unwrap_or(0);
                 s.reset(u64::from(e.errcode)).map_err(|_| Errno::EINVAL)?;
                 self.shared
                     .ended
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, stream_state::SEND_RESET_RECVD);
+                    .insert(id, (stream_state::SEND_RESET_RECVD, finalsz));
                 if self.active == Some(id) {
                     self.active = None;
                 }
@@ -1511,17 +1528,19 @@ async fn watch_state(sh: Arc<Shared>, conn: Connection, token_source: Option<(En
             let mut ev = Vec::new();
             streams.retain(|&id| {
                 let live = c.stream_send_max_data(quic_stack::StreamId(id)).is_some();
-                if let (false, Some(state)) = (live, ended.remove(&id)) {
+                if let (false, Some((state, finalsz))) = (live, ended.remove(&id)) {
                     ev.push(Event::StreamUpdate(StreamUpdate {
                         id: id as i64,
                         state,
                         errcode: 0,
-                        finalsz: 0,
+                        finalsz,
                     }));
                 }
                 live
             });
             ev.extend(w.diff(c, &streams));
+            let reading = sh2.reading.lock().unwrap_or_else(|e| e.into_inner());
+            ev.extend(w.size_known(c, &reading));
             (!ev.is_empty()).then_some(ev)
         });
         let mut events = tokio::select! {
@@ -1547,6 +1566,13 @@ async fn watch_state(sh: Arc<Shared>, conn: Connection, token_source: Option<(En
         let mut i = sh.lock();
         let mask = i.events;
         for e in &events {
+            if let Event::StreamUpdate(u) = e {
+                // Too late if the pump delivered the FIN meanwhile (it would follow RECVD)
+                let reading = sh.reading.lock().unwrap_or_else(|e| e.into_inner());
+                if u.state == stream_state::RECV_SIZE_KNOWN && !reading.contains(&(u.id as u64)) {
+                    continue;
+                }
+            }
             tracing::debug!(?e, "sockd: event");
             i.queue.push_event(mask, e);
         }
@@ -1556,7 +1582,20 @@ async fn watch_state(sh: Arc<Shared>, conn: Connection, token_source: Option<(En
 }
 
 /// Read one stream into the queue until FIN, reset, STOP_SENDING or the connection's end
-async fn read_stream(sh: Arc<Shared>, mut rs: RecvStream) {
+async fn read_stream(sh: Arc<Shared>, rs: RecvStream) {
+    let id = rs.id().0;
+    sh.reading
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id);
+    read_stream_until_end(&sh, rs).await;
+    sh.reading
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+}
+
+async fn read_stream_until_end(sh: &Arc<Shared>, mut rs: RecvStream) {
     let id = rs.id().0;
     let mut buf = vec![0u8; READ_CHUNK];
     // Bytes delivered so far (the final size once the FIN is in)
@@ -1628,6 +1667,11 @@ async fn read_stream(sh: Arc<Shared>, mut rs: RecvStream) {
                 .push_event(mask, &update(stream_state::RECV_RECV, 0));
         }
         if fin {
+            // Under `inner`: a watcher holding SIZE_KNOWN sees this and drops it
+            sh.reading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
             i.queue
                 .push_event(mask, &update(stream_state::RECV_RECVD, total));
         }
