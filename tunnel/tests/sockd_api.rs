@@ -475,3 +475,73 @@ async fn stream_updates_carry_final_sizes() {
     relay.abort();
     service.abort();
 }
+
+/// Connections wait in the accept queue before any TLS; beyond the backlog they are refused
+/// (closed at once), and a waiting client is not answered until its socket is accepted
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_backlog_refuses_and_waiting_clients_wait() {
+    let name = format!("quictun-sockd-api-backlog-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+
+    let mut l = Sock::open(&name).await;
+    assert!(matches!(
+        l.set(QUIC_SOCKOPT_ALPN, b"sample").await,
+        Answer::Ok(0)
+    ));
+    let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
+    assert!(matches!(l.call(&Request::Bind(bind)).await, Answer::Ok(0)));
+    assert!(matches!(
+        l.call(&Request::Listen { backlog: 1 }).await,
+        Answer::Ok(0)
+    ));
+    let addr = match l.call(&Request::GetSockName).await {
+        Answer::Addr(a) => a,
+        other => panic!("getsockname: {other:?}"),
+    };
+    let tls = quic_stack::tls::danger_insecure_client_config(vec![b"sample".to_vec()])
+        .expect("client tls");
+    let cfg = quic_stack::config::ClientConfig::new(Arc::new(tls));
+    let ep = Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        EndpointConfig::default(),
+        None,
+    )
+    .expect("client endpoint");
+    let first = ep.connect(cfg.clone(), addr, "localhost").expect("connect");
+    // The first fills the backlog of one (it waits there, un-accepted)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = ep.connect(cfg, addr, "localhost").expect("connect");
+    let refused = tokio::time::timeout(Duration::from_secs(5), second.handshake())
+        .await
+        .expect("refused in time");
+    match refused {
+        // The service refuses with an application close; before the handshake RFC 9000
+        // §10.2.3 turns that into a transport close with APPLICATION_ERROR (0x0c)
+        Err(quic_stack::connection::ConnectionError::ConnectionClosed { error_code, .. }) => {
+            assert_eq!(error_code, 0x0c);
+        }
+        other => panic!("second connection: {other:?}"),
+    }
+    // Nobody accepted the first: its handshake has not moved
+    assert_eq!(first.with_core(|c, _| c.is_handshaking()), Some(true));
+    let mut s = l.accept().await;
+    let r = s
+        .call(&Request::Handshake(HandshakeArgs {
+            server: true,
+            hostname: None,
+            alpns: None,
+            pkey: None,
+            cert: None,
+        }))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "server handshake: {r:?}");
+    tokio::time::timeout(Duration::from_secs(5), first.handshake())
+        .await
+        .expect("first in time")
+        .expect("first handshake, with the service's own certificate");
+    for sock in [&mut s, &mut l] {
+        assert!(matches!(sock.call(&Request::Close).await, Answer::Ok(0)));
+    }
+    service.abort();
+}
