@@ -225,3 +225,26 @@ fn resumption_and_zero_rtt_after_attach() {
     assert_eq!(h.client().conn(ch2).stats().zero_rtt_packets_resent, 0);
     assert!(h.server().has_event(sh2, |e| *e == Event::DatagramReceived));
 }
+
+/// Nobody attaches and the application runs no TLS: the client waits, and the idle timeout
+/// ends both sides (what the socket service documents for such an accepted socket)
+#[test]
+fn undecided_connection_ends_at_idle_timeout() {
+    let mut h = Harness::new(Setup {
+        transport: TransportConfig {
+            idle_timeout: Some(Duration::from_secs(5)),
+            ..TransportConfig::default()
+        },
+        ..deferred_setup(76)
+    });
+    let ch = h.ch;
+    let sh = accepted(&mut h, 0);
+    let seed = h.pair.net.seed();
+    h.pair
+        .drive_until(|p| {
+            p.client().lost_reason(ch).is_some() && p.server().lost_reason(sh).is_some()
+        })
+        .unwrap_or_else(|e| panic!("seed {seed}: still alive: {e:?}"));
+    assert!(!h.client().has_event(ch, |e| *e == Event::Connected));
+    assert!(h.now() - h.pair.net.start() >= Duration::from_secs(5));
+}
