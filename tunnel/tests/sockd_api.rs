@@ -187,3 +187,361 @@ async fn connection_controls_over_the_protocol() {
     assert!(matches!(r, Answer::Ok(0)));
     service.abort();
 }
+
+/// What a client of [`client_of`] saw: its endpoint (kept alive), the server's certificate
+/// chain, the negotiated ALPN, the echo of its stream
+type Seen = (Endpoint, Option<Vec<Vec<u8>>>, Option<Vec<u8>>, Vec<u8>);
+
+/// A client of the service's listener: a plain quic-stack client that trusts only `cert`
+/// and reports the certificate it saw and the negotiated ALPN
+fn client_of(addr: SocketAddr, cert: CertificateDer<'static>) -> tokio::task::JoinHandle<Seen> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("root");
+    let tls = quic_stack::tls::client_config(roots, vec![b"sample".to_vec()], None).expect("tls");
+    let cfg = quic_stack::config::ClientConfig::new(Arc::new(tls));
+    let ep = Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        EndpointConfig::default(),
+        None,
+    )
+    .expect("client endpoint");
+    let conn = ep.connect(cfg, addr, "localhost").expect("connect");
+    tokio::spawn(async move {
+        conn.handshake().await.expect("client handshake");
+        let seen = conn.with_core(|c, _| c.peer_identity()).flatten();
+        let alpn = conn
+            .with_core(|c, _| c.handshake_data().and_then(|d| d.alpn))
+            .flatten();
+        let (mut s, mut r) = conn.open_bi().await.expect("open");
+        s.write_all(b"hello").await.expect("write");
+        s.finish().expect("finish");
+        let echo = r.read_to_end(1 << 16).await.expect("echo");
+        (ep, seen, alpn, echo)
+    })
+}
+
+/// Accepted sockets choose their TLS after accept(): the certificate given to
+/// quic_server_handshake is what the very first client sees; the server's
+/// getsockopt(SESSION_TICKET) is a per-peer key (same peer, same key; a listener: EPIPE)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_socket_handshakes_with_its_own_certificate() {
+    let name = format!("quictun-sockd-api-cert-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let epipe = nix::errno::Errno::EPIPE as i32;
+
+    let mut l = Sock::open(&name).await;
+    let r = l.set(QUIC_SOCKOPT_ALPN, b"sample").await;
+    assert!(matches!(r, Answer::Ok(0)), "alpn: {r:?}");
+    let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
+    assert!(matches!(l.call(&Request::Bind(bind)).await, Answer::Ok(0)));
+    assert!(matches!(
+        l.call(&Request::Listen { backlog: 4 }).await,
+        Answer::Ok(0)
+    ));
+    let addr = match l.call(&Request::GetSockName).await {
+        Answer::Addr(a) => a,
+        other => panic!("getsockname: {other:?}"),
+    };
+    let r = l.get(QUIC_SOCKOPT_SESSION_TICKET, &[], 64).await;
+    assert!(matches!(r, Answer::Err(e) if e == epipe), "listener: {r:?}");
+
+    // The application's own certificate, which the client alone trusts
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let cert_pem = ck.cert.pem();
+    let key_pem = ck.key_pair.serialize_pem();
+    let cert = ck.cert.der().clone();
+
+    let client = client_of(addr, cert.clone());
+    let mut s = l.accept().await;
+    let key1 = match s.get(QUIC_SOCKOPT_SESSION_TICKET, &[], 64).await {
+        Answer::OptVal(v) => v,
+        other => panic!("server ticket key: {other:?}"),
+    };
+    assert_eq!(key1.len(), 64);
+    let r = s
+        .call(&Request::Handshake(HandshakeArgs {
+            server: true,
+            hostname: None,
+            alpns: None,
+            pkey: Some(key_pem.as_bytes()),
+            cert: Some(cert_pem.as_bytes()),
+        }))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "server handshake: {r:?}");
+    // Echo the client's stream
+    let mut got = Vec::new();
+    let sid = loop {
+        if let Ok((Some(si), data)) = s.recv().await {
+            got.extend_from_slice(&data);
+            if si.stream_flags & MSG_QUIC_STREAM_FIN != 0 {
+                break si.stream_id;
+            }
+        }
+    };
+    assert_eq!(got, b"hello");
+    let r = s.send_stream(sid, MSG_QUIC_STREAM_FIN, b"world").await;
+    assert!(matches!(r, Answer::Ok(5)), "echo: {r:?}");
+    let (_cep, seen, alpn, echo) = tokio::time::timeout(Duration::from_secs(10), client)
+        .await
+        .expect("client in time")
+        .expect("client task");
+    assert_eq!(
+        seen.as_deref(),
+        Some(&[cert.to_vec()][..]),
+        "the first client saw the certificate given to quic_server_handshake"
+    );
+    assert_eq!(
+        alpn.as_deref(),
+        Some(&b"sample"[..]),
+        "ALPN from the listener"
+    );
+    assert_eq!(echo, b"world");
+
+    // A second client from the same address: the same derived key; a key the application
+    // sets is what it gets back
+    let client2 = client_of(addr, cert.clone());
+    let mut s2 = l.accept().await;
+    match s2.get(QUIC_SOCKOPT_SESSION_TICKET, &[], 64).await {
+        Answer::OptVal(v) => assert_eq!(v, key1, "same peer address, same key"),
+        other => panic!("second ticket key: {other:?}"),
+    }
+    let own = [0x5au8; 64];
+    assert!(matches!(
+        s2.set(QUIC_SOCKOPT_SESSION_TICKET, &own).await,
+        Answer::Ok(0)
+    ));
+    match s2.get(QUIC_SOCKOPT_SESSION_TICKET, &[], 64).await {
+        Answer::OptVal(v) => assert_eq!(v, own),
+        other => panic!("own ticket key: {other:?}"),
+    }
+    client2.abort();
+    for sock in [&mut s2, &mut s, &mut l] {
+        assert!(matches!(sock.call(&Request::Close).await, Answer::Ok(0)));
+    }
+    service.abort();
+}
+
+/// A UDP relay between one client and `server` that, once `hold` is set, delays every large
+/// datagram from the server for a while: a stream's last (small) packet with the FIN then
+/// overtakes the data before it
+async fn delaying_relay(
+    server: SocketAddr,
+    hold: Arc<std::sync::atomic::AtomicBool>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    use std::sync::atomic::Ordering;
+    let sock = Arc::new(
+        tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("relay socket"),
+    );
+    let addr = sock.local_addr().expect("relay addr");
+    let task = tokio::spawn(async move {
+        let mut client = None;
+        let mut buf = vec![0u8; 65536];
+        let mut hold_until: Option<tokio::time::Instant> = None;
+        // Bounded by the test: the task is aborted at its end
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            let data = buf[..n].to_vec();
+            if from != server {
+                client = Some(from);
+                let _ = sock.send_to(&data, server).await;
+                continue;
+            }
+            let Some(to) = client else { continue };
+            if hold.load(Ordering::SeqCst) && hold_until.is_none() {
+                hold_until = Some(tokio::time::Instant::now() + Duration::from_millis(300));
+            }
+            let holding = hold_until.is_some_and(|t| tokio::time::Instant::now() < t);
+            if holding && n > 1000 {
+                let s = sock.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    let _ = s.send_to(&data, to).await;
+                });
+            } else {
+                let _ = sock.send_to(&data, to).await;
+            }
+        }
+    });
+    (addr, task)
+}
+
+/// STREAM_UPDATE carries final sizes: RECV_SIZE_KNOWN when the FIN overtakes the stream's
+/// data, RECVD once all of it is in, and on the send side RECVD with the bytes we sent
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_updates_carry_final_sizes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let name = format!("quictun-sockd-api-finalsz-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+
+    let (server, server_addr) = server_endpoint();
+    let hold = Arc::new(AtomicBool::new(false));
+    let (relay_addr, relay) = delaying_relay(server_addr, hold.clone()).await;
+    let data = vec![0x42u8; 3000];
+    let sent = data.clone();
+    let srv = tokio::spawn(async move {
+        let conn = server.accept().await.expect("incoming");
+        conn.handshake().await.expect("server handshake");
+        // Let the handshake's stragglers pass before the relay starts holding
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        hold.store(true, Ordering::SeqCst);
+        let mut s = conn.open_uni().await.expect("open uni");
+        s.write_all(&sent).await.expect("write");
+        s.finish().expect("finish");
+        let (_, mut r) = conn.accept_bi().await.expect("client stream");
+        let got = r.read_to_end(1 << 16).await.expect("read");
+        (server, conn, got)
+    });
+
+    let mut s = Sock::open(&name).await;
+    let r = s
+        .set(QUIC_SOCKOPT_EVENT, &[QUIC_EVENT_STREAM_UPDATE, 1])
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "{r:?}");
+    let r = s
+        .call(&Request::Connect(RawAddr::from_socket_addr(&relay_addr)))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+    let r = s
+        .call(&Request::Handshake(HandshakeArgs {
+            server: false,
+            hostname: Some(b"localhost"),
+            alpns: Some(b"sample"),
+            pkey: None,
+            cert: None,
+        }))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "handshake: {r:?}");
+
+    let mut events = Vec::new();
+    let mut got = Vec::new();
+    let mut fin = false;
+    while !fin {
+        match s.recv().await {
+            Ok((Some(si), d)) => {
+                got.extend_from_slice(&d);
+                fin = si.stream_flags & MSG_QUIC_STREAM_FIN != 0;
+            }
+            Ok(_) => {}
+            Err(ev) => events.push(ev),
+        }
+    }
+    assert_eq!(got, data);
+    let r = s
+        .send_stream(-1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, b"hello")
+        .await;
+    assert!(matches!(r, Answer::Ok(5)), "send: {r:?}");
+    let (_server, _conn, echoed) = tokio::time::timeout(Duration::from_secs(10), srv)
+        .await
+        .expect("server in time")
+        .expect("server task");
+    assert_eq!(echoed, b"hello");
+    // Our FIN acknowledged: send-side RECVD with the final size
+    while !events
+        .iter()
+        .any(|e| matches!(e, Event::StreamUpdate(u) if u.state == stream_state::SEND_RECVD))
+    {
+        match s.recv().await {
+            Err(ev) => events.push(ev),
+            Ok(other) => panic!("unexpected data {other:?}"),
+        }
+    }
+    let updates: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StreamUpdate(u) => Some((u.id, u.state, u.finalsz)),
+            _ => None,
+        })
+        .collect();
+    // Server uni stream 3: SIZE_KNOWN before RECVD, both with 3000; client bidi 0: 5 bytes
+    let known = updates
+        .iter()
+        .position(|u| *u == (3, stream_state::RECV_SIZE_KNOWN, 3000));
+    let recvd = updates
+        .iter()
+        .position(|u| *u == (3, stream_state::RECV_RECVD, 3000));
+    assert!(
+        known.is_some() && known < recvd,
+        "SIZE_KNOWN then RECVD: {updates:?}"
+    );
+    assert!(
+        updates.contains(&(0, stream_state::SEND_RECVD, 5)),
+        "{updates:?}"
+    );
+    let r = s.call(&Request::Close).await;
+    assert!(matches!(r, Answer::Ok(0)));
+    relay.abort();
+    service.abort();
+}
+
+/// Connections wait in the accept queue before any TLS; beyond the backlog they are refused
+/// (closed at once), and a waiting client is not answered until its socket is accepted
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_backlog_refuses_and_waiting_clients_wait() {
+    let name = format!("quictun-sockd-api-backlog-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+
+    let mut l = Sock::open(&name).await;
+    assert!(matches!(
+        l.set(QUIC_SOCKOPT_ALPN, b"sample").await,
+        Answer::Ok(0)
+    ));
+    let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
+    assert!(matches!(l.call(&Request::Bind(bind)).await, Answer::Ok(0)));
+    assert!(matches!(
+        l.call(&Request::Listen { backlog: 1 }).await,
+        Answer::Ok(0)
+    ));
+    let addr = match l.call(&Request::GetSockName).await {
+        Answer::Addr(a) => a,
+        other => panic!("getsockname: {other:?}"),
+    };
+    let tls = quic_stack::tls::danger_insecure_client_config(vec![b"sample".to_vec()])
+        .expect("client tls");
+    let cfg = quic_stack::config::ClientConfig::new(Arc::new(tls));
+    let ep = Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        EndpointConfig::default(),
+        None,
+    )
+    .expect("client endpoint");
+    let first = ep.connect(cfg.clone(), addr, "localhost").expect("connect");
+    // The first fills the backlog of one (it waits there, un-accepted)
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = ep.connect(cfg, addr, "localhost").expect("connect");
+    let refused = tokio::time::timeout(Duration::from_secs(5), second.handshake())
+        .await
+        .expect("refused in time");
+    match refused {
+        // The service refuses with an application close; before the handshake RFC 9000
+        // §10.2.3 turns that into a transport close with APPLICATION_ERROR (0x0c)
+        Err(quic_stack::connection::ConnectionError::ConnectionClosed { error_code, .. }) => {
+            assert_eq!(error_code, 0x0c);
+        }
+        other => panic!("second connection: {other:?}"),
+    }
+    // Nobody accepted the first: its handshake has not moved
+    assert_eq!(first.with_core(|c, _| c.is_handshaking()), Some(true));
+    let mut s = l.accept().await;
+    let r = s
+        .call(&Request::Handshake(HandshakeArgs {
+            server: true,
+            hostname: None,
+            alpns: None,
+            pkey: None,
+            cert: None,
+        }))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "server handshake: {r:?}");
+    tokio::time::timeout(Duration::from_secs(5), first.handshake())
+        .await
+        .expect("first in time")
+        .expect("first handshake, with the service's own certificate");
+    for sock in [&mut s, &mut l] {
+        assert!(matches!(sock.call(&Request::Close).await, Answer::Ok(0)));
+    }
+    service.abort();
+}

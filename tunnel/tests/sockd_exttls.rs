@@ -421,20 +421,12 @@ async fn accepted_socket_runs_the_applications_tls() {
     };
     let r = l.set(QUIC_SOCKOPT_TRANSPORT_PARAM, &tp.encode()).await;
     assert!(matches!(r, Answer::Ok(0)), "transport param: {r:?}");
-    let r = l
-        .set(QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &1i32.to_ne_bytes())
-        .await;
-    assert!(matches!(r, Answer::Ok(0)), "external TLS listener: {r:?}");
+    // No listener flag: as in the kernel, accepted sockets decide their TLS after accept()
     let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
     let r = l.call(&Request::Bind(bind)).await;
     assert!(matches!(r, Answer::Ok(0)), "bind: {r:?}");
     let r = l.call(&Request::Listen { backlog: 4 }).await;
     assert!(matches!(r, Answer::Ok(0)), "listen: {r:?}");
-    // Fixed once listening
-    let r = l
-        .set(QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &0i32.to_ne_bytes())
-        .await;
-    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
     let addr = match l.call(&Request::GetSockName).await {
         Answer::Addr(a) => a,
         other => panic!("getsockname: {other:?}"),
@@ -473,17 +465,6 @@ async fn accepted_socket_runs_the_applications_tls() {
     });
 
     let mut s = l.accept().await;
-    // The built-in server handshake is not what this listener's sockets run
-    let r = s
-        .call(&Request::Handshake(HandshakeArgs {
-            server: true,
-            hostname: None,
-            alpns: Some(b"sample"),
-            pkey: None,
-            cert: None,
-        }))
-        .await;
-    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
     let ours = match s.get(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, &[], 256).await {
         Answer::OptVal(v) => v,
         other => panic!("get TRANSPORT_PARAM_EXT: {other:?}"),
@@ -499,6 +480,7 @@ async fn accepted_socket_runs_the_applications_tls() {
     let mut level = QUIC_CRYPTO_INITIAL;
     let mut peer_params_set = false;
     let mut app_rx = false;
+    let mut took_part = false;
     for _ in 0..50 {
         let (_, _, got_level, data) = s.recv_any().await;
         let got_level = got_level.expect("handshake message carries QUIC_HANDSHAKE_INFO");
@@ -523,6 +505,21 @@ async fn accepted_socket_runs_the_applications_tls() {
                     matches!(r, Answer::Ok(n) if n == buf.len() as i64),
                     "send: {r:?}"
                 );
+                if !took_part {
+                    // Having sent its first flight, the application owns the handshake: the
+                    // service's TLS can no longer take it over
+                    took_part = true;
+                    let r = s
+                        .call(&Request::Handshake(HandshakeArgs {
+                            server: true,
+                            hostname: None,
+                            alpns: Some(b"sample"),
+                            pkey: None,
+                            cert: None,
+                        }))
+                        .await;
+                    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
+                }
             }
             match change {
                 Some(KeyChange::Handshake { .. }) => {

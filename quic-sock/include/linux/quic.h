@@ -74,8 +74,11 @@ struct quic_stream_info {
 #define QUIC_SOCKOPT_SESSION_TICKET 12
 #define QUIC_SOCKOPT_CRYPTO_SECRET 13
 #define QUIC_SOCKOPT_TRANSPORT_PARAM_EXT 14
-/* quictun extension (no kernel equivalent): int, set before listen(); non-zero makes the
- * accepted sockets run the application's TLS (external TLS) instead of the built-in one */
+/* quictun extension (no kernel equivalent), now a no-op kept so older programs still build and
+ * run: int, accepted before listen() (EINVAL after) and readable back, but it changes nothing.
+ * As in the kernel, every accepted socket starts before its handshake and its application
+ * chooses afterwards: its own TLS (QUIC_HANDSHAKE_INFO, CRYPTO_SECRET, TRANSPORT_PARAM_EXT)
+ * or quic_server_handshake() */
 #define QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER 0x5154
 
 #define QUIC_CRYPTO_SECRET_BUFFER_SIZE 48

@@ -4,8 +4,9 @@
  * QUIC_HANDSHAKE_INFO cmsg, traffic secrets via setsockopt(CRYPTO_SECRET), the server's 0x39 via
  * setsockopt(TRANSPORT_PARAM_EXT). The server (parent) uses the built-in quic_server_handshake,
  * so both wire formats meet. Then a stream and a datagram are echoed.
- * Second round, the other way: a listener with QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER; the accepted
- * socket runs the GnuTLS server, the client (child) the built-in quic_client_handshake.
+ * Second round, the other way: a plain listener (as in the kernel, no option: accepted sockets
+ * decide their TLS after accept()); the accepted socket runs the GnuTLS server, the client
+ * (child) the built-in quic_client_handshake.
  * Usage: sockd_exttls KEY.pem CERT.pem PORT */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -339,7 +340,7 @@ static void external_server(const char *key, const char *cert)
 	gnutls_session_t s;
 	struct sockaddr_in sa, from;
 	socklen_t len;
-	int l, a, st, one = 1, done = 0, level, mflags;
+	int l, a, st, done = 0, level, mflags;
 	pid_t pid;
 	ssize_t n;
 
@@ -351,7 +352,6 @@ static void external_server(const char *key, const char *cert)
 	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
 	CHECK(l >= 0);
 	enable_datagrams(l);
-	CHECK(setsockopt(l, SOL_QUIC, QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &one, sizeof(one)) == 0);
 	CHECK(bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	len = sizeof(sa);
 	CHECK(getsockname(l, (struct sockaddr *)&sa, &len) == 0);

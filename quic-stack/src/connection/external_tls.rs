@@ -4,6 +4,8 @@
 use crate::crypto::external::{Direction, ExternalSession, ExternalTlsError};
 use crate::crypto::{LeveledOutput, Suite};
 use crate::shared::SpaceId;
+use crate::tls::TlsSession;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::Connection;
@@ -117,5 +119,58 @@ impl Connection {
     pub fn external_set_alpn(&mut self, alpn: Option<Vec<u8>>) -> Result<(), ExternalTlsError> {
         self.external()?.set_alpn(alpn);
         Ok(())
+    }
+
+    /// Server: hand a handshake that is still waiting in external mode to the built-in TLS
+    /// with `crypto` (certificate, ALPN, session store of this connection alone), replaying the
+    /// CRYPTO bytes the client sent so far; refused once the application took part in the
+    /// handshake ([`ExternalTlsError::Committed`])
+    ///
+    /// This is how a service offering the kernel's model decides TLS after accept(): every
+    /// accepted connection starts external (the client's Initials are only acknowledged),
+    /// and the application then either runs TLS itself or asks for the built-in one. Doing it
+    /// in the core (rather than driving the external hooks from a rustls session outside)
+    /// keeps the built-in session's 0-RTT and resumption: rustls sees the ClientHello as if
+    /// it had been there from the start, and early keys reach the connection as usual.
+    pub fn attach_server_tls(
+        &mut self,
+        now: Instant,
+        crypto: Arc<rustls::ServerConfig>,
+    ) -> Result<(), ExternalTlsError> {
+        if !self.side.is_server() {
+            return Err(ExternalTlsError::Committed);
+        }
+        let external = self.external()?;
+        let params = external.local_transport_parameters().to_vec();
+        let Some(replay) = external.take_replay() else {
+            return Err(ExternalTlsError::Committed);
+        };
+        let mut tls = match TlsSession::server(crypto, self.version, params) {
+            Ok(t) => t,
+            Err(e) => {
+                // The external session gave up its replay: nobody can finish this handshake
+                let reason = e.to_string();
+                self.close_with_error(
+                    now,
+                    crate::error::TransportError::INTERNAL_ERROR("built-in TLS refused"),
+                );
+                return Err(ExternalTlsError::Failed(reason));
+            }
+        };
+        // The endpoint does the same for connections that start with the built-in TLS
+        if !self.config.zero_rtt {
+            tls.reject_early_data();
+        }
+        self.tls = Box::new(tls);
+        for (space, data) in replay {
+            if let Err(e) = self.tls.read_handshake_at(space, &data) {
+                let reason = e.to_string();
+                self.close_with_error(now, e);
+                return Err(ExternalTlsError::Failed(reason));
+            }
+        }
+        // With early data accepted the 0-RTT keys are in now, and the 0-RTT packets that
+        // waited for them are opened (`replay_early_packets`); without, they are dropped
+        self.external_progress(now)
     }
 }

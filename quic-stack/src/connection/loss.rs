@@ -114,8 +114,12 @@ impl Connection {
         }
 
         self.detect_lost_packets(now, space_id);
-        // RFC 9002 §6.2.1: an acknowledgment resets the PTO backoff
-        self.pto_count = 0;
+        // RFC 9002 §6.2.1: an acknowledgment resets the PTO backoff, except Initial ACKs at a
+        // client: a server that only acknowledges (its TLS not started, e.g. an accepted
+        // socket whose application has not chosen yet) must not get a probe every PTO forever
+        if !(self.side.is_client() && space_id == SpaceId::Initial) {
+            self.pto_count = 0;
+        }
         self.set_loss_detection_timer(now);
         Ok(())
     }

@@ -69,6 +69,12 @@ impl Connection {
         self.streams.send_max_data(id)
     }
 
+    /// The final size of the peer's data on `id` once its FIN arrived (not after a reset), and
+    /// whether all of it has arrived (the kernel's RECV_SIZE_KNOWN is "known, not all there")
+    pub fn stream_recv_final_size(&self, id: StreamId) -> Option<(u64, bool)> {
+        self.streams.recv_final_size(id)
+    }
+
     /// Server: send the client one more NEW_TOKEN token; false while one is still unacknowledged
     /// or on a client
     pub fn request_new_token(&mut self) -> bool {

@@ -48,6 +48,10 @@ pub enum ExternalTlsError {
     /// and is closing
     #[error("handshake failed: {0}")]
     Failed(String),
+    /// The built-in TLS can no longer take the handshake over: the application already took
+    /// part in it (sent bytes, installed a secret, set parameters), or this is a client
+    #[error("the handshake is already run by the application")]
+    Committed,
 }
 
 /// Which way a traffic secret protects packets
@@ -92,6 +96,12 @@ pub struct ExternalSession {
     levels: [LevelSecrets; 2],
     /// The 1-RTT secrets of the phase after the last keys handed out, for key updates
     next_1rtt: Option<(Suite, Vec<u8>, Vec<u8>)>,
+    /// Server: a copy of every CRYPTO byte received while the application has not yet taken
+    /// part in the handshake, so the built-in TLS can still take it over (the kernel's accept
+    /// comes before the handshake, whose owner is chosen afterwards); `None` once the
+    /// application committed to running TLS itself, or on a client
+    replay: Option<Vec<(SpaceId, Vec<u8>)>>,
+    replay_len: usize,
 }
 
 impl std::fmt::Debug for ExternalSession {
@@ -118,7 +128,23 @@ impl ExternalSession {
             to_send: VecDeque::new(),
             levels: Default::default(),
             next_1rtt: None,
+            replay: (side == Side::Server).then(Vec::new),
+            replay_len: 0,
         }
+    }
+
+    /// The application acted on the handshake: it is its own from now on
+    fn commit(&mut self) {
+        self.replay = None;
+        self.replay_len = 0;
+    }
+
+    /// Everything the peer sent so far, by level and in order, if the application has not
+    /// taken part in the handshake yet (server only); the session is unusable afterwards,
+    /// because the caller replaces it with a built-in TLS session
+    pub fn take_replay(&mut self) -> Option<Vec<(SpaceId, Vec<u8>)>> {
+        self.replay_len = 0;
+        self.replay.take()
     }
 
     /// Our encoded transport parameters (the body of TLS extension 0x39)
@@ -135,12 +161,14 @@ impl ExternalSession {
         if !self.is_handshaking() {
             return Err(ExternalTlsError::Complete);
         }
+        self.commit();
         self.peer_params = Some(params.to_vec());
         Ok(())
     }
 
     /// Record the ALPN protocol the application's TLS negotiated
     pub fn set_alpn(&mut self, alpn: Option<Vec<u8>>) {
+        self.commit();
         self.alpn = alpn;
     }
 
@@ -152,6 +180,7 @@ impl ExternalSession {
             return Err(ExternalTlsError::Backlog);
         }
         if !data.is_empty() {
+            self.commit();
             self.to_send.push_back((level, data.to_vec()));
         }
         Ok(())
@@ -194,6 +223,7 @@ impl ExternalSession {
             return Err(ExternalTlsError::AlreadyInstalled);
         }
         *target = Some((suite, secret.to_vec()));
+        self.commit();
         Ok(())
     }
 
@@ -257,6 +287,17 @@ impl Session for ExternalSession {
         match self.received.back_mut() {
             Some((level, buf)) if *level == space => buf.extend_from_slice(data),
             _ => self.received.push_back((space, data.to_vec())),
+        }
+        if self.replay_len + data.len() > MAX_QUEUED {
+            // Far beyond any ClientHello: keep serving the application, but no takeover
+            self.commit();
+        }
+        if let Some(replay) = &mut self.replay {
+            self.replay_len += data.len();
+            match replay.last_mut() {
+                Some((level, buf)) if *level == space => buf.extend_from_slice(data),
+                _ => replay.push((space, data.to_vec())),
+            }
         }
         Ok(false)
     }

@@ -139,9 +139,9 @@ pub const QUIC_SOCKOPT_SESSION_TICKET: i32 = 12;
 pub const QUIC_SOCKOPT_CRYPTO_SECRET: i32 = 13;
 /// Socket option: encoded transport-parameters TLS extension (external TLS)
 pub const QUIC_SOCKOPT_TRANSPORT_PARAM_EXT: i32 = 14;
-/// Socket option (quictun extension, no kernel equivalent): int, set before listen(); non-zero
-/// makes the listener's accepted connections run the application's TLS (external TLS)
-/// instead of the built-in server handshake
+/// Socket option (quictun extension, no kernel equivalent): int, set before listen(). A no-op
+/// kept for older programs: accepted sockets choose external TLS or the built-in handshake
+/// after accept(), as in the kernel
 pub const QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER: i32 = 0x5154;
 
 /// Event: none

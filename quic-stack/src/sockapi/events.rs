@@ -162,6 +162,21 @@ impl Received {
     }
 }
 
+/// QUIC_EVENT_STREAM_UPDATE with RECV_SIZE_KNOWN for stream `id`, if its FIN (final size)
+/// arrived while data below it is still missing (reference §1.6; the service reports RECV and
+/// RECVD from its reads, this state only the connection knows)
+pub fn recv_size_known(c: &crate::connection::Connection, id: u64) -> Option<Event> {
+    match c.stream_recv_final_size(crate::StreamId(id))? {
+        (size, false) => Some(Event::StreamUpdate(StreamUpdate {
+            id: id as i64,
+            state: stream_state::RECV_SIZE_KNOWN,
+            errcode: 0,
+            finalsz: size,
+        })),
+        (_, true) => None,
+    }
+}
+
 #[derive(Debug)]
 struct Chunk {
     data: Vec<u8>,
@@ -207,6 +222,13 @@ impl RecvQueue {
     pub fn push_handshake(&mut self, level: u8, data: Vec<u8>) {
         self.bytes += data.len();
         self.handshake.push_back((level, Chunk { data, off: 0 }));
+    }
+    /// Forget the handshake bytes not yet read: the service's own TLS took the handshake over
+    /// (an accepted socket whose application chose `quic_server_handshake`)
+    pub fn clear_handshake(&mut self) {
+        for (_, chunk) in self.handshake.drain(..) {
+            self.bytes -= chunk.rest().len();
+        }
     }
     /// Queue an event if the application enabled its type; returns whether it was queued
     pub fn push_event(&mut self, mask: EventMask, event: &Event) -> bool {
@@ -401,6 +423,22 @@ mod tests {
         }
         assert_eq!(Event::decode(&[0]), None);
         assert_eq!(Event::decode(&[]), None);
+    }
+
+    #[test]
+    fn clearing_handshake_bytes_keeps_the_rest() {
+        let mut q = RecvQueue::new();
+        q.push_handshake(QUIC_CRYPTO_INITIAL, vec![1; 10]);
+        q.push_datagram(b"dg".to_vec());
+        let mut buf = [0u8; 4];
+        let r = q.recv(&mut buf, false).expect("part of the hello");
+        assert_eq!(r.len, 4);
+        assert_eq!(q.queued_bytes(), 8);
+        q.clear_handshake();
+        assert_eq!(q.queued_bytes(), 2, "only the datagram is left");
+        let r = q.recv(&mut buf, false).expect("datagram");
+        assert!(matches!(r.kind, RecvKind::Datagram));
+        assert!(q.is_empty());
     }
 
     #[test]

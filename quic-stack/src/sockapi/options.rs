@@ -169,7 +169,8 @@ pub struct SockOptions {
     session_ticket: Vec<u8>,
     /// [level][send] installed through CRYPTO_SECRET
     secrets: [[bool; 2]; QUIC_CRYPTO_MAX as usize],
-    /// QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER: accepted connections run the application's TLS
+    /// QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER as set; a no-op kept for older programs (accepted
+    /// sockets choose their TLS after accept(), whatever its value)
     external_tls_listener: bool,
 }
 
@@ -242,7 +243,7 @@ impl SockOptions {
     pub fn session_ticket(&self) -> &[u8] {
         &self.session_ticket
     }
-    /// The listener's accepted connections run the application's TLS (external TLS)
+    /// What QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER was set to (it has no effect)
     pub fn external_tls_listener(&self) -> bool {
         self.external_tls_listener
     }
@@ -369,8 +370,8 @@ impl SockOptions {
             }
             QUIC_SOCKOPT_CRYPTO_SECRET => self.set_crypto_secret(optval),
             QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER => {
-                // Chosen before listen(): connections already waiting began with the
-                // built-in TLS
+                // No effect any more (see the field); its old rules stay, so a program that
+                // worked before sees the same answers
                 if self.state != SockState::Closed {
                     return Err(Errno::EINVAL);
                 }

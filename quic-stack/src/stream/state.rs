@@ -1165,6 +1165,18 @@ impl StreamsState {
             .and_then(|s| s.send.as_ref())
             .map(|h| h.flow.max())
     }
+
+    /// The final size of the peer's data on `id`, once its FIN told it, and whether every
+    /// byte below it has arrived; while the receiving half exists and was not reset
+    pub fn recv_final_size(&self, id: StreamId) -> Option<(u64, bool)> {
+        let r = self.streams.get(&id)?.recv.as_ref()?;
+        if r.state != RecvState::Recv {
+            return None;
+        }
+        let size = r.final_size?;
+        let contiguous = r.assembler.bytes_read() + r.assembler.readable();
+        Some((size, contiguous >= size))
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::shared::{Dir, RecvMeta};
 use crate::sim::{LinkConfig, Verdict};
 
 mod bbr;
+mod deferred_tls;
 mod ecn;
 mod external_tls;
 mod grease;
@@ -21,6 +22,7 @@ mod migration;
 mod preferred_address;
 mod qlog;
 mod scenarios;
+mod sockapi_events;
 mod sockapi_hooks;
 mod stress;
 mod token;

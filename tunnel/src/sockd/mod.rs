@@ -63,6 +63,8 @@ pub struct Service {
     per_uid: Mutex<HashMap<u32, usize>>,
     /// Session tickets of client sockets, by the handle the application holds
     tickets: Arc<tickets::Vault>,
+    /// Server sockets' default QUIC_SOCKOPT_SESSION_TICKET keys
+    ticket_keys: tickets::ServerTicketKeys,
 }
 
 /// A socket's claim on its uid's socket budget; released on drop
@@ -77,6 +79,7 @@ impl Service {
             limits,
             per_uid: Mutex::new(HashMap::new()),
             tickets: Arc::new(tickets::Vault::default()),
+            ticket_keys: tickets::ServerTicketKeys::new(),
         })
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
 use quic_stack::connection::ConnectionError;
-use quic_stack::crypto::external::Direction;
+use quic_stack::crypto::external::{Direction, ExternalTlsError};
 use quic_stack::crypto::Suite;
 use quic_stack::driver::{
     Connection, DatagramError, Endpoint, RecvStream, SendStream, StreamError,
@@ -68,9 +68,15 @@ struct Shared {
     watch: Mutex<Option<Watch>>,
     /// Streams we send on, for STREAM_MAX_DATA; same lock order as `watch`
     watched: Mutex<BTreeSet<u64>>,
-    /// Streams we finished (FIN) or reset, by the STREAM_UPDATE state to report once the core
-    /// frees their sending half (all data, or the RESET_STREAM, acknowledged)
-    ended: Mutex<HashMap<u64, u8>>,
+    /// Streams we finished (FIN) or reset, by the STREAM_UPDATE state and final size to
+    /// report once the core frees their sending half (all data, or the RESET_STREAM,
+    /// acknowledged)
+    ended: Mutex<HashMap<u64, (u8, u64)>>,
+    /// Receive streams whose pump has not delivered the FIN yet (candidates for
+    /// RECV_SIZE_KNOWN); same lock order as `watch`, and taken inside `inner` by the pump
+    /// that delivers the FIN, so the watcher's check under `inner` orders SIZE_KNOWN before
+    /// RECVD
+    reading: Mutex<BTreeSet<u64>>,
     /// Handles of session tickets that arrived (rustls reports them inside the driver's lock,
     /// so they wait here rather than in `inner`)
     tickets: Mutex<Vec<Vec<u8>>>,
@@ -85,6 +91,8 @@ struct Inner {
     backlog: usize,
     /// Our sending halves by stream id (opened by us or accepted bidirectional streams)
     send: HashMap<u64, SendStream>,
+    /// Bytes written so far per sending half in `send` (the final size once it ends)
+    written: HashMap<u64, u64>,
     /// Streams opened by a waiting task while the application was refused (see `open`)
     preopened: HashMap<Dir, VecDeque<(SendStream, Option<RecvStream>)>>,
     /// STOP_SENDING requests for the pump that owns the receiving half
@@ -98,6 +106,9 @@ struct Inner {
     open_waiting: Vec<Dir>,
     /// External TLS completed: from now on the connection pumps report the connection's end
     external_established: bool,
+    /// Accepted socket: quic_server_handshake handed the handshake to the service's TLS, so
+    /// the handshake pump stands down (its queued bytes were dropped)
+    builtin_tls: bool,
     /// Client: a NEW_TOKEN token arrived; the session stores it for QUIC_SOCKOPT_TOKEN
     new_token: Option<Vec<u8>>,
 }
@@ -266,6 +277,7 @@ impl Session {
             watched: Mutex::new(BTreeSet::new()),
             tickets: Mutex::new(Vec::new()),
             ended: Mutex::new(HashMap::new()),
+            reading: Mutex::new(BTreeSet::new()),
         });
         Self {
             unix,
@@ -512,14 +524,16 @@ impl Session {
             return Ok(Response::Ok(0));
         }
         let mut server = server_config(
-            None,
             alpn_list(self.opts.alpn()),
             &self.transport(),
             self.server_sessions.clone(),
             self.opts.config().validate_peer_address != 0,
         )?;
-        // QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER: the accepted sockets' applications run TLS
-        server.external_tls = self.opts.external_tls_listener();
+        // As in the kernel, accept() comes before the handshake: every connection waits with
+        // no TLS session (its Initials only acknowledged) until the accepted socket's
+        // application runs TLS itself or asks for ours (`handshake`). The certificate above
+        // is never used. QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER is therefore a no-op.
+        server.external_tls = true;
         ep.set_server_config(Some(server));
         {
             let mut i = self.shared.lock();
@@ -584,13 +598,12 @@ impl Session {
         child.local = self.local;
         child.peer = peer;
         child.endpoint = self.endpoint.clone();
-        if conn.with_core(|c, _| c.is_external_tls()) == Some(true) {
-            // The client's handshake bytes (its ClientHello at least) wait for the
-            // application's recvmsg
-            child
-                .shared
-                .spawn(pump_handshake(child.shared.clone(), conn.clone()));
-        }
+        // The client's handshake bytes (its ClientHello at least) wait for the application's
+        // recvmsg, as in the kernel; they stay in the core too, in case the application
+        // chooses quic_server_handshake instead
+        child
+            .shared
+            .spawn(pump_handshake(child.shared.clone(), conn.clone()));
         child.conn = Some(conn);
         child.server_sessions = self.server_sessions.clone();
         spawn_child(child);
@@ -655,31 +668,7 @@ impl Session {
             let Some(conn) = self.conn.clone() else {
                 return Err(Errno::EINVAL);
             };
-            if conn.with_core(|c, _| c.is_external_tls()) == Some(true) {
-                // The listener left TLS to the application (QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER)
-                return Err(Errno::EINVAL);
-            }
-            // The TLS handshake of an accepted connection already began with the listener's
-            // certificate (the Initial arrived before accept); the files given here serve the
-            // listener's next connections.
-            if let (Some(key), Some(cert), Some(ep)) = (args.pkey, args.cert, &self.endpoint) {
-                let alpns = args
-                    .alpns
-                    .map_or_else(|| alpn_list(self.opts.alpn()), alpn_list);
-                match server_config(
-                    Some((cert, key)),
-                    alpns,
-                    &self.transport(),
-                    self.server_sessions.clone(),
-                    self.opts.config().validate_peer_address != 0,
-                ) {
-                    Ok(mut c) => {
-                        c.external_tls = self.opts.external_tls_listener();
-                        ep.set_server_config(Some(c));
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
+            self.attach_server_tls(&conn, &args)?;
             conn
         } else {
             if args.pkey.is_some() {
@@ -739,6 +728,49 @@ impl Session {
         self.opts.on_established();
         self.start_pumps(conn);
         Ok(Response::Ok(0))
+    }
+
+    /// Accepted socket: run the service's TLS for this connection with the application's
+    /// certificate (or the service's own), the call's ALPN (or QUIC_SOCKOPT_ALPN) and the
+    /// listener's session store; the connection has been waiting in external mode since the
+    /// client's Initial (see `listen`)
+    fn attach_server_tls(
+        &mut self,
+        conn: &Connection,
+        args: &HandshakeArgs<'_>,
+    ) -> Result<(), Errno> {
+        let pem = match (args.cert, args.pkey) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            // A key file alone is a PSK file: rustls has no external PSK
+            (None, Some(_)) => return Err(Errno::EOPNOTSUPP),
+            (Some(_), None) => return Err(Errno::EINVAL),
+        };
+        let alpns = args
+            .alpns
+            .map_or_else(|| alpn_list(self.opts.alpn()), alpn_list);
+        let crypto = server_tls(pem, alpns, self.server_sessions.clone())?;
+        match conn.with_core(|c, now| c.attach_server_tls(now, Arc::new(crypto))) {
+            Some(Ok(())) => {}
+            // The application already runs TLS itself on this socket
+            Some(Err(ExternalTlsError::Committed | ExternalTlsError::NotExternal)) => {
+                return Err(Errno::EINVAL)
+            }
+            Some(Err(e)) => {
+                tracing::debug!("sockd server handshake: {e}");
+                self.opts.on_closed();
+                return Err(Errno::ECONNREFUSED);
+            }
+            None => {
+                self.opts.on_closed();
+                return Err(Errno::ECONNREFUSED);
+            }
+        }
+        // The ClientHello copies meant for the application's own TLS are void now
+        let mut i = self.shared.lock();
+        i.builtin_tls = true;
+        i.queue.clear_handshake();
+        Ok(())
     }
 
     /// The client's TLS session store: resumes from the ticket handle set with
@@ -999,11 +1031,13 @@ impl Session {
                         StreamError::Stopped(c) => c,
                         _ => 0,
                     };
+                    // The core's RESET_STREAM carries what we wrote as the final size
+                    let finalsz = i.written.remove(&id).unwrap_or(0);
                     let ev = Event::StreamUpdate(StreamUpdate {
                         id: id as i64,
                         state: stream_state::SEND_RESET_SENT,
                         errcode: code as u32,
-                        finalsz: 0,
+                        finalsz,
                     });
                     let mask = i.events;
                     i.queue.push_event(mask, &ev);
@@ -1036,14 +1070,19 @@ impl Session {
             }
             return Err(target.flow_blocked_errno());
         }
+        let finished = fin && done == data.len() && stream.finish().is_ok();
+        let written = i.written.entry(id).or_insert(0);
+        *written += done as u64;
+        let finalsz = *written;
         if fin && done == data.len() {
-            if stream.finish().is_ok() {
+            if finished {
                 self.shared
                     .ended
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, stream_state::SEND_RECVD);
+                    .insert(id, (stream_state::SEND_RECVD, finalsz));
             }
+            i.written.remove(&id);
             i.send.remove(&id);
             self.active = None;
         } else {
@@ -1111,12 +1150,13 @@ impl Session {
                 let Some(mut s) = i.send.remove(&id) else {
                     return Err(Errno::EINVAL);
                 };
+                let finalsz = i.written.remove(&id).unwrap_or(0);
                 s.reset(u64::from(e.errcode)).map_err(|_| Errno::EINVAL)?;
                 self.shared
                     .ended
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(id, stream_state::SEND_RESET_RECVD);
+                    .insert(id, (stream_state::SEND_RESET_RECVD, finalsz));
                 if self.active == Some(id) {
                     self.active = None;
                 }
@@ -1280,7 +1320,15 @@ impl Session {
                     .flatten()
                     .ok_or(Errno::EINVAL)
             }
-            ConnQuery::SessionTicketKey => Err(Errno::EOPNOTSUPP),
+            ConnQuery::SessionTicketKey => {
+                // Accepted socket without a key of its own (listeners got EPIPE already)
+                let peer = self.peer_addr().ok_or(Errno::ENOTCONN)?;
+                self.svc
+                    .ticket_keys
+                    .key_for(peer.ip())
+                    .map(|k| k.to_vec())
+                    .ok_or(Errno::ENOMEM)
+            }
         }
     }
 
@@ -1291,9 +1339,7 @@ impl Session {
         if let Some(conn) = &self.conn {
             return match conn.with_core(|c, _| c.is_external_tls()) {
                 Some(true) => Ok(conn.clone()),
-                // Accepted connections began with the listener's built-in TLS unless the
-                // listener set QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER (see README)
-                Some(false) if server => Err(Errno::EOPNOTSUPP),
+                // The service's TLS runs this connection (quic_*_handshake was called)
                 Some(false) => Err(Errno::EINVAL),
                 None => Err(Errno::EPIPE),
             };
@@ -1415,7 +1461,7 @@ async fn pump_handshake(sh: Arc<Shared>, conn: Connection) {
             Err(reason) => {
                 // Ended during the handshake: no connection pumps run yet to report it
                 let mut i = sh.lock();
-                if !i.external_established {
+                if !i.external_established && !i.builtin_tls {
                     i.closed = true;
                     if !matches!(reason, ConnectionError::LocallyClosed) {
                         let close = close_info(&reason);
@@ -1430,6 +1476,10 @@ async fn pump_handshake(sh: Arc<Shared>, conn: Connection) {
             }
         };
         let mut i = sh.lock();
+        if i.builtin_tls {
+            // quic_server_handshake took over; these bytes are the service TLS's now
+            return;
+        }
         for (space, data) in messages {
             let level = match space {
                 SpaceId::Initial => consts::QUIC_CRYPTO_INITIAL,
@@ -1478,17 +1528,19 @@ async fn watch_state(sh: Arc<Shared>, conn: Connection, token_source: Option<(En
             let mut ev = Vec::new();
             streams.retain(|&id| {
                 let live = c.stream_send_max_data(quic_stack::StreamId(id)).is_some();
-                if let (false, Some(state)) = (live, ended.remove(&id)) {
+                if let (false, Some((state, finalsz))) = (live, ended.remove(&id)) {
                     ev.push(Event::StreamUpdate(StreamUpdate {
                         id: id as i64,
                         state,
                         errcode: 0,
-                        finalsz: 0,
+                        finalsz,
                     }));
                 }
                 live
             });
             ev.extend(w.diff(c, &streams));
+            let reading = sh2.reading.lock().unwrap_or_else(|e| e.into_inner());
+            ev.extend(w.size_known(c, &reading));
             (!ev.is_empty()).then_some(ev)
         });
         let mut events = tokio::select! {
@@ -1514,6 +1566,13 @@ async fn watch_state(sh: Arc<Shared>, conn: Connection, token_source: Option<(En
         let mut i = sh.lock();
         let mask = i.events;
         for e in &events {
+            if let Event::StreamUpdate(u) = e {
+                // Too late if the pump delivered the FIN meanwhile (it would follow RECVD)
+                let reading = sh.reading.lock().unwrap_or_else(|e| e.into_inner());
+                if u.state == stream_state::RECV_SIZE_KNOWN && !reading.contains(&(u.id as u64)) {
+                    continue;
+                }
+            }
             tracing::debug!(?e, "sockd: event");
             i.queue.push_event(mask, e);
         }
@@ -1523,7 +1582,20 @@ async fn watch_state(sh: Arc<Shared>, conn: Connection, token_source: Option<(En
 }
 
 /// Read one stream into the queue until FIN, reset, STOP_SENDING or the connection's end
-async fn read_stream(sh: Arc<Shared>, mut rs: RecvStream) {
+async fn read_stream(sh: Arc<Shared>, rs: RecvStream) {
+    let id = rs.id().0;
+    sh.reading
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id);
+    read_stream_until_end(&sh, rs).await;
+    sh.reading
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+}
+
+async fn read_stream_until_end(sh: &Arc<Shared>, mut rs: RecvStream) {
     let id = rs.id().0;
     let mut buf = vec![0u8; READ_CHUNK];
     // Bytes delivered so far (the final size once the FIN is in)
@@ -1595,6 +1667,11 @@ async fn read_stream(sh: Arc<Shared>, mut rs: RecvStream) {
                 .push_event(mask, &update(stream_state::RECV_RECV, 0));
         }
         if fin {
+            // Under `inner`: a watcher holding SIZE_KNOWN sees this and drops it
+            sh.reading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
             i.queue
                 .push_event(mask, &update(stream_state::RECV_RECVD, total));
         }
@@ -1655,14 +1732,28 @@ fn alpn_list(s: &[u8]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A server config with the given PEM cert/key, or the service's own self-signed certificate
+/// A listener's endpoint config: the TLS part is never used (connections start in external
+/// mode, see `Session::listen`), but the type wants one
 fn server_config(
-    pem: Option<(&[u8], &[u8])>,
     alpn: Vec<Vec<u8>>,
     transport: &TransportConfig,
     sessions: Arc<dyn rustls::server::StoresServerSessions>,
     retry: bool,
 ) -> Result<ServerConfig, Errno> {
+    let crypto = server_tls(None, alpn, sessions)?;
+    let mut cfg = ServerConfig::new(Arc::new(crypto));
+    // QUIC_CONFIG's validate_peer_address: Retry first (a NEW_TOKEN token skips it)
+    cfg.retry = retry;
+    cfg.transport = Arc::new(transport.clone());
+    Ok(cfg)
+}
+
+/// Server TLS with the given PEM cert/key, or the service's own self-signed certificate
+fn server_tls(
+    pem: Option<(&[u8], &[u8])>,
+    alpn: Vec<Vec<u8>>,
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
+) -> Result<rustls::ServerConfig, Errno> {
     let (chain, key) = match pem {
         Some((cert, key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
@@ -1682,11 +1773,7 @@ fn server_config(
     let mut crypto =
         quic_stack::tls::server_config(chain, key, alpn, None, false).map_err(|_| Errno::EINVAL)?;
     crypto.session_storage = sessions;
-    let mut cfg = ServerConfig::new(Arc::new(crypto));
-    // QUIC_CONFIG's validate_peer_address: Retry first (a NEW_TOKEN token skips it)
-    cfg.retry = retry;
-    cfg.transport = Arc::new(transport.clone());
-    Ok(cfg)
+    Ok(crypto)
 }
 
 /// The TLS client config every client socket starts from: rustls resumes a session only with

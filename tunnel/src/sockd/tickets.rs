@@ -123,3 +123,71 @@ impl ClientSessionStore for SocketStore {
         self.resume.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
+/// Server sockets' QUIC_SOCKOPT_SESSION_TICKET value when the application set none: a
+/// 64-byte key per peer address (reference §1.5 #12; a GnuTLS server feeds it to
+/// gnutls_session_ticket_enable_server), HKDF-derived with the label "session_ticket" from a
+/// secret drawn when the service starts, so a client keeps resuming with the same server
+/// process while nobody can predict the key
+pub(crate) struct ServerTicketKeys {
+    prk: Option<ring::hkdf::Prk>,
+}
+
+/// Output length for ring's HKDF
+struct KeyLen;
+
+impl ring::hkdf::KeyType for KeyLen {
+    fn len(&self) -> usize {
+        HANDLE_LEN
+    }
+}
+
+impl ServerTicketKeys {
+    pub(crate) fn new() -> Self {
+        let mut secret = [0u8; 32];
+        // Without randomness there is no safe key; getsockopt then fails (see `key_for`).
+        let prk = SystemRandom::new().fill(&mut secret).ok().map(|()| {
+            ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"quictun sockd").extract(&secret)
+        });
+        Self { prk }
+    }
+
+    /// The key for a peer at `ip` (IPv4-mapped IPv6 counts as IPv4, as the kernel stores it)
+    pub(crate) fn key_for(&self, ip: std::net::IpAddr) -> Option<[u8; HANDLE_LEN]> {
+        let octets = match ip.to_canonical() {
+            std::net::IpAddr::V4(a) => a.octets().to_vec(),
+            std::net::IpAddr::V6(a) => a.octets().to_vec(),
+        };
+        let info: [&[u8]; 2] = [b"session_ticket", &octets];
+        let mut key = [0u8; HANDLE_LEN];
+        self.prk
+            .as_ref()?
+            .expand(&info, KeyLen)
+            .ok()?
+            .fill(&mut key)
+            .ok()?;
+        Some(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    #[test]
+    fn server_ticket_keys_follow_the_peer_address() {
+        let keys = ServerTicketKeys::new();
+        let a = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1));
+        let b = IpAddr::V4(Ipv4Addr::new(198, 18, 0, 2));
+        let ka = keys.key_for(a).expect("key");
+        assert_eq!(keys.key_for(a), Some(ka), "same peer, same key");
+        assert_ne!(keys.key_for(b), Some(ka), "another peer, another key");
+        let mapped = IpAddr::V6(Ipv4Addr::new(198, 18, 0, 1).to_ipv6_mapped());
+        assert_eq!(keys.key_for(mapped), Some(ka), "v4-mapped is the same peer");
+        assert_ne!(
+            ServerTicketKeys::new().key_for(a),
+            Some(ka),
+            "another service run, another secret"
+        );
+    }
+}

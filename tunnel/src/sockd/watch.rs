@@ -1,5 +1,6 @@
 //! Socket events that come from connection state rather than from reads: KEY_UPDATE,
-//! CONNECTION_ID, STREAM_MAX_STREAM, STREAM_MAX_DATA and CONNECTION_MIGRATION
+//! CONNECTION_ID, STREAM_MAX_STREAM, STREAM_MAX_DATA, CONNECTION_MIGRATION and STREAM_UPDATE
+//! RECV_SIZE_KNOWN
 //!
 //! The watcher keeps what it last reported and compares it with the core connection after
 //! every wake-up: a change the application did not cause itself becomes one event, in the
@@ -10,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 
 use quic_stack::connection::Connection as Core;
-use quic_stack::sockapi::events::Event;
+use quic_stack::sockapi::events::{recv_size_known, Event};
 use quic_stack::sockapi::types::{ConnectionIdInfo, StreamMaxData};
 use quic_stack::{Dir, StreamId};
 
@@ -28,6 +29,8 @@ pub(super) struct Watch {
     /// Client: active migrations so far; server: the peer address
     migrations: u64,
     remote: Option<SocketAddr>,
+    /// Receive streams whose RECV_SIZE_KNOWN was reported
+    size_known: BTreeSet<u64>,
 }
 
 impl Watch {
@@ -44,7 +47,25 @@ impl Watch {
             stream_max: HashMap::new(),
             migrations: c.stats().migrations,
             remote: Some(c.remote_address()),
+            size_known: BTreeSet::new(),
         }
+    }
+
+    /// STREAM_UPDATE RECV_SIZE_KNOWN, once per stream, for the `reading` streams whose FIN
+    /// arrived ahead of some of their data
+    pub(super) fn size_known(&mut self, c: &Core, reading: &BTreeSet<u64>) -> Vec<Event> {
+        self.size_known.retain(|id| reading.contains(id));
+        let mut ev = Vec::new();
+        for &id in reading {
+            if self.size_known.contains(&id) {
+                continue;
+            }
+            if let Some(e) = recv_size_known(c, id) {
+                self.size_known.insert(id);
+                ev.push(e);
+            }
+        }
+        ev
     }
 
     /// The application retired CIDs itself: that is no news to it

@@ -760,7 +760,7 @@ fn external_tls_listener_option() {
     );
     assert!(o.external_tls_listener());
     o.on_listen(4);
-    // Fixed once listening: waiting connections already chose their TLS
+    // A no-op now, but its old answers stay: fixed once listening
     assert_eq!(
         o.set(QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &0i32.to_ne_bytes()),
         Err(Errno::EINVAL)
