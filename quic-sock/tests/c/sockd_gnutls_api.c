@@ -181,7 +181,7 @@ int main(int argc, char **argv)
 	socklen_t len;
 	uint32_t sflags = 0;
 	int64_t sid = -1;
-	int l, a, st, one = 1;
+	int l, a, st;
 	pid_t pid;
 	ssize_t n;
 
@@ -198,9 +198,6 @@ int main(int argc, char **argv)
 	role = "step server";
 	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
 	CHECK(l >= 0);
-	/* Until the service starts every accepted connection without TLS (branch "deferred"),
-	 * a listener whose sockets run TLS in the application says so; delete this line then. */
-	CHECK(setsockopt(l, SOL_QUIC, QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &one, sizeof(one)) == 0);
 	CHECK(bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	CHECK(listen(l, 8) == 0);
 	pid = fork();

@@ -160,15 +160,12 @@ static int wrong_client(const struct sockaddr_in *sa)
 
 static int listener(struct sockaddr_in *sa)
 {
-	int l, one = 1;
+	int l;
 
 	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
 	CHECK(l >= 0);
 	CHECK(setsockopt(l, SOL_QUIC, QUIC_SOCKOPT_ALPN, "sample", 6) == 0);
 	enable_datagrams(l);
-	/* Until the service starts every accepted connection without TLS (branch "deferred"),
-	 * a listener whose sockets run TLS in the application says so; delete this line then. */
-	CHECK(setsockopt(l, SOL_QUIC, QUIC_SOCKOPT_EXTERNAL_TLS_LISTENER, &one, sizeof(one)) == 0);
 	CHECK(bind(l, (struct sockaddr *)sa, sizeof(*sa)) == 0);
 	CHECK(listen(l, 8) == 0);
 	return l;
