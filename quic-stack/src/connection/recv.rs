@@ -100,7 +100,7 @@ impl Connection {
         }
     }
 
-    fn handle_packet(
+    pub(super) fn handle_packet(
         &mut self,
         now: Instant,
         meta: &RecvMeta,
@@ -120,6 +120,8 @@ impl Connection {
             // Only a server that accepted early data reads 0-RTT packets (RFC 9001 §4.6)
             PacketKind::ZeroRtt
                 if self.side.is_server() && self.zero_rtt.header_key().is_some() => {}
+            // External TLS: the application may still install the 0-RTT key
+            PacketKind::ZeroRtt if self.buffer_early_packet(meta, packet) => return,
             PacketKind::ZeroRtt | PacketKind::UnsupportedVersion => {
                 self.stats.packets_dropped += 1;
                 return;

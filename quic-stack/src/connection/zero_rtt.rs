@@ -14,13 +14,49 @@
 //! - Server: TLS decides acceptance (the endpoint makes TLS refuse early data unless
 //!   `TransportConfig::zero_rtt` is set); accepted 0-RTT packets are processed like 1-RTT ones,
 //!   except that they cannot move the path or carry frames RFC 9000 §12.4 forbids.
+//!
+//! External TLS (the kernel model: the application's TLS library decides everything):
+//! - Client: the application hands over the server parameters it saved from the earlier
+//!   connection ([`Connection::set_remembered_peer_params`], QUIC_SOCKOPT_TRANSPORT_PARAM with
+//!   remote=1), so streams and datagrams can be written at once; they wait until it installs
+//!   the 0-RTT secret ([`Connection::external_install_early_secret`]) and then leave as 0-RTT.
+//!   Only the application's TLS sees whether the server accepted: if it reports the verdict
+//!   ([`Connection::external_set_early_data_accepted`]) a rejection is handled as above; if it
+//!   never does (the kernel API has no way to), the 0-RTT packets stay in flight after the
+//!   handshake and loss detection resends what the server never acknowledged, in 1-RTT
+//!   packets (RFC 9001 §4.6.2 leaves it there: a rejecting server simply never processes them).
+//! - Server: 0-RTT packets that arrive before the application installed the 0-RTT read secret
+//!   are kept (a bounded number, RFC 9000 §5.2.2) and processed once it does; when the
+//!   handshake completes without it, they are dropped unread (RFC 9001 §4.6.2: a server that
+//!   rejected 0-RTT must not process them).
 
-use super::Connection;
+use std::time::Instant;
+
+use super::{Connection, State};
 use crate::crypto::{HeaderKey, PacketKey};
 use crate::error::TransportError;
-use crate::shared::SpaceId;
+use crate::packet;
+use crate::shared::{RecvMeta, SpaceId};
 use crate::stream::PeerStreamParams;
 use crate::transport_params::TransportParameters;
+
+/// Server, external TLS: most 0-RTT packets kept while the application has not decided on
+/// early data yet (a client's first flight is about ten packets)
+const MAX_BUFFERED_PACKETS: usize = 32;
+/// ... and most bytes
+const MAX_BUFFERED_BYTES: usize = 64 * 1024;
+
+/// Why [`Connection::set_remembered_peer_params`] refused
+#[derive(Debug, Clone, Copy, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RememberedParamsError {
+    /// Only a client sends 0-RTT
+    #[error("only a client uses remembered server parameters")]
+    NotClient,
+    /// The handshake is complete, or packets already went out under the limits in force
+    #[error("too late for remembered parameters")]
+    TooLate,
+}
 
 /// 0-RTT state of one connection
 #[derive(Default)]
@@ -36,6 +72,9 @@ pub(super) struct ZeroRttState {
     pub(super) enabled: bool,
     /// Whether the server accepted 0-RTT, once known
     pub(super) accepted: Option<bool>,
+    /// Server, external TLS: 0-RTT packets waiting for the application's 0-RTT secret
+    buffered: Vec<(RecvMeta, Vec<u8>)>,
+    buffered_bytes: usize,
 }
 
 impl std::fmt::Debug for ZeroRttState {
@@ -76,6 +115,14 @@ impl Connection {
             // Without the old limits nothing could be sent anyway
             return;
         };
+        self.apply_remembered(params);
+        self.zero_rtt.keys = Some(keys);
+        self.zero_rtt.enabled = true;
+        tracing::debug!("0-RTT enabled by the resumption ticket");
+    }
+
+    /// Client: the server's limits of an earlier connection apply until the handshake is done
+    fn apply_remembered(&mut self, params: TransportParameters) {
         // RFC 9000 §7.4.1: remembered flow-control and stream limits bound 0-RTT; RFC 9221 §3:
         // so does the remembered max_datagram_frame_size
         self.streams.set_peer_params(&PeerStreamParams {
@@ -90,10 +137,110 @@ impl Connection {
             .set_peer_max_frame_size(params.max_datagram_frame_size);
         let payload = self.max_1rtt_payload();
         self.datagrams.set_max_packet_payload(payload);
-        self.zero_rtt.keys = Some(keys);
         self.zero_rtt.remembered = Some(params);
-        self.zero_rtt.enabled = true;
-        tracing::debug!("0-RTT enabled by the resumption ticket");
+    }
+
+    /// Client: the transport parameters the server sent in an earlier connection, saved by the
+    /// application (the kernel's QUIC_SOCKOPT_TRANSPORT_PARAM with remote=1): streams and
+    /// datagrams can be written right away within their limits; the data leaves in 0-RTT
+    /// packets once the 0-RTT secret is installed (external TLS), else in 1-RTT packets
+    ///
+    /// Parameters RFC 9000 §7.4.1 forbids remembering (CIDs, tokens, preferred_address,
+    /// ack delay) are ignored. Refused once the handshake is complete or a packet of the
+    /// application space was sent.
+    pub fn set_remembered_peer_params(
+        &mut self,
+        params: &TransportParameters,
+    ) -> Result<(), RememberedParamsError> {
+        if !self.side.is_client() {
+            return Err(RememberedParamsError::NotClient);
+        }
+        if self.state != State::Handshake
+            || self.space(SpaceId::Data).keys.is_some()
+            || self.space(SpaceId::Data).next_pn > 0
+        {
+            return Err(RememberedParamsError::TooLate);
+        }
+        self.apply_remembered(params.clone());
+        self.start_external_zero_rtt();
+        Ok(())
+    }
+
+    /// Client, external TLS: 0-RTT starts once both the remembered limits and the 0-RTT
+    /// secret are there
+    fn start_external_zero_rtt(&mut self) {
+        if !self.side.is_client()
+            || !self.is_external_tls()
+            || self.zero_rtt.keys.is_some()
+            || self.zero_rtt.remembered.is_none()
+            || self.space(SpaceId::Data).keys.is_some()
+        {
+            return;
+        }
+        if let Some(keys) = self.tls.early_crypto() {
+            self.zero_rtt.keys = Some(keys);
+            self.zero_rtt.enabled = true;
+            tracing::debug!("0-RTT enabled by the application's early secret");
+        }
+    }
+
+    /// External TLS: the application installed the 0-RTT secret
+    pub(super) fn on_external_early_secret(&mut self, now: Instant) {
+        if self.side.is_client() {
+            self.start_external_zero_rtt();
+            return;
+        }
+        self.poll_server_zero_rtt();
+        if self.zero_rtt.keys.is_some() {
+            self.replay_buffered_zero_rtt(now);
+        }
+    }
+
+    /// Server, external TLS: keep a 0-RTT packet the application may still accept; false when
+    /// it is to be dropped
+    pub(super) fn buffer_early_packet(&mut self, meta: &RecvMeta, packet: &[u8]) -> bool {
+        let waiting = self.side.is_server()
+            && self.is_external_tls()
+            && self.state == State::Handshake
+            && self.tls.is_handshaking()
+            && !self.zero_rtt.enabled;
+        if !waiting
+            || self.zero_rtt.buffered.len() >= MAX_BUFFERED_PACKETS
+            || self.zero_rtt.buffered_bytes + packet.len() > MAX_BUFFERED_BYTES
+        {
+            return false;
+        }
+        self.zero_rtt.buffered_bytes += packet.len();
+        self.zero_rtt.buffered.push((*meta, packet.to_vec()));
+        true
+    }
+
+    /// Server: process the 0-RTT packets kept until the 0-RTT keys arrived
+    fn replay_buffered_zero_rtt(&mut self, now: Instant) {
+        let buffered = std::mem::take(&mut self.zero_rtt.buffered);
+        self.zero_rtt.buffered_bytes = 0;
+        if buffered.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            packets = buffered.len(),
+            "processing buffered 0-RTT packets"
+        );
+        let (remote, local_ip) = (self.rx_remote, self.rx_local_ip);
+        let cid_len = self.endpoint_config.local_cid_len;
+        for (meta, mut bytes) in buffered {
+            if !matches!(self.state, State::Handshake | State::Established) {
+                break;
+            }
+            let Ok(hdr) = packet::parse_header(&bytes, cid_len) else {
+                continue;
+            };
+            self.rx_remote = meta.remote;
+            self.rx_local_ip = meta.local_ip;
+            self.handle_packet(now, &meta, &hdr, &mut bytes);
+        }
+        self.rx_remote = remote;
+        self.rx_local_ip = local_ip;
     }
 
     /// Server, after TLS read the ClientHello: install 0-RTT keys if TLS accepted early data
@@ -140,12 +287,26 @@ impl Connection {
     /// Client, handshake complete: learn whether 0-RTT was accepted, resend its data if not,
     /// and check that an accepting server did not lower the limits we relied on
     pub(super) fn on_zero_rtt_outcome(&mut self) -> Result<(), TransportError> {
-        if !self.side.is_client() || !self.zero_rtt.enabled || self.zero_rtt.accepted.is_some() {
+        if self.side.is_server() {
+            // RFC 9001 §4.6.2: 0-RTT packets still waiting for keys were rejected
+            self.zero_rtt.buffered = Vec::new();
+            self.zero_rtt.buffered_bytes = 0;
             return Ok(());
         }
-        let accepted = self.tls.early_data_accepted().unwrap_or(false);
-        self.zero_rtt.accepted = Some(accepted);
+        if !self.zero_rtt.enabled || self.zero_rtt.accepted.is_some() {
+            return Ok(());
+        }
+        let verdict = self.tls.early_data_accepted();
         self.zero_rtt.keys = None;
+        if verdict.is_none() && self.is_external_tls() {
+            // The application's TLS did not tell (the kernel API cannot): the 0-RTT packets
+            // stay in flight, and loss detection resends whatever the server never
+            // acknowledges in 1-RTT packets
+            tracing::debug!("0-RTT outcome unknown: loss detection covers a rejection");
+            return Ok(());
+        }
+        let accepted = verdict.unwrap_or(false);
+        self.zero_rtt.accepted = Some(accepted);
         if !accepted {
             tracing::debug!("0-RTT rejected: resending its data in 1-RTT packets");
             self.requeue_zero_rtt();
@@ -193,6 +354,17 @@ impl Connection {
         }
         if self.spaces[SpaceId::Data as usize].sent.is_empty() {
             self.spaces[SpaceId::Data as usize].time_of_last_ack_eliciting = None;
+        }
+    }
+
+    /// Client, external TLS: the application's TLS reported the server's 0-RTT verdict; after
+    /// the handshake completed it still takes back what a rejecting server never processed
+    pub(super) fn on_external_early_verdict(&mut self, now: Instant) {
+        if self.state == State::Handshake {
+            return;
+        }
+        if let Err(e) = self.on_zero_rtt_outcome() {
+            self.close_with_error(now, e);
         }
     }
 

@@ -48,6 +48,14 @@ pub enum ExternalTlsError {
     /// and is closing
     #[error("handshake failed: {0}")]
     Failed(String),
+    /// The application already took our transport parameters for its TLS extension, so they
+    /// can no longer change
+    #[error("local transport parameters already taken")]
+    ParamsTaken,
+    /// 0-RTT protects client-to-server packets only: the early secret is Send on a client and
+    /// Receive on a server, and only a client learns the server's verdict
+    #[error("0-RTT runs from client to server only")]
+    EarlyDirection,
 }
 
 /// Which way a traffic secret protects packets
@@ -82,6 +90,8 @@ pub struct ExternalSession {
     side: Side,
     version: u32,
     local_params: Vec<u8>,
+    /// The application read `local_params` (for its extension 0x39): they are fixed now
+    params_taken: std::cell::Cell<bool>,
     peer_params: Option<Vec<u8>>,
     alpn: Option<Vec<u8>>,
     /// CRYPTO bytes the peer sent, by level, for the application to read
@@ -92,6 +102,10 @@ pub struct ExternalSession {
     levels: [LevelSecrets; 2],
     /// The 1-RTT secrets of the phase after the last keys handed out, for key updates
     next_1rtt: Option<(Suite, Vec<u8>, Vec<u8>)>,
+    /// The 0-RTT secret (RFC 9001 §5.1, client_early_traffic_secret), one direction only
+    early: Option<(Suite, Vec<u8>)>,
+    /// Client: whether the server accepted 0-RTT, as the application's TLS reported it
+    early_verdict: Option<bool>,
 }
 
 impl std::fmt::Debug for ExternalSession {
@@ -111,6 +125,7 @@ impl ExternalSession {
             side,
             version,
             local_params,
+            params_taken: std::cell::Cell::new(false),
             peer_params: None,
             alpn: None,
             received: VecDeque::new(),
@@ -118,12 +133,33 @@ impl ExternalSession {
             to_send: VecDeque::new(),
             levels: Default::default(),
             next_1rtt: None,
+            early: None,
+            early_verdict: None,
         }
     }
 
-    /// Our encoded transport parameters (the body of TLS extension 0x39)
+    /// Our encoded transport parameters (the body of TLS extension 0x39); from now on they
+    /// are fixed
     pub fn local_transport_parameters(&self) -> &[u8] {
+        self.params_taken.set(true);
         &self.local_params
+    }
+
+    /// Our encoded transport parameters while they may still change (nobody took them yet)
+    pub(crate) fn untaken_local_parameters(&self) -> Option<&[u8]> {
+        (!self.params_taken.get()).then_some(self.local_params.as_slice())
+    }
+
+    /// Replace our encoded transport parameters before the application took them
+    pub(crate) fn replace_local_parameters(
+        &mut self,
+        params: Vec<u8>,
+    ) -> Result<(), ExternalTlsError> {
+        if self.params_taken.get() {
+            return Err(ExternalTlsError::ParamsTaken);
+        }
+        self.local_params = params;
+        Ok(())
     }
 
     /// Remember the peer's encoded transport parameters from its TLS extension 0x39; the
@@ -194,6 +230,44 @@ impl ExternalSession {
             return Err(ExternalTlsError::AlreadyInstalled);
         }
         *target = Some((suite, secret.to_vec()));
+        Ok(())
+    }
+
+    /// Install the 0-RTT secret: a client's Send secret seals its early data, a server's
+    /// Receive secret (installed once its TLS accepted early data) opens it
+    pub fn install_early_secret(
+        &mut self,
+        direction: Direction,
+        suite: Suite,
+        secret: &[u8],
+    ) -> Result<(), ExternalTlsError> {
+        if secret.len() != suite.secret_len() {
+            return Err(ExternalTlsError::SecretLength(secret.len()));
+        }
+        if !self.is_handshaking() {
+            return Err(ExternalTlsError::Complete);
+        }
+        let expected = match self.side {
+            Side::Client => Direction::Send,
+            Side::Server => Direction::Receive,
+        };
+        if direction != expected {
+            return Err(ExternalTlsError::EarlyDirection);
+        }
+        if self.early.is_some() {
+            return Err(ExternalTlsError::AlreadyInstalled);
+        }
+        self.early = Some((suite, secret.to_vec()));
+        Ok(())
+    }
+
+    /// Client: record whether the server accepted 0-RTT (the application's TLS saw the
+    /// early_data extension in EncryptedExtensions, or not)
+    pub fn set_early_data_accepted(&mut self, accepted: bool) -> Result<(), ExternalTlsError> {
+        if self.side.is_server() {
+            return Err(ExternalTlsError::EarlyDirection);
+        }
+        self.early_verdict = Some(accepted);
         Ok(())
     }
 
@@ -288,11 +362,13 @@ impl Session for ExternalSession {
     }
 
     fn early_crypto(&self) -> Option<(Box<dyn HeaderKey>, Box<dyn PacketKey>)> {
-        None
+        let (suite, secret) = self.early.as_ref()?;
+        let (packet, header) = crypto::keys_from_secret(self.version, *suite, secret);
+        Some((header, packet))
     }
 
     fn early_data_accepted(&self) -> Option<bool> {
-        None
+        self.early_verdict
     }
 
     fn transport_parameters(&self) -> Option<&[u8]> {
