@@ -3,10 +3,28 @@
 
 use crate::crypto::external::{Direction, ExternalSession, ExternalTlsError};
 use crate::crypto::{LeveledOutput, Suite};
-use crate::shared::SpaceId;
+use crate::packet;
+use crate::shared::{RecvMeta, SpaceId};
 use std::time::Instant;
 
-use super::Connection;
+use super::recv::{kind, PacketKind};
+use super::{Connection, State};
+
+/// Most packets kept while the application has not installed their keys (a peer's flight is
+/// about ten packets)
+const MAX_PENDING_PACKETS: usize = 32;
+/// ... and most bytes
+const MAX_PENDING_BYTES: usize = 64 * 1024;
+
+/// Packets that arrived before the application installed their keys: the server's Handshake
+/// flight coalesced with its ServerHello, 0-RTT packets before the early secret, 1-RTT packets
+/// before the 1-RTT secrets. Like the kernel, the connection keeps a few and processes them
+/// once the keys are in (RFC 9000 §5.2.2, RFC 9001 §4.1.4 allow buffering).
+#[derive(Debug, Default)]
+pub(super) struct PendingPackets {
+    packets: Vec<(RecvMeta, Vec<u8>)>,
+    bytes: usize,
+}
 
 impl Connection {
     /// Move level-labelled TLS output into the CRYPTO streams and install keys
@@ -47,7 +65,78 @@ impl Connection {
             self.close_with_error(now, e);
             return Err(ExternalTlsError::Failed(reason));
         }
+        self.replay_pending_packets(now);
         Ok(())
+    }
+
+    /// Whether a packet of `kind` lacks keys the application may still install
+    fn awaits_keys(&self, kind: PacketKind) -> bool {
+        if !self.is_external_tls() || !matches!(self.state, State::Handshake | State::Established) {
+            return false;
+        }
+        match kind {
+            PacketKind::Handshake => {
+                let space = self.space(SpaceId::Handshake);
+                space.keys.is_none() && !space.discarded
+            }
+            PacketKind::Short => self.space(SpaceId::Data).keys.is_none(),
+            PacketKind::ZeroRtt => {
+                self.zero_rtt.header_key().is_none() && self.awaiting_early_keys()
+            }
+            _ => false,
+        }
+    }
+
+    /// Keep a packet whose keys the application has not installed yet; false if it is to be
+    /// dropped (keys never coming, or the buffer full)
+    pub(super) fn keep_pending_packet(
+        &mut self,
+        meta: &RecvMeta,
+        kind: PacketKind,
+        packet: &[u8],
+    ) -> bool {
+        if !self.awaits_keys(kind) {
+            return false;
+        }
+        let pending = &mut self.pending_packets;
+        if pending.packets.len() >= MAX_PENDING_PACKETS
+            || pending.bytes + packet.len() > MAX_PENDING_BYTES
+        {
+            return false;
+        }
+        pending.bytes += packet.len();
+        pending.packets.push((*meta, packet.to_vec()));
+        true
+    }
+
+    /// Process the kept packets whose keys arrived; those still waiting stay, those whose keys
+    /// can no longer come (a rejected 0-RTT packet) go through the normal drop path
+    fn replay_pending_packets(&mut self, now: Instant) {
+        if self.pending_packets.packets.is_empty() {
+            return;
+        }
+        let packets = std::mem::take(&mut self.pending_packets.packets);
+        self.pending_packets.bytes = 0;
+        let (remote, local_ip) = (self.rx_remote, self.rx_local_ip);
+        let cid_len = self.endpoint_config.local_cid_len;
+        for (meta, mut bytes) in packets {
+            let Ok(hdr) = packet::parse_header(&bytes, cid_len) else {
+                continue;
+            };
+            if self.awaits_keys(kind(&hdr)) {
+                self.pending_packets.bytes += bytes.len();
+                self.pending_packets.packets.push((meta, bytes));
+                continue;
+            }
+            if !matches!(self.state, State::Handshake | State::Established) {
+                break;
+            }
+            self.rx_remote = meta.remote;
+            self.rx_local_ip = meta.local_ip;
+            self.handle_packet(now, &meta, &hdr, &mut bytes);
+        }
+        self.rx_remote = remote;
+        self.rx_local_ip = local_ip;
     }
 
     /// Our encoded transport parameters, for the application's TLS extension 0x39
@@ -107,7 +196,7 @@ impl Connection {
     ) -> Result<(), ExternalTlsError> {
         self.external()?
             .install_early_secret(direction, suite, secret)?;
-        self.on_external_early_secret(now);
+        self.on_external_early_secret();
         self.external_progress(now)
     }
 

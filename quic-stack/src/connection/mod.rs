@@ -311,6 +311,8 @@ pub struct Connection {
     /// qlog sink and the start of its trace
     qlog: Option<(Box<dyn QlogSink>, Instant)>,
     zero_rtt: zero_rtt::ZeroRttState,
+    /// External TLS: packets waiting for keys the application has not installed yet
+    pending_packets: external_tls::PendingPackets,
     preferred: preferred_address::PreferredState,
     /// DCID for the packet being started instead of the active one (probes of a server's
     /// preferred address use its own CID)
@@ -427,6 +429,7 @@ impl Connection {
             tx_ecn: None,
             qlog: None,
             zero_rtt: zero_rtt::ZeroRttState::default(),
+            pending_packets: external_tls::PendingPackets::default(),
             preferred: preferred_address::PreferredState::default(),
             dcid_override: None,
             rx_local_ip: None,

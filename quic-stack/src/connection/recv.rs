@@ -121,7 +121,7 @@ impl Connection {
             PacketKind::ZeroRtt
                 if self.side.is_server() && self.zero_rtt.header_key().is_some() => {}
             // External TLS: the application may still install the 0-RTT key
-            PacketKind::ZeroRtt if self.buffer_early_packet(meta, packet) => return,
+            PacketKind::ZeroRtt if self.keep_pending_packet(meta, pkind, packet) => return,
             PacketKind::ZeroRtt | PacketKind::UnsupportedVersion => {
                 self.stats.packets_dropped += 1;
                 return;
@@ -140,6 +140,10 @@ impl Connection {
         }
         // A stateless reset looks like a short packet ending in a token (RFC 9000 §10.3); keep
         // the tail before decryption overwrites the buffer
+        // External TLS: the application may not have installed this level's keys yet
+        if self.keep_pending_packet(meta, pkind, packet) {
+            return;
+        }
         let mut tail = [0u8; 16];
         if pkind == PacketKind::Short && packet.len() >= 21 {
             tail.copy_from_slice(&packet[packet.len() - 16..]);

@@ -26,25 +26,19 @@
 //!   handshake and loss detection resends what the server never acknowledged, in 1-RTT
 //!   packets (RFC 9001 §4.6.2 leaves it there: a rejecting server simply never processes them).
 //! - Server: 0-RTT packets that arrive before the application installed the 0-RTT read secret
-//!   are kept (a bounded number, RFC 9000 §5.2.2) and processed once it does; when the
-//!   handshake completes without it, they are dropped unread (RFC 9001 §4.6.2: a server that
-//!   rejected 0-RTT must not process them).
+//!   wait with the other packets whose keys are missing (a bounded number, RFC 9000 §5.2.2,
+//!   see `external_tls`) and are processed once it does; when the handshake completes without
+//!   it, they are dropped unread (RFC 9001 §4.6.2: a server that rejected 0-RTT must not
+//!   process them).
 
 use std::time::Instant;
 
 use super::{Connection, State};
 use crate::crypto::{HeaderKey, PacketKey};
 use crate::error::TransportError;
-use crate::packet;
-use crate::shared::{RecvMeta, SpaceId};
+use crate::shared::SpaceId;
 use crate::stream::PeerStreamParams;
 use crate::transport_params::TransportParameters;
-
-/// Server, external TLS: most 0-RTT packets kept while the application has not decided on
-/// early data yet (a client's first flight is about ten packets)
-const MAX_BUFFERED_PACKETS: usize = 32;
-/// ... and most bytes
-const MAX_BUFFERED_BYTES: usize = 64 * 1024;
 
 /// Why [`Connection::set_remembered_peer_params`] refused
 #[derive(Debug, Clone, Copy, Eq, PartialEq, thiserror::Error)]
@@ -72,9 +66,6 @@ pub(super) struct ZeroRttState {
     pub(super) enabled: bool,
     /// Whether the server accepted 0-RTT, once known
     pub(super) accepted: Option<bool>,
-    /// Server, external TLS: 0-RTT packets waiting for the application's 0-RTT secret
-    buffered: Vec<(RecvMeta, Vec<u8>)>,
-    buffered_bytes: usize,
 }
 
 impl std::fmt::Debug for ZeroRttState {
@@ -185,62 +176,21 @@ impl Connection {
     }
 
     /// External TLS: the application installed the 0-RTT secret
-    pub(super) fn on_external_early_secret(&mut self, now: Instant) {
+    pub(super) fn on_external_early_secret(&mut self) {
         if self.side.is_client() {
             self.start_external_zero_rtt();
-            return;
-        }
-        self.poll_server_zero_rtt();
-        if self.zero_rtt.keys.is_some() {
-            self.replay_buffered_zero_rtt(now);
+        } else {
+            self.poll_server_zero_rtt();
         }
     }
 
-    /// Server, external TLS: keep a 0-RTT packet the application may still accept; false when
-    /// it is to be dropped
-    pub(super) fn buffer_early_packet(&mut self, meta: &RecvMeta, packet: &[u8]) -> bool {
-        let waiting = self.side.is_server()
-            && self.is_external_tls()
+    /// Server, external TLS: a 0-RTT packet without keys may still be accepted by the
+    /// application's TLS
+    pub(super) fn awaiting_early_keys(&self) -> bool {
+        self.side.is_server()
             && self.state == State::Handshake
             && self.tls.is_handshaking()
-            && !self.zero_rtt.enabled;
-        if !waiting
-            || self.zero_rtt.buffered.len() >= MAX_BUFFERED_PACKETS
-            || self.zero_rtt.buffered_bytes + packet.len() > MAX_BUFFERED_BYTES
-        {
-            return false;
-        }
-        self.zero_rtt.buffered_bytes += packet.len();
-        self.zero_rtt.buffered.push((*meta, packet.to_vec()));
-        true
-    }
-
-    /// Server: process the 0-RTT packets kept until the 0-RTT keys arrived
-    fn replay_buffered_zero_rtt(&mut self, now: Instant) {
-        let buffered = std::mem::take(&mut self.zero_rtt.buffered);
-        self.zero_rtt.buffered_bytes = 0;
-        if buffered.is_empty() {
-            return;
-        }
-        tracing::debug!(
-            packets = buffered.len(),
-            "processing buffered 0-RTT packets"
-        );
-        let (remote, local_ip) = (self.rx_remote, self.rx_local_ip);
-        let cid_len = self.endpoint_config.local_cid_len;
-        for (meta, mut bytes) in buffered {
-            if !matches!(self.state, State::Handshake | State::Established) {
-                break;
-            }
-            let Ok(hdr) = packet::parse_header(&bytes, cid_len) else {
-                continue;
-            };
-            self.rx_remote = meta.remote;
-            self.rx_local_ip = meta.local_ip;
-            self.handle_packet(now, &meta, &hdr, &mut bytes);
-        }
-        self.rx_remote = remote;
-        self.rx_local_ip = local_ip;
+            && !self.zero_rtt.enabled
     }
 
     /// Server, after TLS read the ClientHello: install 0-RTT keys if TLS accepted early data
@@ -287,13 +237,7 @@ impl Connection {
     /// Client, handshake complete: learn whether 0-RTT was accepted, resend its data if not,
     /// and check that an accepting server did not lower the limits we relied on
     pub(super) fn on_zero_rtt_outcome(&mut self) -> Result<(), TransportError> {
-        if self.side.is_server() {
-            // RFC 9001 §4.6.2: 0-RTT packets still waiting for keys were rejected
-            self.zero_rtt.buffered = Vec::new();
-            self.zero_rtt.buffered_bytes = 0;
-            return Ok(());
-        }
-        if !self.zero_rtt.enabled || self.zero_rtt.accepted.is_some() {
+        if !self.side.is_client() || !self.zero_rtt.enabled || self.zero_rtt.accepted.is_some() {
             return Ok(());
         }
         let verdict = self.tls.early_data_accepted();
