@@ -228,6 +228,26 @@ impl Connection {
         }
     }
 
+    /// Client: after the server rejected 0-RTT, an ACK of a 0-RTT packet is a
+    /// PROTOCOL_VIOLATION (RFC 9001 §4.6.2: the client SHOULD check when it can)
+    pub(super) fn check_ack_of_rejected_zero_rtt(
+        &self,
+        ack: &crate::frame::Ack<'_>,
+    ) -> Result<(), TransportError> {
+        if !self.side.is_client() || self.zero_rtt.accepted != Some(false) {
+            return Ok(());
+        }
+        let Some(first_1rtt) = self.zero_rtt.first_1rtt_pn else {
+            return Ok(());
+        };
+        if ack.iter().any(|r| *r.start() < first_1rtt) {
+            return Err(TransportError::PROTOCOL_VIOLATION(
+                "acknowledged a 0-RTT packet the server rejected",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether an acknowledged Data-space packet number was a 1-RTT packet (an ACK of 0-RTT
     /// data confirms nothing about the handshake)
     pub(super) fn is_1rtt_pn(&self, pn: u64) -> bool {

@@ -58,6 +58,8 @@ pub(super) struct AppTls {
     /// Client: hand rustls's 0-RTT verdict to the connection (a kernel-API application has no
     /// way to, so the default is not to)
     pub(super) report_early_verdict: bool,
+    /// Client: report this verdict instead of rustls's (a broken application)
+    pub(super) false_verdict: Option<bool>,
     verdict_reported: bool,
     /// Runs of 1-RTT handshake bytes read (a client's NewSessionTicket)
     pub(super) app_level_reads: usize,
@@ -177,7 +179,10 @@ impl AppTls {
     fn report_verdict(&mut self, c: &mut Connection, now: Instant) {
         if self.report_early_verdict && !self.verdict_reported && self.early_installed {
             if let rq::Connection::Client(client) = &self.tls {
-                c.external_set_early_data_accepted(now, client.is_early_data_accepted())
+                let verdict = self
+                    .false_verdict
+                    .unwrap_or_else(|| client.is_early_data_accepted());
+                c.external_set_early_data_accepted(now, verdict)
                     .expect("verdict");
                 self.verdict_reported = true;
             }
@@ -210,6 +215,7 @@ pub(super) fn app_client(config: &rustls::ClientConfig, c: &Connection) -> AppTl
         app_rx_installed: false,
         early_installed: false,
         report_early_verdict: false,
+        false_verdict: None,
         verdict_reported: false,
         app_level_reads: 0,
     }
@@ -251,6 +257,7 @@ pub(super) fn app_server(
         app_rx_installed: false,
         early_installed: false,
         report_early_verdict: false,
+        false_verdict: None,
         verdict_reported: false,
         app_level_reads: 0,
     }

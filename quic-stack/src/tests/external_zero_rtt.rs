@@ -78,6 +78,17 @@ fn first_connection(h: &mut Harness, tls: &Tls) -> TransportParameters {
         .expect("server parameters after the handshake")
 }
 
+/// What the client application tells the connection about the server's 0-RTT verdict
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Verdict {
+    /// Nothing (the kernel API has no way to)
+    Untold,
+    /// What its TLS saw
+    Reported,
+    /// The opposite of the truth: a broken application
+    Misreported(bool),
+}
+
 /// A second connection: saved parameters, data written, then the application's TLS resumes
 /// with early data; drive until the server read the whole stream and both are connected
 fn resumed(
@@ -86,7 +97,7 @@ fn resumed(
     saved: &TransportParameters,
     data: &[u8],
     reject: bool,
-    report_verdict: bool,
+    verdict: Verdict,
 ) -> Resumed {
     let now = h.now();
     let server_addr = h.pair.server_addr();
@@ -118,7 +129,10 @@ fn resumed(
         .expect("remembered max_datagram_frame_size");
     assert!(!c.is_zero_rtt_available(), "no early secret yet");
     let mut client_app = app_client(&tls.client, c);
-    client_app.report_early_verdict = report_verdict;
+    client_app.report_early_verdict = verdict != Verdict::Untold;
+    if let Verdict::Misreported(v) = verdict {
+        client_app.false_verdict = Some(v);
+    }
     client_app.pump(c, now);
     assert!(client_app.early_installed(), "rustls offers early data");
     assert!(
@@ -163,8 +177,10 @@ fn resumed(
                     }
                 }
             }
-            fin && p.server().has_event(sh, |e| *e == Event::Connected)
-                && p.client().has_event(ch, |e| *e == Event::Connected)
+            let done = fin
+                && p.server().has_event(sh, |e| *e == Event::Connected)
+                && p.client().has_event(ch, |e| *e == Event::Connected);
+            done || p.client().lost_reason(ch).is_some()
         })
         .unwrap_or_else(|e| {
             panic!(
@@ -187,7 +203,12 @@ fn accepted_case(seed: u64, report_verdict: bool) {
     let (mut h, tls) = harness(seed);
     let saved = first_connection(&mut h, &tls);
     let data = payload(6_000, seed);
-    let r = resumed(&mut h, &tls, &saved, &data, false, report_verdict);
+    let verdict = if report_verdict {
+        Verdict::Reported
+    } else {
+        Verdict::Untold
+    };
+    let r = resumed(&mut h, &tls, &saved, &data, false, verdict);
     assert!(r.received == data, "seed {seed}: payload mismatch");
     assert!(
         r.read_during_handshake,
@@ -221,7 +242,12 @@ fn rejected_case(seed: u64, report_verdict: bool) {
     let (mut h, tls) = harness(seed);
     let saved = first_connection(&mut h, &tls);
     let data = payload(6_000, seed);
-    let r = resumed(&mut h, &tls, &saved, &data, true, report_verdict);
+    let verdict = if report_verdict {
+        Verdict::Reported
+    } else {
+        Verdict::Untold
+    };
+    let r = resumed(&mut h, &tls, &saved, &data, true, verdict);
     assert!(
         r.received == data,
         "seed {seed}: payload mismatch after rejection"
@@ -403,4 +429,33 @@ fn packets_kept_for_missing_keys_are_bounded_and_rejected_0rtt_is_never_read() {
     assert!(st.packets_dropped - before >= 40, "{st:?}");
     assert_eq!(s.zero_rtt_accepted(), None);
     assert_eq!(s.stats().zero_rtt_bytes_accepted, 0);
+}
+
+#[test]
+fn ack_of_0rtt_after_a_reported_rejection_is_a_protocol_violation() {
+    // The server accepted and acknowledges the 0-RTT packets, but the client's application
+    // claims a rejection (RFC 9001 §4.6.2: the client SHOULD treat that ACK as an error)
+    let (mut h, tls) = harness(118);
+    let saved = first_connection(&mut h, &tls);
+    let data = payload(3_000, 118);
+    let r = resumed(
+        &mut h,
+        &tls,
+        &saved,
+        &data,
+        false,
+        Verdict::Misreported(false),
+    );
+    assert_eq!(h.server().conn(r.sh).zero_rtt_accepted(), Some(true));
+    let ch = r.ch;
+    h.pair
+        .drive_until(|p| p.client().lost_reason(ch).is_some())
+        .expect("the client closes");
+    let reason = h.client().lost_reason(ch);
+    match reason {
+        Some(crate::connection::ConnectionError::TransportError(e)) => {
+            assert_eq!(e.code, crate::error::TransportErrorCode::PROTOCOL_VIOLATION);
+        }
+        other => panic!("unexpected outcome {other:?}"),
+    }
 }
