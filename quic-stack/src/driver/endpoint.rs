@@ -138,27 +138,18 @@ impl State {
         }
     }
 
-    /// The per-connection preferred-address socket a datagram from `ip` to `destination`
-    /// leaves from, if any
+    /// The preferred-address socket of connection `handle` on `ip`, if it advertises one
     fn preferred_socket_for(
         &self,
+        handle: ConnectionHandle,
         ip: std::net::IpAddr,
-        destination: SocketAddr,
     ) -> Option<Arc<UdpSocket>> {
-        let mut matching = self.preferred.iter().filter(|(a, _)| a.ip() == ip);
-        let (_, first) = matching.next()?;
-        if matching.next().is_none() {
-            return Some(first.socket.clone());
-        }
-        // Several ports on that IP: the connection talking to `destination` names its own
-        self.preferred_users.iter().find_map(|(h, addrs)| {
-            let conn = self.proto.connection(*h)?;
-            if conn.remote_address() != destination {
-                return None;
-            }
-            let addr = addrs.iter().find(|a| a.ip() == ip)?;
-            self.preferred.get(addr).map(|p| p.socket.clone())
-        })
+        let addr = self
+            .preferred_users
+            .get(&handle)?
+            .iter()
+            .find(|a| a.ip() == ip)?;
+        self.preferred.get(addr).map(|p| p.socket.clone())
     }
 }
 
@@ -716,12 +707,14 @@ async fn transmit(
     loop {
         let (transmit, own) = {
             let mut state = shared.lock();
-            let t = state.proto.poll_transmit(Instant::now(), max_segments, tx);
-            let own = t.as_ref().and_then(|t| {
+            let polled = state
+                .proto
+                .poll_transmit_from(Instant::now(), max_segments, tx);
+            let own = polled.as_ref().and_then(|(h, t)| {
                 let ip = t.src_ip?;
-                state.preferred_socket_for(ip, t.destination)
+                state.preferred_socket_for((*h)?, ip)
             });
-            (t, own)
+            (polled.map(|(_, t)| t), own)
         };
         let Some(transmit) = transmit else {
             return;
