@@ -138,12 +138,12 @@ impl Connection {
             self.stats.packets_dropped += 1;
             return;
         }
-        // A stateless reset looks like a short packet ending in a token (RFC 9000 §10.3); keep
-        // the tail before decryption overwrites the buffer
         // External TLS: the application may not have installed this level's keys yet
         if self.keep_pending_packet(meta, pkind, packet) {
             return;
         }
+        // A stateless reset looks like a short packet ending in a token (RFC 9000 §10.3); keep
+        // the tail before decryption overwrites the buffer
         let mut tail = [0u8; 16];
         if pkind == PacketKind::Short && packet.len() >= 21 {
             tail.copy_from_slice(&packet[packet.len() - 16..]);

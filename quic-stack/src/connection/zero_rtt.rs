@@ -324,7 +324,8 @@ impl Connection {
     /// Client, external TLS: the application's TLS reported the server's 0-RTT verdict; after
     /// the handshake completed it still takes back what a rejecting server never processed
     pub(super) fn on_external_early_verdict(&mut self, now: Instant) {
-        if self.state == State::Handshake {
+        // While handshaking the verdict waits for completion; once closed it no longer matters
+        if self.state != State::Established {
             return;
         }
         if let Err(e) = self.on_zero_rtt_outcome() {

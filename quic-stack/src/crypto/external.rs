@@ -297,6 +297,8 @@ impl ExternalSession {
             // The secrets themselves are no longer needed
             s.tx = s.tx.take().map(|(suite, _)| (suite, Vec::new()));
             s.rx = s.rx.take().map(|(suite, _)| (suite, Vec::new()));
+            // Nor is the 0-RTT secret: no 0-RTT packet is sent or opened after 1-RTT keys
+            self.early = None;
         }
         Some(Keys {
             header: KeyPair {
