@@ -34,10 +34,18 @@ struct Resumed {
 }
 
 fn harness(seed: u64) -> (Harness, Tls) {
+    lossy_harness(seed, 0.0)
+}
+
+fn lossy_harness(seed: u64, loss: f64) -> (Harness, Tls) {
     let h = Harness::new(Setup {
         seed,
         client_external_tls: true,
         server_external_tls: true,
+        link: crate::sim::LinkConfig {
+            loss,
+            ..crate::sim::LinkConfig::default()
+        },
         ..Setup::default()
     });
     let tls = Tls {
@@ -457,5 +465,40 @@ fn ack_of_0rtt_after_a_reported_rejection_is_a_protocol_violation() {
             assert_eq!(e.code, crate::error::TransportErrorCode::PROTOCOL_VIOLATION);
         }
         other => panic!("unexpected outcome {other:?}"),
+    }
+}
+
+#[test]
+fn external_zero_rtt_under_loss() {
+    // Lost 0-RTT packets, lost handshake packets and kept packets together: whatever the
+    // server's TLS decides and whether the client hears of it, the stream arrives intact
+    for seed in 130..136u64 {
+        let (mut h, tls) = lossy_harness(seed, 0.15);
+        let saved = first_connection(&mut h, &tls);
+        let data = payload(8_000, seed);
+        let reject = seed % 2 == 0;
+        let verdict = if seed % 3 == 0 {
+            Verdict::Reported
+        } else {
+            Verdict::Untold
+        };
+        let r = resumed(&mut h, &tls, &saved, &data, reject, verdict);
+        assert!(
+            r.received == data,
+            "seed {seed} reject {reject} {verdict:?}: payload mismatch"
+        );
+        assert!(h.client().lost_reason(r.ch).is_none(), "seed {seed}");
+        let s = h.server().conn(r.sh);
+        assert_eq!(
+            s.zero_rtt_accepted(),
+            (!reject).then_some(true),
+            "seed {seed}"
+        );
+        if reject {
+            assert!(
+                !r.read_during_handshake,
+                "seed {seed}: rejected data was read"
+            );
+        }
     }
 }
