@@ -602,16 +602,29 @@ impl Endpoint {
         max_datagrams: usize,
         buf: &mut Vec<u8>,
     ) -> Option<Transmit> {
+        self.poll_transmit_from(now, max_datagrams, buf)
+            .map(|(_, t)| t)
+    }
+
+    /// [`Endpoint::poll_transmit`], naming the connection the datagram belongs to (`None` for
+    /// packets sent without one), for drivers with a socket per connection's preferred address
+    pub fn poll_transmit_from(
+        &mut self,
+        now: Instant,
+        max_datagrams: usize,
+        buf: &mut Vec<u8>,
+    ) -> Option<(Option<ConnectionHandle>, Transmit)> {
         if let Some((destination, data)) = self.stateless.pop_front() {
             buf.clear();
             buf.extend_from_slice(&data);
-            return Some(Transmit {
+            let t = Transmit {
                 destination,
                 size: data.len(),
                 ecn: None,
                 segment_size: None,
                 src_ip: None,
-            });
+            };
+            return Some((None, t));
         }
         let n = self.connections.len();
         for i in 0..n {
@@ -623,7 +636,7 @@ impl Endpoint {
             if let Some(t) = conn.poll_transmit(now, max_datagrams, buf) {
                 self.next_transmit = h + 1;
                 self.process_endpoint_events(h);
-                return Some(t);
+                return Some((Some(ConnectionHandle(h)), t));
             }
         }
         None

@@ -14,10 +14,10 @@ use super::{Connection, State};
 use crate::packet;
 use crate::shared::{RecvMeta, SpaceId};
 
-/// At most this many packets wait; a handshake flight is a few datagrams
-const MAX_PACKETS: usize = 16;
+/// At most this many packets wait; a peer's flight is about ten packets
+const MAX_PACKETS: usize = 32;
 /// And at most this many bytes, so a peer cannot make a connection hold much memory
-const MAX_BYTES: usize = 32 * 1024;
+const MAX_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Default)]
 pub(super) struct EarlyPackets {
@@ -41,10 +41,9 @@ impl Connection {
             // Only an external TLS server learns its 0-RTT keys after the packets can arrive;
             // a built-in server has them from the ClientHello or never
             PacketKind::ZeroRtt => {
-                self.side.is_server()
-                    && self.is_external_tls()
+                self.is_external_tls()
                     && self.zero_rtt.header_key().is_none()
-                    && missing(SpaceId::Data)
+                    && self.awaiting_early_keys()
             }
             _ => false,
         }
@@ -71,6 +70,8 @@ impl Connection {
         }
         let cid_len = self.endpoint_config.local_cid_len;
         let waiting = std::mem::take(&mut self.early_packets);
+        // The packets are handled as if they arrived now, from where they came from then
+        let (remote, local_ip) = (self.rx_remote, self.rx_local_ip);
         for (meta, mut bytes) in waiting.packets {
             let Ok(hdr) = packet::parse_header(&bytes, cid_len) else {
                 continue;
@@ -81,10 +82,14 @@ impl Connection {
                 self.early_packets.packets.push((meta, bytes));
                 continue;
             }
-            if self.state == State::Drained {
-                return;
+            if !matches!(self.state, State::Handshake | State::Established) {
+                break;
             }
+            self.rx_remote = meta.remote;
+            self.rx_local_ip = meta.local_ip;
             self.handle_packet(now, &meta, &hdr, &mut bytes);
         }
+        self.rx_remote = remote;
+        self.rx_local_ip = local_ip;
     }
 }

@@ -97,6 +97,38 @@ impl Connection {
         self.external_progress(now)
     }
 
+    /// Install the 0-RTT traffic secret (RFC 9001 §5.6): on a client the Send secret, which
+    /// releases written stream data and datagrams in 0-RTT packets once the remembered server
+    /// parameters are set ([`Connection::set_remembered_peer_params`]); on a server the
+    /// Receive secret, once its TLS accepted early data, which also processes the 0-RTT
+    /// packets that arrived before it
+    pub fn external_install_early_secret(
+        &mut self,
+        now: Instant,
+        direction: Direction,
+        suite: Suite,
+        secret: &[u8],
+    ) -> Result<(), ExternalTlsError> {
+        self.external()?
+            .install_early_secret(direction, suite, secret)?;
+        self.on_external_early_secret();
+        self.external_progress(now)
+    }
+
+    /// Client: whether the server accepted 0-RTT, as the application's TLS saw it. Optional:
+    /// with it a rejection resends the 0-RTT data at once (and an accepting server that
+    /// lowered its limits is caught, RFC 9000 §7.4.1); without it loss detection resends
+    /// what the server never acknowledged
+    pub fn external_set_early_data_accepted(
+        &mut self,
+        now: Instant,
+        accepted: bool,
+    ) -> Result<(), ExternalTlsError> {
+        self.external()?.set_early_data_accepted(accepted)?;
+        self.on_external_early_verdict(now);
+        Ok(())
+    }
+
     /// The peer's encoded transport parameters from its TLS extension 0x39; invalid ones
     /// close the connection
     pub fn external_set_peer_params(

@@ -19,6 +19,9 @@ impl Connection {
         space_id: SpaceId,
         ack: &frame::Ack<'_>,
     ) -> Result<(), TransportError> {
+        if space_id == SpaceId::Data {
+            self.check_ack_of_rejected_zero_rtt(ack)?;
+        }
         let space = &mut self.spaces[space_id as usize];
         // RFC 9000 §13.1: acknowledging a packet never sent is a PROTOCOL_VIOLATION
         if ack.largest >= space.next_pn {

@@ -80,9 +80,11 @@ pub use cid::CidControlError;
 use cid::CidState;
 pub use migration::MigrateError;
 use path::PathData;
+pub use preferred_address::PreferredAddressError;
 use spaces::PacketSpace;
 pub use stats::ConnectionStats;
 use timer::{Timer, TimerTable};
+pub use zero_rtt::RememberedParamsError;
 
 /// Something the application should know about a connection
 #[derive(Debug, Clone, Eq, PartialEq)]

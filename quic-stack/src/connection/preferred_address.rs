@@ -11,17 +11,44 @@
 //!   uses, from the same socket, with a PATH_CHALLENGE under the new CID, while traffic stays on
 //!   the original path. A matching PATH_RESPONSE moves the connection there (new CID, fresh
 //!   congestion state when the IP changed); if validation times out it stays where it is.
+//! - Per connection: instead of the endpoint-wide configuration, the application can give one
+//!   server connection its own preferred address ([`Connection::advertise_preferred_address`],
+//!   the kernel's QUIC_SOCKOPT_CONNECTION_MIGRATION on a socket still establishing), as long as
+//!   its transport parameters have not left yet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::{Connection, Event, Timer};
+use super::{Connection, EndpointEvent, Event, Timer};
+use crate::crypto::token::stateless_reset_token;
 use crate::error::TransportError;
 use crate::frame::{Frame, NewConnectionId};
 use crate::qlog::QlogEvent;
 use crate::recovery::RttEstimator;
-use crate::shared::{ConnectionId, SpaceId, Transmit};
-use crate::transport_params::PreferredAddress;
+use crate::shared::{ConnectionId, Side, SpaceId, Transmit};
+use crate::transport_params::{PreferredAddress, TransportParameters};
+
+/// Why [`Connection::advertise_preferred_address`] refused
+#[derive(Debug, Clone, Copy, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PreferredAddressError {
+    /// Only a server has a preferred address (RFC 9000 §18.2)
+    #[error("only a server advertises a preferred address")]
+    NotServer,
+    /// Our transport parameters already went to TLS: the handshake started (built-in TLS) or
+    /// the application took them for its extension 0x39 (external TLS)
+    #[error("transport parameters already sent")]
+    ParamsSent,
+    /// A server using zero-length connection IDs cannot offer one (RFC 9000 §18.2)
+    #[error("zero-length connection IDs cannot go with a preferred address")]
+    ZeroLengthCid,
+    /// Port 0, or an unspecified or multicast IP
+    #[error("invalid preferred address {0}")]
+    InvalidAddress(SocketAddr),
+    /// The connection is closing or closed
+    #[error("connection closed")]
+    Closed,
+}
 
 /// The preferred address CID always has sequence number 1 (RFC 9000 §5.1.1)
 const PREFERRED_CID_SEQ: u64 = 1;
@@ -64,6 +91,97 @@ impl Connection {
         self.cids
             .add_preferred_local(pa.connection_id, pa.stateless_reset_token);
         self.preferred.advertised = Some(pa);
+    }
+
+    /// Server: advertise `addr` as this connection's preferred address of its family (one of
+    /// each family can be set; a second call for a family replaces the first)
+    ///
+    /// The first call picks a fresh connection ID with its stateless reset token for the
+    /// preferred address and has the endpoint route it here. Only possible while our
+    /// transport parameters can still change: with external TLS, before the application took
+    /// them ([`Connection::external_local_params`]); a built-in TLS server hands them to rustls
+    /// when the connection is created, so it always gets [`PreferredAddressError::ParamsSent`].
+    /// The caller makes `addr` reachable (the driver binds a socket on it) and sends what
+    /// [`crate::shared::Transmit::src_ip`] marks from there.
+    pub fn advertise_preferred_address(
+        &mut self,
+        addr: SocketAddr,
+    ) -> Result<(), PreferredAddressError> {
+        if self.side.is_client() {
+            return Err(PreferredAddressError::NotServer);
+        }
+        if self.is_closed() {
+            return Err(PreferredAddressError::Closed);
+        }
+        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+            return Err(PreferredAddressError::InvalidAddress(addr));
+        }
+        let cid_len = self.endpoint_config.local_cid_len;
+        if cid_len == 0 {
+            return Err(PreferredAddressError::ZeroLengthCid);
+        }
+        let encoded = self
+            .tls
+            .as_external_ref()
+            .and_then(|s| s.untaken_local_parameters())
+            .ok_or(PreferredAddressError::ParamsSent)?;
+        // Our own encoding: it decodes unless memory is corrupt, and then the parameters
+        // cannot be trusted to change either
+        let mut params = TransportParameters::decode(Side::Server, encoded)
+            .map_err(|_| PreferredAddressError::ParamsSent)?;
+        let fresh = self.preferred.advertised.is_none();
+        let mut pa = match self.preferred.advertised {
+            Some(pa) => pa,
+            None => {
+                // The preferred address's CID is number 1 (RFC 9000 §5.1.1), so no other may
+                // have been issued; none is before the handshake completes
+                if self.cids.local_seq_range().1 != 0 {
+                    return Err(PreferredAddressError::ParamsSent);
+                }
+                let cid = ConnectionId::random(&mut self.rng, cid_len);
+                PreferredAddress {
+                    address_v4: None,
+                    address_v6: None,
+                    connection_id: cid,
+                    stateless_reset_token: stateless_reset_token(&self.reset_key, &cid),
+                }
+            }
+        };
+        match addr {
+            SocketAddr::V4(a) => pa.address_v4 = Some(a),
+            SocketAddr::V6(a) => pa.address_v6 = Some(a),
+        }
+        params.preferred_address = Some(pa);
+        let mut buf = Vec::new();
+        params.encode(&mut buf);
+        self.tls
+            .as_external()
+            .ok_or(PreferredAddressError::ParamsSent)?
+            .replace_local_parameters(buf)
+            .map_err(|_| PreferredAddressError::ParamsSent)?;
+        if fresh {
+            self.set_preferred_address(pa);
+            self.endpoint_events
+                .push_back(EndpointEvent::NewCid(pa.connection_id));
+        } else {
+            self.preferred.advertised = Some(pa);
+        }
+        tracing::debug!(%addr, "advertising a preferred address");
+        Ok(())
+    }
+
+    /// Server: the preferred addresses this connection advertises (IPv4, IPv6)
+    pub fn advertised_preferred_address(&self) -> Option<PreferredAddress> {
+        self.preferred.advertised
+    }
+
+    /// Server: the local address our datagrams leave from because the client moved to our
+    /// preferred address (`None` while it has not)
+    pub fn preferred_local_address(&self) -> Option<SocketAddr> {
+        if !self.preferred.active {
+            return None;
+        }
+        self.advertised_addr()
     }
 
     /// Server: the preferred address of the family the client uses

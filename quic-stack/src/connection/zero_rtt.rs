@@ -14,13 +14,43 @@
 //! - Server: TLS decides acceptance (the endpoint makes TLS refuse early data unless
 //!   `TransportConfig::zero_rtt` is set); accepted 0-RTT packets are processed like 1-RTT ones,
 //!   except that they cannot move the path or carry frames RFC 9000 §12.4 forbids.
+//!
+//! External TLS (the kernel model: the application's TLS library decides everything):
+//! - Client: the application hands over the server parameters it saved from the earlier
+//!   connection ([`Connection::set_remembered_peer_params`], QUIC_SOCKOPT_TRANSPORT_PARAM with
+//!   remote=1), so streams and datagrams can be written at once; they wait until it installs
+//!   the 0-RTT secret ([`Connection::external_install_early_secret`]) and then leave as 0-RTT.
+//!   Only the application's TLS sees whether the server accepted: if it reports the verdict
+//!   ([`Connection::external_set_early_data_accepted`]) a rejection is handled as above; if it
+//!   never does (the kernel API has no way to), the 0-RTT packets stay in flight after the
+//!   handshake and loss detection resends what the server never acknowledged, in 1-RTT
+//!   packets (RFC 9001 §4.6.2 leaves it there: a rejecting server simply never processes them).
+//! - Server: 0-RTT packets that arrive before the application installed the 0-RTT read secret
+//!   wait with the other packets whose keys are missing (a bounded number, RFC 9000 §5.2.2,
+//!   see `external_tls`) and are processed once it does; when the handshake completes without
+//!   it, they are dropped unread (RFC 9001 §4.6.2: a server that rejected 0-RTT must not
+//!   process them).
 
-use super::Connection;
+use std::time::Instant;
+
+use super::{Connection, State};
 use crate::crypto::{HeaderKey, PacketKey};
 use crate::error::TransportError;
 use crate::shared::SpaceId;
 use crate::stream::PeerStreamParams;
 use crate::transport_params::TransportParameters;
+
+/// Why [`Connection::set_remembered_peer_params`] refused
+#[derive(Debug, Clone, Copy, Eq, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RememberedParamsError {
+    /// Only a client sends 0-RTT
+    #[error("only a client uses remembered server parameters")]
+    NotClient,
+    /// The handshake is complete, or packets already went out under the limits in force
+    #[error("too late for remembered parameters")]
+    TooLate,
+}
 
 /// 0-RTT state of one connection
 #[derive(Default)]
@@ -76,6 +106,14 @@ impl Connection {
             // Without the old limits nothing could be sent anyway
             return;
         };
+        self.apply_remembered(params);
+        self.zero_rtt.keys = Some(keys);
+        self.zero_rtt.enabled = true;
+        tracing::debug!("0-RTT enabled by the resumption ticket");
+    }
+
+    /// Client: the server's limits of an earlier connection apply until the handshake is done
+    fn apply_remembered(&mut self, params: TransportParameters) {
         // RFC 9000 §7.4.1: remembered flow-control and stream limits bound 0-RTT; RFC 9221 §3:
         // so does the remembered max_datagram_frame_size
         self.streams.set_peer_params(&PeerStreamParams {
@@ -90,10 +128,69 @@ impl Connection {
             .set_peer_max_frame_size(params.max_datagram_frame_size);
         let payload = self.max_1rtt_payload();
         self.datagrams.set_max_packet_payload(payload);
-        self.zero_rtt.keys = Some(keys);
         self.zero_rtt.remembered = Some(params);
-        self.zero_rtt.enabled = true;
-        tracing::debug!("0-RTT enabled by the resumption ticket");
+    }
+
+    /// Client: the transport parameters the server sent in an earlier connection, saved by the
+    /// application (the kernel's QUIC_SOCKOPT_TRANSPORT_PARAM with remote=1): streams and
+    /// datagrams can be written right away within their limits; the data leaves in 0-RTT
+    /// packets once the 0-RTT secret is installed (external TLS), else in 1-RTT packets
+    ///
+    /// Parameters RFC 9000 §7.4.1 forbids remembering (CIDs, tokens, preferred_address,
+    /// ack delay) are ignored. Refused once the handshake is complete or a packet of the
+    /// application space was sent.
+    pub fn set_remembered_peer_params(
+        &mut self,
+        params: &TransportParameters,
+    ) -> Result<(), RememberedParamsError> {
+        if !self.side.is_client() {
+            return Err(RememberedParamsError::NotClient);
+        }
+        if self.state != State::Handshake
+            || self.space(SpaceId::Data).keys.is_some()
+            || self.space(SpaceId::Data).next_pn > 0
+        {
+            return Err(RememberedParamsError::TooLate);
+        }
+        self.apply_remembered(params.clone());
+        self.start_external_zero_rtt();
+        Ok(())
+    }
+
+    /// Client, external TLS: 0-RTT starts once both the remembered limits and the 0-RTT
+    /// secret are there
+    fn start_external_zero_rtt(&mut self) {
+        if !self.side.is_client()
+            || !self.is_external_tls()
+            || self.zero_rtt.keys.is_some()
+            || self.zero_rtt.remembered.is_none()
+            || self.space(SpaceId::Data).keys.is_some()
+        {
+            return;
+        }
+        if let Some(keys) = self.tls.early_crypto() {
+            self.zero_rtt.keys = Some(keys);
+            self.zero_rtt.enabled = true;
+            tracing::debug!("0-RTT enabled by the application's early secret");
+        }
+    }
+
+    /// External TLS: the application installed the 0-RTT secret
+    pub(super) fn on_external_early_secret(&mut self) {
+        if self.side.is_client() {
+            self.start_external_zero_rtt();
+        } else {
+            self.poll_server_zero_rtt();
+        }
+    }
+
+    /// Server, external TLS: a 0-RTT packet without keys may still be accepted by the
+    /// application's TLS
+    pub(super) fn awaiting_early_keys(&self) -> bool {
+        self.side.is_server()
+            && self.state == State::Handshake
+            && self.tls.is_handshaking()
+            && !self.zero_rtt.enabled
     }
 
     /// Server, after TLS read the ClientHello: install 0-RTT keys if TLS accepted early data
@@ -131,6 +228,26 @@ impl Connection {
         }
     }
 
+    /// Client: after the server rejected 0-RTT, an ACK of a 0-RTT packet is a
+    /// PROTOCOL_VIOLATION (RFC 9001 §4.6.2: the client SHOULD check when it can)
+    pub(super) fn check_ack_of_rejected_zero_rtt(
+        &self,
+        ack: &crate::frame::Ack<'_>,
+    ) -> Result<(), TransportError> {
+        if !self.side.is_client() || self.zero_rtt.accepted != Some(false) {
+            return Ok(());
+        }
+        let Some(first_1rtt) = self.zero_rtt.first_1rtt_pn else {
+            return Ok(());
+        };
+        if ack.iter().any(|r| *r.start() < first_1rtt) {
+            return Err(TransportError::PROTOCOL_VIOLATION(
+                "acknowledged a 0-RTT packet the server rejected",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether an acknowledged Data-space packet number was a 1-RTT packet (an ACK of 0-RTT
     /// data confirms nothing about the handshake)
     pub(super) fn is_1rtt_pn(&self, pn: u64) -> bool {
@@ -143,9 +260,17 @@ impl Connection {
         if !self.side.is_client() || !self.zero_rtt.enabled || self.zero_rtt.accepted.is_some() {
             return Ok(());
         }
-        let accepted = self.tls.early_data_accepted().unwrap_or(false);
-        self.zero_rtt.accepted = Some(accepted);
+        let verdict = self.tls.early_data_accepted();
         self.zero_rtt.keys = None;
+        if verdict.is_none() && self.is_external_tls() {
+            // The application's TLS did not tell (the kernel API cannot): the 0-RTT packets
+            // stay in flight, and loss detection resends whatever the server never
+            // acknowledges in 1-RTT packets
+            tracing::debug!("0-RTT outcome unknown: loss detection covers a rejection");
+            return Ok(());
+        }
+        let accepted = verdict.unwrap_or(false);
+        self.zero_rtt.accepted = Some(accepted);
         if !accepted {
             tracing::debug!("0-RTT rejected: resending its data in 1-RTT packets");
             self.requeue_zero_rtt();
@@ -193,6 +318,18 @@ impl Connection {
         }
         if self.spaces[SpaceId::Data as usize].sent.is_empty() {
             self.spaces[SpaceId::Data as usize].time_of_last_ack_eliciting = None;
+        }
+    }
+
+    /// Client, external TLS: the application's TLS reported the server's 0-RTT verdict; after
+    /// the handshake completed it still takes back what a rejecting server never processed
+    pub(super) fn on_external_early_verdict(&mut self, now: Instant) {
+        // While handshaking the verdict waits for completion; once closed it no longer matters
+        if self.state != State::Established {
+            return;
+        }
+        if let Err(e) = self.on_zero_rtt_outcome() {
+            self.close_with_error(now, e);
         }
     }
 

@@ -52,6 +52,14 @@ pub enum ExternalTlsError {
     /// part in it (sent bytes, installed a secret, set parameters), or this is a client
     #[error("the handshake is already run by the application")]
     Committed,
+    /// The application already took our transport parameters for its TLS extension, so they
+    /// can no longer change
+    #[error("local transport parameters already taken")]
+    ParamsTaken,
+    /// 0-RTT protects client-to-server packets only: the early secret is Send on a client and
+    /// Receive on a server, and only a client learns the server's verdict
+    #[error("0-RTT runs from client to server only")]
+    EarlyDirection,
 }
 
 /// Which way a traffic secret protects packets
@@ -86,6 +94,8 @@ pub struct ExternalSession {
     side: Side,
     version: u32,
     local_params: Vec<u8>,
+    /// The application read `local_params` (for its extension 0x39): they are fixed now
+    params_taken: std::cell::Cell<bool>,
     peer_params: Option<Vec<u8>>,
     alpn: Option<Vec<u8>>,
     /// CRYPTO bytes the peer sent, by level, for the application to read
@@ -102,6 +112,10 @@ pub struct ExternalSession {
     /// application committed to running TLS itself, or on a client
     replay: Option<Vec<(SpaceId, Vec<u8>)>>,
     replay_len: usize,
+    /// The 0-RTT secret (RFC 9001 §5.1, client_early_traffic_secret), one direction only
+    early: Option<(Suite, Vec<u8>)>,
+    /// Client: whether the server accepted 0-RTT, as the application's TLS reported it
+    early_verdict: Option<bool>,
 }
 
 impl std::fmt::Debug for ExternalSession {
@@ -121,6 +135,7 @@ impl ExternalSession {
             side,
             version,
             local_params,
+            params_taken: std::cell::Cell::new(false),
             peer_params: None,
             alpn: None,
             received: VecDeque::new(),
@@ -130,6 +145,8 @@ impl ExternalSession {
             next_1rtt: None,
             replay: (side == Side::Server).then(Vec::new),
             replay_len: 0,
+            early: None,
+            early_verdict: None,
         }
     }
 
@@ -147,9 +164,28 @@ impl ExternalSession {
         self.replay.take()
     }
 
-    /// Our encoded transport parameters (the body of TLS extension 0x39)
+    /// Our encoded transport parameters (the body of TLS extension 0x39); from now on they
+    /// are fixed
     pub fn local_transport_parameters(&self) -> &[u8] {
+        self.params_taken.set(true);
         &self.local_params
+    }
+
+    /// Our encoded transport parameters while they may still change (nobody took them yet)
+    pub(crate) fn untaken_local_parameters(&self) -> Option<&[u8]> {
+        (!self.params_taken.get()).then_some(self.local_params.as_slice())
+    }
+
+    /// Replace our encoded transport parameters before the application took them
+    pub(crate) fn replace_local_parameters(
+        &mut self,
+        params: Vec<u8>,
+    ) -> Result<(), ExternalTlsError> {
+        if self.params_taken.get() {
+            return Err(ExternalTlsError::ParamsTaken);
+        }
+        self.local_params = params;
+        Ok(())
     }
 
     /// Remember the peer's encoded transport parameters from its TLS extension 0x39; the
@@ -227,6 +263,44 @@ impl ExternalSession {
         Ok(())
     }
 
+    /// Install the 0-RTT secret: a client's Send secret seals its early data, a server's
+    /// Receive secret (installed once its TLS accepted early data) opens it
+    pub fn install_early_secret(
+        &mut self,
+        direction: Direction,
+        suite: Suite,
+        secret: &[u8],
+    ) -> Result<(), ExternalTlsError> {
+        if secret.len() != suite.secret_len() {
+            return Err(ExternalTlsError::SecretLength(secret.len()));
+        }
+        if !self.is_handshaking() {
+            return Err(ExternalTlsError::Complete);
+        }
+        let expected = match self.side {
+            Side::Client => Direction::Send,
+            Side::Server => Direction::Receive,
+        };
+        if direction != expected {
+            return Err(ExternalTlsError::EarlyDirection);
+        }
+        if self.early.is_some() {
+            return Err(ExternalTlsError::AlreadyInstalled);
+        }
+        self.early = Some((suite, secret.to_vec()));
+        Ok(())
+    }
+
+    /// Client: record whether the server accepted 0-RTT (the application's TLS saw the
+    /// early_data extension in EncryptedExtensions, or not)
+    pub fn set_early_data_accepted(&mut self, accepted: bool) -> Result<(), ExternalTlsError> {
+        if self.side.is_server() {
+            return Err(ExternalTlsError::EarlyDirection);
+        }
+        self.early_verdict = Some(accepted);
+        Ok(())
+    }
+
     /// Whether both secrets of `level` are installed
     pub fn has_keys(&self, level: SpaceId) -> bool {
         slot(level).is_ok_and(|i| self.levels[i].tx.is_some() && self.levels[i].rx.is_some())
@@ -253,6 +327,8 @@ impl ExternalSession {
             // The secrets themselves are no longer needed
             s.tx = s.tx.take().map(|(suite, _)| (suite, Vec::new()));
             s.rx = s.rx.take().map(|(suite, _)| (suite, Vec::new()));
+            // Nor is the 0-RTT secret: no 0-RTT packet is sent or opened after 1-RTT keys
+            self.early = None;
         }
         Some(Keys {
             header: KeyPair {
@@ -329,11 +405,13 @@ impl Session for ExternalSession {
     }
 
     fn early_crypto(&self) -> Option<(Box<dyn HeaderKey>, Box<dyn PacketKey>)> {
-        None
+        let (suite, secret) = self.early.as_ref()?;
+        let (packet, header) = crypto::keys_from_secret(self.version, *suite, secret);
+        Some((header, packet))
     }
 
     fn early_data_accepted(&self) -> Option<bool> {
-        None
+        self.early_verdict
     }
 
     fn transport_parameters(&self) -> Option<&[u8]> {

@@ -24,7 +24,9 @@ use tokio::sync::Notify;
 
 use super::socket::{RecvInfo, UdpSocket};
 use crate::config::{ClientConfig, EndpointConfig, ServerConfig};
-use crate::connection::{self as proto_conn, ConnectionError, ConnectionStats, Event};
+use crate::connection::{
+    self as proto_conn, ConnectionError, ConnectionStats, Event, PreferredAddressError,
+};
 use crate::datagram::SendDatagramError;
 use crate::endpoint::{self as proto, ConnectError, ConnectionHandle};
 use crate::stream::{ReadError, WriteError};
@@ -37,6 +39,16 @@ const RECV_BATCHES: usize = 8;
 
 struct ConnWaker {
     notify: Arc<Notify>,
+}
+
+/// A socket bound for per-connection preferred addresses (see
+/// [`Connection::advertise_preferred_address`]), shared by the connections advertising it
+struct PreferredSocket {
+    socket: Arc<UdpSocket>,
+    /// Connections advertising this address; at zero the socket closes
+    users: usize,
+    /// Feeds what arrives on the socket to the core
+    task: tokio::task::JoinHandle<()>,
 }
 
 struct State {
@@ -59,6 +71,10 @@ struct State {
     /// How probing the newest socket's path ended: `Some(true)` once a connection validated
     /// it, `Some(false)` once one failed; the driver then closes or returns to the old socket
     path_verdict: Option<bool>,
+    /// Sockets on per-connection preferred addresses, by address
+    preferred: HashMap<SocketAddr, PreferredSocket>,
+    /// The per-connection preferred addresses each connection advertises
+    preferred_users: HashMap<ConnectionHandle, Vec<SocketAddr>>,
 }
 
 impl State {
@@ -88,6 +104,52 @@ impl State {
             .get(&id)
             .cloned()
             .unwrap_or(ConnectionError::LocallyClosed)
+    }
+
+    /// `handle` no longer advertises `addr`; the last user closes the socket
+    fn release_preferred(&mut self, handle: ConnectionHandle, addr: SocketAddr) {
+        if let Some(addrs) = self.preferred_users.get_mut(&handle) {
+            addrs.retain(|a| *a != addr);
+            if addrs.is_empty() {
+                self.preferred_users.remove(&handle);
+            }
+        }
+        let Some(p) = self.preferred.get_mut(&addr) else {
+            return;
+        };
+        p.users = p.users.saturating_sub(1);
+        if p.users == 0 {
+            if let Some(p) = self.preferred.remove(&addr) {
+                p.task.abort();
+                tracing::debug!(%addr, "preferred-address socket closed");
+            }
+        }
+    }
+
+    /// A drained connection gives up its preferred-address sockets
+    fn release_all_preferred(&mut self, handle: ConnectionHandle) {
+        let addrs = self
+            .preferred_users
+            .get(&handle)
+            .cloned()
+            .unwrap_or_default();
+        for addr in addrs {
+            self.release_preferred(handle, addr);
+        }
+    }
+
+    /// The preferred-address socket of connection `handle` on `ip`, if it advertises one
+    fn preferred_socket_for(
+        &self,
+        handle: ConnectionHandle,
+        ip: std::net::IpAddr,
+    ) -> Option<Arc<UdpSocket>> {
+        let addr = self
+            .preferred_users
+            .get(&handle)?
+            .iter()
+            .find(|a| a.ip() == ip)?;
+        self.preferred.get(addr).map(|p| p.socket.clone())
     }
 }
 
@@ -175,6 +237,8 @@ impl Endpoint {
                 ended: HashMap::new(),
                 migrating: Vec::new(),
                 path_verdict: None,
+                preferred: HashMap::new(),
+                preferred_users: HashMap::new(),
             }),
             wake_driver: Notify::new(),
             incoming: Notify::new(),
@@ -425,6 +489,27 @@ async fn drive(shared: Arc<Shared>, mut socket: UdpSocket, second: Option<UdpSoc
     }
 }
 
+/// Receive on a per-connection preferred-address socket until the last connection using it
+/// is gone (the task is aborted then); the driver sends what the core answers
+async fn recv_preferred(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
+    let mut rx: Vec<Vec<u8>> = (0..RECV_BATCHES).map(|_| vec![0u8; 64 * 1024]).collect();
+    let mut infos = [RecvInfo {
+        meta: RecvMeta {
+            remote: socket.local_addr(),
+            local_ip: None,
+            ecn: None,
+        },
+        len: 0,
+        stride: 0,
+    }; RECV_BATCHES];
+    loop {
+        let mut bufs: Vec<&mut [u8]> = rx.iter_mut().map(|b| b.as_mut_slice()).collect();
+        let received = socket.recv_many(&mut bufs, &mut infos).await;
+        feed(&shared, received, &mut bufs, &infos);
+        shared.wake_driver.notify_one();
+    }
+}
+
 /// Hand a received batch to the core
 fn feed(shared: &Shared, received: io::Result<usize>, bufs: &mut [&mut [u8]], infos: &[RecvInfo]) {
     match received {
@@ -586,6 +671,7 @@ fn dispatch_events(shared: &Shared) {
                 state.conns.remove(&handle);
                 state.ids.remove(&handle);
                 state.migrating.retain(|h| *h != handle);
+                state.release_all_preferred(handle);
             }
             Event::PathValidated { .. } | Event::PathFailed { .. } => {
                 path_outcome(&mut state, handle, &event);
@@ -610,7 +696,7 @@ fn dispatch_events(shared: &Shared) {
 /// Send everything the core has ready, releasing the lock while the kernel takes each batch
 ///
 /// The core names a source address only for paths through a server's preferred address, so
-/// those go out of `second`.
+/// those go out of that connection's preferred-address socket, or else `second`.
 async fn transmit(
     shared: &Shared,
     socket: &UdpSocket,
@@ -619,15 +705,23 @@ async fn transmit(
     max_segments: usize,
 ) {
     loop {
-        let transmit = {
+        let (transmit, own) = {
             let mut state = shared.lock();
-            state.proto.poll_transmit(Instant::now(), max_segments, tx)
+            let polled = state
+                .proto
+                .poll_transmit_from(Instant::now(), max_segments, tx);
+            let own = polled.as_ref().and_then(|(h, t)| {
+                let ip = t.src_ip?;
+                state.preferred_socket_for((*h)?, ip)
+            });
+            (polled.map(|(_, t)| t), own)
         };
         let Some(transmit) = transmit else {
             return;
         };
-        let out = match (second, transmit.src_ip) {
-            (Some(s), Some(_)) => s,
+        let out = match (own.as_deref(), second, transmit.src_ip) {
+            (Some(s), _, _) => s,
+            (None, Some(s), Some(_)) => s,
             _ => socket,
         };
         if let Err(e) = out.send(&transmit, &tx[..transmit.size]).await {
@@ -1122,6 +1216,100 @@ impl RecvStream {
             Some(Err(_)) => Err(StreamError::ClosedStream),
             None => Err(StreamError::ConnectionLost(self.conn.gone())),
         }
+    }
+}
+
+impl Connection {
+    /// Server, still establishing: advertise `addr` as this connection's preferred address
+    /// (RFC 9000 §9.6; the kernel's QUIC_SOCKOPT_CONNECTION_MIGRATION before the handshake)
+    ///
+    /// Binds a UDP socket on `addr` (or shares the one another connection bound there) whose
+    /// datagrams go to the endpoint's connections, and from which this connection sends once
+    /// the client moved there; the socket closes when the last connection advertising it is
+    /// gone. One address per family; a second call for a family replaces the first. The
+    /// family may differ from the connection's (a client only moves within its own). Must be
+    /// called inside a tokio runtime, with external TLS before the application took the
+    /// transport parameters ([`proto_conn::Connection::external_local_params`]).
+    ///
+    /// Errors carry the errno the kernel would give: `EINVAL` for port 0, an unspecified or
+    /// multicast IP, a client connection, zero-length CIDs, or parameters already sent;
+    /// `EPIPE` once the connection is closed or gone; bind errors as they come (`EADDRINUSE`
+    /// when another program holds the address, `EADDRNOTAVAIL` when no interface has it).
+    pub fn advertise_preferred_address(&self, addr: SocketAddr) -> io::Result<()> {
+        use nix::errno::Errno;
+        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+            return Err(Errno::EINVAL.into());
+        }
+        let mut guard = self.shared.lock();
+        let state = &mut *guard;
+        let conn = state
+            .conn_mut(self.handle, self.id)
+            .ok_or(io::Error::from(Errno::EPIPE))?;
+        if conn.side().is_client() {
+            return Err(Errno::EINVAL.into());
+        }
+        let known = state
+            .preferred_users
+            .get(&self.handle)
+            .is_some_and(|a| a.contains(&addr));
+        // Bind before touching the connection, so a refused address changes nothing
+        let fresh = match state.preferred.get(&addr) {
+            Some(_) => None,
+            None => Some(Arc::new(UdpSocket::bind(addr)?)),
+        };
+        let conn = state
+            .conn_mut(self.handle, self.id)
+            .ok_or(io::Error::from(Errno::EPIPE))?;
+        conn.advertise_preferred_address(addr)
+            .map_err(|e| match e {
+                PreferredAddressError::Closed => io::Error::from(Errno::EPIPE),
+                _ => io::Error::from(Errno::EINVAL),
+            })?;
+        if let Some(socket) = fresh {
+            let task = tokio::spawn(recv_preferred(self.shared.clone(), socket.clone()));
+            state.preferred.insert(
+                addr,
+                PreferredSocket {
+                    socket,
+                    users: 0,
+                    task,
+                },
+            );
+            tracing::debug!(%addr, "preferred-address socket bound");
+        }
+        if !known {
+            // The core replaced an earlier address of the same family
+            let replaced: Vec<SocketAddr> = state
+                .preferred_users
+                .get(&self.handle)
+                .map(|a| {
+                    a.iter()
+                        .filter(|a| a.is_ipv4() == addr.is_ipv4())
+                        .copied()
+                        .collect()
+                })
+                .unwrap_or_default();
+            for old in replaced {
+                state.release_preferred(self.handle, old);
+            }
+            if let Some(p) = state.preferred.get_mut(&addr) {
+                p.users += 1;
+            }
+            state
+                .preferred_users
+                .entry(self.handle)
+                .or_default()
+                .push(addr);
+        }
+        drop(guard);
+        self.shared.wake_driver.notify_one();
+        Ok(())
+    }
+
+    /// Server: the local address this connection sends from because its client moved to the
+    /// preferred address (`None` before that)
+    pub fn preferred_local_address(&self) -> Option<SocketAddr> {
+        self.with(|conn| conn.preferred_local_address()).flatten()
     }
 }
 

@@ -13,13 +13,16 @@ use crate::crypto;
 use crate::shared::{Dir, RecvMeta};
 use crate::sim::{LinkConfig, Verdict};
 
+mod app_tls;
 mod bbr;
 mod deferred_tls;
 mod ecn;
 mod external_tls;
+mod external_zero_rtt;
 mod grease;
 mod migration;
 mod preferred_address;
+mod preferred_per_conn;
 mod qlog;
 mod scenarios;
 mod sockapi_events;
