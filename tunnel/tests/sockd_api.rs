@@ -13,7 +13,7 @@ use quic_stack::driver::Endpoint;
 use quic_stack::sockapi::consts::*;
 use quic_stack::sockapi::events::Event;
 use quic_stack::sockapi::msg::{HandshakeArgs, RawAddr, Request};
-use quic_stack::sockapi::types::ConnectionIdInfo;
+use quic_stack::sockapi::types::{ConnectionIdInfo, TransportParam};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tunnel::sockd::{self, Limits};
 
@@ -74,6 +74,15 @@ async fn connection_controls_over_the_protocol() {
     // No connection yet: EPIPE, like the kernel
     let r = s.set(QUIC_SOCKOPT_KEY_UPDATE, &[]).await;
     assert!(matches!(r, Answer::Err(e) if e == nix::errno::Errno::EPIPE as i32));
+    // Transport parameters set on the socket reach the wire (zero fields stay unchanged)
+    let tp = TransportParam {
+        max_ack_delay: 10_000,
+        ack_delay_exponent: 5,
+        active_connection_id_limit: 4,
+        ..TransportParam::default()
+    };
+    let r = s.set(QUIC_SOCKOPT_TRANSPORT_PARAM, &tp.encode()).await;
+    assert!(matches!(r, Answer::Ok(0)), "transport param: {r:?}");
     let r = s
         .call(&Request::Connect(RawAddr::from_socket_addr(&server_addr)))
         .await;
@@ -92,6 +101,21 @@ async fn connection_controls_over_the_protocol() {
         .await
         .expect("server in time")
         .expect("server task");
+
+    let seen = conn.with_core(|c, _| {
+        c.peer_params().map(|p| {
+            (
+                p.max_ack_delay,
+                p.ack_delay_exponent,
+                p.active_connection_id_limit,
+            )
+        })
+    });
+    assert_eq!(
+        seen,
+        Some(Some((10, 5, 4))),
+        "the server saw the socket's parameters"
+    );
 
     let r = s.set(QUIC_SOCKOPT_KEY_UPDATE, &[]).await;
     assert!(matches!(r, Answer::Ok(0)), "key update: {r:?}");

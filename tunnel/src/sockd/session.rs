@@ -657,6 +657,24 @@ impl Session {
         if tp.max_stream_data_bidi_remote > 0 {
             t.stream_receive_window = tp.max_stream_data_bidi_remote;
         }
+        // The options hold the kernel's defaults, which the setters validated (reference §1.7)
+        t.max_ack_delay = Duration::from_micros(u64::from(tp.max_ack_delay));
+        t.ack_delay_exponent = tp.ack_delay_exponent;
+        if tp.active_connection_id_limit >= 2 {
+            t.active_connection_id_limit = u64::from(tp.active_connection_id_limit);
+        }
+        let cfg = self.opts.config();
+        if cfg.initial_smoothed_rtt > 0 {
+            t.initial_rtt = Duration::from_micros(u64::from(cfg.initial_smoothed_rtt));
+        }
+        t.keep_alive_interval = (cfg.keepalive_probe_interval > 0)
+            .then(|| Duration::from_micros(u64::from(cfg.keepalive_probe_interval)));
+        // QUIC_CONG_ALG_RENO (0) is the kernel's default
+        t.congestion = if cfg.congestion_control_algo == consts::QUIC_CONG_ALG_CUBIC {
+            quic_stack::cc::Algorithm::Cubic
+        } else {
+            quic_stack::cc::Algorithm::NewReno
+        };
         t
     }
 
