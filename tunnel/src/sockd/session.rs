@@ -28,7 +28,9 @@ use quic_stack::sockapi::options::{
     reply_for, ConnAction, ConnQuery, GetOutcome, SetOutcome, SockOptions, SockState,
 };
 use quic_stack::sockapi::send::{classify_send, SendTarget, StreamChoice};
-use quic_stack::sockapi::types::{ConnectionClose, ConnectionIdInfo, StreamInfo, StreamUpdate};
+use quic_stack::sockapi::types::{
+    ConnectionClose, ConnectionIdInfo, StreamInfo, StreamUpdate, TransportParam,
+};
 use quic_stack::sockapi::Errno;
 use quic_stack::{Dir, SpaceId};
 use rustls_pki_types::pem::PemObject;
@@ -184,6 +186,10 @@ struct Session {
     /// Listener and its accepted sockets: TLS session state for resumption, shared by every
     /// server config the listener gets (each quic_server_handshake installs a new one)
     server_sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    /// Client: the application set the server's saved transport parameters
+    /// (TRANSPORT_PARAM with remote=1), so stream data may be written before the handshake
+    /// and leaves as 0-RTT once the EARLY secret is installed
+    remembered: bool,
 }
 
 /// Serve a client that connected to the service: the first request must be Socket
@@ -298,6 +304,7 @@ impl Session {
             acceptor: false,
             server_name: String::new(),
             server_sessions: rustls::server::ServerSessionMemoryCache::new(256),
+            remembered: false,
         }
     }
 
@@ -603,7 +610,7 @@ impl Session {
         // chooses quic_server_handshake instead
         child
             .shared
-            .spawn(pump_handshake(child.shared.clone(), conn.clone()));
+            .spawn(pump_handshake(child.shared.clone(), conn.clone(), false));
         child.conn = Some(conn);
         child.server_sessions = self.server_sessions.clone();
         spawn_child(child);
@@ -725,8 +732,7 @@ impl Session {
                 return Err(Errno::ETIMEDOUT);
             }
         }
-        self.opts.on_established();
-        self.start_pumps(conn);
+        self.established(conn);
         Ok(Response::Ok(0))
     }
 
@@ -863,6 +869,11 @@ impl Session {
             SockState::Closed | SockState::Listening => return Err(Errno::EPIPE),
             // The application runs TLS itself: handshake messages go out before ESTABLISHED
             SockState::Establishing if hs.is_some() => {}
+            // 0-RTT (reference §1.9): with the server's saved parameters, data written before
+            // the handshake is queued within their limits
+            SockState::Establishing if self.remembered && !self.is_server() => {
+                self.external_conn()?;
+            }
             SockState::Establishing => return Err(Errno::ENOTCONN),
             SockState::Established => {}
         }
@@ -966,6 +977,8 @@ impl Session {
             None => match poll_now(open_stream(conn, dir)) {
                 Some(Ok(p)) => p,
                 Some(Err(_)) => return Err(Errno::EPIPE),
+                // The kernel refuses instead of blocking while only 0-RTT may be sent
+                None if self.opts.state() == SockState::Establishing => return Err(Errno::EINVAL),
                 None => {
                     let first = {
                         let mut i = self.shared.lock();
@@ -1139,6 +1152,11 @@ impl Session {
         let action = match self.opts.set(optname, optval)? {
             SetOutcome::Stored => {
                 self.shared.lock().events = self.opts.events();
+                if optname == consts::QUIC_SOCKOPT_TRANSPORT_PARAM
+                    && TransportParam::decode(optval).remote != 0
+                {
+                    self.remember_peer_params()?;
+                }
                 return Ok(Response::Ok(0));
             }
             SetOutcome::Do(a) => a,
@@ -1230,8 +1248,11 @@ impl Session {
             a @ (ConnAction::InstallSecret(_) | ConnAction::PeerTransportParamExt(_)) => {
                 self.external_action(a)
             }
-            // Setting a preferred address is not implemented (README: differences).
-            ConnAction::SetPreferredAddress(_) => Err(Errno::EOPNOTSUPP),
+            ConnAction::SetPreferredAddress(addr) => {
+                let conn = self.conn.clone().ok_or(Errno::EINVAL)?;
+                conn.advertise_preferred_address(addr).map_err(io_errno)?;
+                Ok(Response::Ok(0))
+            }
         }
     }
 
@@ -1239,9 +1260,11 @@ impl Session {
     /// endpoint to `addr`; the driver migrates the connection (fresh CID, PATH_CHALLENGE) and
     /// the watcher reports QUIC_EVENT_CONNECTION_MIGRATION once the path is validated
     fn migrate(&mut self, addr: SocketAddr) -> Result<Response<'static>, Errno> {
-        // A server's endpoint is shared with its listener and the other accepted sockets:
-        // moving it would move them all.
-        if self.opts.role() == quic_stack::sockapi::options::Role::Server {
+        // Deliberately refused on an established server (as in the kernel): RFC 9000 §9 lets
+        // only clients migrate, a server offers a preferred address during the handshake
+        // instead (`SetPreferredAddress`). Besides, its endpoint is shared with the listener
+        // and the other accepted sockets: moving it would move them all.
+        if self.is_server() {
             return Err(Errno::EINVAL);
         }
         let (Some(ep), Some(local)) = (self.endpoint.clone(), self.local) else {
@@ -1364,8 +1387,50 @@ impl Session {
         })?;
         self.conn = Some(conn.clone());
         self.shared
-            .spawn(pump_handshake(self.shared.clone(), conn.clone()));
+            .spawn(pump_handshake(self.shared.clone(), conn.clone(), true));
+        if self.remembered {
+            self.remember_peer_params()?;
+        }
         Ok(conn)
+    }
+
+    fn is_server(&self) -> bool {
+        self.opts.role() == quic_stack::sockapi::options::Role::Server
+    }
+
+    /// Hand the server's saved parameters (TRANSPORT_PARAM remote=1) to an external-TLS
+    /// client connection; without a connection yet they wait for it (`external_conn`)
+    fn remember_peer_params(&mut self) -> Result<(), Errno> {
+        self.remembered = true;
+        let Some(conn) = self.conn.clone() else {
+            return Ok(());
+        };
+        let params = self.opts.remote_transport_param().to_core();
+        match conn.with_core(|c, _| {
+            if !c.is_external_tls() {
+                return Err(Errno::EINVAL);
+            }
+            c.set_remembered_peer_params(&params).map_err(|e| {
+                tracing::debug!("sockd: remembered parameters: {e}");
+                Errno::EINVAL
+            })
+        }) {
+            Some(r) => r,
+            None => Err(Errno::EPIPE),
+        }
+    }
+
+    /// The handshake is complete: the socket now reports the peer's transport parameters
+    /// (what a client caches for its next 0-RTT) and runs the connection pumps
+    fn established(&mut self, conn: Connection) {
+        let peer = conn
+            .with_core(|c, _| c.peer_params().map(TransportParam::from_core))
+            .flatten();
+        if let Some(tp) = peer {
+            self.opts.on_peer_transport_param(tp);
+        }
+        self.opts.on_established();
+        self.start_pumps(conn);
     }
 
     /// Act on a CRYPTO_SECRET or TRANSPORT_PARAM_EXT the options layer accepted
@@ -1373,7 +1438,6 @@ impl Session {
         let conn = self.external_conn()?;
         let result = match action {
             ConnAction::InstallSecret(s) => {
-                let space = crypto_space(s.level)?;
                 let suite = match s.cipher_type {
                     consts::TLS_CIPHER_AES_GCM_128 => Suite::Aes128Gcm,
                     consts::TLS_CIPHER_AES_GCM_256 => Suite::Aes256Gcm,
@@ -1388,7 +1452,18 @@ impl Session {
                 } else {
                     Direction::Receive
                 };
-                conn.with_core(|c, now| c.external_install_secret(now, space, dir, suite, secret))
+                if s.level == consts::QUIC_CRYPTO_EARLY {
+                    // 0-RTT: the client's send secret, the server's receive secret (the core
+                    // refuses the other directions)
+                    conn.with_core(|c, now| {
+                        c.external_install_early_secret(now, dir, suite, secret)
+                    })
+                } else {
+                    let space = crypto_space(s.level)?;
+                    conn.with_core(|c, now| {
+                        c.external_install_secret(now, space, dir, suite, secret)
+                    })
+                }
             }
             ConnAction::PeerTransportParamExt(p) => {
                 conn.with_core(|c, now| c.external_set_peer_params(now, &p))
@@ -1407,8 +1482,7 @@ impl Session {
         let done = conn.with_core(|c, _| !c.is_handshaking()).unwrap_or(false);
         if done && self.opts.state() == SockState::Establishing {
             self.shared.lock().external_established = true;
-            self.opts.on_established();
-            self.start_pumps(conn);
+            self.established(conn);
         }
         Ok(Response::Ok(0))
     }
@@ -1444,8 +1518,12 @@ impl Session {
 }
 
 /// Move the handshake bytes the peer sent into the socket's queue, each with its level, until
-/// the connection ends
-async fn pump_handshake(sh: Arc<Shared>, conn: Connection) {
+/// the connection ends. On a client (`client`) the post-handshake messages (APP level) are
+/// the server's NewSessionTickets: as in the kernel they become QUIC_EVENT_NEW_SESSION_TICKET
+/// and the QUIC_SOCKOPT_SESSION_TICKET value rather than recvmsg handshake messages, since
+/// the application's handshake loop has ended by then
+async fn pump_handshake(sh: Arc<Shared>, conn: Connection, client: bool) {
+    let mut tickets = TicketReader::default();
     loop {
         let got = conn
             .wait_core(|c| {
@@ -1480,7 +1558,15 @@ async fn pump_handshake(sh: Arc<Shared>, conn: Connection) {
             // quic_server_handshake took over; these bytes are the service TLS's now
             return;
         }
+        let mut got_ticket = false;
         for (space, data) in messages {
+            if client && space == SpaceId::Data {
+                for t in tickets.push(&data) {
+                    got_ticket = true;
+                    sh.tickets.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+                }
+                continue;
+            }
             let level = match space {
                 SpaceId::Initial => consts::QUIC_CRYPTO_INITIAL,
                 SpaceId::Handshake => consts::QUIC_CRYPTO_HANDSHAKE,
@@ -1489,7 +1575,49 @@ async fn pump_handshake(sh: Arc<Shared>, conn: Connection) {
             i.queue.push_handshake(level, data);
         }
         drop(i);
+        if got_ticket || !tickets.pending.is_empty() {
+            tracing::debug!(got_ticket, "sockd: post-handshake CRYPTO from the server");
+        }
         sh.wake.notify_one();
+    }
+}
+
+/// TLS handshake message type of a NewSessionTicket (RFC 8446 §4)
+const TLS_NEW_SESSION_TICKET: u8 = 4;
+/// Largest post-handshake message kept while incomplete: a ticket's size is bounded by the
+/// QUIC_SOCKOPT_SESSION_TICKET buffer, and the kernel's CRYPTO buffer is of that order
+const MAX_TICKET_MESSAGE: usize = 64 * 1024;
+
+/// Splits the server's APP-level CRYPTO stream into whole TLS handshake messages (type,
+/// 24-bit length, body) and keeps the NewSessionTickets, headers included
+#[derive(Default)]
+struct TicketReader {
+    pending: Vec<u8>,
+}
+
+impl TicketReader {
+    fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+        self.pending.extend_from_slice(data);
+        let mut out = Vec::new();
+        loop {
+            let Some(head) = self.pending.get(..4) else {
+                break;
+            };
+            let len = usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
+            if len + 4 > MAX_TICKET_MESSAGE {
+                // Not a message we could ever hand out; the TLS layer of the peer is broken
+                self.pending.clear();
+                break;
+            }
+            if self.pending.len() < len + 4 {
+                break;
+            }
+            let msg: Vec<u8> = self.pending.drain(..len + 4).collect();
+            if msg[0] == TLS_NEW_SESSION_TICKET {
+                out.push(msg);
+            }
+        }
+        out
     }
 }
 
@@ -1744,7 +1872,13 @@ fn server_config(
     let mut cfg = ServerConfig::new(Arc::new(crypto));
     // QUIC_CONFIG's validate_peer_address: Retry first (a NEW_TOKEN token skips it)
     cfg.retry = retry;
-    cfg.transport = Arc::new(transport.clone());
+    // Accepted connections take 0-RTT when their TLS does, as in the kernel: the
+    // application's own TLS decides by installing the EARLY receive secret, the service's
+    // (quic_server_handshake) always offers it in its tickets
+    cfg.transport = Arc::new(TransportConfig {
+        zero_rtt: true,
+        ..transport.clone()
+    });
     Ok(cfg)
 }
 
@@ -1770,8 +1904,10 @@ fn server_tls(
             (vec![c.clone()], k.clone_key())
         }
     };
+    // Early data on: the tickets it issues allow 0-RTT, which the connection accepts when its
+    // transport config does (see `server_config`)
     let mut crypto =
-        quic_stack::tls::server_config(chain, key, alpn, None, false).map_err(|_| Errno::EINVAL)?;
+        quic_stack::tls::server_config(chain, key, alpn, None, true).map_err(|_| Errno::EINVAL)?;
     crypto.session_storage = sessions;
     Ok(crypto)
 }
