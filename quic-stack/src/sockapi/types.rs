@@ -643,6 +643,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn transport_param_survives_the_core_round_trip() {
+        let tp = TransportParam {
+            remote: 1,
+            disable_active_migration: 1,
+            active_connection_id_limit: 4,
+            ack_delay_exponent: 5,
+            max_datagram_frame_size: 1500,
+            max_udp_payload_size: 1400,
+            max_idle_timeout: 20_000_000,
+            max_ack_delay: 30_000,
+            max_streams_bidi: 7,
+            max_streams_uni: 9,
+            max_data: 123_456,
+            max_stream_data_bidi_local: 1_000,
+            max_stream_data_bidi_remote: 2_000,
+            max_stream_data_uni: 3_000,
+            ..TransportParam::default()
+        };
+        let core = tp.to_core();
+        assert_eq!((core.max_idle_timeout, core.max_ack_delay), (20_000, 30));
+        assert_eq!(core.max_datagram_frame_size, Some(1500));
+        assert_eq!(TransportParam::from_core(&core), tp);
+        let none = TransportParam::default().to_core();
+        assert_eq!(none.max_datagram_frame_size, None, "0 = no datagrams");
+        let mut big = core;
+        big.initial_max_streams_bidi = 1 << 40;
+        assert_eq!(TransportParam::from_core(&big).max_streams_bidi, u16::MAX);
+    }
+
+    #[test]
     fn sizes_match_the_uapi() {
         assert_eq!(StreamInfo::SIZE, 16);
         assert_eq!(HandshakeInfo::SIZE, 1);
