@@ -476,6 +476,7 @@ impl Session {
                 None => Err(Errno::ENOTCONN),
             },
             Request::Shutdown { .. } => {
+                tracing::debug!("sockd: shutdown requested");
                 self.close_connection();
                 Ok(Response::Ok(0))
             }
@@ -849,6 +850,7 @@ impl Session {
         let sh = self.shared.clone();
         self.shared.spawn(async move {
             let reason = conn.closed().await;
+            tracing::debug!(%reason, "sockd: connection ended");
             let close = close_info(&reason);
             let mut i = sh.lock();
             i.closed = true;
