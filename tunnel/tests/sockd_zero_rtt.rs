@@ -516,3 +516,174 @@ async fn external_tls_client_resumes_with_zero_rtt() {
     assert!(matches!(s.call(&Request::Close).await, Answer::Ok(0)));
     service.abort();
 }
+
+/// Run the server handshake of `tls` on an accepted socket until the 1-RTT receive secret is
+/// installed; with `early`, the 0-RTT receive secret goes in as soon as rustls accepted early
+/// data. Returns whether it did. Then sends what TLS has left (the NewSessionTicket) at APP level.
+async fn drive_server(s: &mut Sock, tls: &mut rq::ServerConnection, secrets: &Secrets) -> bool {
+    let mut level = QUIC_CRYPTO_INITIAL;
+    let mut peer_params_set = false;
+    let mut early_installed = false;
+    for _ in 0..50 {
+        let (_, _, got_level, data) = s.recv_any().await;
+        assert!(got_level.is_some(), "handshake message expected");
+        tls.read_hs(&data).expect("client handshake data");
+        if !peer_params_set {
+            if let Some(p) = tls.quic_transport_parameters() {
+                let r = s.set(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, p).await;
+                assert!(matches!(r, Answer::Ok(0)), "peer params: {r:?}");
+                peer_params_set = true;
+            }
+        }
+        if !early_installed && tls.zero_rtt_keys().is_some() {
+            let c = cipher_of(tls.negotiated_cipher_suite().expect("suite"));
+            let secret = secrets
+                .get("CLIENT_EARLY_TRAFFIC_SECRET")
+                .expect("early secret logged");
+            install(s, c, QUIC_CRYPTO_EARLY, 0, &secret).await;
+            early_installed = true;
+        }
+        loop {
+            let mut buf = Vec::new();
+            let change = tls.write_hs(&mut buf);
+            if !buf.is_empty() {
+                let r = s.send_handshake(level, &buf).await;
+                assert!(matches!(r, Answer::Ok(n) if n == buf.len() as i64), "{r:?}");
+            }
+            let c = tls.negotiated_cipher_suite().map(cipher_of);
+            match change {
+                Some(KeyChange::Handshake { .. }) => {
+                    let c = c.expect("suite");
+                    let tx = secrets
+                        .get("SERVER_HANDSHAKE_TRAFFIC_SECRET")
+                        .expect("shts");
+                    let rx = secrets
+                        .get("CLIENT_HANDSHAKE_TRAFFIC_SECRET")
+                        .expect("chts");
+                    install(s, c, QUIC_CRYPTO_HANDSHAKE, 1, &tx).await;
+                    install(s, c, QUIC_CRYPTO_HANDSHAKE, 0, &rx).await;
+                    level = QUIC_CRYPTO_HANDSHAKE;
+                }
+                Some(KeyChange::OneRtt { .. }) => {
+                    let tx = secrets.get("SERVER_TRAFFIC_SECRET_0").expect("sts");
+                    install(s, c.expect("suite"), QUIC_CRYPTO_APP, 1, &tx).await;
+                    level = QUIC_CRYPTO_APP;
+                }
+                None if buf.is_empty() => break,
+                None => {}
+            }
+        }
+        if !tls.is_handshaking() {
+            let c = cipher_of(tls.negotiated_cipher_suite().expect("suite"));
+            let rx = secrets.get("CLIENT_TRAFFIC_SECRET_0").expect("cts");
+            install(s, c, QUIC_CRYPTO_APP, 0, &rx).await;
+            // The tickets rustls writes once the handshake is done
+            let mut buf = Vec::new();
+            let _ = tls.write_hs(&mut buf);
+            if !buf.is_empty() {
+                let r = s.send_handshake(QUIC_CRYPTO_APP, &buf).await;
+                assert!(
+                    matches!(r, Answer::Ok(n) if n == buf.len() as i64),
+                    "ticket: {r:?}"
+                );
+            }
+            return early_installed;
+        }
+    }
+    panic!("server handshake did not finish");
+}
+
+/// An accepted socket whose application runs TLS itself takes 0-RTT: it installs the EARLY
+/// receive secret once its TLS accepted early data; the early stream is readable after the
+/// handshake (as in the kernel) and the quic-stack client learns its 0-RTT was accepted
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_socket_with_its_own_tls_takes_zero_rtt() {
+    let (name, service) = start_service("srvext");
+    let (mut l, addr) = listener(&name).await;
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let key = PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let cert: CertificateDer<'static> = ck.cert.der().clone();
+    let secrets = Arc::new(Secrets::default());
+    let mut stls = quic_stack::tls::server_config(
+        vec![cert.clone()],
+        key,
+        vec![b"sample".to_vec()],
+        None,
+        true,
+    )
+    .expect("server tls");
+    stls.key_log = secrets.clone();
+    let stls = Arc::new(stls);
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("root");
+    let ctls =
+        quic_stack::tls::client_config(roots, vec![b"sample".to_vec()], None).expect("config");
+    let mut cfg = ClientConfig::new(Arc::new(ctls));
+    cfg.transport = Arc::new(TransportConfig {
+        zero_rtt: true,
+        ..TransportConfig::default()
+    });
+    let ep = Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        EndpointConfig::default(),
+        None,
+    )
+    .expect("client endpoint");
+
+    let mut outcome = Vec::new();
+    for round in 0..2 {
+        secrets.clear();
+        let conn = ep.connect(cfg.clone(), addr, "localhost").expect("connect");
+        assert_eq!(conn.is_zero_rtt_available(), round == 1, "round {round}");
+        let c = conn.clone();
+        let client = tokio::spawn(async move {
+            let (mut send, mut recv) = c.open_bi().await.expect("open");
+            send.write_all(b"early to own TLS").await.expect("write");
+            send.finish().expect("finish");
+            let echo = recv.read_to_end(1 << 16).await.expect("echo");
+            c.handshake().await.expect("handshake");
+            echo
+        });
+        let mut s = l.accept().await;
+        let ours = match s.get(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, &[], 256).await {
+            Answer::OptVal(v) => v,
+            other => panic!("TRANSPORT_PARAM_EXT: {other:?}"),
+        };
+        let mut tls =
+            rq::ServerConnection::new(stls.clone(), rq::Version::V1, ours).expect("rustls server");
+        let early = drive_server(&mut s, &mut tls, &secrets).await;
+        let (sid, got) = read_stream(&mut s).await;
+        assert_eq!(got, b"early to own TLS");
+        let r = s.send_stream(sid, MSG_QUIC_STREAM_FIN, &got).await;
+        assert!(matches!(r, Answer::Ok(16)), "echo: {r:?}");
+        let echo = tokio::time::timeout(Duration::from_secs(10), client)
+            .await
+            .expect("client in time")
+            .expect("client task");
+        assert_eq!(echo, b"early to own TLS");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stats = conn.stats().expect("stats");
+        outcome.push((
+            early,
+            conn.zero_rtt_accepted(),
+            stats.zero_rtt_bytes_accepted,
+        ));
+        conn.close(0, b"done");
+        assert!(matches!(s.call(&Request::Close).await, Answer::Ok(0)));
+    }
+    assert_eq!(
+        outcome[0],
+        (false, None, 0),
+        "first connection: full handshake"
+    );
+    assert!(outcome[1].0, "rustls accepted early data on the second");
+    assert_eq!(
+        outcome[1].1,
+        Some(true),
+        "the client saw its 0-RTT accepted"
+    );
+    assert!(outcome[1].2 >= 16, "0-RTT bytes accepted: {}", outcome[1].2);
+    assert!(matches!(l.call(&Request::Close).await, Answer::Ok(0)));
+    service.abort();
+}
