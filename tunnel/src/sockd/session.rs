@@ -2017,6 +2017,30 @@ mod tests {
     }
 
     #[test]
+    fn tickets_are_cut_from_the_crypto_stream() {
+        let nst = |n: u8| {
+            let mut m = vec![TLS_NEW_SESSION_TICKET, 0, 0, 3];
+            m.extend_from_slice(&[n; 3]);
+            m
+        };
+        let mut r = TicketReader::default();
+        let mut stream = nst(1);
+        // Another post-handshake message type (a KeyUpdate would be 24) is skipped
+        stream.extend_from_slice(&[24, 0, 0, 1, 0]);
+        stream.extend_from_slice(&nst(2));
+        // Split mid-header and mid-body: nothing until a message is whole
+        assert!(r.push(&stream[..2]).is_empty());
+        assert_eq!(r.push(&stream[2..9]), vec![nst(1)]);
+        assert_eq!(r.push(&stream[9..]), vec![nst(2)]);
+        assert!(r.pending.is_empty());
+        // An absurd length is dropped rather than buffered forever
+        assert!(r
+            .push(&[TLS_NEW_SESSION_TICKET, 0xff, 0xff, 0xff, 1])
+            .is_empty());
+        assert!(r.pending.is_empty());
+    }
+
+    #[test]
     fn poll_now_reports_pending() {
         assert_eq!(poll_now(async { 5 }), Some(5));
         assert_eq!(poll_now(std::future::pending::<()>()), None);
