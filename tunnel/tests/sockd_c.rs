@@ -734,7 +734,9 @@ fn gnutls_api_under_ld_preload() {
          F(quic_handshake_step, void *s, void **p)\n\
          void quic_handshake_deinit(void *s) { (void)s; }\n\
          F(quic_session_get_alpn, void *s, void *d, size_t *n)\n\
-         F(quic_session_set_alpn, void *s, const void *d, size_t n)\n",
+         F(quic_session_set_alpn, void *s, const void *d, size_t n)\n\
+         F(quic_session_get_data, void *s, void *d, size_t *n)\n\
+         F(quic_session_set_data, void *s, const void *d, size_t n)\n",
     )
     .expect("write stub");
     compile(

@@ -3,6 +3,9 @@
  * server's accepted socket runs its own GnuTLS PSK session with the step API
  * (quic_handshake_init/step/deinit, the program doing each sendmsg/recvmsg). Both check the
  * ALPN chosen through quic_session_set_alpn/get_alpn, then a stream message is echoed.
+ * Twice: the server enables tickets with the key getsockopt(SESSION_TICKET) gives an accepted
+ * socket (as libquic does), the client takes the raw NewSessionTicket the socket kept with
+ * quic_session_get_data and resumes the second connection with quic_session_set_data.
  * <netinet/quic.h> comes BEFORE <gnutls/gnutls.h> here: the harder order for its
  * gnutls_session_t typedef. Usage: sockd_gnutls_api PORT */
 #define _GNU_SOURCE
@@ -106,7 +109,13 @@ static ssize_t send_stream(int fd, int64_t sid, uint32_t sflags, const void *buf
 	return sendmsg(fd, &m, 0);
 }
 
-static int client(const struct sockaddr_in *sa)
+static unsigned char ticket_data[8192];
+static size_t ticket_size;
+/* the client tells the server it is done with a connection: closing earlier could cut off
+ * the echo (and the ticket) still on their way */
+static int done_pipe[2];
+
+static int client(const struct sockaddr_in *sa, int round)
 {
 	gnutls_datum_t key = { (unsigned char *)key_bytes, sizeof(key_bytes) };
 	gnutls_psk_client_credentials_t cred;
@@ -115,9 +124,9 @@ static int client(const struct sockaddr_in *sa)
 	uint32_t sflags = 0;
 	int64_t sid = -1;
 	ssize_t n;
-	int fd;
+	int fd, i;
 
-	role = "quic_handshake client";
+	role = round ? "quic_handshake client (resuming)" : "quic_handshake client";
 	fd = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
 	CHECK(fd >= 0);
 	CHECK(connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0);
@@ -128,12 +137,27 @@ static int client(const struct sockaddr_in *sa)
 	CHECK(gnutls_credentials_set(s, GNUTLS_CRD_PSK, cred) == 0);
 	CHECK(quic_session_set_alpn(s, "sample", 6) == 0);
 	gnutls_transport_set_int(s, fd);
+	if (round)
+		CHECK(quic_session_set_data(s, ticket_data, ticket_size) == 0);
 	CHECK(quic_handshake(s) == 0);
 	check_alpn(s);
+	CHECK(!!gnutls_session_is_resumed(s) == !!round);
 
 	CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "api", 3) == 3);
 	n = recv_data(fd, s, buf, sizeof(buf), &sid, &sflags);
 	CHECK(n == 3 && !memcmp(buf, "api", 3) && sid == 0);
+	if (!round) {
+		/* the ticket follows the handshake: length 0 until it is in (bounded wait) */
+		for (i = 0; i < 200; i++) {
+			ticket_size = sizeof(ticket_data);
+			CHECK(quic_session_get_data(s, ticket_data, &ticket_size) == 0);
+			if (ticket_size)
+				break;
+			usleep(10000);
+		}
+		CHECK(ticket_size > 0);
+	}
+	CHECK(write(done_pipe[1], "d", 1) == 1);
 	gnutls_deinit(s);
 	gnutls_psk_free_client_credentials(cred);
 	CHECK(close(fd) == 0);
@@ -184,6 +208,10 @@ int main(int argc, char **argv)
 	int l, a, st;
 	pid_t pid;
 	ssize_t n;
+	unsigned char tkey[64];
+	socklen_t tlen;
+	gnutls_datum_t tdat;
+	int round;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: %s PORT\n", argv[0]);
@@ -200,17 +228,19 @@ int main(int argc, char **argv)
 	CHECK(l >= 0);
 	CHECK(bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	CHECK(listen(l, 8) == 0);
+	CHECK(pipe(done_pipe) == 0);
 	pid = fork();
 	CHECK(pid >= 0);
 	if (pid == 0) {
 		close(l);
-		exit(client(&sa));
+		exit(client(&sa, 0) || client(&sa, 1));
 	}
+	CHECK(gnutls_psk_allocate_server_credentials(&cred) == 0);
+	gnutls_psk_set_server_credentials_function(cred, server_key);
+	for (round = 0; round < 2; round++) {
 	len = sizeof(from);
 	a = accept(l, (struct sockaddr *)&from, &len);
 	CHECK(a >= 0);
-	CHECK(gnutls_psk_allocate_server_credentials(&cred) == 0);
-	gnutls_psk_set_server_credentials_function(cred, server_key);
 	/* libquic's server flags: the engine sends the ticket itself once the handshake is done */
 	CHECK(gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NO_AUTO_SEND_TICKET |
 				       GNUTLS_NO_END_OF_EARLY_DATA) == 0);
@@ -219,16 +249,29 @@ int main(int argc, char **argv)
 	CHECK(quic_session_set_alpn(s, "other, sample", 13) == 0);
 	CHECK(quic_session_set_alpn(s, "a,b,c,d,e,f", 11) == -EINVAL); /* libquic's 5 names */
 	gnutls_transport_set_int(s, a);
+	/* libquic's server ticket key: the accepted socket's (derived from the peer address, so
+	 * both connections get the same one) */
+	tlen = sizeof(tkey);
+	CHECK(getsockopt(a, SOL_QUIC, QUIC_SOCKOPT_SESSION_TICKET, tkey, &tlen) == 0);
+	CHECK(tlen == sizeof(tkey));
+	tdat.data = tkey;
+	tdat.size = tlen;
+	CHECK(gnutls_session_ticket_enable_server(s, &tdat) == 0);
 	step_handshake(a, s);
+	CHECK(!!gnutls_session_is_resumed(s) == !!round);
 	check_alpn(s);
 
 	n = recv_data(a, s, buf, sizeof(buf), &sid, &sflags);
 	CHECK(n == 3 && (sflags & MSG_QUIC_STREAM_FIN));
 	CHECK(send_stream(a, sid, MSG_QUIC_STREAM_FIN, buf, n) == n);
-	CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK(read(done_pipe[0], buf, 1) == 1);
 	gnutls_deinit(s);
+	if (round == 1)
+		CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	CHECK(close(a) == 0);
+	}
 	gnutls_psk_free_server_credentials(cred);
-	CHECK(close(a) == 0 && close(l) == 0);
+	CHECK(close(l) == 0);
 	printf("OK\n");
 	return 0;
 }

@@ -162,6 +162,57 @@ impl TransportParam {
             max_stream_data_uni: u64_at(&b, 48),
         }
     }
+
+    /// The peer's parameters as the core remembers them for 0-RTT (RFC 9000 §7.4.1: only the
+    /// limits matter; times are microseconds here and milliseconds on the wire)
+    pub fn to_core(&self) -> crate::transport_params::TransportParameters {
+        crate::transport_params::TransportParameters {
+            max_idle_timeout: u64::from(self.max_idle_timeout) / 1000,
+            max_udp_payload_size: u64::from(self.max_udp_payload_size),
+            initial_max_data: self.max_data,
+            initial_max_stream_data_bidi_local: self.max_stream_data_bidi_local,
+            initial_max_stream_data_bidi_remote: self.max_stream_data_bidi_remote,
+            initial_max_stream_data_uni: self.max_stream_data_uni,
+            initial_max_streams_bidi: u64::from(self.max_streams_bidi),
+            initial_max_streams_uni: u64::from(self.max_streams_uni),
+            ack_delay_exponent: u64::from(self.ack_delay_exponent),
+            max_ack_delay: u64::from(self.max_ack_delay) / 1000,
+            disable_active_migration: self.disable_active_migration != 0,
+            active_connection_id_limit: u64::from(self.active_connection_id_limit),
+            max_datagram_frame_size: (self.max_datagram_frame_size != 0)
+                .then_some(u64::from(self.max_datagram_frame_size)),
+            grease_quic_bit: self.grease_quic_bit != 0,
+            ..Default::default()
+        }
+    }
+
+    /// The struct a client caches after the handshake (getsockopt with remote=1); values too
+    /// large for the uapi's narrow fields saturate
+    pub fn from_core(p: &crate::transport_params::TransportParameters) -> Self {
+        let sat16 = |v: u64| u16::try_from(v).unwrap_or(u16::MAX);
+        let sat32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        Self {
+            remote: 1,
+            disable_active_migration: u8::from(p.disable_active_migration),
+            grease_quic_bit: u8::from(p.grease_quic_bit),
+            stateless_reset: u8::from(p.stateless_reset_token.is_some()),
+            disable_1rtt_encryption: 0,
+            disable_compatible_version: 0,
+            active_connection_id_limit: u8::try_from(p.active_connection_id_limit)
+                .unwrap_or(u8::MAX),
+            ack_delay_exponent: u8::try_from(p.ack_delay_exponent).unwrap_or(u8::MAX),
+            max_datagram_frame_size: sat16(p.max_datagram_frame_size.unwrap_or(0)),
+            max_udp_payload_size: sat16(p.max_udp_payload_size),
+            max_idle_timeout: sat32(p.max_idle_timeout.saturating_mul(1000)),
+            max_ack_delay: sat32(p.max_ack_delay.saturating_mul(1000)),
+            max_streams_bidi: sat16(p.initial_max_streams_bidi),
+            max_streams_uni: sat16(p.initial_max_streams_uni),
+            max_data: p.initial_max_data,
+            max_stream_data_bidi_local: p.initial_max_stream_data_bidi_local,
+            max_stream_data_bidi_remote: p.initial_max_stream_data_bidi_remote,
+            max_stream_data_uni: p.initial_max_stream_data_uni,
+        }
+    }
 }
 
 /// `struct quic_config` (28 B); intervals and RTT in microseconds
@@ -590,6 +641,36 @@ pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transport_param_survives_the_core_round_trip() {
+        let tp = TransportParam {
+            remote: 1,
+            disable_active_migration: 1,
+            active_connection_id_limit: 4,
+            ack_delay_exponent: 5,
+            max_datagram_frame_size: 1500,
+            max_udp_payload_size: 1400,
+            max_idle_timeout: 20_000_000,
+            max_ack_delay: 30_000,
+            max_streams_bidi: 7,
+            max_streams_uni: 9,
+            max_data: 123_456,
+            max_stream_data_bidi_local: 1_000,
+            max_stream_data_bidi_remote: 2_000,
+            max_stream_data_uni: 3_000,
+            ..TransportParam::default()
+        };
+        let core = tp.to_core();
+        assert_eq!((core.max_idle_timeout, core.max_ack_delay), (20_000, 30));
+        assert_eq!(core.max_datagram_frame_size, Some(1500));
+        assert_eq!(TransportParam::from_core(&core), tp);
+        let none = TransportParam::default().to_core();
+        assert_eq!(none.max_datagram_frame_size, None, "0 = no datagrams");
+        let mut big = core;
+        big.initial_max_streams_bidi = 1 << 40;
+        assert_eq!(TransportParam::from_core(&big).max_streams_bidi, u16::MAX);
+    }
 
     #[test]
     fn sizes_match_the_uapi() {

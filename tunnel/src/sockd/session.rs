@@ -28,7 +28,9 @@ use quic_stack::sockapi::options::{
     reply_for, ConnAction, ConnQuery, GetOutcome, SetOutcome, SockOptions, SockState,
 };
 use quic_stack::sockapi::send::{classify_send, SendTarget, StreamChoice};
-use quic_stack::sockapi::types::{ConnectionClose, ConnectionIdInfo, StreamInfo, StreamUpdate};
+use quic_stack::sockapi::types::{
+    ConnectionClose, ConnectionIdInfo, StreamInfo, StreamUpdate, TransportParam,
+};
 use quic_stack::sockapi::Errno;
 use quic_stack::{Dir, SpaceId};
 use rustls_pki_types::pem::PemObject;
@@ -184,6 +186,14 @@ struct Session {
     /// Listener and its accepted sockets: TLS session state for resumption, shared by every
     /// server config the listener gets (each quic_server_handshake installs a new one)
     server_sessions: Arc<dyn rustls::server::StoresServerSessions>,
+    /// Client: the application set the server's saved transport parameters
+    /// (TRANSPORT_PARAM with remote=1), so stream data may be written before the handshake
+    /// and leaves as 0-RTT once the EARLY secret is installed
+    remembered: bool,
+    /// Client, external TLS: a ClientHello was sent (INITIAL handshake data)
+    sent_initial: bool,
+    /// Client, external TLS: the 0-RTT send secret, held until the ClientHello is queued
+    early_tx: Option<quic_stack::sockapi::types::CryptoSecret>,
 }
 
 /// Serve a client that connected to the service: the first request must be Socket
@@ -298,6 +308,9 @@ impl Session {
             acceptor: false,
             server_name: String::new(),
             server_sessions: rustls::server::ServerSessionMemoryCache::new(256),
+            remembered: false,
+            sent_initial: false,
+            early_tx: None,
         }
     }
 
@@ -463,6 +476,7 @@ impl Session {
                 None => Err(Errno::ENOTCONN),
             },
             Request::Shutdown { .. } => {
+                tracing::debug!("sockd: shutdown requested");
                 self.close_connection();
                 Ok(Response::Ok(0))
             }
@@ -603,7 +617,7 @@ impl Session {
         // chooses quic_server_handshake instead
         child
             .shared
-            .spawn(pump_handshake(child.shared.clone(), conn.clone()));
+            .spawn(pump_handshake(child.shared.clone(), conn.clone(), false));
         child.conn = Some(conn);
         child.server_sessions = self.server_sessions.clone();
         spawn_child(child);
@@ -743,8 +757,7 @@ impl Session {
                 return Err(Errno::ETIMEDOUT);
             }
         }
-        self.opts.on_established();
-        self.start_pumps(conn);
+        self.established(conn);
         Ok(Response::Ok(0))
     }
 
@@ -855,6 +868,7 @@ impl Session {
         let sh = self.shared.clone();
         self.shared.spawn(async move {
             let reason = conn.closed().await;
+            tracing::debug!(%reason, "sockd: connection ended");
             let close = close_info(&reason);
             let mut i = sh.lock();
             i.closed = true;
@@ -881,6 +895,11 @@ impl Session {
             SockState::Closed | SockState::Listening => return Err(Errno::EPIPE),
             // The application runs TLS itself: handshake messages go out before ESTABLISHED
             SockState::Establishing if hs.is_some() => {}
+            // 0-RTT (reference §1.9): with the server's saved parameters, data written before
+            // the handshake is queued within their limits
+            SockState::Establishing if self.remembered && !self.is_server() => {
+                self.external_conn()?;
+            }
             SockState::Establishing => return Err(Errno::ENOTCONN),
             SockState::Established => {}
         }
@@ -890,7 +909,13 @@ impl Session {
             let conn = self.external_conn()?;
             let space = crypto_space(level)?;
             return match conn.with_core(|c, now| c.external_send_handshake(now, space, payload)) {
-                Some(Ok(())) => Ok(Response::Ok(payload.len() as i64)),
+                Some(Ok(())) => {
+                    if space == SpaceId::Initial && !self.sent_initial {
+                        self.sent_initial = true;
+                        self.release_early_secret();
+                    }
+                    Ok(Response::Ok(payload.len() as i64))
+                }
                 Some(Err(e)) => {
                     tracing::debug!("sockd external TLS send: {e}");
                     Err(Errno::EINVAL)
@@ -984,6 +1009,8 @@ impl Session {
             None => match poll_now(open_stream(conn, dir)) {
                 Some(Ok(p)) => p,
                 Some(Err(_)) => return Err(Errno::EPIPE),
+                // The kernel refuses instead of blocking while only 0-RTT may be sent
+                None if self.opts.state() == SockState::Establishing => return Err(Errno::EINVAL),
                 None => {
                     let first = {
                         let mut i = self.shared.lock();
@@ -1157,6 +1184,11 @@ impl Session {
         let action = match self.opts.set(optname, optval)? {
             SetOutcome::Stored => {
                 self.shared.lock().events = self.opts.events();
+                if optname == consts::QUIC_SOCKOPT_TRANSPORT_PARAM
+                    && TransportParam::decode(optval).remote != 0
+                {
+                    self.remember_peer_params()?;
+                }
                 return Ok(Response::Ok(0));
             }
             SetOutcome::Do(a) => a,
@@ -1248,8 +1280,11 @@ impl Session {
             a @ (ConnAction::InstallSecret(_) | ConnAction::PeerTransportParamExt(_)) => {
                 self.external_action(a)
             }
-            // Setting a preferred address is not implemented (README: differences).
-            ConnAction::SetPreferredAddress(_) => Err(Errno::EOPNOTSUPP),
+            ConnAction::SetPreferredAddress(addr) => {
+                let conn = self.conn.clone().ok_or(Errno::EINVAL)?;
+                conn.advertise_preferred_address(addr).map_err(io_errno)?;
+                Ok(Response::Ok(0))
+            }
         }
     }
 
@@ -1257,9 +1292,11 @@ impl Session {
     /// endpoint to `addr`; the driver migrates the connection (fresh CID, PATH_CHALLENGE) and
     /// the watcher reports QUIC_EVENT_CONNECTION_MIGRATION once the path is validated
     fn migrate(&mut self, addr: SocketAddr) -> Result<Response<'static>, Errno> {
-        // A server's endpoint is shared with its listener and the other accepted sockets:
-        // moving it would move them all.
-        if self.opts.role() == quic_stack::sockapi::options::Role::Server {
+        // Deliberately refused on an established server (as in the kernel): RFC 9000 §9 lets
+        // only clients migrate, a server offers a preferred address during the handshake
+        // instead (`SetPreferredAddress`). Besides, its endpoint is shared with the listener
+        // and the other accepted sockets: moving it would move them all.
+        if self.is_server() {
             return Err(Errno::EINVAL);
         }
         let (Some(ep), Some(local)) = (self.endpoint.clone(), self.local) else {
@@ -1382,16 +1419,69 @@ impl Session {
         })?;
         self.conn = Some(conn.clone());
         self.shared
-            .spawn(pump_handshake(self.shared.clone(), conn.clone()));
+            .spawn(pump_handshake(self.shared.clone(), conn.clone(), true));
+        if self.remembered {
+            self.remember_peer_params()?;
+        }
         Ok(conn)
     }
 
+    fn is_server(&self) -> bool {
+        self.opts.role() == quic_stack::sockapi::options::Role::Server
+    }
+
+    /// Hand the server's saved parameters (TRANSPORT_PARAM remote=1) to an external-TLS
+    /// client connection; without a connection yet they wait for it (`external_conn`)
+    fn remember_peer_params(&mut self) -> Result<(), Errno> {
+        self.remembered = true;
+        let Some(conn) = self.conn.clone() else {
+            return Ok(());
+        };
+        let params = self.opts.remote_transport_param().to_core();
+        match conn.with_core(|c, _| {
+            if !c.is_external_tls() {
+                return Err(Errno::EINVAL);
+            }
+            c.set_remembered_peer_params(&params).map_err(|e| {
+                tracing::debug!("sockd: remembered parameters: {e}");
+                Errno::EINVAL
+            })
+        }) {
+            Some(r) => r,
+            None => Err(Errno::EPIPE),
+        }
+    }
+
+    /// The handshake is complete: the socket now reports the peer's transport parameters
+    /// (what a client caches for its next 0-RTT) and runs the connection pumps
+    fn established(&mut self, conn: Connection) {
+        let peer = conn
+            .with_core(|c, _| c.peer_params().map(TransportParam::from_core))
+            .flatten();
+        if let Some(tp) = peer {
+            self.opts.on_peer_transport_param(tp);
+        }
+        self.opts.on_established();
+        self.start_pumps(conn);
+    }
+
     /// Act on a CRYPTO_SECRET or TRANSPORT_PARAM_EXT the options layer accepted
+    /// Install the 0-RTT send secret held back until the ClientHello went out (see
+    /// `external_action`)
+    fn release_early_secret(&mut self) {
+        if let Some(s) = self.early_tx.take() {
+            if let Err(e) = self.external_action(ConnAction::InstallSecret(s)) {
+                // The application was told "installed": without 0-RTT its early data simply
+                // leaves in 1-RTT packets after the handshake
+                tracing::debug!(?e, "sockd: held 0-RTT secret refused");
+            }
+        }
+    }
+
     fn external_action(&mut self, action: ConnAction) -> Result<Response<'static>, Errno> {
         let conn = self.external_conn()?;
         let result = match action {
             ConnAction::InstallSecret(s) => {
-                let space = crypto_space(s.level)?;
                 let suite = match s.cipher_type {
                     consts::TLS_CIPHER_AES_GCM_128 => Suite::Aes128Gcm,
                     consts::TLS_CIPHER_AES_GCM_256 => Suite::Aes256Gcm,
@@ -1406,7 +1496,30 @@ impl Session {
                 } else {
                     Direction::Receive
                 };
-                conn.with_core(|c, now| c.external_install_secret(now, space, dir, suite, secret))
+                if s.level == consts::QUIC_CRYPTO_EARLY
+                    && s.send != 0
+                    && !self.is_server()
+                    && !self.sent_initial
+                {
+                    // A TLS library derives the early secret while writing the ClientHello,
+                    // before handing it over: 0-RTT packets sent now would reach the server
+                    // ahead of the Initial that creates its connection, and be dropped. Hold
+                    // the secret until the ClientHello is queued (`sendmsg`).
+                    self.early_tx = Some(s);
+                    return Ok(Response::Ok(0));
+                }
+                if s.level == consts::QUIC_CRYPTO_EARLY {
+                    // 0-RTT: the client's send secret, the server's receive secret (the core
+                    // refuses the other directions)
+                    conn.with_core(|c, now| {
+                        c.external_install_early_secret(now, dir, suite, secret)
+                    })
+                } else {
+                    let space = crypto_space(s.level)?;
+                    conn.with_core(|c, now| {
+                        c.external_install_secret(now, space, dir, suite, secret)
+                    })
+                }
             }
             ConnAction::PeerTransportParamExt(p) => {
                 conn.with_core(|c, now| c.external_set_peer_params(now, &p))
@@ -1425,8 +1538,7 @@ impl Session {
         let done = conn.with_core(|c, _| !c.is_handshaking()).unwrap_or(false);
         if done && self.opts.state() == SockState::Establishing {
             self.shared.lock().external_established = true;
-            self.opts.on_established();
-            self.start_pumps(conn);
+            self.established(conn);
         }
         Ok(Response::Ok(0))
     }
@@ -1462,8 +1574,12 @@ impl Session {
 }
 
 /// Move the handshake bytes the peer sent into the socket's queue, each with its level, until
-/// the connection ends
-async fn pump_handshake(sh: Arc<Shared>, conn: Connection) {
+/// the connection ends. On a client (`client`) the post-handshake messages (APP level) are
+/// the server's NewSessionTickets: as in the kernel they become QUIC_EVENT_NEW_SESSION_TICKET
+/// and the QUIC_SOCKOPT_SESSION_TICKET value rather than recvmsg handshake messages, since
+/// the application's handshake loop has ended by then
+async fn pump_handshake(sh: Arc<Shared>, conn: Connection, client: bool) {
+    let mut tickets = TicketReader::default();
     loop {
         let got = conn
             .wait_core(|c| {
@@ -1498,7 +1614,15 @@ async fn pump_handshake(sh: Arc<Shared>, conn: Connection) {
             // quic_server_handshake took over; these bytes are the service TLS's now
             return;
         }
+        let mut got_ticket = false;
         for (space, data) in messages {
+            if client && space == SpaceId::Data {
+                for t in tickets.push(&data) {
+                    got_ticket = true;
+                    sh.tickets.lock().unwrap_or_else(|e| e.into_inner()).push(t);
+                }
+                continue;
+            }
             let level = match space {
                 SpaceId::Initial => consts::QUIC_CRYPTO_INITIAL,
                 SpaceId::Handshake => consts::QUIC_CRYPTO_HANDSHAKE,
@@ -1507,7 +1631,46 @@ async fn pump_handshake(sh: Arc<Shared>, conn: Connection) {
             i.queue.push_handshake(level, data);
         }
         drop(i);
+        if got_ticket || !tickets.pending.is_empty() {
+            tracing::debug!(got_ticket, "sockd: post-handshake CRYPTO from the server");
+        }
         sh.wake.notify_one();
+    }
+}
+
+/// TLS handshake message type of a NewSessionTicket (RFC 8446 §4)
+const TLS_NEW_SESSION_TICKET: u8 = 4;
+/// Largest post-handshake message kept while incomplete: a ticket's size is bounded by the
+/// QUIC_SOCKOPT_SESSION_TICKET buffer, and the kernel's CRYPTO buffer is of that order
+const MAX_TICKET_MESSAGE: usize = 64 * 1024;
+
+/// Splits the server's APP-level CRYPTO stream into whole TLS handshake messages (type,
+/// 24-bit length, body) and keeps the NewSessionTickets, headers included
+#[derive(Default)]
+struct TicketReader {
+    pending: Vec<u8>,
+}
+
+impl TicketReader {
+    fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+        self.pending.extend_from_slice(data);
+        let mut out = Vec::new();
+        while let Some(head) = self.pending.get(..4) {
+            let len = usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
+            if len + 4 > MAX_TICKET_MESSAGE {
+                // Not a message we could ever hand out; the TLS layer of the peer is broken
+                self.pending.clear();
+                break;
+            }
+            if self.pending.len() < len + 4 {
+                break;
+            }
+            let msg: Vec<u8> = self.pending.drain(..len + 4).collect();
+            if msg[0] == TLS_NEW_SESSION_TICKET {
+                out.push(msg);
+            }
+        }
+        out
     }
 }
 
@@ -1762,7 +1925,13 @@ fn server_config(
     let mut cfg = ServerConfig::new(Arc::new(crypto));
     // QUIC_CONFIG's validate_peer_address: Retry first (a NEW_TOKEN token skips it)
     cfg.retry = retry;
-    cfg.transport = Arc::new(transport.clone());
+    // Accepted connections take 0-RTT when their TLS does, as in the kernel: the
+    // application's own TLS decides by installing the EARLY receive secret, the service's
+    // (quic_server_handshake) always offers it in its tickets
+    cfg.transport = Arc::new(TransportConfig {
+        zero_rtt: true,
+        ..transport.clone()
+    });
     Ok(cfg)
 }
 
@@ -1788,8 +1957,10 @@ fn server_tls(
             (vec![c.clone()], k.clone_key())
         }
     };
+    // Early data on: the tickets it issues allow 0-RTT, which the connection accepts when its
+    // transport config does (see `server_config`)
     let mut crypto =
-        quic_stack::tls::server_config(chain, key, alpn, None, false).map_err(|_| Errno::EINVAL)?;
+        quic_stack::tls::server_config(chain, key, alpn, None, true).map_err(|_| Errno::EINVAL)?;
     crypto.session_storage = sessions;
     Ok(crypto)
 }
@@ -1861,6 +2032,30 @@ mod tests {
         });
         assert_eq!((c.errcode, c.frame, c.phrase[0]), (u32::MAX, 0x1c, b'x'));
         assert_eq!(close_info(&ConnectionError::TimedOut).errcode, 0);
+    }
+
+    #[test]
+    fn tickets_are_cut_from_the_crypto_stream() {
+        let nst = |n: u8| {
+            let mut m = vec![TLS_NEW_SESSION_TICKET, 0, 0, 3];
+            m.extend_from_slice(&[n; 3]);
+            m
+        };
+        let mut r = TicketReader::default();
+        let mut stream = nst(1);
+        // Another post-handshake message type (a KeyUpdate would be 24) is skipped
+        stream.extend_from_slice(&[24, 0, 0, 1, 0]);
+        stream.extend_from_slice(&nst(2));
+        // Split mid-header and mid-body: nothing until a message is whole
+        assert!(r.push(&stream[..2]).is_empty());
+        assert_eq!(r.push(&stream[2..9]), vec![nst(1)]);
+        assert_eq!(r.push(&stream[9..]), vec![nst(2)]);
+        assert!(r.pending.is_empty());
+        // An absurd length is dropped rather than buffered forever
+        assert!(r
+            .push(&[TLS_NEW_SESSION_TICKET, 0xff, 0xff, 0xff, 1])
+            .is_empty());
+        assert!(r.pending.is_empty());
     }
 
     #[test]
