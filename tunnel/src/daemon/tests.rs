@@ -280,3 +280,54 @@ async fn closed_link_keeps_tun_up() {
         .unwrap();
     assert!(matches!(end, Some(Ok(Err(DaemonError::Tun { .. })))));
 }
+
+/// The TUN reader lets other tasks (in production the endpoint driver, which sends what it
+/// queued) run after each batch instead of reading a backlog of batches in one go: here the
+/// link's far end, a task on the same single-thread runtime, sees the packets one batch at a
+/// time rather than all at once
+#[tokio::test]
+async fn tun_reader_yields_after_each_batch() {
+    let (tun, k) = mem_tun("qty");
+    let (link, far) = link_pair(1200);
+    // MemTun reads one packet per batch; a backlog of 20 is waiting before the reader starts
+    let backlog = 20;
+    for i in 0..backlog {
+        k.inject
+            .send(udp("198.19.0.1", "198.19.0.2", 10 + i))
+            .unwrap();
+    }
+    let daemon = Daemon::new(
+        tun,
+        Router::new(vec![peer("server", &["198.19.0.0/24"])], 1280),
+        vec![link],
+        Arc::new(fake_ptb),
+        opts(),
+    );
+    let consumer = tokio::spawn(async move {
+        let mut rx = far.rx.lock().await;
+        let (mut seen, mut largest_burst) = (0, 0);
+        while seen < backlog {
+            // Wait for one packet, then take whatever else is already there
+            let Some(first) = rx.recv().await else {
+                break;
+            };
+            let mut burst = vec![first];
+            while let Ok(p) = rx.try_recv() {
+                burst.push(p);
+            }
+            seen += burst.len();
+            largest_burst = largest_burst.max(burst.len());
+        }
+        (seen, largest_burst)
+    });
+    let _tasks = daemon.spawn();
+    let (seen, largest_burst) = tokio::time::timeout(Duration::from_secs(5), consumer)
+        .await
+        .expect("the packets did not all arrive")
+        .expect("consumer task");
+    assert_eq!(seen, backlog);
+    assert!(
+        largest_burst <= 2,
+        "the reader ran {largest_burst} batches without letting the link's far end run"
+    );
+}
