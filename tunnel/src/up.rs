@@ -259,15 +259,13 @@ fn netlink_err(what: impl Into<String>) -> impl FnOnce(NetlinkError) -> UpError 
 
 /// Inner packets waiting for the QUIC connection before the oldest is dropped
 ///
-/// This queue is a bottleneck buffer of the tunnel: whenever the connection (congestion window,
-/// pacing or the CPU) sends slower than the TUN delivers, inner TCP fills it until it drops,
-/// and every packet behind it waits, pings included. Measured with one TCP stream through the
-/// benchmark's tunnel (~2.5 Gbit/s, the TUN reader yielding after each batch): 1024 packets
-/// (~1.3 MB, ~4 ms at that rate) cut the loaded ping median from ~4.2 to ~3 ms at the same
-/// throughput; 256 dropped so often that throughput and ping varied more. The rest of the
-/// loaded delay is the receiving daemon's UDP socket buffer, which a loss-free connection's
-/// congestion window is free to fill.
-const DATAGRAM_SEND_QUEUE: usize = 1024;
+/// A bottleneck buffer of the tunnel whenever the connection sends slower than the TUN
+/// delivers. Measured with one TCP stream through the benchmark's tunnel (docs/benchmarks.md,
+/// 2026-11-28 latency section): 256 cut the ping under load (median ~5 to ~2 ms) but inner TCP
+/// then saw ~5% loss and lost ~10% of its throughput; 1024 made no difference that the noise
+/// let through. Under that load the delay sits mostly in the receiving daemon's UDP socket
+/// buffer, which a loss-free connection's congestion window is free to fill, not here.
+const DATAGRAM_SEND_QUEUE: usize = 4096;
 
 /// The transport settings for this configuration (`keepalive`: the peer's, or the shortest
 /// over all peers for the server)
