@@ -348,11 +348,6 @@ async fn tun_to_links<T: TunDevice, L: PacketLink>(
             let refs: Vec<&[u8]> = replies.iter().map(Vec::as_slice).collect();
             shared.tun.send_batch(&refs).await.map_err(tun_err)?;
         }
-        // Let the endpoint driver send this batch before reading the next: a readable TUN
-        // never makes this task wait, so without a yield it reads batch after batch (up to
-        // the runtime's budget, thousands of packets) into the connection's datagram queue,
-        // where they wait behind each other and overflow it in bursts instead of going out
-        tokio::task::yield_now().await;
     }
 }
 
