@@ -2,15 +2,20 @@
 # bench-tunnel.sh: throughput / RTT / CPU of two namespaces joined by veth, bare and (once
 # wired) through the quictun tunnel, side by side with ratios.
 #
-#   sudo scripts/bench-tunnel.sh [-t SECONDS] [-c|--compare]
+#   sudo scripts/bench-tunnel.sh [-t SECONDS] [-c|--compare] [-p] [-n COUNT]
 #     -t  iperf3 duration per run (default 5, at most 30)
+#     -p  ping only: idle and loaded RTT of every path, no throughput table
+#     -n  ping probes per measurement (default 20, at most 2000), 50 ms apart
 #     -c  also measure the tunnels a user would pick instead, in the same run: WireGuard via
 #         boringtun-cli (userspace, configured with wg) and quincy (QUIC VPN, mTLS with openssl
 #         certificates). Missing tools are installed first (wireguard-tools via apt;
 #         boringtun-cli, quincy-server and quincy-client via cargo install, bounded); a tunnel
 #         whose tools cannot be installed or that does not come up is skipped with the reason.
 #   The tunnel rows use target/release/quictun (or $QUICTUN_BIN); CARRIAGE=stream|auto picks
-#   the carriage (default datagram).
+#   the carriage (default datagram). QUICTUN_BINS="label=path label2=path2" measures several
+#   quictun builds in the same run (rows named after the labels), for before/after comparisons.
+#   Every path gets two RTTs: idle (nothing else through the tunnel) and loaded (while one
+#   iperf3 TCP stream a->b runs through the same path for -t seconds).
 #
 # Layout: namespaces qtbench-<pid>-a (198.18.0.1/30) and qtbench-<pid>-b (198.18.0.2/30) joined
 # by a veth pair created inside them; tunnel addresses 198.19.0.1 <-> 198.19.0.2 (quictun),
@@ -25,18 +30,25 @@ set -euo pipefail
 
 DURATION=5
 COMPARE=0
+PING_ONLY=0
+PING_COUNT=20
 args=()
 for a in "$@"; do
     case "$a" in --compare) args+=(-c) ;; --help) args+=(-h) ;; *) args+=("$a") ;; esac
 done
 set -- "${args[@]+"${args[@]}"}"
-while getopts "t:ch" opt; do
+while getopts "t:cpn:h" opt; do
     case "$opt" in
         t) DURATION=$OPTARG ;;
         c) COMPARE=1 ;;
-        *) sed -n '2,23p' "$0"; exit 2 ;;
+        p) PING_ONLY=1 ;;
+        n) PING_COUNT=$OPTARG ;;
+        *) sed -n '2,30p' "$0"; exit 2 ;;
     esac
 done
+if ! [[ "$PING_COUNT" =~ ^[0-9]+$ ]] || (( PING_COUNT < 1 || PING_COUNT > 2000 )); then
+    echo "ping count must be 1..2000" >&2; exit 2
+fi
 if ! [[ "$DURATION" =~ ^[0-9]+$ ]] || (( DURATION < 1 || DURATION > 30 )); then
     echo "duration must be 1..30 seconds" >&2; exit 2
 fi
@@ -214,17 +226,46 @@ PY
         "$label" "$dir" "$streams" "$g" "$r" "$snd" "$rcv" "$busy" "$tun" "$cpg")")
 }
 
-# run_ping LABEL DST
+# run_ping KEY DST COUNT: RTT of COUNT probes 50 ms apart into PING[KEY] as "min avg max median
+# p90" in ms (the average is at the mercy of a few probes that waited for a busy CPU)
 run_ping() {
     local out
-    out=$(timeout 20 ip netns exec "$NS_A" ping -n -q -c 20 -i 0.05 -W 1 "$2" 2>/dev/null) || true
-    local rtt; rtt=$(sed -n 's|^rtt min/avg/max/mdev = [^/]*/\([^/]*\)/.*|\1|p' <<<"$out")
-    PING["$1"]=${rtt:-nan}
+    out=$(timeout $(( $3 / 20 + 10 )) ip netns exec "$NS_A" ping -n -c "$3" -i 0.05 -W 1 "$2" \
+        2>/dev/null) || true
+    PING["$1"]=$(python3 -c '
+import re, statistics, sys
+t = sorted(float(x) for x in re.findall(r"time=([0-9.]+) ms", sys.stdin.read()))
+if not t:
+    print("nan nan nan nan nan")
+else:
+    p90 = t[min(len(t) - 1, int(0.9 * len(t)))]
+    print(f"{t[0]:.3f} {statistics.fmean(t):.3f} {t[-1]:.3f} {statistics.median(t):.3f} {p90:.3f}")
+' <<<"$out")
 }
 declare -A PING
 
+# run_loaded_ping LABEL DST: RTT while one iperf3 TCP stream a->b runs through the same path
+# (probes during the middle of the transfer, bounded by the iperf3 duration)
+run_loaded_ping() {
+    local count=$(( (DURATION * 1000 - 1000) / 50 ))
+    (( count > PING_COUNT * 4 )) && count=$(( PING_COUNT * 4 ))
+    (( count < 5 )) && count=5
+    timeout $(( DURATION + 20 )) ip netns exec "$NS_A" iperf3 -c "$2" -t "$DURATION" -f g \
+        >"$TMPD/load-$1.txt" 2>&1 &
+    local load=$!
+    PIDS+=("$load")
+    sleep 0.5
+    run_ping "$1/load" "$2" "$count"
+    wait "$load" 2>/dev/null || true
+    LOADG["$1"]=$(awk '/receiver/ { for (i = 1; i < NF; i++) if ($(i + 1) == "Gbits/sec") g = $i }
+        END { print (g == "" ? "nan" : g) }' "$TMPD/load-$1.txt")
+}
+declare -A LOADG
+
 measure() {  # measure LABEL DST
-    run_ping "$1" "$2"
+    run_ping "$1" "$2" "$PING_COUNT"
+    run_loaded_ping "$1" "$2"
+    ((PING_ONLY)) && return 0
     local streams rev
     for streams in 1 4; do
         for rev in 0 1; do
@@ -241,31 +282,33 @@ measure() {  # measure LABEL DST
 #     ip netns exec "$NS_A" quictun up --config <client.toml> & PIDS+=($!); TUNNEL_PIDS+=($!)
 #     wait (bounded) until `ip netns exec "$NS_A" ping -c1 -W1 $TUN_B4` succeeds
 # Return 0 when the tunnel is up, 1 to skip the tunnel rows.
-tunnel_up() {
-    local bin=${QUICTUN_BIN:-$(dirname "$0")/../target/release/quictun}
+tunnel_up() {  # tunnel_up [BINARY]
+    local bin=${1:-${QUICTUN_BIN:-$(dirname "$0")/../target/release/quictun}}
     if [[ ! -x "$bin" ]]; then
         echo "tunnel: no quictun binary (cargo build --release --bin quictun, or set QUICTUN_BIN)" >&2
         return 1
     fi
     local carriage=${CARRIAGE:-datagram}
-    "$bin" cert --out "$TMPD" --ca >/dev/null
-    "$bin" cert --out "$TMPD" --name server --ip "$B4" >/dev/null
-    "$bin" cert --out "$TMPD" --name client >/dev/null
+    # A fresh directory per tunnel: several builds may be measured in one run
+    local d; d=$(mktemp -d "$TMPD/quictun.XXXXXX")
+    "$bin" cert --out "$d" --ca >/dev/null
+    "$bin" cert --out "$d" --name server --ip "$B4" >/dev/null
+    "$bin" cert --out "$d" --name client >/dev/null
     printf '%s\n' '[interface]' 'name = "qtb0"' "address = [\"$TUN_B4/24\"]" \
         "listen = \"$B4:4433\"" '[tls]' 'cert = "server.crt"' 'key = "server.key"' \
         'ca = "ca.crt"' '[[peer]]' 'name = "client"' "allowed_ips = [\"$TUN_A4/32\"]" \
-        "carriage = \"$carriage\"" '[control]' "socket = \"$TMPD/server.sock\"" \
-        '[log]' 'level = "warn"' >"$TMPD/server.toml"
+        "carriage = \"$carriage\"" '[control]' "socket = \"$d/server.sock\"" \
+        '[log]' 'level = "warn"' >"$d/server.toml"
     printf '%s\n' '[interface]' 'name = "qtb0"' "address = [\"$TUN_A4/24\"]" \
         '[tls]' 'cert = "client.crt"' 'key = "client.key"' 'ca = "ca.crt"' \
         '[[peer]]' 'name = "server"' "endpoint = \"$B4:4433\"" \
         "allowed_ips = [\"$TUN_B4/32\"]" "carriage = \"$carriage\"" \
-        '[control]' "socket = \"$TMPD/client.sock\"" '[log]' 'level = "warn"' \
-        >"$TMPD/client.toml"
-    # quictun takes QUICTUN_* environment variables as config keys: keep QUICTUN_BIN out.
-    ip netns exec "$NS_B" env -u QUICTUN_BIN "$bin" up -c "$TMPD/server.toml" &
+        '[control]' "socket = \"$d/client.sock\"" '[log]' 'level = "warn"' \
+        >"$d/client.toml"
+    # quictun takes QUICTUN_* environment variables as config keys: keep the script's out.
+    ip netns exec "$NS_B" env -u QUICTUN_BIN -u QUICTUN_BINS "$bin" up -c "$d/server.toml" &
     PIDS+=($!); TUNNEL_PIDS+=($!)
-    ip netns exec "$NS_A" env -u QUICTUN_BIN "$bin" up -c "$TMPD/client.toml" &
+    ip netns exec "$NS_A" env -u QUICTUN_BIN -u QUICTUN_BINS "$bin" up -c "$d/client.toml" &
     PIDS+=($!); TUNNEL_PIDS+=($!)
     local i
     for i in $(seq 1 50); do
@@ -387,6 +430,16 @@ if tunnel_up; then
     measure quictun "$TUN_B4"; LABELS+=(quictun)
 fi
 tunnel_down
+for spec in ${QUICTUN_BINS:-}; do
+    label=${spec%%=*}; bin=${spec#*=}
+    if [[ -z $label || $label == "$spec" || ! -x $bin ]]; then
+        echo "QUICTUN_BINS: skipping '$spec' (want label=executable)" >&2; continue
+    fi
+    if tunnel_up "$bin"; then
+        measure "$label" "$TUN_B4"; LABELS+=("$label")
+    fi
+    tunnel_down
+done
 if ((COMPARE)); then
     if [[ -z $BT_SKIP ]]; then
         if boringtun_up; then
@@ -412,9 +465,15 @@ printf '%-9s %-5s %7s %8s %7s %9s %9s %8s %9s %10s\n' \
     path dir streams Gbit/s retrans sndCPU% rcvCPU% sysCPU% daemon% cores/Gbit
 for row in "${ROWS[@]}"; do echo "$row"; done
 echo
-line="ping RTT avg (ms):"
-for l in "${LABELS[@]}"; do line+=" $l ${PING[$l]},"; done
-echo "${line%,}"
+echo "ping RTT, ms (idle: $PING_COUNT probes; loaded: during one iperf3 stream a->b):"
+printf '  %-10s %8s %8s %8s %8s %8s   %8s %8s %8s %8s %8s %12s\n' path idle-min avg median p90 max \
+    load-min avg median p90 max "load Gbit/s"
+for l in "${LABELS[@]}"; do
+    read -r mi av ma me p9 <<<"${PING[$l]}"
+    read -r lmi lav lma lme lp9 <<<"${PING[$l/load]:-nan nan nan nan nan}"
+    printf '  %-10s %8s %8s %8s %8s %8s   %8s %8s %8s %8s %8s %12s\n' "$l" "$mi" "$av" "$me" "$p9" "$ma" \
+        "$lmi" "$lav" "$lme" "$lp9" "$lma" "${LOADG[$l]:-nan}"
+done
 echo "(sndCPU/rcvCPU: iperf3 sender/receiver process CPU, % of one core; sysCPU: whole machine,"
 echo " % of all cores, includes other tenants; daemon: tunnel processes from /proc/<pid>/stat,"
 echo " % of one core; cores/Gbit = (sndCPU+rcvCPU+daemon)/100 per Gbit/s)"
@@ -431,14 +490,16 @@ ratio_block() {  # ratio_block REF
         echo
         echo "$l / $ref:"
         for k in "a->b/1" "b->a/1" "a->b/4" "b->a/4"; do
+            ((PING_ONLY)) && break
             python3 -c "
 t, b = float('${GBPS[$l/$k]:-nan}'), float('${GBPS[$ref/$k]:-nan}')
 tc, bc = float('${CPUPG[$l/$k]:-nan}'), float('${CPUPG[$ref/$k]:-nan}')
 print(f'  $k: throughput {t/b:.2f}x, cores/Gbit {tc/bc:.2f}x')" 2>/dev/null || echo "  $k: n/a"
         done
         python3 -c "
-t, b = float('${PING[$l]:-nan}'), float('${PING[$ref]:-nan}')
-print(f'  ping RTT {t/b:.2f}x')" 2>/dev/null || echo "  ping RTT: n/a"
+t, b = float('${PING[$l]:-nan nan nan nan}'.split()[3]), float('${PING[$ref]:-nan nan nan nan}'.split()[3])
+lt, lb = float('${PING[$l/load]:-nan nan nan nan}'.split()[3]), float('${PING[$ref/load]:-nan nan nan nan}'.split()[3])
+print(f'  ping RTT median: idle {t/b:.2f}x, loaded {lt/lb:.2f}x')" 2>/dev/null || echo "  ping RTT: n/a"
     done
 }
 ratio_block bare

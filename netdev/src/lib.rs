@@ -31,7 +31,7 @@ pub use mem::MemTun;
 pub use netlink::{NetEvent, NetWatcher, Netlink, NetlinkError, UnderlayRoute};
 pub use netns::{NetNs, NetNsError, NetNsGuard};
 pub use sys::accept_owned;
-pub use tun::{LinuxTun, TunConfig, TunError};
+pub use tun::{LinuxTun, TunConfig, TunError, RECV_BATCH, RECV_BUF_SIZE};
 
 use std::future::Future;
 use std::io;

@@ -257,6 +257,16 @@ fn netlink_err(what: impl Into<String>) -> impl FnOnce(NetlinkError) -> UpError 
     move |source| UpError::Netlink { what, source }
 }
 
+/// Inner packets waiting for the QUIC connection before the oldest is dropped
+///
+/// A bottleneck buffer of the tunnel whenever the connection sends slower than the TUN
+/// delivers. Measured with one TCP stream through the benchmark's tunnel (docs/benchmarks.md,
+/// 2026-11-28 latency section): 256 cut the ping under load (median ~5 to ~2 ms) but inner TCP
+/// then saw ~5% loss and lost ~10% of its throughput; 1024 made no difference that the noise
+/// let through. Under that load the delay sits mostly in the receiving daemon's UDP socket
+/// buffer, which a loss-free connection's congestion window is free to fill, not here.
+const DATAGRAM_SEND_QUEUE: usize = 4096;
+
 /// The transport settings for this configuration (`keepalive`: the peer's, or the shortest
 /// over all peers for the server)
 fn transport(config: &Config, keepalive: Option<Duration>, v6: bool) -> TransportConfig {
@@ -274,7 +284,7 @@ fn transport(config: &Config, keepalive: Option<Duration>, v6: bool) -> Transpor
         initial_mtu: inner.saturating_add(DATAGRAM_OVERHEAD).clamp(1200, max_udp),
         max_udp_payload_size: max_udp,
         datagram_receive_buffer_size: Some(8 << 20),
-        datagram_send_buffer_size: 4096,
+        datagram_send_buffer_size: DATAGRAM_SEND_QUEUE,
         congestion: match config.quic.congestion {
             Congestion::Cubic => quic_stack::cc::Algorithm::Cubic,
             Congestion::NewReno => quic_stack::cc::Algorithm::NewReno,

@@ -145,8 +145,10 @@ pub struct DaemonOptions {
 impl Default for DaemonOptions {
     fn default() -> Self {
         Self {
-            batch: 64,
-            buf_size: 65535,
+            // As many buffers as an offloaded TUN splits a super-packet into, each large
+            // enough for any packet: netdev then splits straight into them (one copy fewer)
+            batch: netdev::RECV_BATCH,
+            buf_size: netdev::RECV_BUF_SIZE,
             local_v4: None,
             local_v6: None,
             streams: 4,
