@@ -569,3 +569,191 @@ async fn full_backlog_refuses_and_waiting_clients_wait() {
     }
     service.abort();
 }
+
+/// Data the peer sent right before it closed stays readable: the socket reports the close
+/// only after its receive pumps moved what the connection had already received, as the
+/// kernel keeps such data queued. The server closes as soon as its streams are written, so
+/// data and CONNECTION_CLOSE arrive close together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_sent_before_the_peers_close_stays_readable() {
+    const STREAMS: usize = 3;
+    const LEN: usize = 20_000;
+    let name = format!("quictun-sockd-api-close-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let (server, server_addr) = server_endpoint();
+    let server = Arc::new(server);
+    for round in 0..4 {
+        let (go, ready) = tokio::sync::oneshot::channel::<()>();
+        let srv = {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let conn = server.accept().await.expect("incoming");
+                conn.handshake().await.expect("server handshake");
+                // The client's handshake call returns first (a close during it is a failure)
+                ready.await.expect("client ready");
+                let base = conn
+                    .with_core(|c, _| c.stats().udp_tx_bytes)
+                    .expect("connection");
+                for _ in 0..STREAMS {
+                    let mut w = conn.open_uni().await.expect("open");
+                    w.write_all(&[round as u8; LEN]).await.expect("write");
+                    w.finish().expect("finish");
+                }
+                // Close as soon as everything has left: the payload plus at least 24 bytes of
+                // header and tag on each of its 40-odd packets
+                let sent = |c: &quic_stack::driver::Connection| {
+                    c.with_core(|c, _| c.stats().udp_tx_bytes)
+                        .unwrap_or(u64::MAX)
+                };
+                let goal = base + (STREAMS * LEN) as u64 + 1000;
+                for _ in 0..100_000 {
+                    if sent(&conn) >= goal {
+                        break;
+                    }
+                    tokio::task::yield_now().await;
+                }
+                conn.close(7, b"done");
+            })
+        };
+        let mut s = Sock::open(&name).await;
+        let r = s
+            .call(&Request::Connect(RawAddr::from_socket_addr(&server_addr)))
+            .await;
+        assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+        let r = s
+            .call(&Request::Handshake(HandshakeArgs {
+                server: false,
+                hostname: Some(b"localhost"),
+                alpns: Some(b"sample"),
+                pkey: None,
+                cert: None,
+            }))
+            .await;
+        assert!(matches!(r, Answer::Ok(0)), "handshake: {r:?}");
+        go.send(()).expect("server waits");
+        srv.await.expect("server task");
+        let (mut bytes, mut fins) = (0usize, 0usize);
+        for _ in 0..1000 {
+            match s
+                .call(&Request::RecvMsg {
+                    flags: 0,
+                    max_len: 65536,
+                })
+                .await
+            {
+                Answer::Recv {
+                    msg_flags,
+                    stream,
+                    data,
+                    ..
+                } => {
+                    if msg_flags & MSG_QUIC_NOTIFICATION == 0 {
+                        bytes += data.len();
+                        if stream.is_some_and(|si| si.stream_flags & MSG_QUIC_STREAM_FIN != 0) {
+                            fins += 1;
+                        }
+                    }
+                }
+                Answer::Err(e) if e == libc_eagain() => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Answer::Err(e) if e == nix::errno::Errno::ENOTCONN as i32 => break,
+                other => panic!("recvmsg: {other:?}"),
+            }
+        }
+        assert_eq!(
+            (bytes, fins),
+            (STREAMS * LEN, STREAMS),
+            "round {round}: everything sent before the close is readable"
+        );
+    }
+    service.abort();
+}
+
+/// An application that writes and closes at once: its data leaves before the
+/// CONNECTION_CLOSE, as with the kernel, whose sendmsg transmits before returning (the
+/// service hands writes to the driver asynchronously, and the close used to overtake them)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_right_after_writing_sends_the_data_first() {
+    const STREAMS: usize = 3;
+    const LEN: usize = 20_000;
+    let name = format!("quictun-sockd-api-flush-{}", std::process::id());
+    let listener = sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let mut l = Sock::open(&name).await;
+    assert!(matches!(
+        l.set(QUIC_SOCKOPT_ALPN, b"sample").await,
+        Answer::Ok(0)
+    ));
+    let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
+    assert!(matches!(l.call(&Request::Bind(bind)).await, Answer::Ok(0)));
+    assert!(matches!(
+        l.call(&Request::Listen { backlog: 4 }).await,
+        Answer::Ok(0)
+    ));
+    let addr = match l.call(&Request::GetSockName).await {
+        Answer::Addr(a) => a,
+        other => panic!("getsockname: {other:?}"),
+    };
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let (cert_pem, key_pem) = (ck.cert.pem(), ck.key_pair.serialize_pem());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).expect("root");
+    let tls = quic_stack::tls::client_config(roots, vec![b"sample".to_vec()], None).expect("tls");
+    let ep = Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        EndpointConfig::default(),
+        None,
+    )
+    .expect("client endpoint");
+    let conn = ep
+        .connect(
+            quic_stack::config::ClientConfig::new(Arc::new(tls)),
+            addr,
+            "localhost",
+        )
+        .expect("connect");
+    let client = tokio::spawn(async move {
+        conn.handshake().await.expect("client handshake");
+        let mut got = Vec::new();
+        for _ in 0..STREAMS {
+            let Ok(mut r) = conn.accept_uni().await else {
+                break;
+            };
+            match r.read_to_end(1 << 20).await {
+                Ok(d) => got.push(d.len()),
+                Err(_) => break,
+            }
+        }
+        (ep, got)
+    });
+    let mut s = l.accept().await;
+    let r = s
+        .call(&Request::Handshake(HandshakeArgs {
+            server: true,
+            hostname: None,
+            alpns: None,
+            pkey: Some(key_pem.as_bytes()),
+            cert: Some(cert_pem.as_bytes()),
+        }))
+        .await;
+    assert!(matches!(r, Answer::Ok(0)), "server handshake: {r:?}");
+    let data = vec![7u8; LEN];
+    for _ in 0..STREAMS {
+        let flags = MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN | MSG_QUIC_STREAM_UNI;
+        let r = s.send_stream(-1, flags, &data).await;
+        assert!(
+            matches!(r, Answer::Ok(n) if n as usize == LEN),
+            "write: {r:?}"
+        );
+    }
+    assert!(matches!(s.call(&Request::Close).await, Answer::Ok(0)));
+    let (_ep, got) = tokio::time::timeout(Duration::from_secs(10), client)
+        .await
+        .expect("client in time")
+        .expect("client task");
+    assert_eq!(got, vec![LEN; STREAMS], "every stream arrived whole");
+    assert!(matches!(l.call(&Request::Close).await, Answer::Ok(0)));
+    service.abort();
+}

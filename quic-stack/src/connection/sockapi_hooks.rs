@@ -75,6 +75,12 @@ impl Connection {
         self.streams.recv_final_size(id)
     }
 
+    /// Stream data or a FIN written by the application has not gone out yet (a socket's close
+    /// lets it leave before the CONNECTION_CLOSE)
+    pub fn has_unsent_stream_data(&self) -> bool {
+        self.streams.has_queued_stream_data()
+    }
+
     /// Server: send the client one more NEW_TOKEN token; false while one is still unacknowledged
     /// or on a client
     pub fn request_new_token(&mut self) -> bool {

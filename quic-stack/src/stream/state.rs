@@ -985,6 +985,11 @@ impl StreamsState {
         }
     }
 
+    /// Some stream has data or a FIN not yet sent (or to resend)
+    pub fn has_queued_stream_data(&self) -> bool {
+        !self.send_queue.is_empty()
+    }
+
     /// Whether anything is waiting to be sent
     pub fn has_pending(&self) -> bool {
         !self.send_queue.is_empty()

@@ -82,7 +82,43 @@ struct Shared {
     /// Handles of session tickets that arrived (rustls reports them inside the driver's lock,
     /// so they wait here rather than in `inner`)
     tickets: Mutex<Vec<Vec<u8>>>,
+    /// Pumps that move received stream data and datagrams into the queue (see `PumpGuard`)
+    pumps: std::sync::atomic::AtomicUsize,
+    /// Rung when the last of them ends
+    pumps_done: Notify,
 }
+
+/// Counts a running receive pump: when the peer closes, what its connection already received
+/// is the application's to read (the kernel keeps it queued), so the socket is marked closed
+/// only after the pumps have moved it
+struct PumpGuard(Arc<Shared>);
+
+impl PumpGuard {
+    fn new(sh: &Arc<Shared>) -> Self {
+        sh.pumps.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(sh.clone())
+    }
+}
+
+impl Drop for PumpGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .pumps
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.pumps_done.notify_waiters();
+        }
+    }
+}
+
+/// How long a socket's close waits for its written stream data to leave
+const CLOSE_FLUSH_LIMIT: Duration = Duration::from_secs(1);
+
+/// How long a peer's close waits for the receive pumps; one blocked on a full queue cannot
+/// finish until the application reads
+const PUMP_DRAIN_LIMIT: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Inner {
@@ -123,6 +159,18 @@ impl Shared {
         let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
         t.retain(|h| !h.is_finished());
         t.push(h);
+    }
+
+    /// Wait until no receive pump runs
+    async fn pumps_finished(&self) {
+        loop {
+            let mut done = pin!(self.pumps_done.notified());
+            done.as_mut().enable();
+            if self.pumps.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            done.await;
+        }
     }
 
     fn abort_all(&self) {
@@ -286,6 +334,8 @@ impl Session {
             watch: Mutex::new(None),
             watched: Mutex::new(BTreeSet::new()),
             tickets: Mutex::new(Vec::new()),
+            pumps: std::sync::atomic::AtomicUsize::new(0),
+            pumps_done: Notify::new(),
             ended: Mutex::new(HashMap::new()),
             reading: Mutex::new(BTreeSet::new()),
         });
@@ -835,26 +885,32 @@ impl Session {
             .spawn(watch_state(self.shared.clone(), conn.clone(), token_source));
         let sh = self.shared.clone();
         let c = conn.clone();
+        let guard = PumpGuard::new(&sh);
         self.shared.spawn(async move {
+            let _guard = guard;
             while let Ok((send, recv)) = c.accept_bi().await {
                 sh.watched
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(send.id().0);
                 sh.lock().send.insert(send.id().0, send);
-                sh.spawn(read_stream(sh.clone(), recv));
+                sh.spawn(read_stream(PumpGuard::new(&sh), recv));
             }
         });
         let sh = self.shared.clone();
         let c = conn.clone();
+        let guard = PumpGuard::new(&sh);
         self.shared.spawn(async move {
+            let _guard = guard;
             while let Ok(recv) = c.accept_uni().await {
-                sh.spawn(read_stream(sh.clone(), recv));
+                sh.spawn(read_stream(PumpGuard::new(&sh), recv));
             }
         });
         let sh = self.shared.clone();
         let c = conn.clone();
+        let guard = PumpGuard::new(&sh);
         self.shared.spawn(async move {
+            let _guard = guard;
             while let Ok(d) = c.read_datagram().await {
                 let mut i = sh.lock();
                 // Datagrams are unreliable: over the receive budget they are dropped.
@@ -869,6 +925,7 @@ impl Session {
         self.shared.spawn(async move {
             let reason = conn.closed().await;
             tracing::debug!(%reason, "sockd: connection ended");
+            let _ = tokio::time::timeout(PUMP_DRAIN_LIMIT, sh.pumps_finished()).await;
             let close = close_info(&reason);
             let mut i = sh.lock();
             i.closed = true;
@@ -1046,7 +1103,8 @@ impl Session {
         *next = (*next).max(id + 4);
         self.shared.lock().send.insert(id, send);
         if let Some(r) = recv {
-            self.shared.spawn(read_stream(self.shared.clone(), r));
+            self.shared
+                .spawn(read_stream(PumpGuard::new(&self.shared), r));
         }
         Ok(id)
     }
@@ -1552,7 +1610,21 @@ impl Session {
                 .iter()
                 .position(|&b| b == 0)
                 .unwrap_or(lc.phrase.len());
-            c.close(u64::from(lc.errcode), &lc.phrase[..end]);
+            let (c, code, phrase) = (c.clone(), u64::from(lc.errcode), lc.phrase[..end].to_vec());
+            // What the application wrote before close() leaves first, as in the kernel, whose
+            // sendmsg transmits before it returns: here the writes reach the driver
+            // asynchronously and the CONNECTION_CLOSE would overtake them. Not a linger: data
+            // held back by flow control or congestion gets `CLOSE_FLUSH_LIMIT`, not delivery.
+            // A plain task (not the socket's), so the socket's teardown does not cut it short.
+            tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + CLOSE_FLUSH_LIMIT;
+                while c.with_core(|core, _| core.has_unsent_stream_data()) == Some(true)
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                c.close(code, &phrase);
+            });
         }
         self.opts.on_closed();
         self.shared.lock().closed = true;
@@ -1763,7 +1835,8 @@ async fn watch_state(sh: Arc<Shared>, conn: Connection, token_source: Option<(En
 }
 
 /// Read one stream into the queue until FIN, reset, STOP_SENDING or the connection's end
-async fn read_stream(sh: Arc<Shared>, rs: RecvStream) {
+async fn read_stream(guard: PumpGuard, rs: RecvStream) {
+    let sh = guard.0.clone();
     let id = rs.id().0;
     sh.reading
         .lock()
