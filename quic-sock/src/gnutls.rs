@@ -81,6 +81,8 @@ pub(crate) type AlertFn = unsafe extern "C" fn(Session, c_int, c_int, c_int) -> 
 pub(crate) type ExtRecvFn = unsafe extern "C" fn(Session, *const u8, size_t) -> c_int;
 /// `gnutls_ext_send_func`
 pub(crate) type ExtSendFn = unsafe extern "C" fn(Session, *mut c_void) -> c_int;
+/// `gnutls_keylog_func`
+pub(crate) type KeylogFn = unsafe extern "C" fn(Session, *const c_char, *const Datum) -> c_int;
 /// `gnutls_pull_func`
 pub(crate) type PullFn = unsafe extern "C" fn(*mut c_void, *mut c_void, size_t) -> ssize_t;
 /// `gnutls_psk_server_credentials_function`
@@ -163,6 +165,9 @@ gnutls_api! {
     fn gnutls_ext_get_data(s: Session, id: c_uint, p: *mut *mut c_void) -> c_int;
     fn gnutls_buffer_append_data(b: *mut c_void, d: *const c_void, n: size_t) -> c_int;
     fn gnutls_cipher_get(s: Session) -> c_int;
+    fn gnutls_early_cipher_get(s: Session) -> c_int;
+    fn gnutls_session_get_keylog_function(s: Session) -> Option<KeylogFn>;
+    fn gnutls_session_set_keylog_function(s: Session, f: Option<KeylogFn>);
     fn gnutls_session_ticket_send(s: Session, nr: c_uint, flags: c_uint) -> c_int;
     fn gnutls_error_is_fatal(e: c_int) -> c_int;
     fn gnutls_strerror(e: c_int) -> *const c_char;

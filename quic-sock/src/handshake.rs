@@ -96,6 +96,27 @@ struct Ctx {
     out: RefCell<VecDeque<(u8, Vec<u8>)>>,
     next: Cell<Option<Next>>,
     io: UnsafeCell<Io>,
+    /// The session's keylog hook before ours (GnuTLS's SSLKEYLOGFILE writer or the
+    /// application's), called on and put back by deinit
+    prev_keylog: Option<gnutls::KeylogFn>,
+    /// Client with early data in flight: GnuTLS hands over the HANDSHAKE receive secret at
+    /// the ServerHello but its send secret only after the server's Finished (in TLS over TCP
+    /// 0-RTT records go on until EndOfEarlyData). The service makes a level's keys usable
+    /// once both directions are in, so the engine takes the send secret from the keylog
+    /// hook, where GnuTLS reports it as soon as it is derived.
+    hs_tx_secret: RefCell<Vec<u8>>,
+    hs_rx_installed: Cell<bool>,
+    hs_tx_installed: Cell<bool>,
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        let mut s = self.hs_tx_secret.borrow_mut();
+        for b in s.iter_mut() {
+            // SAFETY: a valid byte of our own buffer; volatile so the wipe stays.
+            unsafe { ptr::write_volatile(b, 0) };
+        }
+    }
 }
 
 fn quic_level(tls: c_int) -> Option<u8> {
@@ -175,54 +196,55 @@ unsafe extern "C" fn on_secret(
     let Some(qlevel) = quic_level(level) else {
         return fail(ctx, libc::EINVAL);
     };
-    if qlevel == QUIC_CRYPTO_EARLY {
-        // No 0-RTT: early secrets are not installed.
-        return 0;
-    }
-    if len > QUIC_CRYPTO_SECRET_BUFFER_SIZE {
-        return fail(ctx, libc::EINVAL);
-    }
+    let early = qlevel == QUIC_CRYPTO_EARLY;
+    // 0-RTT goes one way only: the client's send key and the server's receive key (the
+    // socket refuses the other direction). GnuTLS hands over just that one.
+    let (rx, tx) = match (early, ctx.server) {
+        (true, true) => (rx, ptr::null()),
+        (true, false) => (ptr::null(), tx),
+        (false, _) => (rx, tx),
+    };
+    // The early secret is derived with the resumed session's cipher, not yet the negotiated
+    // one (which a server may still choose differently).
     // SAFETY: live session.
-    let Some(ty) = tls_cipher(unsafe { (gt.gnutls_cipher_get)(s) }) else {
+    let cipher = unsafe {
+        if early {
+            (gt.gnutls_early_cipher_get)(s)
+        } else {
+            (gt.gnutls_cipher_get)(s)
+        }
+    };
+    let Some(ty) = tls_cipher(cipher) else {
         gnutls::log(format_args!(
             "handshake: negotiated cipher has no QUIC AEAD"
         ));
         return fail(ctx, libc::EINVAL);
     };
-    for (send, secret) in [(1u8, tx), (0u8, rx)] {
+    for (send, secret) in [(true, tx), (false, rx)] {
         if secret.is_null() {
             continue;
         }
-        let mut cs = [0u8; CRYPTO_SECRET_LEN];
-        cs[0] = send;
-        cs[1] = qlevel;
-        cs[4..8].copy_from_slice(&ty.to_ne_bytes());
-        // SAFETY: GnuTLS passes `len` readable secret bytes; len <= 48 checked above.
-        unsafe { ptr::copy_nonoverlapping(secret.cast::<u8>(), cs[8..].as_mut_ptr(), len) };
-        // SAFETY: cs is a valid buffer of its length.
-        let r = unsafe {
-            api::quicsock_setsockopt(
-                ctx.fd,
-                SOL_QUIC,
-                QUIC_SOCKOPT_CRYPTO_SECRET,
-                cs.as_ptr().cast(),
-                cs.len() as socklen_t,
-            )
-        };
-        let err = sys::errno();
-        // Don't leave the secret in a dead stack buffer.
-        // SAFETY: volatile write to our own array so it isn't optimised away.
-        unsafe { ptr::write_volatile(&mut cs, [0u8; CRYPTO_SECRET_LEN]) };
-        if r != 0 {
-            gnutls::log(format_args!(
-                "handshake: setsockopt(CRYPTO_SECRET level {qlevel}) failed: errno {err}"
-            ));
-            return fail(ctx, err);
+        if qlevel == QUIC_CRYPTO_HANDSHAKE && send && ctx.hs_tx_installed.get() {
+            // Already taken from the keylog hook (early data, see `Ctx::hs_tx_secret`)
+            continue;
         }
-        gnutls::log(format_args!(
-            "handshake: {} secret of level {qlevel} installed",
-            if send == 1 { "send" } else { "receive" }
-        ));
+        // SAFETY: GnuTLS passes `len` readable secret bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(secret.cast::<u8>(), len) };
+        if let Err(e) = install_secret(ctx, send, qlevel, ty, bytes) {
+            return fail(ctx, e);
+        }
+        if qlevel == QUIC_CRYPTO_HANDSHAKE {
+            if send {
+                ctx.hs_tx_installed.set(true);
+            } else {
+                ctx.hs_rx_installed.set(true);
+            }
+        }
+    }
+    if qlevel == QUIC_CRYPTO_HANDSHAKE {
+        if let Err(e) = install_held_handshake_send(ctx, ty) {
+            return fail(ctx, e);
+        }
     }
     if !rx.is_null() && qlevel == QUIC_CRYPTO_APP {
         if ctx.server {
@@ -238,6 +260,100 @@ unsafe extern "C" fn on_secret(
         ctx.completed.set(true);
     }
     0
+}
+
+/// setsockopt(CRYPTO_SECRET) for one direction of `qlevel`; Err(errno) when refused
+fn install_secret(ctx: &Ctx, send: bool, qlevel: u8, ty: u32, secret: &[u8]) -> Result<(), c_int> {
+    if secret.len() > QUIC_CRYPTO_SECRET_BUFFER_SIZE {
+        return Err(libc::EINVAL);
+    }
+    let mut cs = [0u8; CRYPTO_SECRET_LEN];
+    cs[0] = u8::from(send);
+    cs[1] = qlevel;
+    cs[4..8].copy_from_slice(&ty.to_ne_bytes());
+    cs[8..8 + secret.len()].copy_from_slice(secret);
+    // SAFETY: cs is a valid buffer of its length.
+    let r = unsafe {
+        api::quicsock_setsockopt(
+            ctx.fd,
+            SOL_QUIC,
+            QUIC_SOCKOPT_CRYPTO_SECRET,
+            cs.as_ptr().cast(),
+            cs.len() as socklen_t,
+        )
+    };
+    let err = sys::errno();
+    // Don't leave the secret in a dead stack buffer.
+    // SAFETY: volatile write to our own array so it isn't optimised away.
+    unsafe { ptr::write_volatile(&mut cs, [0u8; CRYPTO_SECRET_LEN]) };
+    if r != 0 {
+        gnutls::log(format_args!(
+            "handshake: setsockopt(CRYPTO_SECRET level {qlevel}) failed: errno {err}"
+        ));
+        return Err(err);
+    }
+    gnutls::log(format_args!(
+        "handshake: {} secret of level {qlevel} installed",
+        if send { "send" } else { "receive" }
+    ));
+    Ok(())
+}
+
+/// Client with early data in flight: the HANDSHAKE send secret from the keylog hook once the
+/// receive secret is in and GnuTLS has not handed the send secret over itself
+fn install_held_handshake_send(ctx: &Ctx, ty: u32) -> Result<(), c_int> {
+    if ctx.server || !ctx.hs_rx_installed.get() || ctx.hs_tx_installed.get() {
+        return Ok(());
+    }
+    let mut held = ctx.hs_tx_secret.borrow_mut();
+    if held.is_empty() {
+        return Ok(());
+    }
+    let r = install_secret(ctx, true, QUIC_CRYPTO_HANDSHAKE, ty, &held);
+    for b in held.iter_mut() {
+        // SAFETY: a valid byte of our own buffer; volatile so the wipe stays.
+        unsafe { ptr::write_volatile(b, 0) };
+    }
+    held.clear();
+    r?;
+    ctx.hs_tx_installed.set(true);
+    Ok(())
+}
+
+/// GnuTLS reports each traffic secret here as it derives it (NSS key log labels); the
+/// engine keeps the client's handshake secret (see `Ctx::hs_tx_secret`) and passes
+/// everything on to the hook that was there before
+unsafe extern "C" fn on_keylog(s: Session, label: *const c_char, secret: *const Datum) -> c_int {
+    let Some(gt) = lib() else { return -1 };
+    // SAFETY: GnuTLS calls back with its live session.
+    let Some(ctx) = (unsafe { ctx_of(gt, s) }) else {
+        return 0;
+    };
+    if !ctx.server && !label.is_null() && !secret.is_null() {
+        // SAFETY: GnuTLS passes a NUL-terminated label and a datum of `size` bytes.
+        let (label, d) = unsafe { (std::ffi::CStr::from_ptr(label).to_bytes(), &*secret) };
+        if label == b"CLIENT_HANDSHAKE_TRAFFIC_SECRET" && !d.data.is_null() {
+            // SAFETY: as above.
+            let bytes = unsafe { std::slice::from_raw_parts(d.data, d.size as usize) };
+            {
+                let mut held = ctx.hs_tx_secret.borrow_mut();
+                held.clear();
+                held.extend_from_slice(bytes);
+            }
+            // GnuTLS may report the receive secret before this one
+            // SAFETY: live session.
+            if let Some(ty) = tls_cipher(unsafe { (gt.gnutls_cipher_get)(s) }) {
+                if let Err(e) = install_held_handshake_send(ctx, ty) {
+                    return fail(ctx, e);
+                }
+            }
+        }
+    }
+    match ctx.prev_keylog {
+        // SAFETY: the session's previous hook, called with what GnuTLS gave us.
+        Some(f) => unsafe { f(s, label, secret) },
+        None => 0,
+    }
 }
 
 unsafe extern "C" fn on_handshake_out(
@@ -606,6 +722,11 @@ pub(crate) unsafe fn init(s: Session, pstep: *mut *mut QuicHandshakeStep) -> c_i
             cmsg: [0; 4],
             buf: vec![0u8; RECV_BUF],
         }),
+        // SAFETY: live session.
+        prev_keylog: unsafe { (gt.gnutls_session_get_keylog_function)(s) },
+        hs_tx_secret: RefCell::new(Vec::new()),
+        hs_rx_installed: Cell::new(false),
+        hs_tx_installed: Cell::new(false),
     });
     let raw = Box::into_raw(ctx);
     // SAFETY: live session; callbacks match GnuTLS's prototypes; raw stays valid until
@@ -615,6 +736,7 @@ pub(crate) unsafe fn init(s: Session, pstep: *mut *mut QuicHandshakeStep) -> c_i
         (gt.gnutls_handshake_set_secret_function)(s, on_secret);
         (gt.gnutls_handshake_set_read_function)(s, on_handshake_out);
         (gt.gnutls_alert_set_read_function)(s, on_alert);
+        (gt.gnutls_session_set_keylog_function)(s, Some(on_keylog));
     }
     // SAFETY: raw is the live Box we just stored.
     let ctx = unsafe { &*raw };
@@ -678,7 +800,10 @@ pub(crate) unsafe fn deinit(s: Session) {
     // SAFETY: live session; clearing first so no callback can see a freed pointer.
     unsafe { (gt.gnutls_ext_set_data)(s, TP_EXT as c_uint, ptr::null_mut()) };
     // SAFETY: p is the Box leaked by init, reclaimed once (the pointer is cleared above).
-    drop(unsafe { Box::from_raw(p.cast::<Ctx>()) });
+    let ctx = unsafe { Box::from_raw(p.cast::<Ctx>()) };
+    // The application's session keeps logging keys as before the handshake.
+    // SAFETY: live session.
+    unsafe { (gt.gnutls_session_set_keylog_function)(s, ctx.prev_keylog) };
 }
 
 /// Wait until `fd` has `events` or the slice ends; EINTR counts as a wake-up

@@ -6,6 +6,11 @@
  * Twice: the server enables tickets with the key getsockopt(SESSION_TICKET) gives an accepted
  * socket (as libquic does), the client takes the raw NewSessionTicket the socket kept with
  * quic_session_get_data and resumes the second connection with quic_session_set_data.
+ * The second connection is 0-RTT, as a libquic application does it: both sessions have
+ * GNUTLS_ENABLE_EARLY_DATA, the client sets the server's transport parameters it saved after
+ * the first handshake (TRANSPORT_PARAM remote=1) and writes its request before
+ * quic_handshake; the engine's EARLY secrets release it, and GnuTLS reports the early data as
+ * accepted on both sides (GNUTLS_SFLAGS_EARLY_DATA).
  * <netinet/quic.h> comes BEFORE <gnutls/gnutls.h> here: the harder order for its
  * gnutls_session_t typedef. Usage: sockd_gnutls_api PORT */
 #define _GNU_SOURCE
@@ -111,6 +116,10 @@ static ssize_t send_stream(int fd, int64_t sid, uint32_t sflags, const void *buf
 
 static unsigned char ticket_data[8192];
 static size_t ticket_size;
+/* the server's parameters of the first connection, what the client keeps for 0-RTT */
+static struct quic_transport_param saved_param;
+/* each round's request: the second one leaves as 0-RTT */
+static const char *const request[2] = { "api", "early request" };
 /* the client tells the server it is done with a connection: closing earlier could cut off
  * the echo (and the ticket) still on their way */
 static int done_pipe[2];
@@ -124,6 +133,7 @@ static int client(const struct sockaddr_in *sa, int round)
 	uint32_t sflags = 0;
 	int64_t sid = -1;
 	ssize_t n;
+	socklen_t len;
 	int fd, i;
 
 	role = round ? "quic_handshake client (resuming)" : "quic_handshake client";
@@ -132,7 +142,18 @@ static int client(const struct sockaddr_in *sa, int round)
 	CHECK(connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0);
 	CHECK(gnutls_psk_allocate_client_credentials(&cred) == 0);
 	CHECK(gnutls_psk_set_client_credentials(cred, "api-client", &key, GNUTLS_PSK_KEY_RAW) == 0);
-	CHECK(gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NO_END_OF_EARLY_DATA) == 0);
+	if (round) {
+		/* 0-RTT needs the server's limits before its handshake answer; without them
+		 * stream data can't be queued yet */
+		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW, "x", 1) < 0 && errno == ENOTCONN);
+		CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &saved_param,
+				 sizeof(saved_param)) == 0);
+		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, request[1],
+				  strlen(request[1])) == (ssize_t)strlen(request[1]));
+	}
+	/* libquic's client flags */
+	CHECK(gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_ENABLE_EARLY_DATA |
+				       GNUTLS_NO_END_OF_EARLY_DATA) == 0);
 	CHECK(gnutls_priority_set_direct(s, QUIC_PRIORITY, NULL) == 0);
 	CHECK(gnutls_credentials_set(s, GNUTLS_CRD_PSK, cred) == 0);
 	CHECK(quic_session_set_alpn(s, "sample", 6) == 0);
@@ -142,10 +163,21 @@ static int client(const struct sockaddr_in *sa, int round)
 	CHECK(quic_handshake(s) == 0);
 	check_alpn(s);
 	CHECK(!!gnutls_session_is_resumed(s) == !!round);
+	/* the server took the early data (a first connection has none) */
+	CHECK(!!(gnutls_session_get_flags(s) & GNUTLS_SFLAGS_EARLY_DATA) == !!round);
 
-	CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "api", 3) == 3);
+	if (!round) {
+		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, request[0],
+				  3) == 3);
+		saved_param.remote = 1;
+		len = sizeof(saved_param);
+		CHECK(getsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &saved_param,
+				 &len) == 0);
+		CHECK(saved_param.remote == 1 && saved_param.max_data > 0 &&
+		      saved_param.max_streams_bidi > 0);
+	}
 	n = recv_data(fd, s, buf, sizeof(buf), &sid, &sflags);
-	CHECK(n == 3 && !memcmp(buf, "api", 3) && sid == 0);
+	CHECK(n == (ssize_t)strlen(request[round]) && !memcmp(buf, request[round], n) && sid == 0);
 	if (!round) {
 		/* the ticket follows the handshake: length 0 until it is in (bounded wait) */
 		for (i = 0; i < 200; i++) {
@@ -161,6 +193,17 @@ static int client(const struct sockaddr_in *sa, int round)
 	gnutls_deinit(s);
 	gnutls_psk_free_client_credentials(cred);
 	CHECK(close(fd) == 0);
+	return 0;
+}
+
+/* GnuTLS accepts early data only with anti-replay on; a real server keeps the ClientHellos
+ * it saw until they expire, this one sees each at most once anyway */
+static int replay_add(void *db, time_t exp, const gnutls_datum_t *key, const gnutls_datum_t *data)
+{
+	(void)db;
+	(void)exp;
+	(void)key;
+	(void)data;
 	return 0;
 }
 
@@ -212,6 +255,7 @@ int main(int argc, char **argv)
 	socklen_t tlen;
 	gnutls_datum_t tdat;
 	int round;
+	gnutls_anti_replay_t replay;
 
 	if (argc != 2) {
 		fprintf(stderr, "usage: %s PORT\n", argv[0]);
@@ -237,13 +281,15 @@ int main(int argc, char **argv)
 	}
 	CHECK(gnutls_psk_allocate_server_credentials(&cred) == 0);
 	gnutls_psk_set_server_credentials_function(cred, server_key);
+	CHECK(gnutls_anti_replay_init(&replay) == 0);
+	gnutls_anti_replay_set_add_function(replay, replay_add);
 	for (round = 0; round < 2; round++) {
 	len = sizeof(from);
 	a = accept(l, (struct sockaddr *)&from, &len);
 	CHECK(a >= 0);
 	/* libquic's server flags: the engine sends the ticket itself once the handshake is done */
 	CHECK(gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NO_AUTO_SEND_TICKET |
-				       GNUTLS_NO_END_OF_EARLY_DATA) == 0);
+				       GNUTLS_ENABLE_EARLY_DATA | GNUTLS_NO_END_OF_EARLY_DATA) == 0);
 	CHECK(gnutls_priority_set_direct(s, QUIC_PRIORITY, NULL) == 0);
 	CHECK(gnutls_credentials_set(s, GNUTLS_CRD_PSK, cred) == 0);
 	CHECK(quic_session_set_alpn(s, "other, sample", 13) == 0);
@@ -257,12 +303,15 @@ int main(int argc, char **argv)
 	tdat.data = tkey;
 	tdat.size = tlen;
 	CHECK(gnutls_session_ticket_enable_server(s, &tdat) == 0);
+	gnutls_anti_replay_enable(s, replay);
 	step_handshake(a, s);
 	CHECK(!!gnutls_session_is_resumed(s) == !!round);
+	CHECK(!!(gnutls_session_get_flags(s) & GNUTLS_SFLAGS_EARLY_DATA) == !!round);
 	check_alpn(s);
 
 	n = recv_data(a, s, buf, sizeof(buf), &sid, &sflags);
-	CHECK(n == 3 && (sflags & MSG_QUIC_STREAM_FIN));
+	CHECK(n == (ssize_t)strlen(request[round]) && !memcmp(buf, request[round], n) &&
+	      (sflags & MSG_QUIC_STREAM_FIN));
 	CHECK(send_stream(a, sid, MSG_QUIC_STREAM_FIN, buf, n) == n);
 	CHECK(read(done_pipe[0], buf, 1) == 1);
 	gnutls_deinit(s);
@@ -271,6 +320,7 @@ int main(int argc, char **argv)
 	CHECK(close(a) == 0);
 	}
 	gnutls_psk_free_server_credentials(cred);
+	gnutls_anti_replay_deinit(replay);
 	CHECK(close(l) == 0);
 	printf("OK\n");
 	return 0;
