@@ -10,7 +10,9 @@
  * GNUTLS_ENABLE_EARLY_DATA, the client sets the server's transport parameters it saved after
  * the first handshake (TRANSPORT_PARAM remote=1) and writes its request before
  * quic_handshake; the engine's EARLY secrets release it, and GnuTLS reports the early data as
- * accepted on both sides (GNUTLS_SFLAGS_EARLY_DATA).
+ * accepted on both sides (GNUTLS_SFLAGS_EARLY_DATA). A third connection does the same with
+ * the first ticket against a server without anti-replay, which GnuTLS makes refuse early
+ * data: the handshake still completes and the request still arrives (resent in 1-RTT).
  * <netinet/quic.h> comes BEFORE <gnutls/gnutls.h> here: the harder order for its
  * gnutls_session_t typedef. Usage: sockd_gnutls_api PORT */
 #define _GNU_SOURCE
@@ -118,8 +120,9 @@ static unsigned char ticket_data[8192];
 static size_t ticket_size;
 /* the server's parameters of the first connection, what the client keeps for 0-RTT */
 static struct quic_transport_param saved_param;
-/* each round's request: the second one leaves as 0-RTT */
-static const char *const request[2] = { "api", "early request" };
+/* each round's request: the second one leaves as 0-RTT, accepted; the third one too, but
+ * the server refuses it (no anti-replay), so it arrives after the handshake */
+static const char *const request[3] = { "api", "early request", "refused early request" };
 /* the client tells the server it is done with a connection: closing earlier could cut off
  * the echo (and the ticket) still on their way */
 static int done_pipe[2];
@@ -148,8 +151,9 @@ static int client(const struct sockaddr_in *sa, int round)
 		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW, "x", 1) < 0 && errno == ENOTCONN);
 		CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &saved_param,
 				 sizeof(saved_param)) == 0);
-		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, request[1],
-				  strlen(request[1])) == (ssize_t)strlen(request[1]));
+		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN,
+				  request[round],
+				  strlen(request[round])) == (ssize_t)strlen(request[round]));
 	}
 	/* libquic's client flags */
 	CHECK(gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_ENABLE_EARLY_DATA |
@@ -164,7 +168,7 @@ static int client(const struct sockaddr_in *sa, int round)
 	check_alpn(s);
 	CHECK(!!gnutls_session_is_resumed(s) == !!round);
 	/* the server took the early data (a first connection has none) */
-	CHECK(!!(gnutls_session_get_flags(s) & GNUTLS_SFLAGS_EARLY_DATA) == !!round);
+	CHECK(!!(gnutls_session_get_flags(s) & GNUTLS_SFLAGS_EARLY_DATA) == (round == 1));
 
 	if (!round) {
 		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, request[0],
@@ -277,13 +281,13 @@ int main(int argc, char **argv)
 	CHECK(pid >= 0);
 	if (pid == 0) {
 		close(l);
-		exit(client(&sa, 0) || client(&sa, 1));
+		exit(client(&sa, 0) || client(&sa, 1) || client(&sa, 2));
 	}
 	CHECK(gnutls_psk_allocate_server_credentials(&cred) == 0);
 	gnutls_psk_set_server_credentials_function(cred, server_key);
 	CHECK(gnutls_anti_replay_init(&replay) == 0);
 	gnutls_anti_replay_set_add_function(replay, replay_add);
-	for (round = 0; round < 2; round++) {
+	for (round = 0; round < 3; round++) {
 	len = sizeof(from);
 	a = accept(l, (struct sockaddr *)&from, &len);
 	CHECK(a >= 0);
@@ -303,10 +307,11 @@ int main(int argc, char **argv)
 	tdat.data = tkey;
 	tdat.size = tlen;
 	CHECK(gnutls_session_ticket_enable_server(s, &tdat) == 0);
-	gnutls_anti_replay_enable(s, replay);
+	if (round == 1)
+		gnutls_anti_replay_enable(s, replay);
 	step_handshake(a, s);
 	CHECK(!!gnutls_session_is_resumed(s) == !!round);
-	CHECK(!!(gnutls_session_get_flags(s) & GNUTLS_SFLAGS_EARLY_DATA) == !!round);
+	CHECK(!!(gnutls_session_get_flags(s) & GNUTLS_SFLAGS_EARLY_DATA) == (round == 1));
 	check_alpn(s);
 
 	n = recv_data(a, s, buf, sizeof(buf), &sid, &sflags);
@@ -315,7 +320,7 @@ int main(int argc, char **argv)
 	CHECK(send_stream(a, sid, MSG_QUIC_STREAM_FIN, buf, n) == n);
 	CHECK(read(done_pipe[0], buf, 1) == 1);
 	gnutls_deinit(s);
-	if (round == 1)
+	if (round == 2)
 		CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	CHECK(close(a) == 0);
 	}
