@@ -29,6 +29,9 @@ pub(crate) struct Datum {
 pub(crate) const GNUTLS_SERVER: c_uint = 1;
 pub(crate) const GNUTLS_CLIENT: c_uint = 1 << 1;
 pub(crate) const GNUTLS_NO_TICKETS: c_uint = 1 << 10;
+/// libquic's sessions have it: a client offers early data when it resumes with a ticket that
+/// allows it, a server accepts it (with anti-replay on) and issues tickets that allow it
+pub(crate) const GNUTLS_ENABLE_EARLY_DATA: c_uint = 1 << 20;
 pub(crate) const GNUTLS_NO_END_OF_EARLY_DATA: c_uint = 1 << 22;
 
 // gnutls_credentials_type_t

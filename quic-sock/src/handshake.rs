@@ -984,8 +984,14 @@ impl Drop for OwnedSession {
 
 fn new_session(gt: &'static Gnutls, flags: c_uint) -> Result<OwnedSession, c_int> {
     let mut s: Session = ptr::null_mut();
+    // libquic's flags; these PSK sessions never resume, so early data never starts here.
     // SAFETY: s receives the new session.
-    let r = unsafe { (gt.gnutls_init)(&mut s, flags | gnutls::GNUTLS_NO_END_OF_EARLY_DATA) };
+    let r = unsafe {
+        (gt.gnutls_init)(
+            &mut s,
+            flags | gnutls::GNUTLS_ENABLE_EARLY_DATA | gnutls::GNUTLS_NO_END_OF_EARLY_DATA,
+        )
+    };
     if r != 0 || s.is_null() {
         return Err(if r != 0 {
             r
