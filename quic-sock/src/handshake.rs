@@ -29,8 +29,8 @@ use quic_stack::sockapi::consts::{
 };
 
 use crate::gnutls::{self, Datum, Gnutls, Session};
-use crate::psk::{self, PskEntry};
 use crate::{api, registry, sys};
+use quic_stack::sockapi::psk::{self, PskEntry};
 
 /// TLS extension quic_transport_parameters (RFC 9001 §8.2)
 const TP_EXT: c_int = 0x39;

@@ -27,7 +27,6 @@ mod gnutls;
 pub mod handshake;
 #[cfg(not(test))]
 pub mod preload;
-mod psk;
 mod registry;
 mod sys;
 

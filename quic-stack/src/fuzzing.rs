@@ -12,6 +12,8 @@ use crate::shared::{ConnectionId, Side};
 use crate::transport_params::TransportParameters;
 
 pub use crate::sockapi::msg::fuzz_sockapi_msg as sockapi_msg;
+use crate::sockapi::psk;
+use crate::sockapi::tickets::{TicketSplitter, MAX_TICKET_MESSAGE, TLS_NEW_SESSION_TICKET};
 
 /// Parse the headers of a datagram and split it into its coalesced packets
 ///
@@ -140,6 +142,38 @@ pub fn transport_params(data: &[u8]) {
     }
 }
 
+/// Parse a libquic PSK file (a user's file); what parses has identities and keys, and the
+/// client's limit is kept
+pub fn psk_file(data: &[u8]) {
+    if let Ok(all) = psk::parse(data, None) {
+        assert!(all
+            .iter()
+            .all(|e| !e.identity.is_empty() && !e.key.is_empty()));
+    }
+    if let Ok(first) = psk::parse(data, Some(psk::CLIENT_MAX_ENTRIES)) {
+        assert!(!first.is_empty() && first.len() <= psk::CLIENT_MAX_ENTRIES);
+    }
+}
+
+/// Cut a server's post-handshake CRYPTO stream into NewSessionTickets, fed in two pieces (the
+/// first byte picks the cut): every ticket handed out is one whole message, and the splitter
+/// never holds more than one message could need
+pub fn tickets(data: &[u8]) {
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let cut = usize::from(cut).min(stream.len());
+    let mut splitter = TicketSplitter::default();
+    let mut out = splitter.push(&stream[..cut]);
+    out.extend(splitter.push(&stream[cut..]));
+    for m in &out {
+        assert_eq!(m.first(), Some(&TLS_NEW_SESSION_TICKET));
+        let len = usize::from(m[1]) << 16 | usize::from(m[2]) << 8 | usize::from(m[3]);
+        assert_eq!(m.len(), len + 4);
+    }
+    assert!(splitter.pending_len() < MAX_TICKET_MESSAGE + stream.len());
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
@@ -175,6 +209,16 @@ mod tests {
     #[test]
     fn replay_transport_params_seeds() {
         replay("transport_params", super::transport_params);
+    }
+
+    #[test]
+    fn replay_psk_file_seeds() {
+        replay("psk_file", super::psk_file);
+    }
+
+    #[test]
+    fn replay_tickets_seeds() {
+        replay("tickets", super::tickets);
     }
 
     fn seed(target: &str, name: &str) -> Vec<u8> {
@@ -274,6 +318,16 @@ mod tests {
         #[test]
         fn transport_params_mutated(data in mutated("transport_params")) {
             super::transport_params(&data);
+        }
+
+        #[test]
+        fn psk_file_mutated(data in mutated("psk_file")) {
+            super::psk_file(&data);
+        }
+
+        #[test]
+        fn tickets_mutated(data in mutated("tickets")) {
+            super::tickets(&data);
         }
 
         #[test]

@@ -9,7 +9,9 @@
 //! - [`options`]: setsockopt/getsockopt rules (defaults, limits, state rules, errno choices);
 //! - [`events`]: event mask, event encoding and the receive queue's delivery order;
 //! - [`send`]: how a sendmsg call selects handshake, datagram or stream data;
-//! - [`msg`]: the framed protocol between the C library and the service.
+//! - [`msg`]: the framed protocol between the C library and the service;
+//! - [`psk`]: libquic's PSK file format;
+//! - [`tickets`]: NewSessionTicket messages cut from a client's post-handshake CRYPTO data.
 //!
 //! Rule: nothing here panics on bytes from a socket; every failure is an [`Errno`] or a
 //! [`msg::DecodeError`].
@@ -18,7 +20,9 @@ pub mod consts;
 pub mod events;
 pub mod msg;
 pub mod options;
+pub mod psk;
 pub mod send;
+pub mod tickets;
 pub mod types;
 
 use std::fmt;

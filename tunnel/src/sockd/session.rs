@@ -1651,7 +1651,7 @@ impl Session {
 /// and the QUIC_SOCKOPT_SESSION_TICKET value rather than recvmsg handshake messages, since
 /// the application's handshake loop has ended by then
 async fn pump_handshake(sh: Arc<Shared>, conn: Connection, client: bool) {
-    let mut tickets = TicketReader::default();
+    let mut tickets = quic_stack::sockapi::tickets::TicketSplitter::default();
     loop {
         let got = conn
             .wait_core(|c| {
@@ -1703,46 +1703,10 @@ async fn pump_handshake(sh: Arc<Shared>, conn: Connection, client: bool) {
             i.queue.push_handshake(level, data);
         }
         drop(i);
-        if got_ticket || !tickets.pending.is_empty() {
+        if got_ticket || tickets.pending_len() > 0 {
             tracing::debug!(got_ticket, "sockd: post-handshake CRYPTO from the server");
         }
         sh.wake.notify_one();
-    }
-}
-
-/// TLS handshake message type of a NewSessionTicket (RFC 8446 §4)
-const TLS_NEW_SESSION_TICKET: u8 = 4;
-/// Largest post-handshake message kept while incomplete: a ticket's size is bounded by the
-/// QUIC_SOCKOPT_SESSION_TICKET buffer, and the kernel's CRYPTO buffer is of that order
-const MAX_TICKET_MESSAGE: usize = 64 * 1024;
-
-/// Splits the server's APP-level CRYPTO stream into whole TLS handshake messages (type,
-/// 24-bit length, body) and keeps the NewSessionTickets, headers included
-#[derive(Default)]
-struct TicketReader {
-    pending: Vec<u8>,
-}
-
-impl TicketReader {
-    fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
-        self.pending.extend_from_slice(data);
-        let mut out = Vec::new();
-        while let Some(head) = self.pending.get(..4) {
-            let len = usize::from(head[1]) << 16 | usize::from(head[2]) << 8 | usize::from(head[3]);
-            if len + 4 > MAX_TICKET_MESSAGE {
-                // Not a message we could ever hand out; the TLS layer of the peer is broken
-                self.pending.clear();
-                break;
-            }
-            if self.pending.len() < len + 4 {
-                break;
-            }
-            let msg: Vec<u8> = self.pending.drain(..len + 4).collect();
-            if msg[0] == TLS_NEW_SESSION_TICKET {
-                out.push(msg);
-            }
-        }
-        out
     }
 }
 
@@ -2105,30 +2069,6 @@ mod tests {
         });
         assert_eq!((c.errcode, c.frame, c.phrase[0]), (u32::MAX, 0x1c, b'x'));
         assert_eq!(close_info(&ConnectionError::TimedOut).errcode, 0);
-    }
-
-    #[test]
-    fn tickets_are_cut_from_the_crypto_stream() {
-        let nst = |n: u8| {
-            let mut m = vec![TLS_NEW_SESSION_TICKET, 0, 0, 3];
-            m.extend_from_slice(&[n; 3]);
-            m
-        };
-        let mut r = TicketReader::default();
-        let mut stream = nst(1);
-        // Another post-handshake message type (a KeyUpdate would be 24) is skipped
-        stream.extend_from_slice(&[24, 0, 0, 1, 0]);
-        stream.extend_from_slice(&nst(2));
-        // Split mid-header and mid-body: nothing until a message is whole
-        assert!(r.push(&stream[..2]).is_empty());
-        assert_eq!(r.push(&stream[2..9]), vec![nst(1)]);
-        assert_eq!(r.push(&stream[9..]), vec![nst(2)]);
-        assert!(r.pending.is_empty());
-        // An absurd length is dropped rather than buffered forever
-        assert!(r
-            .push(&[TLS_NEW_SESSION_TICKET, 0xff, 0xff, 0xff, 1])
-            .is_empty());
-        assert!(r.pending.is_empty());
     }
 
     #[test]

@@ -8,30 +8,36 @@
 //! file, so a typo fails before any packet is sent instead of as an unexplained TLS failure.
 
 /// Entries a client reads (libquic's limit); later lines are not looked at
-pub(crate) const CLIENT_MAX_ENTRIES: usize = 5;
+pub const CLIENT_MAX_ENTRIES: usize = 5;
 
 /// One identity and its key
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PskEntry {
-    pub(crate) identity: Vec<u8>,
-    pub(crate) key: Vec<u8>,
+pub struct PskEntry {
+    /// What the client announces
+    pub identity: Vec<u8>,
+    /// The shared secret
+    pub key: Vec<u8>,
 }
 
 /// Why a PSK file was refused (all become EINVAL, libquic's answer for a bad file)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum PskFileError {
+pub enum PskFileError {
+    /// Nothing but blank lines
     #[error("PSK file has no entries")]
     Empty,
+    /// A line without `:`
     #[error("PSK file line {0}: no ':' between identity and key")]
     MissingColon(usize),
+    /// Nothing before the `:`
     #[error("PSK file line {0}: empty identity")]
     EmptyIdentity(usize),
+    /// The key is not an even number of hex digits
     #[error("PSK file line {0}: key is not an even number of hex digits")]
     BadHex(usize),
 }
 
 /// Parse at most `max` entries (None: all)
-pub(crate) fn parse(text: &[u8], max: Option<usize>) -> Result<Vec<PskEntry>, PskFileError> {
+pub fn parse(text: &[u8], max: Option<usize>) -> Result<Vec<PskEntry>, PskFileError> {
     let mut out = Vec::new();
     for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
         if max.is_some_and(|m| out.len() >= m) {
