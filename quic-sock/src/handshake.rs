@@ -272,21 +272,11 @@ fn install_secret(ctx: &Ctx, send: bool, qlevel: u8, ty: u32, secret: &[u8]) -> 
     cs[1] = qlevel;
     cs[4..8].copy_from_slice(&ty.to_ne_bytes());
     cs[8..8 + secret.len()].copy_from_slice(secret);
-    // SAFETY: cs is a valid buffer of its length.
-    let r = unsafe {
-        api::quicsock_setsockopt(
-            ctx.fd,
-            SOL_QUIC,
-            QUIC_SOCKOPT_CRYPTO_SECRET,
-            cs.as_ptr().cast(),
-            cs.len() as socklen_t,
-        )
-    };
-    let err = sys::errno();
+    let r = set_quic_opt(ctx.fd, QUIC_SOCKOPT_CRYPTO_SECRET, &cs);
     // Don't leave the secret in a dead stack buffer.
     // SAFETY: volatile write to our own array so it isn't optimised away.
     unsafe { ptr::write_volatile(&mut cs, [0u8; CRYPTO_SECRET_LEN]) };
-    if r != 0 {
+    if let Err(err) = r {
         gnutls::log(format_args!(
             "handshake: setsockopt(CRYPTO_SECRET level {qlevel}) failed: errno {err}"
         ));
@@ -392,34 +382,55 @@ unsafe extern "C" fn on_alert(_s: Session, level: c_int, alevel: c_int, desc: c_
     0
 }
 
+/// getsockopt(SOL_QUIC, `name`) into `buf`: the length written, or the errno
+fn get_quic_opt(fd: c_int, name: c_int, buf: &mut [u8]) -> Result<usize, c_int> {
+    let mut len = buf.len() as socklen_t;
+    // SAFETY: buf is writable for len bytes and len is a valid socklen_t.
+    let r =
+        unsafe { api::quicsock_getsockopt(fd, SOL_QUIC, name, buf.as_mut_ptr().cast(), &mut len) };
+    if r != 0 {
+        return Err(sys::errno());
+    }
+    Ok(len as usize)
+}
+
+/// setsockopt(SOL_QUIC, `name`, `value`): Ok, or the errno
+fn set_quic_opt(fd: c_int, name: c_int, value: &[u8]) -> Result<(), c_int> {
+    // SAFETY: value is readable for its length.
+    let r = unsafe {
+        api::quicsock_setsockopt(
+            fd,
+            SOL_QUIC,
+            name,
+            value.as_ptr().cast(),
+            value.len() as socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(sys::errno());
+    }
+    Ok(())
+}
+
 unsafe extern "C" fn on_tp_send(s: Session, out: *mut c_void) -> c_int {
     let Some(gt) = lib() else { return -1 };
     // SAFETY: live session.
     let fd = unsafe { (gt.gnutls_transport_get_int)(s) };
     let mut buf = [0u8; 512];
-    let mut len = buf.len() as socklen_t;
-    // SAFETY: buf/len valid.
-    let r = unsafe {
-        api::quicsock_getsockopt(
-            fd,
-            SOL_QUIC,
-            QUIC_SOCKOPT_TRANSPORT_PARAM_EXT,
-            buf.as_mut_ptr().cast(),
-            &mut len,
-        )
+    let len = match get_quic_opt(fd, QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, &mut buf) {
+        Ok(len) => len,
+        Err(err) => {
+            gnutls::log(format_args!(
+                "handshake: getsockopt(TRANSPORT_PARAM_EXT) failed: errno {err}"
+            ));
+            // SAFETY: live session.
+            return match unsafe { ctx_of(gt, s) } {
+                Some(ctx) => fail(ctx, err),
+                None => -1,
+            };
+        }
     };
-    if r != 0 {
-        let err = sys::errno();
-        gnutls::log(format_args!(
-            "handshake: getsockopt(TRANSPORT_PARAM_EXT) failed: errno {err}"
-        ));
-        // SAFETY: live session.
-        return match unsafe { ctx_of(gt, s) } {
-            Some(ctx) => fail(ctx, err),
-            None => -1,
-        };
-    }
-    let n = (len as usize).min(buf.len());
+    let n = len.min(buf.len());
     // SAFETY: `out` is GnuTLS's extension buffer; buf holds n bytes.
     unsafe { (gt.gnutls_buffer_append_data)(out, buf.as_ptr().cast(), n) }
 }
@@ -428,18 +439,12 @@ unsafe extern "C" fn on_tp_recv(s: Session, data: *const u8, len: size_t) -> c_i
     let Some(gt) = lib() else { return -1 };
     // SAFETY: live session.
     let fd = unsafe { (gt.gnutls_transport_get_int)(s) };
-    // SAFETY: GnuTLS passes `len` readable bytes.
-    let r = unsafe {
-        api::quicsock_setsockopt(
-            fd,
-            SOL_QUIC,
-            QUIC_SOCKOPT_TRANSPORT_PARAM_EXT,
-            data.cast(),
-            len as socklen_t,
-        )
-    };
-    if r != 0 {
-        let err = sys::errno();
+    if data.is_null() {
+        return -1;
+    }
+    // SAFETY: GnuTLS passes `len` readable bytes at `data`.
+    let params = unsafe { std::slice::from_raw_parts(data, len) };
+    if let Err(err) = set_quic_opt(fd, QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, params) {
         gnutls::log(format_args!(
             "handshake: setsockopt(TRANSPORT_PARAM_EXT) refused the peer's parameters: errno {err}"
         ));
@@ -639,35 +644,13 @@ pub(crate) unsafe fn init(s: Session, pstep: *mut *mut QuicHandshakeStep) -> c_i
     let fd = unsafe { (gt.gnutls_transport_get_int)(s) };
     // Servers can't read a NEW_TOKEN token: libquic's (and the kernel's) role test.
     let mut tok = [0u8; 128];
-    let mut len = tok.len() as socklen_t;
-    // SAFETY: tok/len valid.
-    let server = unsafe {
-        api::quicsock_getsockopt(
-            fd,
-            SOL_QUIC,
-            QUIC_SOCKOPT_TOKEN,
-            tok.as_mut_ptr().cast(),
-            &mut len,
-        )
-    } != 0;
+    let server = get_quic_opt(fd, QUIC_SOCKOPT_TOKEN, &mut tok).is_err();
     if server {
         // A server waits for the ClientHello. On a socket that can't run TLS in the
         // application (the service already runs its own TLS there) none would ever come:
         // ask for our transport parameters now and fail at once instead of after 30 s.
         let mut tp = [0u8; 512];
-        let mut len = tp.len() as socklen_t;
-        // SAFETY: tp/len valid.
-        let r = unsafe {
-            api::quicsock_getsockopt(
-                fd,
-                SOL_QUIC,
-                QUIC_SOCKOPT_TRANSPORT_PARAM_EXT,
-                tp.as_mut_ptr().cast(),
-                &mut len,
-            )
-        };
-        if r != 0 {
-            let e = sys::errno();
+        if let Err(e) = get_quic_opt(fd, QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, &mut tp) {
             gnutls::log(format_args!(
                 "handshake: this socket can't run TLS in the application: errno {e}"
             ));
