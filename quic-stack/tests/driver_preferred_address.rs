@@ -4,6 +4,8 @@
 //! socket closes with the connection. The server's TLS is run by the test (external TLS, as
 //! in the kernel model), over loopback only (127.0.0.1 → 127.0.0.2, and ::1 to another port).
 
+mod common;
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,6 @@ use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig};
 use quic_stack::crypto::external::Direction;
 use quic_stack::crypto::Suite;
 use quic_stack::{driver, Connection, SpaceId};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::quic::{self as rq, KeyChange};
 
 const ALPN: &[u8] = b"quictun-preferred-test";
@@ -120,18 +121,7 @@ struct Setup {
 }
 
 fn setup(ip: IpAddr) -> Setup {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
-        .expect("rcgen generates a self-signed certificate");
-    let chain: Vec<CertificateDer<'static>> = vec![certified.cert.der().clone()];
-    let key = PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der());
-    let server_tls = quic_stack::tls::server_config(
-        chain.clone(),
-        PrivateKeyDer::Pkcs8(key),
-        vec![ALPN.to_vec()],
-        None,
-        false,
-    )
-    .expect("server TLS config");
+    let (server_tls, client_config) = common::self_signed_tls(ALPN);
     let server = driver::Endpoint::new(
         SocketAddr::new(ip, 0),
         EndpointConfig::default(),
@@ -141,16 +131,12 @@ fn setup(ip: IpAddr) -> Setup {
         }),
     )
     .expect("bind server");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(chain[0].clone()).expect("valid root");
-    let crypto = quic_stack::tls::client_config(roots, vec![ALPN.to_vec()], None)
-        .expect("client TLS config");
     let client = driver::Endpoint::new(SocketAddr::new(ip, 0), EndpointConfig::default(), None)
         .expect("bind client");
     Setup {
         server,
         client,
-        client_config: ClientConfig::new(Arc::new(crypto)),
+        client_config,
         server_tls,
     }
 }

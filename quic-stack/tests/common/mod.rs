@@ -1,0 +1,29 @@
+//! Setup shared by the driver integration tests: a fresh self-signed "localhost" certificate
+//! and both TLS sides over it
+
+use std::sync::Arc;
+
+use quic_stack::config::ClientConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// The server's rustls config (the caller decides built-in or external TLS) and a client
+/// config trusting exactly that certificate, both offering `alpn`
+pub(crate) fn self_signed_tls(alpn: &[u8]) -> (rustls::ServerConfig, ClientConfig) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
+        .expect("rcgen generates a self-signed certificate");
+    let cert: CertificateDer<'static> = certified.cert.der().clone();
+    let key = PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der());
+    let server = quic_stack::tls::server_config(
+        vec![cert.clone()],
+        PrivateKeyDer::Pkcs8(key),
+        vec![alpn.to_vec()],
+        None,
+        false,
+    )
+    .expect("server TLS config");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).expect("valid root");
+    let client = quic_stack::tls::client_config(roots, vec![alpn.to_vec()], None)
+        .expect("client TLS config");
+    (server, ClientConfig::new(Arc::new(client)))
+}
