@@ -207,7 +207,9 @@ fn resumed(
     }
 }
 
-fn accepted_case(seed: u64, report_verdict: bool) {
+/// A first connection, then a resumed one carrying 6000 bytes of 0-RTT data that the server
+/// accepts or (`reject`) refuses, its verdict reported to the client or not
+fn resumed_case(seed: u64, reject: bool, report_verdict: bool) -> (Harness, Vec<u8>, Resumed) {
     let (mut h, tls) = harness(seed);
     let saved = first_connection(&mut h, &tls);
     let data = payload(6_000, seed);
@@ -216,7 +218,12 @@ fn accepted_case(seed: u64, report_verdict: bool) {
     } else {
         Verdict::Untold
     };
-    let r = resumed(&mut h, &tls, &saved, &data, false, verdict);
+    let r = resumed(&mut h, &tls, &saved, &data, reject, verdict);
+    (h, data, r)
+}
+
+fn accepted_case(seed: u64, report_verdict: bool) {
+    let (mut h, data, r) = resumed_case(seed, false, report_verdict);
     assert!(r.received == data, "seed {seed}: payload mismatch");
     assert!(
         r.read_during_handshake,
@@ -247,15 +254,7 @@ fn accepted_case(seed: u64, report_verdict: bool) {
 }
 
 fn rejected_case(seed: u64, report_verdict: bool) {
-    let (mut h, tls) = harness(seed);
-    let saved = first_connection(&mut h, &tls);
-    let data = payload(6_000, seed);
-    let verdict = if report_verdict {
-        Verdict::Reported
-    } else {
-        Verdict::Untold
-    };
-    let r = resumed(&mut h, &tls, &saved, &data, true, verdict);
+    let (mut h, data, r) = resumed_case(seed, true, report_verdict);
     assert!(
         r.received == data,
         "seed {seed}: payload mismatch after rejection"

@@ -96,26 +96,12 @@ fn handshake_with_preferred(h: &mut Harness) {
     assert!(pa.is_some() && pa == ours, "{pa:?} vs {ours:?}");
 }
 
-fn outcome(h: &mut Harness) -> Option<bool> {
-    let ch = h.ch;
-    let seed = h.pair.net.seed();
-    h.pair
-        .drive_until(|p| {
-            p.client()
-                .ep
-                .connection(ch)
-                .is_some_and(|c| c.preferred_address_outcome().is_some())
-        })
-        .unwrap_or_else(|e| panic!("seed {seed}: no preferred-address outcome: {e:?}"));
-    h.client_conn().preferred_address_outcome()
-}
-
 #[test]
 fn client_moves_to_the_connections_preferred_address() {
     let (mut h, counts) = harness(91, false);
     let original = h.pair.server_addr();
     handshake_with_preferred(&mut h);
-    assert_eq!(outcome(&mut h), Some(true));
+    assert_eq!(h.preferred_address_outcome(), Some(true));
     assert_eq!(h.client_conn().remote_address(), SocketAddr::V4(PREFERRED));
     // Data flows over the new path both ways: the client drops anything from the original
     // address, so the server sends from the preferred one
@@ -140,7 +126,7 @@ fn unreachable_connection_preferred_address_keeps_the_original() {
     let (mut h, counts) = harness(92, true);
     let original = h.pair.server_addr();
     handshake_with_preferred(&mut h);
-    assert_eq!(outcome(&mut h), Some(false));
+    assert_eq!(h.preferred_address_outcome(), Some(false));
     let ch = h.ch;
     assert!(h.client().has_event(ch, |e| *e
         == Event::PathFailed {

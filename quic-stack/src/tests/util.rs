@@ -286,6 +286,21 @@ impl Harness {
         self.server().conn(h)
     }
 
+    /// Drive until the client has tried the server's preferred address; whether it moved there
+    pub(super) fn preferred_address_outcome(&mut self) -> Option<bool> {
+        let ch = self.ch;
+        let seed = self.pair.net.seed();
+        self.pair
+            .drive_until(|p| {
+                p.client()
+                    .ep
+                    .connection(ch)
+                    .is_some_and(|c| c.preferred_address_outcome().is_some())
+            })
+            .unwrap_or_else(|e| panic!("seed {seed}: no preferred-address outcome: {e:?}"));
+        self.client_conn().preferred_address_outcome()
+    }
+
     /// Drive until both sides report `Connected`
     pub(super) fn handshake(&mut self) {
         let ch = self.ch;
