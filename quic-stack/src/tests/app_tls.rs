@@ -66,6 +66,23 @@ pub(super) struct AppTls {
 }
 
 impl AppTls {
+    /// Before any handshake byte: nothing installed or reported yet
+    fn new(tls: rq::Connection, side: Side, secrets: Arc<Secrets>) -> Self {
+        Self {
+            tls,
+            side,
+            secrets,
+            write_level: SpaceId::Initial,
+            peer_params_set: false,
+            app_rx_installed: false,
+            early_installed: false,
+            report_early_verdict: false,
+            false_verdict: None,
+            verdict_reported: false,
+            app_level_reads: 0,
+        }
+    }
+
     fn suite(&self) -> Suite {
         suite_of(self.tls.negotiated_cipher_suite().expect("suite"))
     }
@@ -206,19 +223,7 @@ pub(super) fn app_client(config: &rustls::ClientConfig, c: &Connection) -> AppTl
     let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
     let tls = rq::ClientConnection::new(Arc::new(config), rq::Version::V1, name, params)
         .expect("rustls client");
-    AppTls {
-        tls: tls.into(),
-        side: Side::Client,
-        secrets,
-        write_level: SpaceId::Initial,
-        peer_params_set: false,
-        app_rx_installed: false,
-        early_installed: false,
-        report_early_verdict: false,
-        false_verdict: None,
-        verdict_reported: false,
-        app_level_reads: 0,
-    }
+    AppTls::new(tls.into(), Side::Client, secrets)
 }
 
 /// A server TLS config for the application (one per test: its session cache resumes clients)
@@ -248,17 +253,5 @@ pub(super) fn app_server(
     if reject_early {
         tls.reject_early_data();
     }
-    AppTls {
-        tls: tls.into(),
-        side: Side::Server,
-        secrets,
-        write_level: SpaceId::Initial,
-        peer_params_set: false,
-        app_rx_installed: false,
-        early_installed: false,
-        report_early_verdict: false,
-        false_verdict: None,
-        verdict_reported: false,
-        app_level_reads: 0,
-    }
+    AppTls::new(tls.into(), Side::Server, secrets)
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::app_tls::{app_client, app_server, server_tls_config, AppTls};
-use super::util::{payload, tls_client, Harness, Setup};
+use super::util::{payload, tls_client, write_early, Harness, Setup, StreamReader};
 use crate::connection::{Event, RememberedParamsError};
 use crate::crypto::external::{Direction, ExternalTlsError};
 use crate::crypto::Suite;
@@ -125,16 +125,7 @@ fn resumed(
     c.set_remembered_peer_params(saved)
         .expect("client still establishing");
     let id = c.open(Dir::Bi).expect("remembered stream limit");
-    let mut sent = 0;
-    while sent < data.len() {
-        match c.write(id, &data[sent..]) {
-            Ok(n) if n > 0 => sent += n,
-            other => panic!("write refused after {sent} bytes: {other:?}"),
-        }
-    }
-    c.finish(id).expect("finish");
-    c.send_datagram(Bytes::from_static(b"early datagram"))
-        .expect("remembered max_datagram_frame_size");
+    write_early(c, id, data);
     assert!(!c.is_zero_rtt_available(), "no early secret yet");
     let mut client_app = app_client(&tls.client, c);
     client_app.report_early_verdict = verdict != Verdict::Untold;
@@ -149,12 +140,9 @@ fn resumed(
     );
 
     let mut server_app: Option<AppTls> = None;
-    let mut received = Vec::new();
-    let mut read_during_handshake = false;
+    let mut reader = StreamReader::new();
     let mut server_stream: Option<StreamId> = None;
     let mut datagram = None;
-    let mut fin = false;
-    let mut buf = vec![0u8; 64 * 1024];
     let seed = h.pair.net.seed();
     h.pair
         .drive_until(|p| {
@@ -174,18 +162,9 @@ fn resumed(
                 server_stream = s.accept(Dir::Bi);
             }
             if let Some(sid) = server_stream {
-                while let Ok(Some(r)) = s.read(sid, &mut buf) {
-                    if r.len > 0 && s.is_handshaking() {
-                        read_during_handshake = true;
-                    }
-                    received.extend_from_slice(&buf[..r.len]);
-                    fin |= r.fin;
-                    if r.fin || r.len == 0 {
-                        break;
-                    }
-                }
+                reader.read(s, sid);
             }
-            let done = fin
+            let done = reader.fin
                 && p.server().has_event(sh, |e| *e == Event::Connected)
                 && p.client().has_event(ch, |e| *e == Event::Connected);
             done || p.client().lost_reason(ch).is_some()
@@ -193,15 +172,15 @@ fn resumed(
         .unwrap_or_else(|e| {
             panic!(
                 "seed {seed}: resumed transfer stalled at {} bytes: {e:?}",
-                received.len()
+                reader.received.len()
             )
         });
     let sh = h.server().accepted[accepted_before];
     Resumed {
         ch,
         sh,
-        received,
-        read_during_handshake,
+        received: reader.received,
+        read_during_handshake: reader.read_during_handshake,
         datagram,
         client_app,
     }

@@ -396,3 +396,53 @@ pub(super) fn payload(len: usize, seed: u64) -> Vec<u8> {
     rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut v);
     v
 }
+
+/// Write all of `data` on `id` with its FIN, then a datagram behind it: what a resuming client
+/// queues before its first packet leaves, so all of it can go as 0-RTT
+pub(super) fn write_early(c: &mut Connection, id: StreamId, data: &[u8]) {
+    let mut sent = 0;
+    while sent < data.len() {
+        match c.write(id, &data[sent..]) {
+            Ok(n) if n > 0 => sent += n,
+            other => panic!("0-RTT write refused after {sent} bytes: {other:?}"),
+        }
+    }
+    c.finish(id).expect("finish");
+    c.send_datagram(Bytes::from_static(b"early datagram"))
+        .expect("remembered max_datagram_frame_size allows datagrams");
+}
+
+/// The server's reading of one stream across drive steps, noting whether any data came while
+/// its handshake was still running (0-RTT)
+pub(super) struct StreamReader {
+    pub(super) received: Vec<u8>,
+    pub(super) read_during_handshake: bool,
+    pub(super) fin: bool,
+    buf: Vec<u8>,
+}
+
+impl StreamReader {
+    pub(super) fn new() -> Self {
+        Self {
+            received: Vec::new(),
+            read_during_handshake: false,
+            fin: false,
+            buf: vec![0u8; 64 * 1024],
+        }
+    }
+
+    /// Read what `sid` holds now; whether its end is in
+    pub(super) fn read(&mut self, s: &mut Connection, sid: StreamId) -> bool {
+        while let Ok(Some(r)) = s.read(sid, &mut self.buf) {
+            if r.len > 0 && s.is_handshaking() {
+                self.read_during_handshake = true;
+            }
+            self.received.extend_from_slice(&self.buf[..r.len]);
+            self.fin |= r.fin;
+            if r.fin || r.len == 0 {
+                break;
+            }
+        }
+        self.fin
+    }
+}

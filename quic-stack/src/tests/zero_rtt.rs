@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::util::{payload, Harness, Setup};
+use super::util::{payload, write_early, Harness, Setup, StreamReader};
 use crate::config::{EndpointConfig, ServerConfig, TransportConfig};
 use crate::connection::Event;
 use crate::endpoint::{ConnectionHandle, Endpoint};
@@ -64,22 +64,11 @@ fn resumed_transfer(h: &mut Harness, data: &[u8]) -> Resumed {
     let id = c
         .open(Dir::Bi)
         .expect("remembered stream limit allows a stream");
-    let mut sent = 0;
-    while sent < data.len() {
-        match c.write(id, &data[sent..]) {
-            Ok(n) if n > 0 => sent += n,
-            other => panic!("0-RTT write refused after {sent} bytes: {other:?}"),
-        }
-    }
-    c.finish(id).expect("finish");
-    c.send_datagram(Bytes::from_static(b"early datagram"))
-        .expect("remembered max_datagram_frame_size allows datagrams");
+    write_early(c, id, data);
 
-    let mut received = Vec::new();
-    let mut read_during_handshake = false;
+    let mut reader = StreamReader::new();
     let mut server_stream: Option<StreamId> = None;
     let mut datagram = None;
-    let mut buf = vec![0u8; 64 * 1024];
     let seed = h.pair.net.seed();
     h.pair
         .drive_until(|p| {
@@ -96,21 +85,7 @@ fn resumed_transfer(h: &mut Harness, data: &[u8]) -> Resumed {
             let Some(sid) = server_stream else {
                 return false;
             };
-            let mut fin = false;
-            while let Ok(Some(r)) = s.read(sid, &mut buf) {
-                if r.len > 0 && s.is_handshaking() {
-                    read_during_handshake = true;
-                }
-                received.extend_from_slice(&buf[..r.len]);
-                if r.fin {
-                    fin = true;
-                    break;
-                }
-                if r.len == 0 {
-                    break;
-                }
-            }
-            fin
+            reader.read(s, sid)
         })
         .unwrap_or_else(|e| panic!("seed {seed}: resumed transfer stalled: {e:?}"));
     let sh = h.server().accepted[accepted_before];
@@ -128,8 +103,8 @@ fn resumed_transfer(h: &mut Harness, data: &[u8]) -> Resumed {
     Resumed {
         ch,
         sh,
-        received,
-        read_during_handshake,
+        received: reader.received,
+        read_during_handshake: reader.read_during_handshake,
         datagram,
     }
 }
