@@ -107,15 +107,9 @@ fn resumed(
     reject: bool,
     verdict: Verdict,
 ) -> Resumed {
-    let now = h.now();
-    let server_addr = h.pair.server_addr();
     let accepted_before = h.server().accepted.len();
-    let config = h.client_config.clone();
-    let ch = h
-        .client()
-        .ep
-        .connect(now, config, server_addr, "localhost")
-        .expect("second connect");
+    let now = h.now();
+    let ch = h.connect_again();
     let c = h.client().conn(ch);
     assert_eq!(
         c.open(Dir::Bi),

@@ -301,6 +301,17 @@ impl Harness {
         self.client_conn().preferred_address_outcome()
     }
 
+    /// A further connection from the client endpoint to the server (resumption, 0-RTT, tokens)
+    pub(super) fn connect_again(&mut self) -> ConnectionHandle {
+        let now = self.now();
+        let server_addr = self.pair.server_addr();
+        let config = self.client_config.clone();
+        self.client()
+            .ep
+            .connect(now, config, server_addr, "localhost")
+            .expect("connect again")
+    }
+
     /// Drive until both sides report `Connected`
     pub(super) fn handshake(&mut self) {
         let ch = self.ch;

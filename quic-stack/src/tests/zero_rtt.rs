@@ -50,15 +50,8 @@ struct Resumed {
 /// Connect again and, before a single packet left, write `data` on a stream and queue a
 /// datagram; drive until the server has read the whole stream
 fn resumed_transfer(h: &mut Harness, data: &[u8]) -> Resumed {
-    let now = h.now();
-    let server_addr = h.pair.server_addr();
-    let config = h.client_config.clone();
     let accepted_before = h.server().accepted.len();
-    let ch = h
-        .client()
-        .ep
-        .connect(now, config, server_addr, "localhost")
-        .expect("second connect");
+    let ch = h.connect_again();
     let c = h.client().conn(ch);
     assert!(c.is_zero_rtt_available(), "the ticket allows 0-RTT");
     let id = c
@@ -210,14 +203,7 @@ fn zero_rtt_off_by_default() {
         server_early_data: true,
         ..Setup::default()
     });
-    let now = h.now();
-    let server_addr = h.pair.server_addr();
-    let config = h.client_config.clone();
-    let ch = h
-        .client()
-        .ep
-        .connect(now, config, server_addr, "localhost")
-        .expect("connect");
+    let ch = h.connect_again();
     let c = h.client().conn(ch);
     assert!(!c.is_zero_rtt_available());
     assert_eq!(
@@ -266,14 +252,7 @@ fn server_that_lowers_its_limits_while_accepting_zero_rtt_is_refused() {
         ..(*h.server_config).clone()
     };
     h.server().ep.set_server_config(Some(Arc::new(stingy)));
-    let now = h.now();
-    let server_addr = h.pair.server_addr();
-    let config = h.client_config.clone();
-    let ch = h
-        .client()
-        .ep
-        .connect(now, config, server_addr, "localhost")
-        .expect("connect");
+    let ch = h.connect_again();
     assert!(h.client().conn(ch).is_zero_rtt_available());
     h.pair
         .drive_until(|p| p.client().lost_reason(ch).is_some())
@@ -304,13 +283,7 @@ impl std::io::Write for SharedBuf {
 fn qlog_names_zero_rtt_packets() {
     let mut h = first_connection(zero_rtt_setup(77, false));
     let now = h.now();
-    let server_addr = h.pair.server_addr();
-    let config = h.client_config.clone();
-    let ch = h
-        .client()
-        .ep
-        .connect(now, config, server_addr, "localhost")
-        .expect("connect");
+    let ch = h.connect_again();
     let out = SharedBuf::default();
     let c = h.client().conn(ch);
     let writer = crate::qlog::QlogWriter::new(
