@@ -1,10 +1,19 @@
-//! Setup shared by the driver integration tests: a fresh self-signed "localhost" certificate
-//! and both TLS sides over it
+//! Setup shared by the driver integration tests: a fresh self-signed "localhost" certificate,
+//! both TLS sides over it, and the application's TLS for external-TLS connections
 
 use std::sync::Arc;
 
 use quic_stack::config::ClientConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+pub(crate) mod app_tls;
+
+/// The stack as the shared application-TLS driver names it
+mod stack {
+    pub(crate) use quic_stack::crypto::external::Direction;
+    pub(crate) use quic_stack::crypto::Suite;
+    pub(crate) use quic_stack::{Connection, Side, SpaceId};
+}
 
 /// The server's rustls config (the caller decides built-in or external TLS) and a client
 /// config trusting exactly that certificate, both offering `alpn`
