@@ -49,13 +49,7 @@ async fn connect(
 
 /// Wait (bounded) until the core has dropped the connection: `stats` is gone then
 async fn drained(conn: &driver::Connection) {
-    for _ in 0..500 {
-        if conn.stats().is_none() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the connection never drained");
+    common::wait_until("the connection never drained", || conn.stats().is_none()).await;
 }
 
 #[tokio::test]

@@ -135,13 +135,11 @@ async fn close_releases(conn: driver::Connection, accepted: driver::Connection, 
     drop(conn);
     let _ = accepted.closed().await;
     drop(accepted);
-    for _ in 0..500 {
-        if UdpSocket::bind(pa).is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the preferred-address socket outlived its connection");
+    common::wait_until(
+        "the preferred-address socket outlived its connection",
+        || UdpSocket::bind(pa).is_ok(),
+    )
+    .await;
 }
 
 #[tokio::test]

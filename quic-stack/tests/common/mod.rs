@@ -2,6 +2,7 @@
 //! both TLS sides over it, and the application's TLS for external-TLS connections
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use quic_stack::config::ClientConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -35,4 +36,16 @@ pub(crate) fn self_signed_tls(alpn: &[u8]) -> (rustls::ServerConfig, ClientConfi
     let client = quic_stack::tls::client_config(roots, vec![alpn.to_vec()], None)
         .expect("client TLS config");
     (server, ClientConfig::new(Arc::new(client)))
+}
+
+/// Poll `done` every 10 ms, at most 500 times (5 s), for state the driver changes in the
+/// background; panics with `what` if it never holds
+pub(crate) async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}");
 }
