@@ -5,12 +5,13 @@
 //! its TLS accepts, and the 0-RTT packets that arrived before are processed then.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::app_tls::{app_client, app_server, server_tls_config, AppTls};
 use super::util::{payload, tls_client, write_early, Harness, Setup, StreamReader};
-use crate::connection::{Event, RememberedParamsError};
+use crate::connection::{Connection, Event, RememberedParamsError};
 use crate::crypto::external::{Direction, ExternalTlsError};
 use crate::crypto::Suite;
 use crate::endpoint::ConnectionHandle;
@@ -55,6 +56,22 @@ fn lossy_harness(seed: u64, loss: f64) -> (Harness, Tls) {
     (h, tls)
 }
 
+/// The server application's TLS on accepted connection `s`: started on the first call, once
+/// the connection's parameters exist, then pumped
+fn pump_server(
+    app: &mut Option<AppTls>,
+    config: &rustls::ServerConfig,
+    reject: bool,
+    s: &mut Connection,
+    now: Instant,
+) {
+    app.get_or_insert_with(|| {
+        let params = s.external_local_params().expect("external").to_vec();
+        app_server(config, params, reject)
+    })
+    .pump(s, now);
+}
+
 /// Both applications' TLS until connected, then until the ticket reached the client; returns
 /// the server's parameters as the client application saves them (TRANSPORT_PARAM, remote=1)
 fn first_connection(h: &mut Harness, tls: &Tls) -> TransportParameters {
@@ -70,11 +87,7 @@ fn first_connection(h: &mut Harness, tls: &Tls) -> TransportParameters {
                 return false;
             };
             let s = p.server_mut().conn(sh);
-            let app = server.get_or_insert_with(|| {
-                let params = s.external_local_params().expect("external").to_vec();
-                app_server(&tls.server, params, false)
-            });
-            app.pump(s, now);
+            pump_server(&mut server, &tls.server, false, s, now);
             // The NewSessionTicket follows the handshake at the 1-RTT level
             client.app_level_reads > 0 && p.server().has_event(sh, |e| *e == Event::Connected)
         })
@@ -146,11 +159,7 @@ fn resumed(
                 return false;
             };
             let s = p.server_mut().conn(sh);
-            let app = server_app.get_or_insert_with(|| {
-                let params = s.external_local_params().expect("external").to_vec();
-                app_server(&tls.server, params, reject)
-            });
-            app.pump(s, now);
+            pump_server(&mut server_app, &tls.server, reject, s, now);
             datagram = datagram.take().or_else(|| s.recv_datagram());
             if server_stream.is_none() {
                 server_stream = s.accept(Dir::Bi);
@@ -394,11 +403,7 @@ fn packets_kept_for_missing_keys_are_bounded_and_rejected_0rtt_is_never_read() {
             let now = p.net.now();
             client.pump(p.client_mut().conn(ch), now);
             let s = p.server_mut().conn(sh);
-            let app = server.get_or_insert_with(|| {
-                let params = s.external_local_params().expect("external").to_vec();
-                app_server(&tls.server, params, false)
-            });
-            app.pump(s, now);
+            pump_server(&mut server, &tls.server, false, s, now);
             p.server().has_event(sh, |e| *e == Event::Connected)
                 && p.client().has_event(ch, |e| *e == Event::Connected)
         })
