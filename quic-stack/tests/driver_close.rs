@@ -1,6 +1,8 @@
 //! The tokio driver reports why a connection ended even after the core forgot it, and a
 //! handle to a drained connection never reaches the connection that reuses its slot
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,41 +10,25 @@ use std::time::Duration;
 use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig};
 use quic_stack::connection::ConnectionError;
 use quic_stack::driver;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 const ALPN: &[u8] = b"quictun-close-test";
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn setup() -> (driver::Endpoint, driver::Endpoint, ClientConfig) {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
-        .expect("rcgen generates a self-signed certificate");
-    let chain: Vec<CertificateDer<'static>> = vec![certified.cert.der().clone()];
-    let key = PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der());
-    let crypto = quic_stack::tls::server_config(
-        chain.clone(),
-        PrivateKeyDer::Pkcs8(key),
-        vec![ALPN.to_vec()],
-        None,
-        false,
-    )
-    .expect("server TLS config");
+    let (crypto, client_config) = common::self_signed_tls(ALPN);
     let server = driver::Endpoint::new(
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         EndpointConfig::default(),
         Some(ServerConfig::new(Arc::new(crypto))),
     )
     .expect("bind server");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(chain[0].clone()).expect("valid root");
-    let crypto = quic_stack::tls::client_config(roots, vec![ALPN.to_vec()], None)
-        .expect("client TLS config");
     let client = driver::Endpoint::new(
         SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
         EndpointConfig::default(),
         None,
     )
     .expect("bind client");
-    (server, client, ClientConfig::new(Arc::new(crypto)))
+    (server, client, client_config)
 }
 
 /// Connect once; the server side is returned too
@@ -63,13 +49,7 @@ async fn connect(
 
 /// Wait (bounded) until the core has dropped the connection: `stats` is gone then
 async fn drained(conn: &driver::Connection) {
-    for _ in 0..500 {
-        if conn.stats().is_none() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the connection never drained");
+    common::wait_until("the connection never drained", || conn.stats().is_none()).await;
 }
 
 #[tokio::test]

@@ -4,113 +4,19 @@
 //! socket closes with the connection. The server's TLS is run by the test (external TLS, as
 //! in the kernel model), over loopback only (127.0.0.1 → 127.0.0.2, and ::1 to another port).
 
+mod common;
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use common::app_tls::app_server;
 use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig};
-use quic_stack::crypto::external::Direction;
-use quic_stack::crypto::Suite;
-use quic_stack::{driver, Connection, SpaceId};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use rustls::quic::{self as rq, KeyChange};
+use quic_stack::driver;
 
 const ALPN: &[u8] = b"quictun-preferred-test";
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The TLS 1.3 secrets rustls logs (QUIC gets only derived keys from it)
-#[derive(Debug, Default)]
-struct Secrets(Mutex<Vec<(String, Vec<u8>)>>);
-
-impl rustls::KeyLog for Secrets {
-    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
-        self.0
-            .lock()
-            .expect("lock")
-            .push((label.to_owned(), secret.to_vec()));
-    }
-}
-
-/// The server application's TLS: rustls's QUIC API feeding the connection's external-TLS
-/// controls
-struct ServerTls {
-    tls: rq::ServerConnection,
-    secrets: Arc<Secrets>,
-    level: SpaceId,
-    params_set: bool,
-    app_rx: bool,
-}
-
-impl ServerTls {
-    fn secret(&self, label: &str) -> Vec<u8> {
-        let all = self.secrets.0.lock().expect("lock");
-        all.iter()
-            .find(|(l, _)| l == label)
-            .map(|(_, s)| s.clone())
-            .unwrap_or_else(|| panic!("{label} not logged"))
-    }
-
-    fn suite(&self) -> Suite {
-        use rustls::CipherSuite as C;
-        match self.tls.negotiated_cipher_suite().expect("suite").suite() {
-            C::TLS13_AES_128_GCM_SHA256 => Suite::Aes128Gcm,
-            C::TLS13_AES_256_GCM_SHA384 => Suite::Aes256Gcm,
-            C::TLS13_CHACHA20_POLY1305_SHA256 => Suite::ChaCha20Poly1305,
-            other => panic!("unexpected suite {other:?}"),
-        }
-    }
-
-    fn install(&self, c: &mut Connection, now: Instant, level: SpaceId, dir: Direction) {
-        let label = match (level, dir) {
-            (SpaceId::Handshake, Direction::Send) => "SERVER_HANDSHAKE_TRAFFIC_SECRET",
-            (SpaceId::Handshake, Direction::Receive) => "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
-            (_, Direction::Send) => "SERVER_TRAFFIC_SECRET_0",
-            (_, Direction::Receive) => "CLIENT_TRAFFIC_SECRET_0",
-        };
-        c.external_install_secret(now, level, dir, self.suite(), &self.secret(label))
-            .expect("install secret");
-    }
-
-    fn pump(&mut self, c: &mut Connection, now: Instant) {
-        while let Some((_, data)) = c.external_recv_handshake() {
-            self.tls.read_hs(&data).expect("client handshake data");
-        }
-        if !self.params_set {
-            if let Some(tp) = self.tls.quic_transport_parameters() {
-                c.external_set_peer_params(now, tp)
-                    .expect("client parameters");
-                self.params_set = true;
-            }
-        }
-        loop {
-            let mut buf = Vec::new();
-            let change = self.tls.write_hs(&mut buf);
-            if !buf.is_empty() {
-                c.external_send_handshake(now, self.level, &buf)
-                    .expect("send handshake");
-            }
-            match change {
-                Some(KeyChange::Handshake { .. }) => {
-                    self.install(c, now, SpaceId::Handshake, Direction::Send);
-                    self.install(c, now, SpaceId::Handshake, Direction::Receive);
-                    self.level = SpaceId::Handshake;
-                }
-                Some(KeyChange::OneRtt { .. }) => {
-                    self.install(c, now, SpaceId::Data, Direction::Send);
-                    self.level = SpaceId::Data;
-                }
-                None if buf.is_empty() => break,
-                None => {}
-            }
-        }
-        // The 1-RTT read key once the client's Finished is in (the kernel model)
-        if !self.app_rx && !self.tls.is_handshaking() {
-            self.install(c, now, SpaceId::Data, Direction::Receive);
-            self.app_rx = true;
-        }
-    }
-}
 
 struct Setup {
     server: driver::Endpoint,
@@ -120,18 +26,7 @@ struct Setup {
 }
 
 fn setup(ip: IpAddr) -> Setup {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
-        .expect("rcgen generates a self-signed certificate");
-    let chain: Vec<CertificateDer<'static>> = vec![certified.cert.der().clone()];
-    let key = PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der());
-    let server_tls = quic_stack::tls::server_config(
-        chain.clone(),
-        PrivateKeyDer::Pkcs8(key),
-        vec![ALPN.to_vec()],
-        None,
-        false,
-    )
-    .expect("server TLS config");
+    let (server_tls, client_config) = common::self_signed_tls(ALPN);
     let server = driver::Endpoint::new(
         SocketAddr::new(ip, 0),
         EndpointConfig::default(),
@@ -141,16 +36,12 @@ fn setup(ip: IpAddr) -> Setup {
         }),
     )
     .expect("bind server");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(chain[0].clone()).expect("valid root");
-    let crypto = quic_stack::tls::client_config(roots, vec![ALPN.to_vec()], None)
-        .expect("client TLS config");
     let client = driver::Endpoint::new(SocketAddr::new(ip, 0), EndpointConfig::default(), None)
         .expect("bind client");
     Setup {
         server,
         client,
-        client_config: ClientConfig::new(Arc::new(crypto)),
+        client_config,
         server_tls,
     }
 }
@@ -169,18 +60,7 @@ async fn server_handshake(accepted: &driver::Connection, server_tls: &rustls::Se
         .with_core(|c, _| c.external_local_params().map(<[u8]>::to_vec))
         .flatten()
         .expect("external TLS parameters");
-    let secrets = Arc::new(Secrets::default());
-    let mut config = server_tls.clone();
-    config.key_log = secrets.clone();
-    let tls = rq::ServerConnection::new(Arc::new(config), rq::Version::V1, params)
-        .expect("rustls server");
-    let mut app = ServerTls {
-        tls,
-        secrets,
-        level: SpaceId::Initial,
-        params_set: false,
-        app_rx: false,
-    };
+    let mut app = app_server(server_tls, params, false);
     loop {
         let done = accepted
             .with_core(|c, now| {
@@ -255,13 +135,11 @@ async fn close_releases(conn: driver::Connection, accepted: driver::Connection, 
     drop(conn);
     let _ = accepted.closed().await;
     drop(accepted);
-    for _ in 0..500 {
-        if UdpSocket::bind(pa).is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the preferred-address socket outlived its connection");
+    common::wait_until(
+        "the preferred-address socket outlived its connection",
+        || UdpSocket::bind(pa).is_ok(),
+    )
+    .await;
 }
 
 #[tokio::test]

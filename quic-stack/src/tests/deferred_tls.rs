@@ -169,14 +169,7 @@ fn resumption_and_zero_rtt_after_attach() {
     h.handshake();
     h.pair.drive().expect("settle: the ticket arrives");
 
-    let now = h.now();
-    let server_addr = h.pair.server_addr();
-    let config = h.client_config.clone();
-    let ch2 = h
-        .client()
-        .ep
-        .connect(now, config, server_addr, "localhost")
-        .expect("second connect");
+    let ch2 = h.connect_again();
     let data = payload(3_000, 75);
     let c2 = h.client().conn(ch2);
     assert!(c2.is_zero_rtt_available(), "the ticket allows 0-RTT");

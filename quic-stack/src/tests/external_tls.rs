@@ -2,161 +2,31 @@
 //! bytes and traffic secrets through the connection's external-TLS controls, against a peer on
 //! the built-in rustls session; the wire format must interoperate
 
-use std::sync::{Arc, Mutex};
-
-use rustls::quic::{self as rq, KeyChange};
-
+use super::app_tls::{app_client, app_server, server_tls_config, AppTls};
 use super::util::{Harness, Setup, ALPN};
-use crate::connection::{Connection, Event};
+use crate::connection::Event;
 use crate::crypto::external::{Direction, ExternalTlsError};
 use crate::crypto::Suite;
-use crate::shared::{Dir, Side, SpaceId};
+use crate::shared::{Dir, SpaceId};
 
-/// Keeps the TLS 1.3 traffic secrets rustls logs (it hands QUIC only derived keys)
-#[derive(Debug, Default)]
-struct Secrets(Mutex<Vec<(String, Vec<u8>)>>);
-
-impl Secrets {
-    fn get(&self, label: &str) -> Vec<u8> {
-        let all = self.0.lock().expect("lock");
-        all.iter()
-            .find(|(l, _)| l == label)
-            .map(|(_, s)| s.clone())
-            .unwrap_or_else(|| panic!("{label} not logged"))
-    }
-}
-
-impl rustls::KeyLog for Secrets {
-    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
-        self.0
-            .lock()
-            .expect("lock")
-            .push((label.to_owned(), secret.to_vec()));
-    }
-}
-
-/// The application's TLS: rustls's QUIC API driving the connection's external-TLS controls
-struct AppTls {
-    tls: rq::Connection,
-    side: Side,
-    secrets: Arc<Secrets>,
-    write_level: SpaceId,
-    peer_params_set: bool,
-    app_rx_installed: bool,
-}
-
-impl AppTls {
-    fn suite(&self) -> Suite {
-        use rustls::CipherSuite as C;
-        match self.tls.negotiated_cipher_suite().expect("suite").suite() {
-            C::TLS13_AES_128_GCM_SHA256 => Suite::Aes128Gcm,
-            C::TLS13_AES_256_GCM_SHA384 => Suite::Aes256Gcm,
-            C::TLS13_CHACHA20_POLY1305_SHA256 => Suite::ChaCha20Poly1305,
-            other => panic!("unexpected suite {other:?}"),
-        }
-    }
-
-    fn install(&self, c: &mut Connection, now: std::time::Instant, level: SpaceId, dir: Direction) {
-        let (client, server) = match level {
-            SpaceId::Handshake => (
-                "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
-                "SERVER_HANDSHAKE_TRAFFIC_SECRET",
-            ),
-            _ => ("CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"),
-        };
-        let ours = (self.side == Side::Client) == (dir == Direction::Send);
-        let secret = self.secrets.get(if ours { client } else { server });
-        c.external_install_secret(now, level, dir, self.suite(), &secret)
-            .expect("install secret");
-    }
-
-    /// Move bytes both ways and install secrets as rustls produces them
-    fn pump(&mut self, c: &mut Connection, now: std::time::Instant) {
-        while let Some((_level, data)) = c.external_recv_handshake() {
-            self.tls.read_hs(&data).expect("peer handshake data");
-        }
-        if !self.peer_params_set {
-            if let Some(tp) = self.tls.quic_transport_parameters() {
-                c.external_set_peer_params(now, tp).expect("peer params");
-                self.peer_params_set = true;
+/// The application's server TLS, started once the accepted connection (and its parameters)
+/// exist
+fn accept_with_app_server(h: &mut Harness) -> AppTls {
+    let mut params_of_server = None;
+    h.pair
+        .drive_until(|p| {
+            if let Some(&sh) = p.server().accepted.first() {
+                params_of_server = p
+                    .server_mut()
+                    .conn(sh)
+                    .external_local_params()
+                    .map(<[u8]>::to_vec);
             }
-        }
-        loop {
-            let mut buf = Vec::new();
-            let change = self.tls.write_hs(&mut buf);
-            if !buf.is_empty() {
-                c.external_send_handshake(now, self.write_level, &buf)
-                    .expect("send handshake");
-            }
-            match change {
-                Some(KeyChange::Handshake { .. }) => {
-                    self.install(c, now, SpaceId::Handshake, Direction::Send);
-                    self.install(c, now, SpaceId::Handshake, Direction::Receive);
-                    self.write_level = SpaceId::Handshake;
-                }
-                Some(KeyChange::OneRtt { .. }) => {
-                    self.install(c, now, SpaceId::Data, Direction::Send);
-                    // Like gnutls in the kernel model, a server learns its 1-RTT read key only
-                    // once the client's Finished is in (below)
-                    if self.side == Side::Client {
-                        self.install(c, now, SpaceId::Data, Direction::Receive);
-                        self.app_rx_installed = true;
-                    }
-                    self.write_level = SpaceId::Data;
-                }
-                None if buf.is_empty() => break,
-                None => {}
-            }
-        }
-        if !self.app_rx_installed && !self.tls.is_handshaking() {
-            self.install(c, now, SpaceId::Data, Direction::Receive);
-            self.app_rx_installed = true;
-        }
-    }
-}
-
-fn key_logging(secrets: &Arc<Secrets>) -> Arc<dyn rustls::KeyLog> {
-    secrets.clone()
-}
-
-fn app_client(h: &mut Harness) -> AppTls {
-    let secrets = Arc::new(Secrets::default());
-    let mut config = (*super::util::tls_client(h.cert_key.0.clone())).clone();
-    config.key_log = key_logging(&secrets);
-    let params = h
-        .client_conn()
-        .external_local_params()
-        .expect("external session")
-        .to_vec();
-    let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
-    let tls = rq::ClientConnection::new(Arc::new(config), rq::Version::V1, name, params)
-        .expect("rustls client");
-    AppTls {
-        tls: tls.into(),
-        side: Side::Client,
-        secrets,
-        write_level: SpaceId::Initial,
-        peer_params_set: false,
-        app_rx_installed: false,
-    }
-}
-
-fn app_server(h: &Harness, params: Vec<u8>) -> AppTls {
-    let secrets = Arc::new(Secrets::default());
-    let (cert, key) = (h.cert_key.0.clone(), h.cert_key.1.clone_key());
-    let mut config = crate::tls::server_config(vec![cert], key, vec![ALPN.to_vec()], None, false)
-        .expect("server config");
-    config.key_log = key_logging(&secrets);
-    let tls = rq::ServerConnection::new(Arc::new(config), rq::Version::V1, params)
-        .expect("rustls server");
-    AppTls {
-        tls: tls.into(),
-        side: Side::Server,
-        secrets,
-        write_level: SpaceId::Initial,
-        peer_params_set: false,
-        app_rx_installed: false,
-    }
+            params_of_server.is_some()
+        })
+        .expect("accept");
+    let params = params_of_server.expect("server connection accepted");
+    app_server(&server_tls_config(&h.cert_key, false), params, false)
 }
 
 /// After the handshake: streams both ways and a datagram each way
@@ -193,7 +63,8 @@ fn external_client_against_builtin_server() {
         ..Setup::default()
     });
     assert!(h.client_conn().is_external_tls());
-    let mut app = app_client(&mut h);
+    let client_config = super::util::tls_client(h.cert_key.0.clone());
+    let mut app = app_client(&client_config, h.client_conn());
     let ch = h.ch;
     h.pair
         .drive_until(|p| {
@@ -231,22 +102,7 @@ fn external_server_against_builtin_client() {
         ..Setup::default()
     });
     let ch = h.ch;
-    // The application's TLS starts once the accepted connection (and its parameters) exist
-    let mut params_of_server = None;
-    h.pair
-        .drive_until(|p| {
-            if let Some(&sh) = p.server().accepted.first() {
-                params_of_server = p
-                    .server_mut()
-                    .conn(sh)
-                    .external_local_params()
-                    .map(<[u8]>::to_vec);
-            }
-            params_of_server.is_some()
-        })
-        .expect("accept");
-    let params = params_of_server.expect("server connection accepted");
-    let mut app_tls = app_server(&h, params);
+    let mut app_tls = accept_with_app_server(&mut h);
     h.pair
         .drive_until(|p| {
             let now = p.net.now();
@@ -353,21 +209,7 @@ fn one_rtt_packets_wait_for_the_applications_secret() {
         ..Setup::default()
     });
     let ch = h.ch;
-    let mut params_of_server = None;
-    h.pair
-        .drive_until(|p| {
-            if let Some(&sh) = p.server().accepted.first() {
-                params_of_server = p
-                    .server_mut()
-                    .conn(sh)
-                    .external_local_params()
-                    .map(<[u8]>::to_vec);
-            }
-            params_of_server.is_some()
-        })
-        .expect("accept");
-    let params = params_of_server.expect("server connection accepted");
-    let mut app_tls = app_server(&h, params);
+    let mut app_tls = accept_with_app_server(&mut h);
     let app_delay = std::time::Duration::from_millis(5);
     let mut next_pump = h.now();
     let mut datagram_queued = false;

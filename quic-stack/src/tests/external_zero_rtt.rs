@@ -5,12 +5,13 @@
 //! its TLS accepts, and the 0-RTT packets that arrived before are processed then.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::app_tls::{app_client, app_server, server_tls_config, AppTls};
-use super::util::{payload, tls_client, Harness, Setup};
-use crate::connection::{Event, RememberedParamsError};
+use super::util::{payload, tls_client, write_early, Harness, Setup, StreamReader};
+use crate::connection::{Connection, Event, RememberedParamsError};
 use crate::crypto::external::{Direction, ExternalTlsError};
 use crate::crypto::Suite;
 use crate::endpoint::ConnectionHandle;
@@ -55,6 +56,22 @@ fn lossy_harness(seed: u64, loss: f64) -> (Harness, Tls) {
     (h, tls)
 }
 
+/// The server application's TLS on accepted connection `s`: started on the first call, once
+/// the connection's parameters exist, then pumped
+fn pump_server(
+    app: &mut Option<AppTls>,
+    config: &rustls::ServerConfig,
+    reject: bool,
+    s: &mut Connection,
+    now: Instant,
+) {
+    app.get_or_insert_with(|| {
+        let params = s.external_local_params().expect("external").to_vec();
+        app_server(config, params, reject)
+    })
+    .pump(s, now);
+}
+
 /// Both applications' TLS until connected, then until the ticket reached the client; returns
 /// the server's parameters as the client application saves them (TRANSPORT_PARAM, remote=1)
 fn first_connection(h: &mut Harness, tls: &Tls) -> TransportParameters {
@@ -70,11 +87,7 @@ fn first_connection(h: &mut Harness, tls: &Tls) -> TransportParameters {
                 return false;
             };
             let s = p.server_mut().conn(sh);
-            let app = server.get_or_insert_with(|| {
-                let params = s.external_local_params().expect("external").to_vec();
-                app_server(&tls.server, params, false)
-            });
-            app.pump(s, now);
+            pump_server(&mut server, &tls.server, false, s, now);
             // The NewSessionTicket follows the handshake at the 1-RTT level
             client.app_level_reads > 0 && p.server().has_event(sh, |e| *e == Event::Connected)
         })
@@ -107,15 +120,9 @@ fn resumed(
     reject: bool,
     verdict: Verdict,
 ) -> Resumed {
-    let now = h.now();
-    let server_addr = h.pair.server_addr();
     let accepted_before = h.server().accepted.len();
-    let config = h.client_config.clone();
-    let ch = h
-        .client()
-        .ep
-        .connect(now, config, server_addr, "localhost")
-        .expect("second connect");
+    let now = h.now();
+    let ch = h.connect_again();
     let c = h.client().conn(ch);
     assert_eq!(
         c.open(Dir::Bi),
@@ -125,16 +132,7 @@ fn resumed(
     c.set_remembered_peer_params(saved)
         .expect("client still establishing");
     let id = c.open(Dir::Bi).expect("remembered stream limit");
-    let mut sent = 0;
-    while sent < data.len() {
-        match c.write(id, &data[sent..]) {
-            Ok(n) if n > 0 => sent += n,
-            other => panic!("write refused after {sent} bytes: {other:?}"),
-        }
-    }
-    c.finish(id).expect("finish");
-    c.send_datagram(Bytes::from_static(b"early datagram"))
-        .expect("remembered max_datagram_frame_size");
+    write_early(c, id, data);
     assert!(!c.is_zero_rtt_available(), "no early secret yet");
     let mut client_app = app_client(&tls.client, c);
     client_app.report_early_verdict = verdict != Verdict::Untold;
@@ -149,12 +147,9 @@ fn resumed(
     );
 
     let mut server_app: Option<AppTls> = None;
-    let mut received = Vec::new();
-    let mut read_during_handshake = false;
+    let mut reader = StreamReader::new();
     let mut server_stream: Option<StreamId> = None;
     let mut datagram = None;
-    let mut fin = false;
-    let mut buf = vec![0u8; 64 * 1024];
     let seed = h.pair.net.seed();
     h.pair
         .drive_until(|p| {
@@ -164,28 +159,15 @@ fn resumed(
                 return false;
             };
             let s = p.server_mut().conn(sh);
-            let app = server_app.get_or_insert_with(|| {
-                let params = s.external_local_params().expect("external").to_vec();
-                app_server(&tls.server, params, reject)
-            });
-            app.pump(s, now);
+            pump_server(&mut server_app, &tls.server, reject, s, now);
             datagram = datagram.take().or_else(|| s.recv_datagram());
             if server_stream.is_none() {
                 server_stream = s.accept(Dir::Bi);
             }
             if let Some(sid) = server_stream {
-                while let Ok(Some(r)) = s.read(sid, &mut buf) {
-                    if r.len > 0 && s.is_handshaking() {
-                        read_during_handshake = true;
-                    }
-                    received.extend_from_slice(&buf[..r.len]);
-                    fin |= r.fin;
-                    if r.fin || r.len == 0 {
-                        break;
-                    }
-                }
+                reader.read(s, sid);
             }
-            let done = fin
+            let done = reader.fin
                 && p.server().has_event(sh, |e| *e == Event::Connected)
                 && p.client().has_event(ch, |e| *e == Event::Connected);
             done || p.client().lost_reason(ch).is_some()
@@ -193,21 +175,23 @@ fn resumed(
         .unwrap_or_else(|e| {
             panic!(
                 "seed {seed}: resumed transfer stalled at {} bytes: {e:?}",
-                received.len()
+                reader.received.len()
             )
         });
     let sh = h.server().accepted[accepted_before];
     Resumed {
         ch,
         sh,
-        received,
-        read_during_handshake,
+        received: reader.received,
+        read_during_handshake: reader.read_during_handshake,
         datagram,
         client_app,
     }
 }
 
-fn accepted_case(seed: u64, report_verdict: bool) {
+/// A first connection, then a resumed one carrying 6000 bytes of 0-RTT data that the server
+/// accepts or (`reject`) refuses, its verdict reported to the client or not
+fn resumed_case(seed: u64, reject: bool, report_verdict: bool) -> (Harness, Vec<u8>, Resumed) {
     let (mut h, tls) = harness(seed);
     let saved = first_connection(&mut h, &tls);
     let data = payload(6_000, seed);
@@ -216,7 +200,12 @@ fn accepted_case(seed: u64, report_verdict: bool) {
     } else {
         Verdict::Untold
     };
-    let r = resumed(&mut h, &tls, &saved, &data, false, verdict);
+    let r = resumed(&mut h, &tls, &saved, &data, reject, verdict);
+    (h, data, r)
+}
+
+fn accepted_case(seed: u64, report_verdict: bool) {
+    let (mut h, data, r) = resumed_case(seed, false, report_verdict);
     assert!(r.received == data, "seed {seed}: payload mismatch");
     assert!(
         r.read_during_handshake,
@@ -247,15 +236,7 @@ fn accepted_case(seed: u64, report_verdict: bool) {
 }
 
 fn rejected_case(seed: u64, report_verdict: bool) {
-    let (mut h, tls) = harness(seed);
-    let saved = first_connection(&mut h, &tls);
-    let data = payload(6_000, seed);
-    let verdict = if report_verdict {
-        Verdict::Reported
-    } else {
-        Verdict::Untold
-    };
-    let r = resumed(&mut h, &tls, &saved, &data, true, verdict);
+    let (mut h, data, r) = resumed_case(seed, true, report_verdict);
     assert!(
         r.received == data,
         "seed {seed}: payload mismatch after rejection"
@@ -422,11 +403,7 @@ fn packets_kept_for_missing_keys_are_bounded_and_rejected_0rtt_is_never_read() {
             let now = p.net.now();
             client.pump(p.client_mut().conn(ch), now);
             let s = p.server_mut().conn(sh);
-            let app = server.get_or_insert_with(|| {
-                let params = s.external_local_params().expect("external").to_vec();
-                app_server(&tls.server, params, false)
-            });
-            app.pump(s, now);
+            pump_server(&mut server, &tls.server, false, s, now);
             p.server().has_event(sh, |e| *e == Event::Connected)
                 && p.client().has_event(ch, |e| *e == Event::Connected)
         })

@@ -55,16 +55,7 @@ fn migrate(seed: u64, loss: f64) {
     let original = h.pair.server_addr();
     h.handshake();
     let ch = h.ch;
-    let seed = h.pair.net.seed();
-    h.pair
-        .drive_until(|p| {
-            p.client()
-                .ep
-                .connection(ch)
-                .is_some_and(|c| c.preferred_address_outcome().is_some())
-        })
-        .unwrap_or_else(|e| panic!("seed {seed}: no preferred-address outcome: {e:?}"));
-    assert_eq!(h.client_conn().preferred_address_outcome(), Some(true));
+    assert_eq!(h.preferred_address_outcome(), Some(true));
     assert_eq!(h.client_conn().remote_address(), SocketAddr::V4(PREFERRED));
     assert!(h.client().has_event(ch, |e| *e
         == Event::PathChanged {
@@ -107,15 +98,8 @@ fn unreachable_preferred_address_keeps_the_original() {
     let original = h.pair.server_addr();
     h.handshake();
     let ch = h.ch;
-    h.pair
-        .drive_until(|p| {
-            p.client()
-                .ep
-                .connection(ch)
-                .is_some_and(|c| c.preferred_address_outcome().is_some())
-        })
-        .expect("validation gives up");
-    assert_eq!(h.client_conn().preferred_address_outcome(), Some(false));
+    // Validation gives up
+    assert_eq!(h.preferred_address_outcome(), Some(false));
     assert!(h.client().has_event(ch, |e| *e
         == Event::PathFailed {
             remote: SocketAddr::V4(PREFERRED)

@@ -7,7 +7,7 @@ use std::cell::Cell;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::rc::Rc;
 
-use super::app_tls::{app_server, server_tls_config, AppTls};
+use super::app_tls::{app_server, server_tls_config};
 use super::util::{payload, Harness, Setup};
 use crate::connection::{Event, PreferredAddressError};
 use crate::endpoint::ConnectionHandle;
@@ -60,8 +60,16 @@ fn accepted(h: &mut Harness) -> ConnectionHandle {
     h.server().accepted[0]
 }
 
-/// Run the server application's TLS until both sides are connected
-fn handshake(h: &mut Harness, sh: ConnectionHandle, app: &mut AppTls) {
+/// Advertise `pa` on the accepted connection while it is still establishing, then run the
+/// server application's TLS over its parameters until both sides are connected
+fn advertise_and_handshake(h: &mut Harness, pa: SocketAddr) {
+    let sh = accepted(h);
+    let s = h.server().conn(sh);
+    s.advertise_preferred_address(pa)
+        .expect("server connection still establishing");
+    let params = s.external_local_params().expect("external TLS").to_vec();
+    let config = server_tls_config(&h.cert_key, false);
+    let mut app = app_server(&config, params, false);
     let ch = h.ch;
     let seed = h.pair.net.seed();
     h.pair
@@ -77,14 +85,7 @@ fn handshake(h: &mut Harness, sh: ConnectionHandle, app: &mut AppTls) {
 
 /// Set the preferred address on the accepted connection, then hand its parameters to TLS
 fn handshake_with_preferred(h: &mut Harness) {
-    let sh = accepted(h);
-    let s = h.server().conn(sh);
-    s.advertise_preferred_address(SocketAddr::V4(PREFERRED))
-        .expect("server connection still establishing");
-    let params = s.external_local_params().expect("external TLS").to_vec();
-    let config = server_tls_config(&h.cert_key, false);
-    let mut app = app_server(&config, params, false);
-    handshake(h, sh, &mut app);
+    advertise_and_handshake(h, SocketAddr::V4(PREFERRED));
     let ch = h.ch;
     // The parameter the client saw names this connection's own address and CID
     let pa = h
@@ -96,26 +97,12 @@ fn handshake_with_preferred(h: &mut Harness) {
     assert!(pa.is_some() && pa == ours, "{pa:?} vs {ours:?}");
 }
 
-fn outcome(h: &mut Harness) -> Option<bool> {
-    let ch = h.ch;
-    let seed = h.pair.net.seed();
-    h.pair
-        .drive_until(|p| {
-            p.client()
-                .ep
-                .connection(ch)
-                .is_some_and(|c| c.preferred_address_outcome().is_some())
-        })
-        .unwrap_or_else(|e| panic!("seed {seed}: no preferred-address outcome: {e:?}"));
-    h.client_conn().preferred_address_outcome()
-}
-
 #[test]
 fn client_moves_to_the_connections_preferred_address() {
     let (mut h, counts) = harness(91, false);
     let original = h.pair.server_addr();
     handshake_with_preferred(&mut h);
-    assert_eq!(outcome(&mut h), Some(true));
+    assert_eq!(h.preferred_address_outcome(), Some(true));
     assert_eq!(h.client_conn().remote_address(), SocketAddr::V4(PREFERRED));
     // Data flows over the new path both ways: the client drops anything from the original
     // address, so the server sends from the preferred one
@@ -140,7 +127,7 @@ fn unreachable_connection_preferred_address_keeps_the_original() {
     let (mut h, counts) = harness(92, true);
     let original = h.pair.server_addr();
     handshake_with_preferred(&mut h);
-    assert_eq!(outcome(&mut h), Some(false));
+    assert_eq!(h.preferred_address_outcome(), Some(false));
     let ch = h.ch;
     assert!(h.client().has_event(ch, |e| *e
         == Event::PathFailed {
@@ -161,14 +148,7 @@ fn other_family_only_leaves_the_client_in_place() {
     // to go when only an IPv6 address is offered
     let (mut h, counts) = harness(93, false);
     let v6 = SocketAddrV6::new(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 9), 7443, 0, 0);
-    let sh = accepted(&mut h);
-    let s = h.server().conn(sh);
-    s.advertise_preferred_address(SocketAddr::V6(v6))
-        .expect("v6 preferred address");
-    let params = s.external_local_params().expect("external TLS").to_vec();
-    let config = server_tls_config(&h.cert_key, false);
-    let mut app = app_server(&config, params, false);
-    handshake(&mut h, sh, &mut app);
+    advertise_and_handshake(&mut h, SocketAddr::V6(v6));
     let pa = h
         .client_conn()
         .peer_params()

@@ -21,14 +21,7 @@ fn retry_server() -> Harness {
 /// handle and the size of the server's first datagram for it
 fn second_connection(h: &mut Harness) -> (ConnectionHandle, usize) {
     let sent_before = h.server().sent_sizes.len();
-    let now = h.now();
-    let server_addr = h.pair.server_addr();
-    let config = h.client_config.clone();
-    let ch2 = h
-        .client()
-        .ep
-        .connect(now, config, server_addr, "localhost")
-        .expect("second connect");
+    let ch2 = h.connect_again();
     let seed = h.pair.net.seed();
     h.pair
         .drive_until(|p| p.client().has_event(ch2, |e| *e == Event::Connected))

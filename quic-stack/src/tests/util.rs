@@ -286,6 +286,32 @@ impl Harness {
         self.server().conn(h)
     }
 
+    /// Drive until the client has tried the server's preferred address; whether it moved there
+    pub(super) fn preferred_address_outcome(&mut self) -> Option<bool> {
+        let ch = self.ch;
+        let seed = self.pair.net.seed();
+        self.pair
+            .drive_until(|p| {
+                p.client()
+                    .ep
+                    .connection(ch)
+                    .is_some_and(|c| c.preferred_address_outcome().is_some())
+            })
+            .unwrap_or_else(|e| panic!("seed {seed}: no preferred-address outcome: {e:?}"));
+        self.client_conn().preferred_address_outcome()
+    }
+
+    /// A further connection from the client endpoint to the server (resumption, 0-RTT, tokens)
+    pub(super) fn connect_again(&mut self) -> ConnectionHandle {
+        let now = self.now();
+        let server_addr = self.pair.server_addr();
+        let config = self.client_config.clone();
+        self.client()
+            .ep
+            .connect(now, config, server_addr, "localhost")
+            .expect("connect again")
+    }
+
     /// Drive until both sides report `Connected`
     pub(super) fn handshake(&mut self) {
         let ch = self.ch;
@@ -380,4 +406,54 @@ pub(super) fn payload(len: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; len];
     rand_chacha::ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut v);
     v
+}
+
+/// Write all of `data` on `id` with its FIN, then a datagram behind it: what a resuming client
+/// queues before its first packet leaves, so all of it can go as 0-RTT
+pub(super) fn write_early(c: &mut Connection, id: StreamId, data: &[u8]) {
+    let mut sent = 0;
+    while sent < data.len() {
+        match c.write(id, &data[sent..]) {
+            Ok(n) if n > 0 => sent += n,
+            other => panic!("0-RTT write refused after {sent} bytes: {other:?}"),
+        }
+    }
+    c.finish(id).expect("finish");
+    c.send_datagram(Bytes::from_static(b"early datagram"))
+        .expect("remembered max_datagram_frame_size allows datagrams");
+}
+
+/// The server's reading of one stream across drive steps, noting whether any data came while
+/// its handshake was still running (0-RTT)
+pub(super) struct StreamReader {
+    pub(super) received: Vec<u8>,
+    pub(super) read_during_handshake: bool,
+    pub(super) fin: bool,
+    buf: Vec<u8>,
+}
+
+impl StreamReader {
+    pub(super) fn new() -> Self {
+        Self {
+            received: Vec::new(),
+            read_during_handshake: false,
+            fin: false,
+            buf: vec![0u8; 64 * 1024],
+        }
+    }
+
+    /// Read what `sid` holds now; whether its end is in
+    pub(super) fn read(&mut self, s: &mut Connection, sid: StreamId) -> bool {
+        while let Ok(Some(r)) = s.read(sid, &mut self.buf) {
+            if r.len > 0 && s.is_handshaking() {
+                self.read_during_handshake = true;
+            }
+            self.received.extend_from_slice(&self.buf[..r.len]);
+            self.fin |= r.fin;
+            if r.fin || r.len == 0 {
+                break;
+            }
+        }
+        self.fin
+    }
 }

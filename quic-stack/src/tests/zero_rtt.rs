@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::util::{payload, Harness, Setup};
+use super::util::{payload, write_early, Harness, Setup, StreamReader};
 use crate::config::{EndpointConfig, ServerConfig, TransportConfig};
 use crate::connection::Event;
 use crate::endpoint::{ConnectionHandle, Endpoint};
@@ -50,36 +50,18 @@ struct Resumed {
 /// Connect again and, before a single packet left, write `data` on a stream and queue a
 /// datagram; drive until the server has read the whole stream
 fn resumed_transfer(h: &mut Harness, data: &[u8]) -> Resumed {
-    let now = h.now();
-    let server_addr = h.pair.server_addr();
-    let config = h.client_config.clone();
     let accepted_before = h.server().accepted.len();
-    let ch = h
-        .client()
-        .ep
-        .connect(now, config, server_addr, "localhost")
-        .expect("second connect");
+    let ch = h.connect_again();
     let c = h.client().conn(ch);
     assert!(c.is_zero_rtt_available(), "the ticket allows 0-RTT");
     let id = c
         .open(Dir::Bi)
         .expect("remembered stream limit allows a stream");
-    let mut sent = 0;
-    while sent < data.len() {
-        match c.write(id, &data[sent..]) {
-            Ok(n) if n > 0 => sent += n,
-            other => panic!("0-RTT write refused after {sent} bytes: {other:?}"),
-        }
-    }
-    c.finish(id).expect("finish");
-    c.send_datagram(Bytes::from_static(b"early datagram"))
-        .expect("remembered max_datagram_frame_size allows datagrams");
+    write_early(c, id, data);
 
-    let mut received = Vec::new();
-    let mut read_during_handshake = false;
+    let mut reader = StreamReader::new();
     let mut server_stream: Option<StreamId> = None;
     let mut datagram = None;
-    let mut buf = vec![0u8; 64 * 1024];
     let seed = h.pair.net.seed();
     h.pair
         .drive_until(|p| {
@@ -96,21 +78,7 @@ fn resumed_transfer(h: &mut Harness, data: &[u8]) -> Resumed {
             let Some(sid) = server_stream else {
                 return false;
             };
-            let mut fin = false;
-            while let Ok(Some(r)) = s.read(sid, &mut buf) {
-                if r.len > 0 && s.is_handshaking() {
-                    read_during_handshake = true;
-                }
-                received.extend_from_slice(&buf[..r.len]);
-                if r.fin {
-                    fin = true;
-                    break;
-                }
-                if r.len == 0 {
-                    break;
-                }
-            }
-            fin
+            reader.read(s, sid)
         })
         .unwrap_or_else(|e| panic!("seed {seed}: resumed transfer stalled: {e:?}"));
     let sh = h.server().accepted[accepted_before];
@@ -128,8 +96,8 @@ fn resumed_transfer(h: &mut Harness, data: &[u8]) -> Resumed {
     Resumed {
         ch,
         sh,
-        received,
-        read_during_handshake,
+        received: reader.received,
+        read_during_handshake: reader.read_during_handshake,
         datagram,
     }
 }
@@ -235,14 +203,7 @@ fn zero_rtt_off_by_default() {
         server_early_data: true,
         ..Setup::default()
     });
-    let now = h.now();
-    let server_addr = h.pair.server_addr();
-    let config = h.client_config.clone();
-    let ch = h
-        .client()
-        .ep
-        .connect(now, config, server_addr, "localhost")
-        .expect("connect");
+    let ch = h.connect_again();
     let c = h.client().conn(ch);
     assert!(!c.is_zero_rtt_available());
     assert_eq!(
@@ -291,14 +252,7 @@ fn server_that_lowers_its_limits_while_accepting_zero_rtt_is_refused() {
         ..(*h.server_config).clone()
     };
     h.server().ep.set_server_config(Some(Arc::new(stingy)));
-    let now = h.now();
-    let server_addr = h.pair.server_addr();
-    let config = h.client_config.clone();
-    let ch = h
-        .client()
-        .ep
-        .connect(now, config, server_addr, "localhost")
-        .expect("connect");
+    let ch = h.connect_again();
     assert!(h.client().conn(ch).is_zero_rtt_available());
     h.pair
         .drive_until(|p| p.client().lost_reason(ch).is_some())
@@ -329,13 +283,7 @@ impl std::io::Write for SharedBuf {
 fn qlog_names_zero_rtt_packets() {
     let mut h = first_connection(zero_rtt_setup(77, false));
     let now = h.now();
-    let server_addr = h.pair.server_addr();
-    let config = h.client_config.clone();
-    let ch = h
-        .client()
-        .ep
-        .connect(now, config, server_addr, "localhost")
-        .expect("connect");
+    let ch = h.connect_again();
     let out = SharedBuf::default();
     let c = h.client().conn(ch);
     let writer = crate::qlog::QlogWriter::new(
