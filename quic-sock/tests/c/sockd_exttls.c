@@ -20,16 +20,8 @@
 #include <gnutls/gnutls.h>
 #include <netinet/quic.h>
 
-#define CHECK(c)                                                                         \
-	do {                                                                             \
-		if (!(c)) {                                                              \
-			fprintf(stderr, "FAIL[%s] %s:%d: %s (errno %d %s)\n", role,      \
-				__FILE__, __LINE__, #c, errno, strerror(errno));         \
-			exit(1);                                                         \
-		}                                                                        \
-	} while (0)
+#include "test_common.h"
 
-static const char *role = "main";
 static int sock = -1;
 static int app_tx, app_rx;
 
@@ -181,15 +173,6 @@ static ssize_t no_transport(gnutls_transport_ptr_t p, void *buf, size_t len)
 	(void)len;
 	errno = EAGAIN;
 	return -1;
-}
-
-static void enable_datagrams(int fd)
-{
-	struct quic_transport_param tp;
-
-	memset(&tp, 0, sizeof(tp));
-	tp.max_datagram_frame_size = 1400;
-	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &tp, sizeof(tp)) == 0);
 }
 
 /* drive GnuTLS until its handshake completes, moving bytes through the socket `sock` */

@@ -21,20 +21,12 @@
 #include <sys/wait.h>
 #include <netinet/quic.h>
 
-#define CHECK(c)                                                                         \
-	do {                                                                             \
-		if (!(c)) {                                                              \
-			fprintf(stderr, "FAIL[%s] %s:%d: %s (errno %d %s)\n", role,      \
-				__FILE__, __LINE__, #c, errno, strerror(errno));         \
-			exit(1);                                                         \
-		}                                                                        \
-	} while (0)
+#include "test_common.h"
 
 #define STREAM_LIMIT 3	   /* the server's max_streams_bidi */
 #define STREAM_WINDOW 4096 /* the server's max_stream_data_bidi_remote */
 #define SINK_LEN 65536
 
-static const char *role = "main";
 
 /* What one side's events said so far */
 struct seen {
@@ -123,26 +115,6 @@ static void note_event(struct seen *s, const char *buf, size_t n)
 	default:
 		break;
 	}
-}
-
-static ssize_t send_stream(int fd, int64_t id, uint32_t sflags, const void *data, size_t len)
-{
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))] = { 0 };
-	struct iovec iov = { (void *)data, len };
-	struct msghdr m = { 0 };
-	struct cmsghdr *c;
-	struct quic_stream_info si = { id, sflags };
-
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_QUIC;
-	c->cmsg_type = QUIC_STREAM_INFO;
-	c->cmsg_len = CMSG_LEN(sizeof(si));
-	memcpy(CMSG_DATA(c), &si, sizeof(si));
-	return sendmsg(fd, &m, 0);
 }
 
 /* One recvmsg: events go to `s` (returns 0 with *id = -1), stream data returns its length */

@@ -27,16 +27,8 @@
 #include <netinet/quic.h>
 #include <gnutls/gnutls.h>
 
-#define CHECK(c)                                                                         \
-	do {                                                                             \
-		if (!(c)) {                                                              \
-			fprintf(stderr, "FAIL[%s] %s:%d: %s (errno %d %s)\n", role,      \
-				__FILE__, __LINE__, #c, errno, strerror(errno));         \
-			exit(1);                                                         \
-		}                                                                        \
-	} while (0)
+#include "test_common.h"
 
-static const char *role = "main";
 static const unsigned char key_bytes[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
 
 static int server_key(gnutls_session_t s, const char *user, gnutls_datum_t *key)
@@ -94,26 +86,6 @@ static ssize_t recv_data(int fd, gnutls_session_t s, void *buf, size_t len, int6
 		*sflags = ((struct quic_stream_info *)CMSG_DATA(c))->stream_flags;
 		return n;
 	}
-}
-
-static ssize_t send_stream(int fd, int64_t sid, uint32_t sflags, const void *buf, size_t len)
-{
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))] = { 0 };
-	struct quic_stream_info si = { .stream_id = sid, .stream_flags = sflags };
-	struct iovec iov = { (void *)buf, len };
-	struct msghdr m = { 0 };
-	struct cmsghdr *c;
-
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_QUIC;
-	c->cmsg_type = QUIC_STREAM_INFO;
-	c->cmsg_len = CMSG_LEN(sizeof(si));
-	memcpy(CMSG_DATA(c), &si, sizeof(si));
-	return sendmsg(fd, &m, 0);
 }
 
 static unsigned char ticket_data[8192];

@@ -1,0 +1,102 @@
+/* Helpers shared by the C test programs (echo.c, sockd_*.c): the failure macro and the
+ * kernel-API message plumbing every program needs. Static inline so that a program using
+ * only some of them still builds with -Wall -Werror. Include after <netinet/quic.h> and the
+ * libc headers (stdio, stdlib, string, errno, sys/socket). */
+#ifndef QUICSOCK_TEST_COMMON_H
+#define QUICSOCK_TEST_COMMON_H
+
+/* Which side of the fork failed: each program sets it when it becomes client or server */
+static const char *role = "main";
+
+#define CHECK(c)                                                                         \
+	do {                                                                             \
+		if (!(c)) {                                                              \
+			fprintf(stderr, "FAIL[%s] %s:%d: %s (errno %d %s)\n", role,      \
+				__FILE__, __LINE__, #c, errno, strerror(errno));         \
+			exit(1);                                                         \
+		}                                                                        \
+	} while (0)
+
+/* sendmsg with a QUIC_STREAM_INFO cmsg (kernel API only: no quic_sendmsg) */
+static inline ssize_t send_stream_flags(int fd, int64_t id, uint32_t sflags, const void *data,
+					size_t len, int flags)
+{
+	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))] = { 0 };
+	struct quic_stream_info si = { .stream_id = id, .stream_flags = sflags };
+	struct iovec iov = { (void *)data, len };
+	struct msghdr m = { 0 };
+	struct cmsghdr *c;
+
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	m.msg_control = ctrl;
+	m.msg_controllen = sizeof(ctrl);
+	c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_QUIC;
+	c->cmsg_type = QUIC_STREAM_INFO;
+	c->cmsg_len = CMSG_LEN(sizeof(si));
+	memcpy(CMSG_DATA(c), &si, sizeof(si));
+	return sendmsg(fd, &m, flags);
+}
+
+static inline ssize_t send_stream(int fd, int64_t id, uint32_t sflags, const void *data,
+				  size_t len)
+{
+	return send_stream_flags(fd, id, sflags, data, len, 0);
+}
+
+/* recvmsg; fills *si from the QUIC_STREAM_INFO cmsg (id -1 if none) and *mflags. With
+ * `strict`, any other cmsg fails the program (where none can legitimately arrive). */
+static inline ssize_t recv_msg_info(int fd, void *buf, size_t len, struct quic_stream_info *si,
+				    int *mflags, int flags, int strict)
+{
+	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
+	struct iovec iov = { buf, len };
+	struct msghdr m = { 0 };
+	struct cmsghdr *c;
+	ssize_t n;
+
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	m.msg_control = ctrl;
+	m.msg_controllen = sizeof(ctrl);
+	n = recvmsg(fd, &m, flags);
+	si->stream_id = -1;
+	si->stream_flags = 0;
+	if (n < 0)
+		return n;
+	*mflags = m.msg_flags;
+	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		int info = c->cmsg_level == SOL_QUIC && c->cmsg_type == QUIC_STREAM_INFO;
+
+		if (strict)
+			CHECK(info);
+		if (info)
+			memcpy(si, CMSG_DATA(c), sizeof(*si));
+	}
+	return n;
+}
+
+static inline ssize_t recv_any_flags(int fd, void *buf, size_t len, struct quic_stream_info *si,
+				     int *mflags, int flags)
+{
+	return recv_msg_info(fd, buf, len, si, mflags, flags, 0);
+}
+
+static inline ssize_t recv_any(int fd, void *buf, size_t len, struct quic_stream_info *si,
+			       int *mflags)
+{
+	return recv_msg_info(fd, buf, len, si, mflags, 0, 0);
+}
+
+/* datagrams need max_datagram_frame_size on both sides (the kernel's default is 0) */
+static inline void enable_datagrams(int fd)
+{
+	struct quic_transport_param tp;
+
+	memset(&tp, 0, sizeof(tp)); /* zero fields keep their defaults */
+	tp.max_datagram_frame_size = 1400;
+	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &tp, sizeof(tp)) == 0);
+}
+
+#endif
