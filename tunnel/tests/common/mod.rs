@@ -2,13 +2,15 @@
 //! tests that speak the SOL_QUIC API without the library (each test binary uses a subset)
 #![allow(dead_code)]
 
+pub(crate) mod app_tls;
+
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use quic_stack::sockapi::consts::*;
 use quic_stack::sockapi::events::Event;
-use quic_stack::sockapi::msg::{Request, Response, MAX_MESSAGE};
+use quic_stack::sockapi::msg::{HandshakeArgs, RawAddr, Request, Response, MAX_MESSAGE};
 use quic_stack::sockapi::types::StreamInfo;
 use tunnel::sockd::SeqPacket;
 
@@ -36,7 +38,59 @@ pub(crate) enum Answer {
     Addr(SocketAddr),
 }
 
+/// A `sockd` service on a fresh abstract name (`prefix-PID`), served until the handle is aborted
+pub(crate) fn start_service(prefix: &str) -> (String, tokio::task::JoinHandle<()>) {
+    let name = format!("{prefix}-{}", std::process::id());
+    let listener = tunnel::sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(tunnel::sockd::serve(
+        listener,
+        tunnel::sockd::Limits::default(),
+    ));
+    (name, service)
+}
+
 impl Sock {
+    /// Binds to 127.0.0.1 (the service picks the port) and listens; the bound address
+    pub(crate) async fn bind_listen(&mut self, backlog: i32) -> SocketAddr {
+        let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
+        let r = self.call(&Request::Bind(bind)).await;
+        assert!(matches!(r, Answer::Ok(0)), "bind: {r:?}");
+        let r = self.call(&Request::Listen { backlog }).await;
+        assert!(matches!(r, Answer::Ok(0)), "listen: {r:?}");
+        match self.call(&Request::GetSockName).await {
+            Answer::Addr(a) => a,
+            other => panic!("getsockname: {other:?}"),
+        }
+    }
+
+    /// connect() to `to`, then the built-in client handshake (SNI "localhost", ALPN
+    /// "sample"); both must succeed
+    pub(crate) async fn connect_and_handshake(&mut self, to: SocketAddr) {
+        self.connect(to).await;
+        let r = self.client_handshake().await;
+        assert!(matches!(r, Answer::Ok(0)), "handshake: {r:?}");
+    }
+
+    /// connect() to `to`, which must succeed
+    pub(crate) async fn connect(&mut self, to: SocketAddr) {
+        let r = self
+            .call(&Request::Connect(RawAddr::from_socket_addr(&to)))
+            .await;
+        assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+    }
+
+    /// The built-in client handshake (SNI "localhost", ALPN "sample"), its answer
+    pub(crate) async fn client_handshake(&mut self) -> Answer {
+        self.call(&Request::Handshake(HandshakeArgs {
+            server: false,
+            hostname: Some(b"localhost"),
+            alpns: Some(b"sample"),
+            pkey: None,
+            cert: None,
+        }))
+        .await
+    }
+
     pub(crate) async fn open(service: &str) -> Self {
         use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
         let fd: OwnedFd = socket(
