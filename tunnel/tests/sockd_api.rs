@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quic_stack::config::{EndpointConfig, ServerConfig, TransportConfig};
+use quic_stack::config::{EndpointConfig, TransportConfig};
 use quic_stack::driver::Endpoint;
 use quic_stack::sockapi::consts::*;
 use quic_stack::sockapi::events::Event;
@@ -17,7 +17,7 @@ use quic_stack::sockapi::types::{ConnectionIdInfo, TransportParam};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 mod common;
-use common::{libc_eagain, start_service, Answer, Sock};
+use common::{libc_eagain, loopback_server, start_service, Answer, Recvd, Sock};
 
 fn server_endpoint() -> (Endpoint, SocketAddr) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
@@ -25,19 +25,11 @@ fn server_endpoint() -> (Endpoint, SocketAddr) {
     let chain: Vec<CertificateDer<'static>> = vec![ck.cert.der().clone()];
     let tls = quic_stack::tls::server_config(chain, key, vec![b"sample".to_vec()], None, false)
         .expect("tls");
-    let mut cfg = ServerConfig::new(Arc::new(tls));
-    cfg.transport = Arc::new(TransportConfig {
+    let transport = TransportConfig {
         max_concurrent_bidi_streams: 2,
         ..TransportConfig::default()
-    });
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        Some(cfg),
-    )
-    .expect("server endpoint");
-    let addr = ep.local_addr();
-    (ep, addr)
+    };
+    loopback_server(tls, transport)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,10 +228,7 @@ async fn accepted_socket_handshakes_with_its_own_certificate() {
     let (name, service) = start_service("quictun-sockd-api-cert");
     let epipe = nix::errno::Errno::EPIPE as i32;
 
-    let mut l = Sock::open(&name).await;
-    let r = l.set(QUIC_SOCKOPT_ALPN, b"sample").await;
-    assert!(matches!(r, Answer::Ok(0)), "alpn: {r:?}");
-    let addr = l.bind_listen(4).await;
+    let (mut l, addr) = Sock::listener(&name, 4).await;
     let r = l.get(QUIC_SOCKOPT_SESSION_TICKET, &[], 64).await;
     assert!(matches!(r, Answer::Err(e) if e == epipe), "listener: {r:?}");
 
@@ -464,12 +453,7 @@ async fn stream_updates_carry_final_sizes() {
 async fn full_backlog_refuses_and_waiting_clients_wait() {
     let (name, service) = start_service("quictun-sockd-api-backlog");
 
-    let mut l = Sock::open(&name).await;
-    assert!(matches!(
-        l.set(QUIC_SOCKOPT_ALPN, b"sample").await,
-        Answer::Ok(0)
-    ));
-    let addr = l.bind_listen(1).await;
+    let (mut l, addr) = Sock::listener(&name, 1).await;
     let tls = quic_stack::tls::danger_insecure_client_config(vec![b"sample".to_vec()])
         .expect("client tls");
     let cfg = quic_stack::config::ClientConfig::new(Arc::new(tls));
@@ -567,14 +551,8 @@ async fn data_sent_before_the_peers_close_stays_readable() {
         srv.await.expect("server task");
         let (mut bytes, mut fins) = (0usize, 0usize);
         for _ in 0..1000 {
-            match s
-                .call(&Request::RecvMsg {
-                    flags: 0,
-                    max_len: 65536,
-                })
-                .await
-            {
-                Answer::Recv {
+            match s.recvmsg_once(65536).await {
+                Recvd::Msg {
                     msg_flags,
                     stream,
                     data,
@@ -587,11 +565,8 @@ async fn data_sent_before_the_peers_close_stays_readable() {
                         }
                     }
                 }
-                Answer::Err(e) if e == libc_eagain() => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Answer::Err(e) if e == nix::errno::Errno::ENOTCONN as i32 => break,
-                other => panic!("recvmsg: {other:?}"),
+                Recvd::Again => tokio::time::sleep(Duration::from_millis(5)).await,
+                Recvd::NotConnected => break,
             }
         }
         assert_eq!(
@@ -611,12 +586,7 @@ async fn close_right_after_writing_sends_the_data_first() {
     const STREAMS: usize = 3;
     const LEN: usize = 20_000;
     let (name, service) = start_service("quictun-sockd-api-flush");
-    let mut l = Sock::open(&name).await;
-    assert!(matches!(
-        l.set(QUIC_SOCKOPT_ALPN, b"sample").await,
-        Answer::Ok(0)
-    ));
-    let addr = l.bind_listen(4).await;
+    let (mut l, addr) = Sock::listener(&name, 4).await;
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
     let (cert_pem, key_pem) = (ck.cert.pem(), ck.key_pair.serialize_pem());
     let mut roots = rustls::RootCertStore::empty();

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quic_stack::config::{EndpointConfig, ServerConfig, TransportConfig};
+use quic_stack::config::{EndpointConfig, TransportConfig};
 use quic_stack::driver::Endpoint;
 use quic_stack::sockapi::consts::*;
 use quic_stack::sockapi::msg::{HandshakeArgs, Request};
@@ -20,7 +20,7 @@ mod common;
 use common::app_tls::{
     cipher_of, install as install_secret, install_both, send_all_handshake, Secrets,
 };
-use common::{libc_eagain, start_service, Answer, Sock};
+use common::{loopback_server, start_service, Answer, Recvd, Sock};
 
 /// Install the client's tx and rx secrets of `level`
 async fn install(s: &mut Sock, tls: &rq::ClientConnection, secrets: &Secrets, level: u8) {
@@ -60,19 +60,11 @@ fn server_endpoint(
 ) -> (Endpoint, SocketAddr) {
     let tls = quic_stack::tls::server_config(chain, key, vec![b"sample".to_vec()], None, false)
         .expect("tls");
-    let mut cfg = ServerConfig::new(Arc::new(tls));
-    cfg.transport = Arc::new(TransportConfig {
+    let transport = TransportConfig {
         datagram_receive_buffer_size: Some(1 << 16),
         ..TransportConfig::default()
-    });
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        Some(cfg),
-    )
-    .expect("server endpoint");
-    let addr = ep.local_addr();
-    (ep, addr)
+    };
+    loopback_server(tls, transport)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,20 +298,12 @@ async fn bad_peer_parameters_fail_like_the_kernel() {
     assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
     let mut gone = false;
     for _ in 0..100 {
-        match s
-            .call(&Request::RecvMsg {
-                flags: 0,
-                max_len: 1024,
-            })
-            .await
-        {
-            Answer::Err(e) if e == nix::errno::Errno::ENOTCONN as i32 => {
+        match s.recvmsg_once(1024).await {
+            Recvd::NotConnected => {
                 gone = true;
                 break;
             }
-            Answer::Err(e) if e == libc_eagain() => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            Recvd::Again => tokio::time::sleep(Duration::from_millis(10)).await,
             other => panic!("recvmsg after failure: {other:?}"),
         }
     }

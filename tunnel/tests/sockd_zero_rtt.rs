@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
+use quic_stack::config::{ClientConfig, EndpointConfig, TransportConfig};
 use quic_stack::driver::Endpoint;
 use quic_stack::sockapi::consts::*;
 use quic_stack::sockapi::events::Event;
@@ -278,18 +278,11 @@ async fn external_tls_client_resumes_with_zero_rtt() {
         true,
     )
     .expect("server tls");
-    let mut scfg = ServerConfig::new(Arc::new(stls));
-    scfg.transport = Arc::new(TransportConfig {
+    let transport = TransportConfig {
         zero_rtt: true,
         ..TransportConfig::default()
-    });
-    let server = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        Some(scfg),
-    )
-    .expect("server endpoint");
-    let server_addr = server.local_addr();
+    };
+    let (server, server_addr) = common::loopback_server(stls, transport);
     let srv = tokio::spawn(async move {
         let mut conns = Vec::new();
         for _ in 0..2 {

@@ -38,6 +38,39 @@ pub(crate) enum Answer {
     Addr(SocketAddr),
 }
 
+/// One recvmsg's outcome, the errors a test waits through or for as values
+#[derive(Debug)]
+pub(crate) enum Recvd {
+    Msg {
+        msg_flags: u32,
+        stream: Option<StreamInfo>,
+        level: Option<u8>,
+        data: Vec<u8>,
+    },
+    /// EAGAIN: nothing queued yet
+    Again,
+    /// ENOTCONN: the connection is gone and its queue drained
+    NotConnected,
+}
+
+/// A quic-stack server endpoint on 127.0.0.1 (built-in TLS `tls`, transport `transport`)
+/// and its address
+pub(crate) fn loopback_server(
+    tls: rustls::ServerConfig,
+    transport: quic_stack::config::TransportConfig,
+) -> (quic_stack::driver::Endpoint, SocketAddr) {
+    let mut cfg = quic_stack::config::ServerConfig::new(std::sync::Arc::new(tls));
+    cfg.transport = std::sync::Arc::new(transport);
+    let ep = quic_stack::driver::Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        quic_stack::config::EndpointConfig::default(),
+        Some(cfg),
+    )
+    .expect("server endpoint");
+    let addr = ep.local_addr();
+    (ep, addr)
+}
+
 /// A `sockd` service on a fresh abstract name (`prefix-PID`), served until the handle is aborted
 pub(crate) fn start_service(prefix: &str) -> (String, tokio::task::JoinHandle<()>) {
     let name = format!("{prefix}-{}", std::process::id());
@@ -50,6 +83,15 @@ pub(crate) fn start_service(prefix: &str) -> (String, tokio::task::JoinHandle<()
 }
 
 impl Sock {
+    /// A listening socket with ALPN "sample" on 127.0.0.1, and its address
+    pub(crate) async fn listener(service: &str, backlog: i32) -> (Self, SocketAddr) {
+        let mut l = Self::open(service).await;
+        let r = l.set(QUIC_SOCKOPT_ALPN, b"sample").await;
+        assert!(matches!(r, Answer::Ok(0)), "alpn: {r:?}");
+        let addr = l.bind_listen(backlog).await;
+        (l, addr)
+    }
+
     /// Binds to 127.0.0.1 (the service picks the port) and listens; the bound address
     pub(crate) async fn bind_listen(&mut self, backlog: i32) -> SocketAddr {
         let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
@@ -236,26 +278,39 @@ impl Sock {
     /// One recvmsg, waiting up to a few seconds: (msg_flags, stream, handshake level, data)
     pub(crate) async fn recv_any(&mut self) -> (u32, Option<StreamInfo>, Option<u8>, Vec<u8>) {
         for _ in 0..500 {
-            match self
-                .call(&Request::RecvMsg {
-                    flags: 0,
-                    max_len: 65536,
-                })
-                .await
-            {
-                Answer::Recv {
+            match self.recvmsg_once(65536).await {
+                Recvd::Msg {
                     msg_flags,
                     stream,
                     level,
                     data,
                 } => return (msg_flags, stream, level, data),
-                Answer::Err(e) if e == libc_eagain() => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                other => panic!("recvmsg: {other:?}"),
+                Recvd::Again => tokio::time::sleep(Duration::from_millis(10)).await,
+                Recvd::NotConnected => panic!("recvmsg: ENOTCONN"),
             }
         }
         panic!("nothing received within 5 s");
+    }
+
+    /// One recvmsg of up to `max_len` bytes, EAGAIN and ENOTCONN as values (anything else
+    /// fails the test)
+    pub(crate) async fn recvmsg_once(&mut self, max_len: u32) -> Recvd {
+        match self.call(&Request::RecvMsg { flags: 0, max_len }).await {
+            Answer::Recv {
+                msg_flags,
+                stream,
+                level,
+                data,
+            } => Recvd::Msg {
+                msg_flags,
+                stream,
+                level,
+                data,
+            },
+            Answer::Err(e) if e == libc_eagain() => Recvd::Again,
+            Answer::Err(e) if e == nix::errno::Errno::ENOTCONN as i32 => Recvd::NotConnected,
+            other => panic!("recvmsg: {other:?}"),
+        }
     }
 
     pub(crate) async fn send_handshake(&mut self, level: u8, data: &[u8]) -> Answer {
@@ -283,32 +338,11 @@ impl Sock {
 
     /// The next message of the receive queue (events decoded), waiting up to a few seconds
     pub(crate) async fn recv(&mut self) -> Result<(Option<StreamInfo>, Vec<u8>), Event> {
-        for _ in 0..500 {
-            match self
-                .call(&Request::RecvMsg {
-                    flags: 0,
-                    max_len: 65536,
-                })
-                .await
-            {
-                Answer::Recv {
-                    msg_flags,
-                    stream,
-                    data,
-                    ..
-                } => {
-                    if msg_flags & MSG_QUIC_NOTIFICATION != 0 {
-                        return Err(Event::decode(&data).expect("known event"));
-                    }
-                    return Ok((stream, data));
-                }
-                Answer::Err(e) if e == libc_eagain() => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                other => panic!("recvmsg: {other:?}"),
-            }
+        let (msg_flags, stream, _, data) = self.recv_any().await;
+        if msg_flags & MSG_QUIC_NOTIFICATION != 0 {
+            return Err(Event::decode(&data).expect("known event"));
         }
-        panic!("nothing received within 5 s");
+        Ok((stream, data))
     }
 }
 
