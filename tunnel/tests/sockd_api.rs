@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quic_stack::config::{EndpointConfig, TransportConfig};
+use quic_stack::config::TransportConfig;
 use quic_stack::driver::Endpoint;
 use quic_stack::sockapi::consts::*;
 use quic_stack::sockapi::events::Event;
@@ -199,12 +199,7 @@ fn client_of(addr: SocketAddr, cert: CertificateDer<'static>) -> tokio::task::Jo
     roots.add(cert).expect("root");
     let tls = quic_stack::tls::client_config(roots, vec![b"sample".to_vec()], None).expect("tls");
     let cfg = quic_stack::config::ClientConfig::new(Arc::new(tls));
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("client endpoint");
+    let ep = common::loopback_client();
     let conn = ep.connect(cfg, addr, "localhost").expect("connect");
     tokio::spawn(async move {
         conn.handshake().await.expect("client handshake");
@@ -457,12 +452,7 @@ async fn full_backlog_refuses_and_waiting_clients_wait() {
     let tls = quic_stack::tls::danger_insecure_client_config(vec![b"sample".to_vec()])
         .expect("client tls");
     let cfg = quic_stack::config::ClientConfig::new(Arc::new(tls));
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("client endpoint");
+    let ep = common::loopback_client();
     let first = ep.connect(cfg.clone(), addr, "localhost").expect("connect");
     // The first fills the backlog of one (it waits there, un-accepted)
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -592,12 +582,7 @@ async fn close_right_after_writing_sends_the_data_first() {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ck.cert.der().clone()).expect("root");
     let tls = quic_stack::tls::client_config(roots, vec![b"sample".to_vec()], None).expect("tls");
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("client endpoint");
+    let ep = common::loopback_client();
     let conn = ep
         .connect(
             quic_stack::config::ClientConfig::new(Arc::new(tls)),

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quic_stack::config::{EndpointConfig, TransportConfig};
+use quic_stack::config::TransportConfig;
 use quic_stack::driver::Endpoint;
 use quic_stack::sockapi::consts::*;
 use quic_stack::sockapi::msg::{HandshakeArgs, Request};
@@ -339,12 +339,7 @@ async fn accepted_socket_runs_the_applications_tls() {
         datagram_receive_buffer_size: Some(1 << 16),
         ..TransportConfig::default()
     });
-    let cep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("client endpoint");
+    let cep = common::loopback_client();
     let conn = cep.connect(ccfg, addr, "localhost").expect("connect");
     let client = tokio::spawn(async move {
         conn.handshake().await.expect("client handshake");

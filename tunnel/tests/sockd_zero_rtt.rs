@@ -5,8 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use quic_stack::config::{ClientConfig, EndpointConfig, TransportConfig};
-use quic_stack::driver::Endpoint;
+use quic_stack::config::{ClientConfig, TransportConfig};
 use quic_stack::sockapi::consts::*;
 use quic_stack::sockapi::events::Event;
 use quic_stack::sockapi::msg::{HandshakeArgs, RawAddr, Request};
@@ -164,12 +163,7 @@ async fn builtin_server_accepts_zero_rtt() {
         zero_rtt: true,
         ..TransportConfig::default()
     });
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("client endpoint");
+    let ep = common::loopback_client();
 
     let mut results = Vec::new();
     for round in 0..2 {
@@ -526,12 +520,7 @@ async fn accepted_socket_with_its_own_tls_takes_zero_rtt() {
         zero_rtt: true,
         ..TransportConfig::default()
     });
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("client endpoint");
+    let ep = common::loopback_client();
 
     let mut outcome = Vec::new();
     for round in 0..2 {

@@ -63,10 +63,7 @@ int main(void)
 	CHECK(getsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_ALPN, alpn, &len) == 0);
 	CHECK(len == 6 && !strcmp(alpn, "sample"));
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(4433);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, 4433);
 	CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	len = sizeof(buf);
 	/* a client's TOKEN get succeeds: libquic's role detection */

@@ -53,22 +53,9 @@ static gnutls_record_encryption_level_t tls_level(uint8_t l)
 
 static ssize_t send_handshake(uint8_t level, const void *data, size_t len)
 {
-	char ctrl[CMSG_SPACE(sizeof(struct quic_handshake_info))] = { 0 };
-	struct iovec iov = { (void *)data, len };
 	struct quic_handshake_info hi = { level };
-	struct msghdr m = { 0 };
-	struct cmsghdr *c;
 
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_QUIC;
-	c->cmsg_type = QUIC_HANDSHAKE_INFO;
-	c->cmsg_len = CMSG_LEN(sizeof(hi));
-	memcpy(CMSG_DATA(c), &hi, sizeof(hi));
-	return sendmsg(sock, &m, 0);
+	return send_with_cmsg(sock, QUIC_HANDSHAKE_INFO, &hi, sizeof(hi), data, len, 0);
 }
 
 /* one message; *level is -1 unless it carried QUIC_HANDSHAKE_INFO */
@@ -338,9 +325,7 @@ static void external_server(const char *key, const char *cert)
 
 	role = "external server";
 	app_tx = app_rx = 0;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, 0);
 	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
 	CHECK(l >= 0);
 	enable_datagrams(l);
@@ -423,10 +408,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	alarm(30); /* bounded: a hang fails the test instead of stalling CI */
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(atoi(argv[3]));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, atoi(argv[3]));
 
 	role = "server";
 	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);

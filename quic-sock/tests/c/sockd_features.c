@@ -330,9 +330,7 @@ static int client(struct sockaddr_in *sa)
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_CONNECTION_MIGRATION, &to6, sizeof(to6)) ==
 		      -1 &&
 	      errno == EINVAL); /* another family */
-	memset(&to, 0, sizeof(to));
-	to.sin_family = AF_INET;
-	to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&to, 0);
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_CONNECTION_MIGRATION, &to, sizeof(to)) == -1 &&
 	      errno == EINVAL); /* port 0 */
 	to.sin_port = free_udp_port();
@@ -555,10 +553,7 @@ int main(int argc, char **argv)
 	}
 	alarm(40); /* bounded: a hang fails the test instead of stalling CI */
 	memset(&ss, 0, sizeof(ss));
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(atoi(argv[3]));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, atoi(argv[3]));
 
 	role = "server";
 	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);

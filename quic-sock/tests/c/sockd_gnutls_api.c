@@ -238,10 +238,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	alarm(60); /* bounded: a hang fails the test instead of stalling CI */
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(atoi(argv[1]));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, atoi(argv[1]));
 
 	role = "step server";
 	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);

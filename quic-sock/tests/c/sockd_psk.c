@@ -158,10 +158,7 @@ int main(int argc, char **argv)
 	write_file(wrong, "client1:0f4c2a19d07e63b5a1c9e0f2d4b6a8c01e3f5a7b9c0d2e4f6a8b0c2d4e6f8091\n");
 	write_file(bad, "client1 8f4c2a19\n");
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(atoi(argv[2]));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, atoi(argv[2]));
 
 	/* round 1: PSK client and PSK server (accepted socket) echo a stream and a datagram */
 	role = "psk server";

@@ -17,12 +17,12 @@ static const char *role = "main";
 		}                                                                        \
 	} while (0)
 
-/* sendmsg with a QUIC_STREAM_INFO cmsg (kernel API only: no quic_sendmsg) */
-static inline ssize_t send_stream_flags(int fd, int64_t id, uint32_t sflags, const void *data,
-					size_t len, int flags)
+/* sendmsg with one SOL_QUIC cmsg of `type` carrying `info` (kernel API only: no quic_sendmsg) */
+static inline ssize_t send_with_cmsg(int fd, int type, const void *info, size_t info_len,
+				     const void *data, size_t len, int flags)
 {
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))] = { 0 };
-	struct quic_stream_info si = { .stream_id = id, .stream_flags = sflags };
+	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info)) +
+		  CMSG_SPACE(sizeof(struct quic_handshake_info))] = { 0 };
 	struct iovec iov = { (void *)data, len };
 	struct msghdr m = { 0 };
 	struct cmsghdr *c;
@@ -30,13 +30,22 @@ static inline ssize_t send_stream_flags(int fd, int64_t id, uint32_t sflags, con
 	m.msg_iov = &iov;
 	m.msg_iovlen = 1;
 	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
+	m.msg_controllen = CMSG_SPACE(info_len);
 	c = CMSG_FIRSTHDR(&m);
 	c->cmsg_level = SOL_QUIC;
-	c->cmsg_type = QUIC_STREAM_INFO;
-	c->cmsg_len = CMSG_LEN(sizeof(si));
-	memcpy(CMSG_DATA(c), &si, sizeof(si));
+	c->cmsg_type = type;
+	c->cmsg_len = CMSG_LEN(info_len);
+	memcpy(CMSG_DATA(c), info, info_len);
 	return sendmsg(fd, &m, flags);
+}
+
+/* sendmsg on stream `id` (-1: a new one, with MSG_QUIC_STREAM_NEW in sflags) */
+static inline ssize_t send_stream_flags(int fd, int64_t id, uint32_t sflags, const void *data,
+					size_t len, int flags)
+{
+	struct quic_stream_info si = { .stream_id = id, .stream_flags = sflags };
+
+	return send_with_cmsg(fd, QUIC_STREAM_INFO, &si, sizeof(si), data, len, flags);
 }
 
 static inline ssize_t send_stream(int fd, int64_t id, uint32_t sflags, const void *data,
@@ -97,6 +106,15 @@ static inline void enable_datagrams(int fd)
 	memset(&tp, 0, sizeof(tp)); /* zero fields keep their defaults */
 	tp.max_datagram_frame_size = 1400;
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &tp, sizeof(tp)) == 0);
+}
+
+/* `sa` := 127.0.0.1:port */
+static inline void loopback_addr(struct sockaddr_in *sa, uint16_t port)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons(port);
+	sa->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 }
 
 #endif

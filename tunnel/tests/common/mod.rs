@@ -71,6 +71,16 @@ pub(crate) fn loopback_server(
     (ep, addr)
 }
 
+/// A client-only quic-stack endpoint on 127.0.0.1
+pub(crate) fn loopback_client() -> quic_stack::driver::Endpoint {
+    quic_stack::driver::Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        quic_stack::config::EndpointConfig::default(),
+        None,
+    )
+    .expect("client endpoint")
+}
+
 /// A `sockd` service on a fresh abstract name (`prefix-PID`), served until the handle is aborted
 pub(crate) fn start_service(prefix: &str) -> (String, tokio::task::JoinHandle<()>) {
     let name = format!("{prefix}-{}", std::process::id());
