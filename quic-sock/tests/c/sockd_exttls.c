@@ -61,22 +61,16 @@ static ssize_t send_handshake(uint8_t level, const void *data, size_t len)
 /* one message; *level is -1 unless it carried QUIC_HANDSHAKE_INFO */
 static ssize_t recv_msg(void *buf, size_t len, int *level, int *mflags, int flags)
 {
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
-	struct iovec iov = { buf, len };
-	struct msghdr m = { 0 };
+	struct quic_recv r;
 	struct cmsghdr *c;
 	ssize_t n;
 
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	n = recvmsg(sock, &m, flags);
+	n = recv_with_cmsg(sock, buf, len, flags, &r);
 	*level = -1;
 	if (n < 0)
 		return n;
-	*mflags = m.msg_flags;
-	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+	*mflags = r.m.msg_flags;
+	for (c = CMSG_FIRSTHDR(&r.m); c; c = CMSG_NXTHDR(&r.m, c))
 		if (c->cmsg_level == SOL_QUIC && c->cmsg_type == QUIC_HANDSHAKE_INFO)
 			*level = *(uint8_t *)CMSG_DATA(c);
 	return n;

@@ -120,28 +120,22 @@ static void note_event(struct seen *s, const char *buf, size_t n)
 /* One recvmsg: events go to `s` (returns 0 with *id = -1), stream data returns its length */
 static ssize_t recv_one(int fd, struct seen *s, char *buf, size_t len, int64_t *id, int *fin)
 {
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
-	struct iovec iov = { buf, len };
-	struct msghdr m = { 0 };
+	struct quic_recv r;
 	struct cmsghdr *c;
 	struct quic_stream_info si = { -1, 0 };
 	ssize_t n;
 
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	n = recvmsg(fd, &m, 0);
+	n = recv_with_cmsg(fd, buf, len, 0, &r);
 	if (n < 0)
 		return n;
 	*id = -1;
 	*fin = 0;
-	if (m.msg_flags & MSG_QUIC_NOTIFICATION) {
-		CHECK(m.msg_flags & MSG_EOR);
+	if (r.m.msg_flags & MSG_QUIC_NOTIFICATION) {
+		CHECK(r.m.msg_flags & MSG_EOR);
 		note_event(s, buf, n);
 		return 0;
 	}
-	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+	for (c = CMSG_FIRSTHDR(&r.m); c; c = CMSG_NXTHDR(&r.m, c))
 		if (c->cmsg_level == SOL_QUIC && c->cmsg_type == QUIC_STREAM_INFO)
 			memcpy(&si, CMSG_DATA(c), sizeof(si));
 	*id = si.stream_id;

@@ -59,22 +59,15 @@ static void check_alpn(gnutls_session_t s)
 static ssize_t recv_data(int fd, gnutls_session_t s, void *buf, size_t len, int64_t *sid,
 			 uint32_t *sflags)
 {
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
-	struct iovec iov = { buf, len };
-	struct msghdr m;
+	struct quic_recv r;
 	struct cmsghdr *c;
 	ssize_t n;
 
 	for (;;) {
-		memset(&m, 0, sizeof(m));
-		m.msg_iov = &iov;
-		m.msg_iovlen = 1;
-		m.msg_control = ctrl;
-		m.msg_controllen = sizeof(ctrl);
-		n = recvmsg(fd, &m, 0);
+		n = recv_with_cmsg(fd, buf, len, 0, &r);
 		if (n < 0)
 			return n;
-		c = CMSG_FIRSTHDR(&m);
+		c = CMSG_FIRSTHDR(&r.m);
 		if (c && c->cmsg_level == SOL_QUIC && c->cmsg_type == QUIC_HANDSHAKE_INFO) {
 			CHECK(*(uint8_t *)CMSG_DATA(c) == QUIC_CRYPTO_APP);
 			CHECK(gnutls_handshake_write(s, GNUTLS_ENCRYPTION_LEVEL_APPLICATION, buf,

@@ -54,28 +54,42 @@ static inline ssize_t send_stream(int fd, int64_t id, uint32_t sflags, const voi
 	return send_stream_flags(fd, id, sflags, data, len, 0);
 }
 
+/* One recvmsg's header and control buffer (room for one SOL_QUIC info cmsg); after
+ * recv_with_cmsg, walk m's cmsgs with CMSG_FIRSTHDR/CMSG_NXTHDR */
+struct quic_recv {
+	struct msghdr m;
+	struct iovec iov;
+	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
+};
+
+static inline ssize_t recv_with_cmsg(int fd, void *buf, size_t len, int flags, struct quic_recv *r)
+{
+	memset(&r->m, 0, sizeof(r->m));
+	r->iov.iov_base = buf;
+	r->iov.iov_len = len;
+	r->m.msg_iov = &r->iov;
+	r->m.msg_iovlen = 1;
+	r->m.msg_control = r->ctrl;
+	r->m.msg_controllen = sizeof(r->ctrl);
+	return recvmsg(fd, &r->m, flags);
+}
+
 /* recvmsg; fills *si from the QUIC_STREAM_INFO cmsg (id -1 if none) and *mflags. With
  * `strict`, any other cmsg fails the program (where none can legitimately arrive). */
 static inline ssize_t recv_msg_info(int fd, void *buf, size_t len, struct quic_stream_info *si,
 				    int *mflags, int flags, int strict)
 {
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
-	struct iovec iov = { buf, len };
-	struct msghdr m = { 0 };
+	struct quic_recv r;
 	struct cmsghdr *c;
 	ssize_t n;
 
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	n = recvmsg(fd, &m, flags);
+	n = recv_with_cmsg(fd, buf, len, flags, &r);
 	si->stream_id = -1;
 	si->stream_flags = 0;
 	if (n < 0)
 		return n;
-	*mflags = m.msg_flags;
-	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+	*mflags = r.m.msg_flags;
+	for (c = CMSG_FIRSTHDR(&r.m); c; c = CMSG_NXTHDR(&r.m, c)) {
 		int info = c->cmsg_level == SOL_QUIC && c->cmsg_type == QUIC_STREAM_INFO;
 
 		if (strict)
