@@ -347,21 +347,15 @@ static void external_server(const char *key, const char *cert)
 	/* echo one stream message and one datagram */
 	while (done < 2) {
 		struct quic_stream_info si;
-		char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
-		struct iovec iov = { buf, sizeof(buf) };
-		struct msghdr m = { 0 };
+		struct quic_recv r;
 		struct cmsghdr *c;
 
-		m.msg_iov = &iov;
-		m.msg_iovlen = 1;
-		m.msg_control = ctrl;
-		m.msg_controllen = sizeof(ctrl);
-		n = recvmsg(a, &m, 0);
+		n = recv_with_cmsg(a, buf, sizeof(buf), 0, &r);
 		CHECK(n >= 0);
-		mflags = m.msg_flags;
+		mflags = r.m.msg_flags;
 		level = -1;
 		memset(&si, 0, sizeof(si));
-		for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		for (c = CMSG_FIRSTHDR(&r.m); c; c = CMSG_NXTHDR(&r.m, c)) {
 			if (c->cmsg_level != SOL_QUIC)
 				continue;
 			if (c->cmsg_type == QUIC_HANDSHAKE_INFO)
