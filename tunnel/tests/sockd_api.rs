@@ -41,17 +41,7 @@ async fn connection_controls_over_the_protocol() {
         let conn = server.accept().await.expect("incoming");
         conn.handshake().await.expect("server handshake");
         // Echo every bidirectional stream.
-        let c = conn.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, mut r)) = c.accept_bi().await {
-                tokio::spawn(async move {
-                    if let Ok(data) = r.read_to_end(1 << 20).await {
-                        let _ = s.write_all(&data).await;
-                        let _ = s.finish();
-                    }
-                });
-            }
-        });
+        common::echo_bidi_streams(conn.clone());
         (server, conn)
     });
 

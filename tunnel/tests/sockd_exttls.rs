@@ -79,17 +79,7 @@ async fn application_runs_tls_against_a_builtin_server() {
         let conn = server.accept().await.expect("incoming");
         conn.handshake().await.expect("server handshake");
         // Echo every bidirectional stream and every datagram
-        let c = conn.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, mut r)) = c.accept_bi().await {
-                tokio::spawn(async move {
-                    if let Ok(data) = r.read_to_end(1 << 20).await {
-                        let _ = s.write_all(&data).await;
-                        let _ = s.finish();
-                    }
-                });
-            }
-        });
+        common::echo_bidi_streams(conn.clone());
         let c = conn.clone();
         tokio::spawn(async move {
             while let Ok(d) = c.read_datagram().await {

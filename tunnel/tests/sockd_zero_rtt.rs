@@ -281,17 +281,7 @@ async fn external_tls_client_resumes_with_zero_rtt() {
         let mut conns = Vec::new();
         for _ in 0..2 {
             let conn = server.accept().await.expect("incoming");
-            let c = conn.clone();
-            tokio::spawn(async move {
-                while let Ok((mut s, mut r)) = c.accept_bi().await {
-                    tokio::spawn(async move {
-                        if let Ok(data) = r.read_to_end(1 << 20).await {
-                            let _ = s.write_all(&data).await;
-                            let _ = s.finish();
-                        }
-                    });
-                }
-            });
+            common::echo_bidi_streams(conn.clone());
             conns.push(conn);
         }
         (server, conns)

@@ -71,6 +71,21 @@ pub(crate) fn loopback_server(
     (ep, addr)
 }
 
+/// In the background, echoes every bidirectional stream `conn`'s peer opens (data back, then
+/// FIN) until the connection ends
+pub(crate) fn echo_bidi_streams(conn: quic_stack::driver::Connection) {
+    tokio::spawn(async move {
+        while let Ok((mut s, mut r)) = conn.accept_bi().await {
+            tokio::spawn(async move {
+                if let Ok(data) = r.read_to_end(1 << 20).await {
+                    let _ = s.write_all(&data).await;
+                    let _ = s.finish();
+                }
+            });
+        }
+    });
+}
+
 /// A client-only quic-stack endpoint on 127.0.0.1
 pub(crate) fn loopback_client() -> quic_stack::driver::Endpoint {
     quic_stack::driver::Endpoint::new(
