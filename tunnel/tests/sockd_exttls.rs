@@ -17,9 +17,7 @@ use rustls::quic::{self as rq, KeyChange};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 mod common;
-use common::app_tls::{
-    cipher_of, install as install_secret, install_both, send_all_handshake, Secrets,
-};
+use common::app_tls::{cipher_of, flush_tls, install as install_secret, install_both, Secrets};
 use common::{loopback_server, start_service, Answer, Recvd, Sock};
 
 /// Install the client's tx and rx secrets of `level`
@@ -124,11 +122,7 @@ async fn application_runs_tls_against_a_builtin_server() {
     let mut established = false;
     for _ in 0..50 {
         loop {
-            let mut buf = Vec::new();
-            let change = tls.write_hs(&mut buf);
-            if !buf.is_empty() {
-                send_all_handshake(&mut s, level, &buf).await;
-            }
+            let (change, wrote) = flush_tls(&mut s, level, |b| tls.write_hs(b)).await;
             match change {
                 Some(KeyChange::Handshake { .. }) => {
                     install(&mut s, &tls, &secrets, QUIC_CRYPTO_HANDSHAKE).await;
@@ -139,7 +133,7 @@ async fn application_runs_tls_against_a_builtin_server() {
                     level = QUIC_CRYPTO_APP;
                     established = true;
                 }
-                None if buf.is_empty() => break,
+                None if !wrote => break,
                 None => {}
             }
         }
@@ -379,25 +373,21 @@ async fn accepted_socket_runs_the_applications_tls() {
             }
         }
         loop {
-            let mut buf = Vec::new();
-            let change = tls.write_hs(&mut buf);
-            if !buf.is_empty() {
-                send_all_handshake(&mut s, level, &buf).await;
-                if !took_part {
-                    // Having sent its first flight, the application owns the handshake: the
-                    // service's TLS can no longer take it over
-                    took_part = true;
-                    let r = s
-                        .call(&Request::Handshake(HandshakeArgs {
-                            server: true,
-                            hostname: None,
-                            alpns: Some(b"sample"),
-                            pkey: None,
-                            cert: None,
-                        }))
-                        .await;
-                    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
-                }
+            let (change, wrote) = flush_tls(&mut s, level, |b| tls.write_hs(b)).await;
+            if wrote && !took_part {
+                // Having sent its first flight, the application owns the handshake: the
+                // service's TLS can no longer take it over
+                took_part = true;
+                let r = s
+                    .call(&Request::Handshake(HandshakeArgs {
+                        server: true,
+                        hostname: None,
+                        alpns: Some(b"sample"),
+                        pkey: None,
+                        cert: None,
+                    }))
+                    .await;
+                assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
             }
             match change {
                 Some(KeyChange::Handshake { .. }) => {
@@ -410,7 +400,7 @@ async fn accepted_socket_runs_the_applications_tls() {
                     install_server(&mut s, &tls, &secrets, QUIC_CRYPTO_APP, 1).await;
                     level = QUIC_CRYPTO_APP;
                 }
-                None if buf.is_empty() => break,
+                None if !wrote => break,
                 None => {}
             }
         }

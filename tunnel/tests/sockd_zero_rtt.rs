@@ -14,7 +14,7 @@ use rustls::quic::{self as rq, KeyChange};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 mod common;
-use common::app_tls::{cipher_of, install, install_both, send_all_handshake, Secrets};
+use common::app_tls::{cipher_of, flush_tls, install, install_both, Secrets};
 use common::{Answer, Sock};
 
 const EINVAL: i32 = nix::errno::Errno::EINVAL as i32;
@@ -212,11 +212,7 @@ async fn drive_client(s: &mut Sock, tls: &mut rq::ClientConnection, secrets: &Se
     let mut peer_params_set = false;
     for _ in 0..50 {
         loop {
-            let mut buf = Vec::new();
-            let change = tls.write_hs(&mut buf);
-            if !buf.is_empty() {
-                send_all_handshake(s, level, &buf).await;
-            }
+            let (change, wrote) = flush_tls(s, level, |b| tls.write_hs(b)).await;
             let suite = tls.negotiated_cipher_suite().map(cipher_of);
             match change {
                 Some(KeyChange::Handshake { .. }) => {
@@ -234,7 +230,7 @@ async fn drive_client(s: &mut Sock, tls: &mut rq::ClientConnection, secrets: &Se
                     install_both(s, c, QUIC_CRYPTO_APP, secrets, tx, rx).await;
                     return;
                 }
-                None if buf.is_empty() => break,
+                None if !wrote => break,
                 None => {}
             }
         }
@@ -438,11 +434,7 @@ async fn drive_server(s: &mut Sock, tls: &mut rq::ServerConnection, secrets: &Se
             early_installed = true;
         }
         loop {
-            let mut buf = Vec::new();
-            let change = tls.write_hs(&mut buf);
-            if !buf.is_empty() {
-                send_all_handshake(s, level, &buf).await;
-            }
+            let (change, wrote) = flush_tls(s, level, |b| tls.write_hs(b)).await;
             let c = tls.negotiated_cipher_suite().map(cipher_of);
             match change {
                 Some(KeyChange::Handshake { .. }) => {
@@ -459,7 +451,7 @@ async fn drive_server(s: &mut Sock, tls: &mut rq::ServerConnection, secrets: &Se
                     install(s, c.expect("suite"), QUIC_CRYPTO_APP, 1, &tx).await;
                     level = QUIC_CRYPTO_APP;
                 }
-                None if buf.is_empty() => break,
+                None if !wrote => break,
                 None => {}
             }
         }
@@ -468,11 +460,7 @@ async fn drive_server(s: &mut Sock, tls: &mut rq::ServerConnection, secrets: &Se
             let rx = secrets.get("CLIENT_TRAFFIC_SECRET_0").expect("cts");
             install(s, c, QUIC_CRYPTO_APP, 0, &rx).await;
             // The tickets rustls writes once the handshake is done
-            let mut buf = Vec::new();
-            let _ = tls.write_hs(&mut buf);
-            if !buf.is_empty() {
-                send_all_handshake(s, QUIC_CRYPTO_APP, &buf).await;
-            }
+            let _ = flush_tls(s, QUIC_CRYPTO_APP, |b| tls.write_hs(b)).await;
             return early_installed;
         }
     }

@@ -85,3 +85,18 @@ pub(crate) async fn send_all_handshake(s: &mut Sock, level: u8, buf: &[u8]) {
     let r = s.send_handshake(level, buf).await;
     assert!(matches!(r, Answer::Ok(n) if n == buf.len() as i64), "{r:?}");
 }
+
+/// One round of TLS output: what `write_hs` (rustls's) produces goes to the socket at
+/// `level`; the key change it reported, and whether it wrote anything
+pub(crate) async fn flush_tls(
+    s: &mut Sock,
+    level: u8,
+    write_hs: impl FnOnce(&mut Vec<u8>) -> Option<rustls::quic::KeyChange>,
+) -> (Option<rustls::quic::KeyChange>, bool) {
+    let mut buf = Vec::new();
+    let change = write_hs(&mut buf);
+    if !buf.is_empty() {
+        send_all_handshake(s, level, &buf).await;
+    }
+    (change, !buf.is_empty())
+}
