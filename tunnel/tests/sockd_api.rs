@@ -8,17 +8,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quic_stack::config::{EndpointConfig, ServerConfig, TransportConfig};
+use quic_stack::config::TransportConfig;
 use quic_stack::driver::Endpoint;
 use quic_stack::sockapi::consts::*;
 use quic_stack::sockapi::events::Event;
-use quic_stack::sockapi::msg::{HandshakeArgs, RawAddr, Request};
+use quic_stack::sockapi::msg::{HandshakeArgs, Request};
 use quic_stack::sockapi::types::{ConnectionIdInfo, TransportParam};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tunnel::sockd::{self, Limits};
 
 mod common;
-use common::{libc_eagain, Answer, Sock};
+use common::{libc_eagain, loopback_server, start_service, Answer, Recvd, Sock};
 
 fn server_endpoint() -> (Endpoint, SocketAddr) {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
@@ -26,43 +25,23 @@ fn server_endpoint() -> (Endpoint, SocketAddr) {
     let chain: Vec<CertificateDer<'static>> = vec![ck.cert.der().clone()];
     let tls = quic_stack::tls::server_config(chain, key, vec![b"sample".to_vec()], None, false)
         .expect("tls");
-    let mut cfg = ServerConfig::new(Arc::new(tls));
-    cfg.transport = Arc::new(TransportConfig {
+    let transport = TransportConfig {
         max_concurrent_bidi_streams: 2,
         ..TransportConfig::default()
-    });
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        Some(cfg),
-    )
-    .expect("server endpoint");
-    let addr = ep.local_addr();
-    (ep, addr)
+    };
+    loopback_server(tls, transport)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_controls_over_the_protocol() {
-    let name = format!("quictun-sockd-api-{}", std::process::id());
-    let listener = sockd::bind(&name).expect("bind service");
-    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let (name, service) = start_service("quictun-sockd-api");
 
     let (server, server_addr) = server_endpoint();
     let srv = tokio::spawn(async move {
         let conn = server.accept().await.expect("incoming");
         conn.handshake().await.expect("server handshake");
         // Echo every bidirectional stream.
-        let c = conn.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, mut r)) = c.accept_bi().await {
-                tokio::spawn(async move {
-                    if let Ok(data) = r.read_to_end(1 << 20).await {
-                        let _ = s.write_all(&data).await;
-                        let _ = s.finish();
-                    }
-                });
-            }
-        });
+        common::echo_bidi_streams(conn.clone());
         (server, conn)
     });
 
@@ -83,20 +62,7 @@ async fn connection_controls_over_the_protocol() {
     };
     let r = s.set(QUIC_SOCKOPT_TRANSPORT_PARAM, &tp.encode()).await;
     assert!(matches!(r, Answer::Ok(0)), "transport param: {r:?}");
-    let r = s
-        .call(&Request::Connect(RawAddr::from_socket_addr(&server_addr)))
-        .await;
-    assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
-    let r = s
-        .call(&Request::Handshake(HandshakeArgs {
-            server: false,
-            hostname: Some(b"localhost"),
-            alpns: Some(b"sample"),
-            pkey: None,
-            cert: None,
-        }))
-        .await;
-    assert!(matches!(r, Answer::Ok(0)), "handshake: {r:?}");
+    s.connect_and_handshake(server_addr).await;
     let (_server, conn) = tokio::time::timeout(Duration::from_secs(10), srv)
         .await
         .expect("server in time")
@@ -223,12 +189,7 @@ fn client_of(addr: SocketAddr, cert: CertificateDer<'static>) -> tokio::task::Jo
     roots.add(cert).expect("root");
     let tls = quic_stack::tls::client_config(roots, vec![b"sample".to_vec()], None).expect("tls");
     let cfg = quic_stack::config::ClientConfig::new(Arc::new(tls));
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("client endpoint");
+    let ep = common::loopback_client();
     let conn = ep.connect(cfg, addr, "localhost").expect("connect");
     tokio::spawn(async move {
         conn.handshake().await.expect("client handshake");
@@ -249,24 +210,10 @@ fn client_of(addr: SocketAddr, cert: CertificateDer<'static>) -> tokio::task::Jo
 /// getsockopt(SESSION_TICKET) is a per-peer key (same peer, same key; a listener: EPIPE)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_socket_handshakes_with_its_own_certificate() {
-    let name = format!("quictun-sockd-api-cert-{}", std::process::id());
-    let listener = sockd::bind(&name).expect("bind service");
-    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let (name, service) = start_service("quictun-sockd-api-cert");
     let epipe = nix::errno::Errno::EPIPE as i32;
 
-    let mut l = Sock::open(&name).await;
-    let r = l.set(QUIC_SOCKOPT_ALPN, b"sample").await;
-    assert!(matches!(r, Answer::Ok(0)), "alpn: {r:?}");
-    let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
-    assert!(matches!(l.call(&Request::Bind(bind)).await, Answer::Ok(0)));
-    assert!(matches!(
-        l.call(&Request::Listen { backlog: 4 }).await,
-        Answer::Ok(0)
-    ));
-    let addr = match l.call(&Request::GetSockName).await {
-        Answer::Addr(a) => a,
-        other => panic!("getsockname: {other:?}"),
-    };
+    let (mut l, addr) = Sock::listener(&name, 4).await;
     let r = l.get(QUIC_SOCKOPT_SESSION_TICKET, &[], 64).await;
     assert!(matches!(r, Answer::Err(e) if e == epipe), "listener: {r:?}");
 
@@ -396,9 +343,7 @@ async fn delaying_relay(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_updates_carry_final_sizes() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let name = format!("quictun-sockd-api-finalsz-{}", std::process::id());
-    let listener = sockd::bind(&name).expect("bind service");
-    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let (name, service) = start_service("quictun-sockd-api-finalsz");
 
     let (server, server_addr) = server_endpoint();
     let hold = Arc::new(AtomicBool::new(false));
@@ -424,20 +369,7 @@ async fn stream_updates_carry_final_sizes() {
         .set(QUIC_SOCKOPT_EVENT, &[QUIC_EVENT_STREAM_UPDATE, 1])
         .await;
     assert!(matches!(r, Answer::Ok(0)), "{r:?}");
-    let r = s
-        .call(&Request::Connect(RawAddr::from_socket_addr(&relay_addr)))
-        .await;
-    assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
-    let r = s
-        .call(&Request::Handshake(HandshakeArgs {
-            server: false,
-            hostname: Some(b"localhost"),
-            alpns: Some(b"sample"),
-            pkey: None,
-            cert: None,
-        }))
-        .await;
-    assert!(matches!(r, Answer::Ok(0)), "handshake: {r:?}");
+    s.connect_and_handshake(relay_addr).await;
 
     let mut events = Vec::new();
     let mut got = Vec::new();
@@ -504,34 +436,13 @@ async fn stream_updates_carry_final_sizes() {
 /// (closed at once), and a waiting client is not answered until its socket is accepted
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_backlog_refuses_and_waiting_clients_wait() {
-    let name = format!("quictun-sockd-api-backlog-{}", std::process::id());
-    let listener = sockd::bind(&name).expect("bind service");
-    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let (name, service) = start_service("quictun-sockd-api-backlog");
 
-    let mut l = Sock::open(&name).await;
-    assert!(matches!(
-        l.set(QUIC_SOCKOPT_ALPN, b"sample").await,
-        Answer::Ok(0)
-    ));
-    let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
-    assert!(matches!(l.call(&Request::Bind(bind)).await, Answer::Ok(0)));
-    assert!(matches!(
-        l.call(&Request::Listen { backlog: 1 }).await,
-        Answer::Ok(0)
-    ));
-    let addr = match l.call(&Request::GetSockName).await {
-        Answer::Addr(a) => a,
-        other => panic!("getsockname: {other:?}"),
-    };
+    let (mut l, addr) = Sock::listener(&name, 1).await;
     let tls = quic_stack::tls::danger_insecure_client_config(vec![b"sample".to_vec()])
         .expect("client tls");
     let cfg = quic_stack::config::ClientConfig::new(Arc::new(tls));
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("client endpoint");
+    let ep = common::loopback_client();
     let first = ep.connect(cfg.clone(), addr, "localhost").expect("connect");
     // The first fills the backlog of one (it waits there, un-accepted)
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -578,9 +489,7 @@ async fn full_backlog_refuses_and_waiting_clients_wait() {
 async fn data_sent_before_the_peers_close_stays_readable() {
     const STREAMS: usize = 3;
     const LEN: usize = 20_000;
-    let name = format!("quictun-sockd-api-close-{}", std::process::id());
-    let listener = sockd::bind(&name).expect("bind service");
-    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let (name, service) = start_service("quictun-sockd-api-close");
     let (server, server_addr) = server_endpoint();
     let server = Arc::new(server);
     for round in 0..4 {
@@ -617,32 +526,13 @@ async fn data_sent_before_the_peers_close_stays_readable() {
             })
         };
         let mut s = Sock::open(&name).await;
-        let r = s
-            .call(&Request::Connect(RawAddr::from_socket_addr(&server_addr)))
-            .await;
-        assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
-        let r = s
-            .call(&Request::Handshake(HandshakeArgs {
-                server: false,
-                hostname: Some(b"localhost"),
-                alpns: Some(b"sample"),
-                pkey: None,
-                cert: None,
-            }))
-            .await;
-        assert!(matches!(r, Answer::Ok(0)), "handshake: {r:?}");
+        s.connect_and_handshake(server_addr).await;
         go.send(()).expect("server waits");
         srv.await.expect("server task");
         let (mut bytes, mut fins) = (0usize, 0usize);
         for _ in 0..1000 {
-            match s
-                .call(&Request::RecvMsg {
-                    flags: 0,
-                    max_len: 65536,
-                })
-                .await
-            {
-                Answer::Recv {
+            match s.recvmsg_once(65536).await {
+                Recvd::Msg {
                     msg_flags,
                     stream,
                     data,
@@ -655,11 +545,8 @@ async fn data_sent_before_the_peers_close_stays_readable() {
                         }
                     }
                 }
-                Answer::Err(e) if e == libc_eagain() => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Answer::Err(e) if e == nix::errno::Errno::ENOTCONN as i32 => break,
-                other => panic!("recvmsg: {other:?}"),
+                Recvd::Again => tokio::time::sleep(Duration::from_millis(5)).await,
+                Recvd::NotConnected => break,
             }
         }
         assert_eq!(
@@ -678,35 +565,14 @@ async fn data_sent_before_the_peers_close_stays_readable() {
 async fn close_right_after_writing_sends_the_data_first() {
     const STREAMS: usize = 3;
     const LEN: usize = 20_000;
-    let name = format!("quictun-sockd-api-flush-{}", std::process::id());
-    let listener = sockd::bind(&name).expect("bind service");
-    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
-    let mut l = Sock::open(&name).await;
-    assert!(matches!(
-        l.set(QUIC_SOCKOPT_ALPN, b"sample").await,
-        Answer::Ok(0)
-    ));
-    let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
-    assert!(matches!(l.call(&Request::Bind(bind)).await, Answer::Ok(0)));
-    assert!(matches!(
-        l.call(&Request::Listen { backlog: 4 }).await,
-        Answer::Ok(0)
-    ));
-    let addr = match l.call(&Request::GetSockName).await {
-        Answer::Addr(a) => a,
-        other => panic!("getsockname: {other:?}"),
-    };
+    let (name, service) = start_service("quictun-sockd-api-flush");
+    let (mut l, addr) = Sock::listener(&name, 4).await;
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
     let (cert_pem, key_pem) = (ck.cert.pem(), ck.key_pair.serialize_pem());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ck.cert.der().clone()).expect("root");
     let tls = quic_stack::tls::client_config(roots, vec![b"sample".to_vec()], None).expect("tls");
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("client endpoint");
+    let ep = common::loopback_client();
     let conn = ep
         .connect(
             quic_stack::config::ClientConfig::new(Arc::new(tls)),

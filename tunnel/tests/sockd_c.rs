@@ -106,6 +106,32 @@ fn linked_args(lib: &Path) -> Vec<String> {
     ]
 }
 
+/// Builds `src` linked against libquic_sock in `lib`, plus `extra` (e.g. "-lgnutls")
+fn compile_linked(src: &Path, lib: &Path, extra: &[&str], out: &Path) {
+    let mut args = linked_args(lib);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    compile(src, &args, out);
+}
+
+/// A test program of quic-sock/tests/c
+fn c_source(name: &str) -> PathBuf {
+    quicsock_dir().join("tests/c").join(name)
+}
+
+/// The directory of libquic_sock.so when gcc (and, with `gnutls`, GnuTLS's headers) are
+/// there too; None after printing why the test skips
+fn c_toolchain(gnutls: bool) -> Option<PathBuf> {
+    if !gcc_ok() {
+        return None;
+    }
+    if gnutls && !Path::new("/usr/include/gnutls/gnutls.h").exists() {
+        eprintln!("SKIP: GnuTLS headers not installed");
+        return None;
+    }
+    lib_dir()
+}
+
 /// A running `quictun sockd`, killed (by its pid) on drop
 struct Sockd {
     child: Child,
@@ -268,14 +294,11 @@ fn echo_cmd(exe: &Path, svc: &Sockd) -> Command {
 
 #[test]
 fn echo_linked_against_the_library() {
-    if !gcc_ok() {
+    let Some(lib) = c_toolchain(false) else {
         return;
-    }
-    let Some(lib) = lib_dir() else { return };
+    };
     let exe = out_dir().join("sockd_echo_linked");
-    let args = linked_args(&lib);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    compile(&quicsock_dir().join("tests/c/sockd_echo.c"), &args, &exe);
+    compile_linked(&c_source("sockd_echo.c"), &lib, &[], &exe);
     let svc = Sockd::start(None);
     run_ok(&mut echo_cmd(&exe, &svc));
 }
@@ -284,56 +307,23 @@ fn echo_linked_against_the_library() {
 /// kernel; skips without the GnuTLS development files
 #[test]
 fn external_tls_with_gnutls() {
-    if !gcc_ok() {
-        return;
-    }
-    if !Path::new("/usr/include/gnutls/gnutls.h").exists() {
-        eprintln!("SKIP: GnuTLS headers not installed");
-        return;
-    }
-    let Some(lib) = lib_dir() else { return };
+    let Some(lib) = c_toolchain(true) else { return };
     let exe = out_dir().join("sockd_exttls");
-    let mut args = linked_args(&lib);
-    args.push("-lgnutls".into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    compile(&quicsock_dir().join("tests/c/sockd_exttls.c"), &args, &exe);
+    compile_linked(&c_source("sockd_exttls.c"), &lib, &["-lgnutls"], &exe);
     let svc = Sockd::start(None);
     run_ok(&mut echo_cmd(&exe, &svc));
 }
 
 #[test]
 fn echo_unmodified_program_under_ld_preload() {
-    if !gcc_ok() {
+    let Some(lib) = c_toolchain(false) else {
         return;
-    }
-    let Some(lib) = lib_dir() else { return };
+    };
     let exe = out_dir().join("sockd_echo_preload");
     // Not linked with quic_sock: linked, like a program built for the kernel module, against
     // a "libquic.so" (here a stub whose handshakes fail); the preloaded library interposes
     // socket calls and the libquic helpers alike.
-    let stub_src = out_dir().join("stub_libquic.c");
-    std::fs::write(
-        &stub_src,
-        "#include <errno.h>\n\
-         int quic_client_handshake(int f,const char*k,const char*h,const char*a)\
-         {(void)f;(void)k;(void)h;(void)a;errno=ENOSYS;return -1;}\n\
-         int quic_server_handshake(int f,const char*k,const char*c,const char*a)\
-         {(void)f;(void)k;(void)c;(void)a;errno=ENOSYS;return -1;}\n",
-    )
-    .expect("write stub");
-    compile(
-        &stub_src,
-        &["-shared", "-fPIC"],
-        &out_dir().join("libquic.so"),
-    );
-    let stub_dir = out_dir();
-    let l = format!("-L{}", stub_dir.display());
-    let r = format!("-Wl,-rpath,{}", stub_dir.display());
-    compile(
-        &quicsock_dir().join("tests/c/sockd_echo.c"),
-        &["-DKERNEL_API_ONLY", &l, &r, "-lquic"],
-        &exe,
-    );
+    compile_for_preload(&c_source("sockd_echo.c"), &exe);
     let svc = Sockd::start(None);
     run_ok(echo_cmd(&exe, &svc).env("LD_PRELOAD", lib.join("libquic_sock.so")));
 }
@@ -366,18 +356,11 @@ fn compile_for_preload(src: &Path, exe: &Path) {
 /// with their events, close code/phrase via getsockopt, errno cases: linked
 #[test]
 fn features_linked_against_the_library() {
-    if !gcc_ok() {
+    let Some(lib) = c_toolchain(false) else {
         return;
-    }
-    let Some(lib) = lib_dir() else { return };
+    };
     let exe = out_dir().join("sockd_features_linked");
-    let args = linked_args(&lib);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    compile(
-        &quicsock_dir().join("tests/c/sockd_features.c"),
-        &args,
-        &exe,
-    );
+    compile_linked(&c_source("sockd_features.c"), &lib, &[], &exe);
     let svc = Sockd::start_logging_resumption();
     run_ok(&mut echo_cmd(&exe, &svc));
     // The second connection, set up with the first one's session ticket, resumed: the kernel
@@ -400,26 +383,22 @@ fn features_linked_against_the_library() {
 /// The same program, built for the kernel module, under LD_PRELOAD
 #[test]
 fn features_unmodified_program_under_ld_preload() {
-    if !gcc_ok() {
+    let Some(lib) = c_toolchain(false) else {
         return;
-    }
-    let Some(lib) = lib_dir() else { return };
+    };
     let exe = out_dir().join("sockd_features_preload");
-    compile_for_preload(&quicsock_dir().join("tests/c/sockd_features.c"), &exe);
+    compile_for_preload(&c_source("sockd_features.c"), &exe);
     let svc = Sockd::start(None);
     run_ok(echo_cmd(&exe, &svc).env("LD_PRELOAD", lib.join("libquic_sock.so")));
 }
 
 #[test]
 fn two_services_do_not_share_clients() {
-    if !gcc_ok() {
+    let Some(lib) = c_toolchain(false) else {
         return;
-    }
-    let Some(lib) = lib_dir() else { return };
+    };
     let exe = out_dir().join("sockd_echo_two");
-    let args = linked_args(&lib);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    compile(&quicsock_dir().join("tests/c/sockd_echo.c"), &args, &exe);
+    compile_linked(&c_source("sockd_echo.c"), &lib, &[], &exe);
     let a = Sockd::start(None);
     let b = Sockd::start(None);
     // Both at once; a client killed mid-way on one service does not disturb the other.
@@ -438,10 +417,9 @@ fn two_services_do_not_share_clients() {
 /// The per-uid socket limit: EMFILE beyond it, and a closed socket frees its slot
 #[test]
 fn socket_limit_per_uid() {
-    if !gcc_ok() {
+    let Some(lib) = c_toolchain(false) else {
         return;
-    }
-    let Some(lib) = lib_dir() else { return };
+    };
     let src = out_dir().join("limit.c");
     std::fs::write(
         &src,
@@ -473,9 +451,7 @@ int main(void)
     )
     .expect("write limit.c");
     let exe = out_dir().join("limit");
-    let args = linked_args(&lib);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    compile(&src, &args, &exe);
+    compile_linked(&src, &lib, &[], &exe);
     let name = format!("quictun-sockd-it-limit-{}", std::process::id());
     let svc = Sockd::start_with(None, &name, &["--max-sockets", "2"]);
     run_ok(Command::new(&exe).env("QUICTUN_SOCKD", svc.env()));
@@ -484,10 +460,9 @@ int main(void)
 /// The README's "use QUIC sockets from your program" example compiles as printed
 #[test]
 fn readme_example_compiles() {
-    if !gcc_ok() {
+    let Some(lib) = c_toolchain(false) else {
         return;
-    }
-    let Some(lib) = lib_dir() else { return };
+    };
     let readme = std::fs::read_to_string(quicsock_dir().join("README.md")).expect("README");
     let start = readme
         .find("```c\n")
@@ -496,9 +471,7 @@ fn readme_example_compiles() {
     let len = readme[start..].find("```").expect("closed block");
     let src = out_dir().join("readme_example.c");
     std::fs::write(&src, &readme[start..start + len]).expect("write example");
-    let args = linked_args(&lib);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    compile(&src, &args, &out_dir().join("readme_example"));
+    compile_linked(&src, &lib, &[], &out_dir().join("readme_example"));
 }
 
 /// Abstract Unix names are per network namespace: each namespace has its own service, and a
@@ -520,9 +493,7 @@ fn each_network_namespace_has_its_own_service() {
     }
     let Some(lib) = lib_dir() else { return };
     let exe = out_dir().join("sockd_echo_ns");
-    let args = linked_args(&lib);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    compile(&quicsock_dir().join("tests/c/sockd_echo.c"), &args, &exe);
+    compile_linked(&c_source("sockd_echo.c"), &lib, &[], &exe);
     let nosvc_src = out_dir().join("nosvc.c");
     std::fs::write(
         &nosvc_src,
@@ -532,7 +503,7 @@ fn each_network_namespace_has_its_own_service() {
     )
     .expect("write nosvc.c");
     let nosvc = out_dir().join("nosvc_ns");
-    compile(&nosvc_src, &args, &nosvc);
+    compile_linked(&nosvc_src, &lib, &[], &nosvc);
 
     let pid = std::process::id();
     let ns = [format!("qtsockd-a-{pid}"), format!("qtsockd-b-{pid}")];
@@ -638,15 +609,11 @@ fn run_psk(cmd: &mut Command) {
 /// echoed stream and datagram, then a wrong key failing cleanly on both sides: linked
 #[test]
 fn psk_linked_against_the_library() {
-    if !gcc_ok() {
+    let Some(lib) = c_toolchain(false) else {
         return;
-    }
-    let Some(lib) = lib_dir() else { return };
+    };
     let exe = out_dir().join("sockd_psk_linked");
-    let mut args = linked_args(&lib);
-    args.push("-ldl".into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    compile(&quicsock_dir().join("tests/c/sockd_psk.c"), &args, &exe);
+    compile_linked(&c_source("sockd_psk.c"), &lib, &["-ldl"], &exe);
     let svc = Sockd::start(None);
     run_psk(Command::new(&exe).env("QUICTUN_SOCKD", svc.env()));
 }
@@ -654,12 +621,11 @@ fn psk_linked_against_the_library() {
 /// The same program, built for the kernel module and libquic, under LD_PRELOAD
 #[test]
 fn psk_unmodified_program_under_ld_preload() {
-    if !gcc_ok() {
+    let Some(lib) = c_toolchain(false) else {
         return;
-    }
-    let Some(lib) = lib_dir() else { return };
+    };
     let exe = out_dir().join("sockd_psk_preload");
-    compile_for_preload(&quicsock_dir().join("tests/c/sockd_psk.c"), &exe);
+    compile_for_preload(&c_source("sockd_psk.c"), &exe);
     let svc = Sockd::start(None);
     run_psk(
         Command::new(&exe)
@@ -673,23 +639,9 @@ fn psk_unmodified_program_under_ld_preload() {
 /// skips without the GnuTLS development files
 #[test]
 fn gnutls_api_quic_handshake_and_steps() {
-    if !gcc_ok() {
-        return;
-    }
-    if !Path::new("/usr/include/gnutls/gnutls.h").exists() {
-        eprintln!("SKIP: GnuTLS headers not installed");
-        return;
-    }
-    let Some(lib) = lib_dir() else { return };
+    let Some(lib) = c_toolchain(true) else { return };
     let exe = out_dir().join("sockd_gnutls_api");
-    let mut args = linked_args(&lib);
-    args.push("-lgnutls".into());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    compile(
-        &quicsock_dir().join("tests/c/sockd_gnutls_api.c"),
-        &args,
-        &exe,
-    );
+    compile_linked(&c_source("sockd_gnutls_api.c"), &lib, &["-lgnutls"], &exe);
     // The other include order (GnuTLS's header first) compiles as well, strictly.
     let src = out_dir().join("gnutls_first.c");
     std::fs::write(
@@ -698,9 +650,12 @@ fn gnutls_api_quic_handshake_and_steps() {
          int main(void){gnutls_session_t s=0;return quic_handshake(s)==0;}\n",
     )
     .expect("write gnutls_first.c");
-    let mut strict = args.clone();
-    strict.push("-pedantic-errors");
-    compile(&src, &strict, &out_dir().join("gnutls_first"));
+    compile_linked(
+        &src,
+        &lib,
+        &["-lgnutls", "-pedantic-errors"],
+        &out_dir().join("gnutls_first"),
+    );
     let svc = Sockd::start(None);
     run_ok(
         Command::new(&exe)
@@ -714,14 +669,7 @@ fn gnutls_api_quic_handshake_and_steps() {
 /// session helpers are the ones that run
 #[test]
 fn gnutls_api_under_ld_preload() {
-    if !gcc_ok() {
-        return;
-    }
-    if !Path::new("/usr/include/gnutls/gnutls.h").exists() {
-        eprintln!("SKIP: GnuTLS headers not installed");
-        return;
-    }
-    let Some(lib) = lib_dir() else { return };
+    let Some(lib) = c_toolchain(true) else { return };
     let stub_dir = out_dir().join("gnutls-stub");
     std::fs::create_dir_all(&stub_dir).expect("stub dir");
     let stub_src = stub_dir.join("stub.c");
@@ -748,7 +696,7 @@ fn gnutls_api_under_ld_preload() {
     let l = format!("-L{}", stub_dir.display());
     let r = format!("-Wl,-rpath,{}", stub_dir.display());
     compile(
-        &quicsock_dir().join("tests/c/sockd_gnutls_api.c"),
+        &c_source("sockd_gnutls_api.c"),
         &[&l, &r, "-lquic", "-lgnutls"],
         &exe,
     );

@@ -5,57 +5,20 @@
 //! The peer is a plain quic-stack server on its built-in TLS: the wire format interoperates.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use quic_stack::config::{EndpointConfig, ServerConfig, TransportConfig};
+use quic_stack::config::TransportConfig;
 use quic_stack::driver::Endpoint;
 use quic_stack::sockapi::consts::*;
-use quic_stack::sockapi::msg::{HandshakeArgs, RawAddr, Request};
+use quic_stack::sockapi::msg::{HandshakeArgs, Request};
 use quic_stack::sockapi::types::{CryptoSecret, StreamInfo, TransportParam};
 use rustls::quic::{self as rq, KeyChange};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tunnel::sockd::{self, Limits};
 
 mod common;
-use common::{libc_eagain, Answer, Sock};
-
-/// TLS 1.3 traffic secrets as rustls logs them (its QUIC API hands out only derived keys)
-#[derive(Debug, Default)]
-struct Secrets(Mutex<Vec<(String, Vec<u8>)>>);
-
-impl Secrets {
-    fn get(&self, label: &str) -> Vec<u8> {
-        let all = self.0.lock().expect("lock");
-        all.iter()
-            .find(|(l, _)| l == label)
-            .map(|(_, s)| s.clone())
-            .unwrap_or_else(|| panic!("{label} not logged"))
-    }
-}
-
-impl rustls::KeyLog for Secrets {
-    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
-        self.0
-            .lock()
-            .expect("lock")
-            .push((label.to_owned(), secret.to_vec()));
-    }
-}
-
-fn cipher(tls: &rq::ClientConnection) -> u32 {
-    cipher_of(tls.negotiated_cipher_suite())
-}
-
-fn cipher_of(suite: Option<rustls::SupportedCipherSuite>) -> u32 {
-    use rustls::CipherSuite as C;
-    match suite.expect("suite").suite() {
-        C::TLS13_AES_128_GCM_SHA256 => TLS_CIPHER_AES_GCM_128,
-        C::TLS13_AES_256_GCM_SHA384 => TLS_CIPHER_AES_GCM_256,
-        C::TLS13_CHACHA20_POLY1305_SHA256 => TLS_CIPHER_CHACHA20_POLY1305,
-        other => panic!("unexpected suite {other:?}"),
-    }
-}
+use common::app_tls::{cipher_of, flush_tls, install as install_secret, install_both, Secrets};
+use common::{loopback_server, start_service, Answer, Recvd, Sock};
 
 /// Install the client's tx and rx secrets of `level`
 async fn install(s: &mut Sock, tls: &rq::ClientConnection, secrets: &Secrets, level: u8) {
@@ -67,19 +30,8 @@ async fn install(s: &mut Sock, tls: &rq::ClientConnection, secrets: &Secrets, le
     } else {
         ("CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0")
     };
-    for (send, label) in [(1, tx), (0, rx)] {
-        let value = secrets.get(label);
-        let mut secret = [0u8; QUIC_CRYPTO_SECRET_BUFFER_SIZE];
-        secret[..value.len()].copy_from_slice(&value);
-        let cs = CryptoSecret {
-            send,
-            level,
-            cipher_type: cipher(tls),
-            secret,
-        };
-        let r = s.set(QUIC_SOCKOPT_CRYPTO_SECRET, &cs.encode()).await;
-        assert!(matches!(r, Answer::Ok(0)), "secret {label}: {r:?}");
-    }
+    let cipher = cipher_of(tls.negotiated_cipher_suite().expect("suite"));
+    install_both(s, cipher, level, secrets, tx, rx).await;
 }
 
 /// Install one traffic secret of `level` (`send`: ours) on an accepted socket
@@ -96,17 +48,8 @@ async fn install_server(
         (false, true) => "SERVER_TRAFFIC_SECRET_0",
         (false, false) => "CLIENT_TRAFFIC_SECRET_0",
     };
-    let value = secrets.get(label);
-    let mut secret = [0u8; QUIC_CRYPTO_SECRET_BUFFER_SIZE];
-    secret[..value.len()].copy_from_slice(&value);
-    let cs = CryptoSecret {
-        send,
-        level,
-        cipher_type: cipher_of(tls.negotiated_cipher_suite()),
-        secret,
-    };
-    let r = s.set(QUIC_SOCKOPT_CRYPTO_SECRET, &cs.encode()).await;
-    assert!(matches!(r, Answer::Ok(0)), "secret {label}: {r:?}");
+    let cipher = cipher_of(tls.negotiated_cipher_suite().expect("suite"));
+    install_secret(s, cipher, level, send, &secrets.logged(label)).await;
 }
 
 fn server_endpoint(
@@ -115,26 +58,16 @@ fn server_endpoint(
 ) -> (Endpoint, SocketAddr) {
     let tls = quic_stack::tls::server_config(chain, key, vec![b"sample".to_vec()], None, false)
         .expect("tls");
-    let mut cfg = ServerConfig::new(Arc::new(tls));
-    cfg.transport = Arc::new(TransportConfig {
+    let transport = TransportConfig {
         datagram_receive_buffer_size: Some(1 << 16),
         ..TransportConfig::default()
-    });
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        Some(cfg),
-    )
-    .expect("server endpoint");
-    let addr = ep.local_addr();
-    (ep, addr)
+    };
+    loopback_server(tls, transport)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn application_runs_tls_against_a_builtin_server() {
-    let name = format!("quictun-sockd-exttls-{}", std::process::id());
-    let listener = sockd::bind(&name).expect("bind service");
-    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let (name, service) = start_service("quictun-sockd-exttls");
 
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
     let key = PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
@@ -144,17 +77,7 @@ async fn application_runs_tls_against_a_builtin_server() {
         let conn = server.accept().await.expect("incoming");
         conn.handshake().await.expect("server handshake");
         // Echo every bidirectional stream and every datagram
-        let c = conn.clone();
-        tokio::spawn(async move {
-            while let Ok((mut s, mut r)) = c.accept_bi().await {
-                tokio::spawn(async move {
-                    if let Ok(data) = r.read_to_end(1 << 20).await {
-                        let _ = s.write_all(&data).await;
-                        let _ = s.finish();
-                    }
-                });
-            }
-        });
+        common::echo_bidi_streams(conn.clone());
         let c = conn.clone();
         tokio::spawn(async move {
             while let Ok(d) = c.read_datagram().await {
@@ -177,10 +100,7 @@ async fn application_runs_tls_against_a_builtin_server() {
         matches!(r, Answer::Err(e) if e == nix::errno::Errno::EINVAL as i32),
         "{r:?}"
     );
-    let r = s
-        .call(&Request::Connect(RawAddr::from_socket_addr(&server_addr)))
-        .await;
-    assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+    s.connect(server_addr).await;
     let ours = match s.get(QUIC_SOCKOPT_TRANSPORT_PARAM_EXT, &[], 256).await {
         Answer::OptVal(v) => v,
         other => panic!("get TRANSPORT_PARAM_EXT: {other:?}"),
@@ -202,15 +122,7 @@ async fn application_runs_tls_against_a_builtin_server() {
     let mut established = false;
     for _ in 0..50 {
         loop {
-            let mut buf = Vec::new();
-            let change = tls.write_hs(&mut buf);
-            if !buf.is_empty() {
-                let r = s.send_handshake(level, &buf).await;
-                assert!(
-                    matches!(r, Answer::Ok(n) if n == buf.len() as i64),
-                    "send: {r:?}"
-                );
-            }
+            let (change, wrote) = flush_tls(&mut s, level, |b| tls.write_hs(b)).await;
             match change {
                 Some(KeyChange::Handshake { .. }) => {
                     install(&mut s, &tls, &secrets, QUIC_CRYPTO_HANDSHAKE).await;
@@ -221,7 +133,7 @@ async fn application_runs_tls_against_a_builtin_server() {
                     level = QUIC_CRYPTO_APP;
                     established = true;
                 }
-                None if buf.is_empty() => break,
+                None if !wrote => break,
                 None => {}
             }
         }
@@ -321,18 +233,13 @@ async fn application_runs_tls_against_a_builtin_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_peer_parameters_fail_like_the_kernel() {
-    let name = format!("quictun-sockd-exttls-bad-{}", std::process::id());
-    let listener = sockd::bind(&name).expect("bind service");
-    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let (name, service) = start_service("quictun-sockd-exttls-bad");
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
     let key = PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
     let (_server, server_addr) = server_endpoint(vec![ck.cert.der().clone()], key);
 
     let mut s = Sock::open(&name).await;
-    let r = s
-        .call(&Request::Connect(RawAddr::from_socket_addr(&server_addr)))
-        .await;
-    assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+    s.connect(server_addr).await;
     let einval = nix::errno::Errno::EINVAL as i32;
     // Handshake bytes at 0-RTT level: external TLS offers no early data
     let r = s.send_handshake(QUIC_CRYPTO_EARLY, b"x").await;
@@ -366,15 +273,7 @@ async fn bad_peer_parameters_fail_like_the_kernel() {
         "{r:?}"
     );
     // The application's TLS started the connection: the built-in helper is refused now
-    let r = s
-        .call(&Request::Handshake(HandshakeArgs {
-            server: false,
-            hostname: Some(b"localhost"),
-            alpns: Some(b"sample"),
-            pkey: None,
-            cert: None,
-        }))
-        .await;
+    let r = s.client_handshake().await;
     assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
     // A truncated parameter: refused, and the connection is gone
     let r = s
@@ -383,20 +282,12 @@ async fn bad_peer_parameters_fail_like_the_kernel() {
     assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
     let mut gone = false;
     for _ in 0..100 {
-        match s
-            .call(&Request::RecvMsg {
-                flags: 0,
-                max_len: 1024,
-            })
-            .await
-        {
-            Answer::Err(e) if e == nix::errno::Errno::ENOTCONN as i32 => {
+        match s.recvmsg_once(1024).await {
+            Recvd::NotConnected => {
                 gone = true;
                 break;
             }
-            Answer::Err(e) if e == libc_eagain() => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            Recvd::Again => tokio::time::sleep(Duration::from_millis(10)).await,
             other => panic!("recvmsg after failure: {other:?}"),
         }
     }
@@ -406,9 +297,7 @@ async fn bad_peer_parameters_fail_like_the_kernel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_socket_runs_the_applications_tls() {
-    let name = format!("quictun-sockd-exttls-srv-{}", std::process::id());
-    let listener = sockd::bind(&name).expect("bind service");
-    let service = tokio::spawn(sockd::serve(listener, Limits::default()));
+    let (name, service) = start_service("quictun-sockd-exttls-srv");
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
     let key = PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
     let cert = ck.cert.der().clone();
@@ -422,15 +311,7 @@ async fn accepted_socket_runs_the_applications_tls() {
     let r = l.set(QUIC_SOCKOPT_TRANSPORT_PARAM, &tp.encode()).await;
     assert!(matches!(r, Answer::Ok(0)), "transport param: {r:?}");
     // No listener flag: as in the kernel, accepted sockets decide their TLS after accept()
-    let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
-    let r = l.call(&Request::Bind(bind)).await;
-    assert!(matches!(r, Answer::Ok(0)), "bind: {r:?}");
-    let r = l.call(&Request::Listen { backlog: 4 }).await;
-    assert!(matches!(r, Answer::Ok(0)), "listen: {r:?}");
-    let addr = match l.call(&Request::GetSockName).await {
-        Answer::Addr(a) => a,
-        other => panic!("getsockname: {other:?}"),
-    };
+    let addr = l.bind_listen(4).await;
 
     // The peer: a plain quic-stack client on its built-in TLS, echoing what the server sends
     let mut roots = rustls::RootCertStore::empty();
@@ -442,12 +323,7 @@ async fn accepted_socket_runs_the_applications_tls() {
         datagram_receive_buffer_size: Some(1 << 16),
         ..TransportConfig::default()
     });
-    let cep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("client endpoint");
+    let cep = common::loopback_client();
     let conn = cep.connect(ccfg, addr, "localhost").expect("connect");
     let client = tokio::spawn(async move {
         conn.handshake().await.expect("client handshake");
@@ -497,29 +373,21 @@ async fn accepted_socket_runs_the_applications_tls() {
             }
         }
         loop {
-            let mut buf = Vec::new();
-            let change = tls.write_hs(&mut buf);
-            if !buf.is_empty() {
-                let r = s.send_handshake(level, &buf).await;
-                assert!(
-                    matches!(r, Answer::Ok(n) if n == buf.len() as i64),
-                    "send: {r:?}"
-                );
-                if !took_part {
-                    // Having sent its first flight, the application owns the handshake: the
-                    // service's TLS can no longer take it over
-                    took_part = true;
-                    let r = s
-                        .call(&Request::Handshake(HandshakeArgs {
-                            server: true,
-                            hostname: None,
-                            alpns: Some(b"sample"),
-                            pkey: None,
-                            cert: None,
-                        }))
-                        .await;
-                    assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
-                }
+            let (change, wrote) = flush_tls(&mut s, level, |b| tls.write_hs(b)).await;
+            if wrote && !took_part {
+                // Having sent its first flight, the application owns the handshake: the
+                // service's TLS can no longer take it over
+                took_part = true;
+                let r = s
+                    .call(&Request::Handshake(HandshakeArgs {
+                        server: true,
+                        hostname: None,
+                        alpns: Some(b"sample"),
+                        pkey: None,
+                        cert: None,
+                    }))
+                    .await;
+                assert!(matches!(r, Answer::Err(e) if e == einval), "{r:?}");
             }
             match change {
                 Some(KeyChange::Handshake { .. }) => {
@@ -532,7 +400,7 @@ async fn accepted_socket_runs_the_applications_tls() {
                     install_server(&mut s, &tls, &secrets, QUIC_CRYPTO_APP, 1).await;
                     level = QUIC_CRYPTO_APP;
                 }
-                None if buf.is_empty() => break,
+                None if !wrote => break,
                 None => {}
             }
         }

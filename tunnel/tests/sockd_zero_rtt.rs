@@ -2,46 +2,31 @@
 //! the test is the application, driving sockets as the C library does.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
-use quic_stack::driver::Endpoint;
+use quic_stack::config::{ClientConfig, TransportConfig};
 use quic_stack::sockapi::consts::*;
 use quic_stack::sockapi::events::Event;
 use quic_stack::sockapi::msg::{HandshakeArgs, RawAddr, Request};
-use quic_stack::sockapi::types::{CryptoSecret, EventOption, TransportParam};
+use quic_stack::sockapi::types::{EventOption, TransportParam};
 use rustls::quic::{self as rq, KeyChange};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tunnel::sockd::{self, Limits};
 
 mod common;
+use common::app_tls::{cipher_of, flush_tls, install, install_both, Secrets};
 use common::{Answer, Sock};
 
 const EINVAL: i32 = nix::errno::Errno::EINVAL as i32;
 
 fn start_service(tag: &str) -> (String, tokio::task::JoinHandle<()>) {
-    let name = format!("quictun-sockd-0rtt-{tag}-{}", std::process::id());
-    let listener = sockd::bind(&name).expect("bind service");
-    (
-        name.clone(),
-        tokio::spawn(sockd::serve(listener, Limits::default())),
-    )
+    common::start_service(&format!("quictun-sockd-0rtt-{tag}"))
 }
 
 /// A listening socket of the service on 127.0.0.1
 async fn listener(name: &str) -> (Sock, SocketAddr) {
     let mut l = Sock::open(name).await;
-    let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
-    assert!(matches!(l.call(&Request::Bind(bind)).await, Answer::Ok(0)));
-    assert!(matches!(
-        l.call(&Request::Listen { backlog: 4 }).await,
-        Answer::Ok(0)
-    ));
-    let addr = match l.call(&Request::GetSockName).await {
-        Answer::Addr(a) => a,
-        other => panic!("getsockname: {other:?}"),
-    };
+    let addr = l.bind_listen(4).await;
     (l, addr)
 }
 
@@ -96,24 +81,13 @@ async fn accepted_socket_offers_a_preferred_address() {
     let name2 = name.clone();
     let client = tokio::spawn(async move {
         let mut c = Sock::open(&name2).await;
-        let r = c
-            .call(&Request::Connect(RawAddr::from_socket_addr(&addr)))
-            .await;
-        assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+        c.connect(addr).await;
         // Only a server offers a preferred address: an establishing client gets EINVAL
         let r = c
             .set(QUIC_SOCKOPT_CONNECTION_MIGRATION, &sockaddr_in(preferred))
             .await;
         assert!(matches!(r, Answer::Err(e) if e == EINVAL), "{r:?}");
-        let r = c
-            .call(&Request::Handshake(HandshakeArgs {
-                server: false,
-                hostname: Some(b"localhost"),
-                alpns: Some(b"sample"),
-                pkey: None,
-                cert: None,
-            }))
-            .await;
+        let r = c.client_handshake().await;
         assert!(matches!(r, Answer::Ok(0)), "client handshake: {r:?}");
         c
     });
@@ -189,12 +163,7 @@ async fn builtin_server_accepts_zero_rtt() {
         zero_rtt: true,
         ..TransportConfig::default()
     });
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("client endpoint");
+    let ep = common::loopback_client();
 
     let mut results = Vec::new();
     for round in 0..2 {
@@ -236,55 +205,6 @@ async fn builtin_server_accepts_zero_rtt() {
     service.abort();
 }
 
-/// TLS secrets as rustls logs them (its QUIC API hands out only derived keys)
-#[derive(Debug, Default)]
-struct Secrets(Mutex<Vec<(String, Vec<u8>)>>);
-
-impl Secrets {
-    fn get(&self, label: &str) -> Option<Vec<u8>> {
-        let all = self.0.lock().expect("lock");
-        all.iter()
-            .rev()
-            .find(|(l, _)| l == label)
-            .map(|(_, s)| s.clone())
-    }
-    fn clear(&self) {
-        self.0.lock().expect("lock").clear();
-    }
-}
-
-impl rustls::KeyLog for Secrets {
-    fn log(&self, label: &str, _client_random: &[u8], secret: &[u8]) {
-        self.0
-            .lock()
-            .expect("lock")
-            .push((label.to_owned(), secret.to_vec()));
-    }
-}
-
-fn cipher_of(suite: rustls::SupportedCipherSuite) -> u32 {
-    use rustls::CipherSuite as C;
-    match suite.suite() {
-        C::TLS13_AES_128_GCM_SHA256 => TLS_CIPHER_AES_GCM_128,
-        C::TLS13_AES_256_GCM_SHA384 => TLS_CIPHER_AES_GCM_256,
-        C::TLS13_CHACHA20_POLY1305_SHA256 => TLS_CIPHER_CHACHA20_POLY1305,
-        other => panic!("unexpected suite {other:?}"),
-    }
-}
-
-async fn install(s: &mut Sock, cipher_type: u32, level: u8, send: u8, value: &[u8]) {
-    let mut secret = [0u8; QUIC_CRYPTO_SECRET_BUFFER_SIZE];
-    secret[..value.len()].copy_from_slice(value);
-    let cs = CryptoSecret {
-        send,
-        level,
-        cipher_type,
-        secret,
-    };
-    let r = s.set(QUIC_SOCKOPT_CRYPTO_SECRET, &cs.encode()).await;
-    assert!(matches!(r, Answer::Ok(0)), "secret level {level}: {r:?}");
-}
-
 /// Run the client handshake of `tls` over `s` (ClientHello already written by the caller
 /// or not) until both 1-RTT secrets are installed
 async fn drive_client(s: &mut Sock, tls: &mut rq::ClientConnection, secrets: &Secrets) {
@@ -292,35 +212,25 @@ async fn drive_client(s: &mut Sock, tls: &mut rq::ClientConnection, secrets: &Se
     let mut peer_params_set = false;
     for _ in 0..50 {
         loop {
-            let mut buf = Vec::new();
-            let change = tls.write_hs(&mut buf);
-            if !buf.is_empty() {
-                let r = s.send_handshake(level, &buf).await;
-                assert!(matches!(r, Answer::Ok(n) if n == buf.len() as i64), "{r:?}");
-            }
+            let (change, wrote) = flush_tls(s, level, |b| tls.write_hs(b)).await;
             let suite = tls.negotiated_cipher_suite().map(cipher_of);
             match change {
                 Some(KeyChange::Handshake { .. }) => {
+                    let (tx, rx) = (
+                        "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+                        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                    );
                     let c = suite.expect("suite");
-                    let tx = secrets
-                        .get("CLIENT_HANDSHAKE_TRAFFIC_SECRET")
-                        .expect("chts");
-                    let rx = secrets
-                        .get("SERVER_HANDSHAKE_TRAFFIC_SECRET")
-                        .expect("shts");
-                    install(s, c, QUIC_CRYPTO_HANDSHAKE, 1, &tx).await;
-                    install(s, c, QUIC_CRYPTO_HANDSHAKE, 0, &rx).await;
+                    install_both(s, c, QUIC_CRYPTO_HANDSHAKE, secrets, tx, rx).await;
                     level = QUIC_CRYPTO_HANDSHAKE;
                 }
                 Some(KeyChange::OneRtt { .. }) => {
+                    let (tx, rx) = ("CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0");
                     let c = suite.expect("suite");
-                    let tx = secrets.get("CLIENT_TRAFFIC_SECRET_0").expect("cts");
-                    let rx = secrets.get("SERVER_TRAFFIC_SECRET_0").expect("sts");
-                    install(s, c, QUIC_CRYPTO_APP, 1, &tx).await;
-                    install(s, c, QUIC_CRYPTO_APP, 0, &rx).await;
+                    install_both(s, c, QUIC_CRYPTO_APP, secrets, tx, rx).await;
                     return;
                 }
-                None if buf.is_empty() => break,
+                None if !wrote => break,
                 None => {}
             }
         }
@@ -358,33 +268,16 @@ async fn external_tls_client_resumes_with_zero_rtt() {
         true,
     )
     .expect("server tls");
-    let mut scfg = ServerConfig::new(Arc::new(stls));
-    scfg.transport = Arc::new(TransportConfig {
+    let transport = TransportConfig {
         zero_rtt: true,
         ..TransportConfig::default()
-    });
-    let server = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        Some(scfg),
-    )
-    .expect("server endpoint");
-    let server_addr = server.local_addr();
+    };
+    let (server, server_addr) = common::loopback_server(stls, transport);
     let srv = tokio::spawn(async move {
         let mut conns = Vec::new();
         for _ in 0..2 {
             let conn = server.accept().await.expect("incoming");
-            let c = conn.clone();
-            tokio::spawn(async move {
-                while let Ok((mut s, mut r)) = c.accept_bi().await {
-                    tokio::spawn(async move {
-                        if let Ok(data) = r.read_to_end(1 << 20).await {
-                            let _ = s.write_all(&data).await;
-                            let _ = s.finish();
-                        }
-                    });
-                }
-            });
+            common::echo_bidi_streams(conn.clone());
             conns.push(conn);
         }
         (server, conns)
@@ -409,10 +302,7 @@ async fn external_tls_client_resumes_with_zero_rtt() {
         s.set(QUIC_SOCKOPT_EVENT, &on.encode()).await,
         Answer::Ok(0)
     ));
-    let r = s
-        .call(&Request::Connect(RawAddr::from_socket_addr(&server_addr)))
-        .await;
-    assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+    s.connect(server_addr).await;
     // No ticket before the handshake: length 0
     assert!(
         matches!(s.get(QUIC_SOCKOPT_SESSION_TICKET, &[], 4096).await, Answer::OptVal(v) if v.is_empty())
@@ -544,24 +434,16 @@ async fn drive_server(s: &mut Sock, tls: &mut rq::ServerConnection, secrets: &Se
             early_installed = true;
         }
         loop {
-            let mut buf = Vec::new();
-            let change = tls.write_hs(&mut buf);
-            if !buf.is_empty() {
-                let r = s.send_handshake(level, &buf).await;
-                assert!(matches!(r, Answer::Ok(n) if n == buf.len() as i64), "{r:?}");
-            }
+            let (change, wrote) = flush_tls(s, level, |b| tls.write_hs(b)).await;
             let c = tls.negotiated_cipher_suite().map(cipher_of);
             match change {
                 Some(KeyChange::Handshake { .. }) => {
+                    let (tx, rx) = (
+                        "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                        "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+                    );
                     let c = c.expect("suite");
-                    let tx = secrets
-                        .get("SERVER_HANDSHAKE_TRAFFIC_SECRET")
-                        .expect("shts");
-                    let rx = secrets
-                        .get("CLIENT_HANDSHAKE_TRAFFIC_SECRET")
-                        .expect("chts");
-                    install(s, c, QUIC_CRYPTO_HANDSHAKE, 1, &tx).await;
-                    install(s, c, QUIC_CRYPTO_HANDSHAKE, 0, &rx).await;
+                    install_both(s, c, QUIC_CRYPTO_HANDSHAKE, secrets, tx, rx).await;
                     level = QUIC_CRYPTO_HANDSHAKE;
                 }
                 Some(KeyChange::OneRtt { .. }) => {
@@ -569,7 +451,7 @@ async fn drive_server(s: &mut Sock, tls: &mut rq::ServerConnection, secrets: &Se
                     install(s, c.expect("suite"), QUIC_CRYPTO_APP, 1, &tx).await;
                     level = QUIC_CRYPTO_APP;
                 }
-                None if buf.is_empty() => break,
+                None if !wrote => break,
                 None => {}
             }
         }
@@ -578,15 +460,7 @@ async fn drive_server(s: &mut Sock, tls: &mut rq::ServerConnection, secrets: &Se
             let rx = secrets.get("CLIENT_TRAFFIC_SECRET_0").expect("cts");
             install(s, c, QUIC_CRYPTO_APP, 0, &rx).await;
             // The tickets rustls writes once the handshake is done
-            let mut buf = Vec::new();
-            let _ = tls.write_hs(&mut buf);
-            if !buf.is_empty() {
-                let r = s.send_handshake(QUIC_CRYPTO_APP, &buf).await;
-                assert!(
-                    matches!(r, Answer::Ok(n) if n == buf.len() as i64),
-                    "ticket: {r:?}"
-                );
-            }
+            let _ = flush_tls(s, QUIC_CRYPTO_APP, |b| tls.write_hs(b)).await;
             return early_installed;
         }
     }
@@ -624,12 +498,7 @@ async fn accepted_socket_with_its_own_tls_takes_zero_rtt() {
         zero_rtt: true,
         ..TransportConfig::default()
     });
-    let ep = Endpoint::new(
-        "127.0.0.1:0".parse().expect("addr"),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("client endpoint");
+    let ep = common::loopback_client();
 
     let mut outcome = Vec::new();
     for round in 0..2 {

@@ -14,61 +14,7 @@
 #include <arpa/inet.h>
 #include <netinet/quic.h>
 
-#define CHECK(c)                                                                         \
-	do {                                                                             \
-		if (!(c)) {                                                              \
-			fprintf(stderr, "FAIL %s:%d: %s (errno %d %s)\n", __FILE__,      \
-				__LINE__, #c, errno, strerror(errno));                   \
-			exit(1);                                                         \
-		}                                                                        \
-	} while (0)
-
-static ssize_t send_stream(int fd, int64_t id, uint32_t sflags, const void *data, size_t len,
-			   int flags)
-{
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))] = { 0 };
-	struct iovec iov = { (void *)data, len };
-	struct msghdr m = { 0 };
-	struct cmsghdr *c;
-	struct quic_stream_info si = { id, sflags };
-
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_QUIC;
-	c->cmsg_type = QUIC_STREAM_INFO;
-	c->cmsg_len = CMSG_LEN(sizeof(si));
-	memcpy(CMSG_DATA(c), &si, sizeof(si));
-	return sendmsg(fd, &m, flags);
-}
-
-/* recvmsg; fills *si from the QUIC_STREAM_INFO cmsg (id -1 if none) and *mflags */
-static ssize_t recv_any(int fd, void *buf, size_t len, struct quic_stream_info *si,
-			int *mflags, int flags)
-{
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
-	struct iovec iov = { buf, len };
-	struct msghdr m = { 0 };
-	struct cmsghdr *c;
-	ssize_t n;
-
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	n = recvmsg(fd, &m, flags);
-	si->stream_id = -1;
-	si->stream_flags = 0;
-	if (n < 0)
-		return n;
-	*mflags = m.msg_flags;
-	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-		if (c->cmsg_level == SOL_QUIC && c->cmsg_type == QUIC_STREAM_INFO)
-			memcpy(si, CMSG_DATA(c), sizeof(*si));
-	return n;
-}
+#include "test_common.h"
 
 int main(void)
 {
@@ -117,10 +63,7 @@ int main(void)
 	CHECK(getsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_ALPN, alpn, &len) == 0);
 	CHECK(len == 6 && !strcmp(alpn, "sample"));
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(4433);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, 4433);
 	CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
 	len = sizeof(buf);
 	/* a client's TOKEN get succeeds: libquic's role detection */
@@ -136,25 +79,25 @@ int main(void)
 	CHECK(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) == -1 && errno == EAGAIN);
 
 	/* stream data with stream info; the echo comes back after the event */
-	CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "hello", 5, 0) == 5);
+	CHECK(send_stream_flags(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "hello", 5, 0) == 5);
 	CHECK(poll(&p, 1, 2000) == 1 && (p.revents & POLLIN));
-	n = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0);
+	n = recv_any_flags(fd, buf, sizeof(buf), &si, &mflags, 0);
 	CHECK(n == 1 + (ssize_t)sizeof(struct quic_stream_update));
 	CHECK((mflags & MSG_QUIC_NOTIFICATION) && (mflags & MSG_EOR));
 	CHECK(buf[0] == QUIC_EVENT_STREAM_UPDATE);
 	up = (struct quic_stream_update *)(buf + 1);
 	CHECK(up->id == 0 && up->state == QUIC_STREAM_SEND_STATE_RECVD && up->finalsz == 5);
 	CHECK(poll(&p, 1, 0) == 1);
-	n = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0);
+	n = recv_any_flags(fd, buf, sizeof(buf), &si, &mflags, 0);
 	CHECK(n == 5 && !memcmp(buf, "hello", 5));
 	CHECK(si.stream_id == 0 && (si.stream_flags & MSG_QUIC_STREAM_FIN));
 	CHECK(poll(&p, 1, 0) == 0);
 
 	/* datagram, read in two pieces: MSG_EOR only on the last */
 	CHECK(send(fd, "dgram", 5, MSG_QUIC_DATAGRAM) == 5);
-	n = recv_any(fd, buf, 3, &si, &mflags, 0);
+	n = recv_any_flags(fd, buf, 3, &si, &mflags, 0);
 	CHECK(n == 3 && (mflags & MSG_QUIC_DATAGRAM) && !(mflags & MSG_EOR));
-	n = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0);
+	n = recv_any_flags(fd, buf, sizeof(buf), &si, &mflags, 0);
 	CHECK(n == 2 && (mflags & MSG_QUIC_DATAGRAM) && (mflags & MSG_EOR) && buf[0] == 'a');
 	CHECK(send(fd, "", 0, MSG_QUIC_DATAGRAM) == -1 && errno == EMSGSIZE);
 	CHECK(send(fd, "x", 1, MSG_OOB) == -1 && errno == EINVAL);
@@ -170,7 +113,7 @@ int main(void)
 		CHECK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0);
 		CHECK(send(fd, "delay:z", 7, MSG_QUIC_DATAGRAM) == 7);
 		CHECK(poll(&p, 1, 0) == 0);
-		r = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0);
+		r = recv_any_flags(fd, buf, sizeof(buf), &si, &mflags, 0);
 		CHECK(r == 7 && (mflags & MSG_QUIC_DATAGRAM) && buf[6] == 'z');
 	}
 
@@ -181,14 +124,14 @@ int main(void)
 		int fins = 0;
 
 		memset(big, 'b', sizeof(big));
-		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, big,
+		CHECK(send_stream_flags(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, big,
 				  sizeof(big), 0) == (ssize_t)sizeof(big));
-		n = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0); /* the STREAM_UPDATE */
+		n = recv_any_flags(fd, buf, sizeof(buf), &si, &mflags, 0); /* the STREAM_UPDATE */
 		CHECK(n > 0 && (mflags & MSG_QUIC_NOTIFICATION));
 		while (got < sizeof(big)) {
 			static char rb[70000];
 
-			n = recv_any(fd, rb, sizeof(rb), &si, &mflags, MSG_DONTWAIT);
+			n = recv_any_flags(fd, rb, sizeof(rb), &si, &mflags, MSG_DONTWAIT);
 			CHECK(n > 0 && si.stream_id == 4);
 			if (si.stream_flags & MSG_QUIC_STREAM_FIN)
 				fins++;
@@ -199,15 +142,15 @@ int main(void)
 
 	/* flow-control blocked sends: ENOSPC with a stream cmsg, EAGAIN without; a blocking
 	 * socket waits for the service's POLLOUT doorbell */
-	CHECK(send_stream(fd, 20, MSG_QUIC_STREAM_NEW, "block:1", 7, MSG_DONTWAIT) == -1 &&
+	CHECK(send_stream_flags(fd, 20, MSG_QUIC_STREAM_NEW, "block:1", 7, MSG_DONTWAIT) == -1 &&
 	      errno == ENOSPC);
 	CHECK(send(fd, "block:2", 7, MSG_DONTWAIT) == -1 && errno == EAGAIN);
 	usleep(150000);
 	CHECK(poll(&p, 1, 0) == 0); /* no POLLOUT doorbell for writers that did not wait */
-	CHECK(send_stream(fd, 20, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "block:3", 7, 0) == 7);
-	n = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0); /* STREAM_UPDATE */
+	CHECK(send_stream_flags(fd, 20, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "block:3", 7, 0) == 7);
+	n = recv_any_flags(fd, buf, sizeof(buf), &si, &mflags, 0); /* STREAM_UPDATE */
 	CHECK(n > 0 && (mflags & MSG_QUIC_NOTIFICATION));
-	n = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0);
+	n = recv_any_flags(fd, buf, sizeof(buf), &si, &mflags, 0);
 	CHECK(n == 7 && si.stream_id == 20 && !memcmp(buf, "block:3", 7));
 
 	/* STREAM_OPEN: next unidirectional stream */
@@ -218,8 +161,8 @@ int main(void)
 	CHECK(len == sizeof(si) && si.stream_id == 2);
 
 	/* FIN without room for the cmsg: MSG_CTRUNC and FIN in msg_flags */
-	CHECK(send_stream(fd, 12, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "abc", 3, 0) == 3);
-	n = recv_any(fd, buf, sizeof(buf), &si, &mflags, 0); /* the event */
+	CHECK(send_stream_flags(fd, 12, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "abc", 3, 0) == 3);
+	n = recv_any_flags(fd, buf, sizeof(buf), &si, &mflags, 0); /* the event */
 	CHECK(n > 0 && (mflags & MSG_QUIC_NOTIFICATION));
 	{
 		struct iovec iov = { buf, sizeof(buf) };

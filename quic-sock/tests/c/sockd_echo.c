@@ -17,73 +17,10 @@
 #include <sys/wait.h>
 #include <netinet/quic.h>
 
-#define CHECK(c)                                                                         \
-	do {                                                                             \
-		if (!(c)) {                                                              \
-			fprintf(stderr, "FAIL[%s] %s:%d: %s (errno %d %s)\n", role,      \
-				__FILE__, __LINE__, #c, errno, strerror(errno));         \
-			exit(1);                                                         \
-		}                                                                        \
-	} while (0)
+#include "test_common.h"
 
 #define NSTREAMS 150 /* beyond the default initial limit of 100 bidi streams */
 
-static const char *role = "main";
-
-static ssize_t send_stream(int fd, int64_t id, uint32_t sflags, const void *data, size_t len,
-			   int flags)
-{
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))] = { 0 };
-	struct iovec iov = { (void *)data, len };
-	struct msghdr m = { 0 };
-	struct cmsghdr *c;
-	struct quic_stream_info si = { id, sflags };
-
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_QUIC;
-	c->cmsg_type = QUIC_STREAM_INFO;
-	c->cmsg_len = CMSG_LEN(sizeof(si));
-	memcpy(CMSG_DATA(c), &si, sizeof(si));
-	return sendmsg(fd, &m, flags);
-}
-
-static ssize_t recv_any(int fd, void *buf, size_t len, struct quic_stream_info *si, int *mflags)
-{
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
-	struct iovec iov = { buf, len };
-	struct msghdr m = { 0 };
-	struct cmsghdr *c;
-	ssize_t n;
-
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	n = recvmsg(fd, &m, 0);
-	si->stream_id = -1;
-	si->stream_flags = 0;
-	if (n < 0)
-		return n;
-	*mflags = m.msg_flags;
-	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-		if (c->cmsg_level == SOL_QUIC && c->cmsg_type == QUIC_STREAM_INFO)
-			memcpy(si, CMSG_DATA(c), sizeof(*si));
-	return n;
-}
-
-/* datagrams need max_datagram_frame_size on both sides (the kernel's default is 0) */
-static void enable_datagrams(int fd)
-{
-	struct quic_transport_param tp;
-
-	memset(&tp, 0, sizeof(tp)); /* zero fields keep their defaults */
-	tp.max_datagram_frame_size = 1400;
-	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &tp, sizeof(tp)) == 0);
-}
 
 /* read until a datagram arrives (skipping stream data) and check it */
 static void wait_dgram(int fd, const char *want)
@@ -120,7 +57,7 @@ static int client(struct sockaddr_in *sa)
 	CHECK(quic_client_handshake(fd, NULL, "localhost", "sample") == 0);
 
 	/* one bidi stream: echo with FIN */
-	CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "hello", 5, 0) == 5);
+	CHECK(send_stream_flags(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "hello", 5, 0) == 5);
 	n = recv_any(fd, buf, sizeof(buf), &si, &mflags);
 	CHECK(n >= 0);
 	if (n == 0 || !(si.stream_flags & MSG_QUIC_STREAM_FIN)) {
@@ -138,7 +75,7 @@ static int client(struct sockaddr_in *sa)
 	CHECK(n == 5 && (mflags & MSG_QUIC_DATAGRAM) && !memcmp(buf, "dgram", 5));
 
 	/* unidirectional: the server answers on a stream of its own */
-	CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_UNI | MSG_QUIC_STREAM_FIN,
+	CHECK(send_stream_flags(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_UNI | MSG_QUIC_STREAM_FIN,
 			  "uni", 3, 0) == 3);
 	n = 0;
 	do {
@@ -153,7 +90,7 @@ static int client(struct sockaddr_in *sa)
 		char msg[16];
 		int l = snprintf(msg, sizeof(msg), "s%d", i);
 
-		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, msg, l, 0) == l);
+		CHECK(send_stream_flags(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, msg, l, 0) == l);
 	}
 	while (fins < NSTREAMS) {
 		char want[16];
@@ -178,17 +115,17 @@ static int client(struct sockaddr_in *sa)
 	{
 		struct quic_errinfo e = { 4 * (NSTREAMS + 1), 9 };
 
-		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW, "rst", 3, 0) == 3);
+		CHECK(send_stream_flags(fd, -1, MSG_QUIC_STREAM_NEW, "rst", 3, 0) == 3);
 		CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_STREAM_RESET, &e, sizeof(e)) == 0);
 		wait_dgram(fd, "R9");
 		/* a reset stream can't be written to */
-		CHECK(send_stream(fd, e.stream_id, 0, "x", 1, 0) == -1 && errno == EINVAL);
+		CHECK(send_stream_flags(fd, e.stream_id, 0, "x", 1, 0) == -1 && errno == EINVAL);
 	}
 	/* stop-sending: the server's next write on the stream fails, it reports the code */
 	{
 		struct quic_errinfo e = { 4 * (NSTREAMS + 2), 7 };
 
-		CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW, "stp", 3, 0) == 3);
+		CHECK(send_stream_flags(fd, -1, MSG_QUIC_STREAM_NEW, "stp", 3, 0) == 3);
 		do {
 			n = recv_any(fd, buf, sizeof(buf), &si, &mflags);
 			CHECK(n >= 0);
@@ -202,7 +139,7 @@ static int client(struct sockaddr_in *sa)
 			struct pollfd p = { fd, POLLIN, 0 };
 
 			CHECK(i < 100);
-			CHECK(send_stream(fd, e.stream_id, 0, "more", 4, 0) == 4);
+			CHECK(send_stream_flags(fd, e.stream_id, 0, "more", 4, 0) == 4);
 			if (poll(&p, 1, 100) != 1)
 				continue;
 			n = recv_any(fd, buf, sizeof(buf), &si, &mflags);
@@ -246,10 +183,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	alarm(30); /* bounded: a hang fails the test instead of stalling CI */
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(atoi(argv[3]));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, atoi(argv[3]));
 
 	role = "server";
 	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
@@ -303,7 +237,7 @@ int main(int argc, char **argv)
 			memcpy(ubuf + ulen, buf, n);
 			ulen += n;
 			if (si.stream_flags & MSG_QUIC_STREAM_FIN) {
-				CHECK(send_stream(a, -1,
+				CHECK(send_stream_flags(a, -1,
 						  MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_UNI |
 							  MSG_QUIC_STREAM_FIN,
 						  ubuf, ulen, 0) == ulen);
@@ -311,7 +245,7 @@ int main(int argc, char **argv)
 			}
 		} else {
 			uint32_t fin = si.stream_flags & MSG_QUIC_STREAM_FIN;
-			ssize_t w = send_stream(a, si.stream_id, fin, buf, n, 0);
+			ssize_t w = send_stream_flags(a, si.stream_id, fin, buf, n, 0);
 
 			/* EINVAL: the client sent STOP_SENDING, the stream is reset (the event
 			 * follows the first refusal) */

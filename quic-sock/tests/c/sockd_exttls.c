@@ -20,16 +20,8 @@
 #include <gnutls/gnutls.h>
 #include <netinet/quic.h>
 
-#define CHECK(c)                                                                         \
-	do {                                                                             \
-		if (!(c)) {                                                              \
-			fprintf(stderr, "FAIL[%s] %s:%d: %s (errno %d %s)\n", role,      \
-				__FILE__, __LINE__, #c, errno, strerror(errno));         \
-			exit(1);                                                         \
-		}                                                                        \
-	} while (0)
+#include "test_common.h"
 
-static const char *role = "main";
 static int sock = -1;
 static int app_tx, app_rx;
 
@@ -61,43 +53,24 @@ static gnutls_record_encryption_level_t tls_level(uint8_t l)
 
 static ssize_t send_handshake(uint8_t level, const void *data, size_t len)
 {
-	char ctrl[CMSG_SPACE(sizeof(struct quic_handshake_info))] = { 0 };
-	struct iovec iov = { (void *)data, len };
 	struct quic_handshake_info hi = { level };
-	struct msghdr m = { 0 };
-	struct cmsghdr *c;
 
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_QUIC;
-	c->cmsg_type = QUIC_HANDSHAKE_INFO;
-	c->cmsg_len = CMSG_LEN(sizeof(hi));
-	memcpy(CMSG_DATA(c), &hi, sizeof(hi));
-	return sendmsg(sock, &m, 0);
+	return send_with_cmsg(sock, QUIC_HANDSHAKE_INFO, &hi, sizeof(hi), data, len, 0);
 }
 
 /* one message; *level is -1 unless it carried QUIC_HANDSHAKE_INFO */
 static ssize_t recv_msg(void *buf, size_t len, int *level, int *mflags, int flags)
 {
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
-	struct iovec iov = { buf, len };
-	struct msghdr m = { 0 };
+	struct quic_recv r;
 	struct cmsghdr *c;
 	ssize_t n;
 
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	n = recvmsg(sock, &m, flags);
+	n = recv_with_cmsg(sock, buf, len, flags, &r);
 	*level = -1;
 	if (n < 0)
 		return n;
-	*mflags = m.msg_flags;
-	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+	*mflags = r.m.msg_flags;
+	for (c = CMSG_FIRSTHDR(&r.m); c; c = CMSG_NXTHDR(&r.m, c))
 		if (c->cmsg_level == SOL_QUIC && c->cmsg_type == QUIC_HANDSHAKE_INFO)
 			*level = *(uint8_t *)CMSG_DATA(c);
 	return n;
@@ -181,15 +154,6 @@ static ssize_t no_transport(gnutls_transport_ptr_t p, void *buf, size_t len)
 	(void)len;
 	errno = EAGAIN;
 	return -1;
-}
-
-static void enable_datagrams(int fd)
-{
-	struct quic_transport_param tp;
-
-	memset(&tp, 0, sizeof(tp));
-	tp.max_datagram_frame_size = 1400;
-	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &tp, sizeof(tp)) == 0);
 }
 
 /* drive GnuTLS until its handshake completes, moving bytes through the socket `sock` */
@@ -355,9 +319,7 @@ static void external_server(const char *key, const char *cert)
 
 	role = "external server";
 	app_tx = app_rx = 0;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, 0);
 	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);
 	CHECK(l >= 0);
 	enable_datagrams(l);
@@ -385,21 +347,15 @@ static void external_server(const char *key, const char *cert)
 	/* echo one stream message and one datagram */
 	while (done < 2) {
 		struct quic_stream_info si;
-		char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
-		struct iovec iov = { buf, sizeof(buf) };
-		struct msghdr m = { 0 };
+		struct quic_recv r;
 		struct cmsghdr *c;
 
-		m.msg_iov = &iov;
-		m.msg_iovlen = 1;
-		m.msg_control = ctrl;
-		m.msg_controllen = sizeof(ctrl);
-		n = recvmsg(a, &m, 0);
+		n = recv_with_cmsg(a, buf, sizeof(buf), 0, &r);
 		CHECK(n >= 0);
-		mflags = m.msg_flags;
+		mflags = r.m.msg_flags;
 		level = -1;
 		memset(&si, 0, sizeof(si));
-		for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+		for (c = CMSG_FIRSTHDR(&r.m); c; c = CMSG_NXTHDR(&r.m, c)) {
 			if (c->cmsg_level != SOL_QUIC)
 				continue;
 			if (c->cmsg_type == QUIC_HANDSHAKE_INFO)
@@ -440,10 +396,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	alarm(30); /* bounded: a hang fails the test instead of stalling CI */
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(atoi(argv[3]));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, atoi(argv[3]));
 
 	role = "server";
 	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);

@@ -21,20 +21,12 @@
 #include <sys/wait.h>
 #include <netinet/quic.h>
 
-#define CHECK(c)                                                                         \
-	do {                                                                             \
-		if (!(c)) {                                                              \
-			fprintf(stderr, "FAIL[%s] %s:%d: %s (errno %d %s)\n", role,      \
-				__FILE__, __LINE__, #c, errno, strerror(errno));         \
-			exit(1);                                                         \
-		}                                                                        \
-	} while (0)
+#include "test_common.h"
 
 #define STREAM_LIMIT 3	   /* the server's max_streams_bidi */
 #define STREAM_WINDOW 4096 /* the server's max_stream_data_bidi_remote */
 #define SINK_LEN 65536
 
-static const char *role = "main";
 
 /* What one side's events said so far */
 struct seen {
@@ -125,51 +117,25 @@ static void note_event(struct seen *s, const char *buf, size_t n)
 	}
 }
 
-static ssize_t send_stream(int fd, int64_t id, uint32_t sflags, const void *data, size_t len)
-{
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))] = { 0 };
-	struct iovec iov = { (void *)data, len };
-	struct msghdr m = { 0 };
-	struct cmsghdr *c;
-	struct quic_stream_info si = { id, sflags };
-
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_QUIC;
-	c->cmsg_type = QUIC_STREAM_INFO;
-	c->cmsg_len = CMSG_LEN(sizeof(si));
-	memcpy(CMSG_DATA(c), &si, sizeof(si));
-	return sendmsg(fd, &m, 0);
-}
-
 /* One recvmsg: events go to `s` (returns 0 with *id = -1), stream data returns its length */
 static ssize_t recv_one(int fd, struct seen *s, char *buf, size_t len, int64_t *id, int *fin)
 {
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
-	struct iovec iov = { buf, len };
-	struct msghdr m = { 0 };
+	struct quic_recv r;
 	struct cmsghdr *c;
 	struct quic_stream_info si = { -1, 0 };
 	ssize_t n;
 
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	n = recvmsg(fd, &m, 0);
+	n = recv_with_cmsg(fd, buf, len, 0, &r);
 	if (n < 0)
 		return n;
 	*id = -1;
 	*fin = 0;
-	if (m.msg_flags & MSG_QUIC_NOTIFICATION) {
-		CHECK(m.msg_flags & MSG_EOR);
+	if (r.m.msg_flags & MSG_QUIC_NOTIFICATION) {
+		CHECK(r.m.msg_flags & MSG_EOR);
 		note_event(s, buf, n);
 		return 0;
 	}
-	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+	for (c = CMSG_FIRSTHDR(&r.m); c; c = CMSG_NXTHDR(&r.m, c))
 		if (c->cmsg_level == SOL_QUIC && c->cmsg_type == QUIC_STREAM_INFO)
 			memcpy(&si, CMSG_DATA(c), sizeof(si));
 	*id = si.stream_id;
@@ -358,9 +324,7 @@ static int client(struct sockaddr_in *sa)
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_CONNECTION_MIGRATION, &to6, sizeof(to6)) ==
 		      -1 &&
 	      errno == EINVAL); /* another family */
-	memset(&to, 0, sizeof(to));
-	to.sin_family = AF_INET;
-	to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&to, 0);
 	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_CONNECTION_MIGRATION, &to, sizeof(to)) == -1 &&
 	      errno == EINVAL); /* port 0 */
 	to.sin_port = free_udp_port();
@@ -583,10 +547,7 @@ int main(int argc, char **argv)
 	}
 	alarm(40); /* bounded: a hang fails the test instead of stalling CI */
 	memset(&ss, 0, sizeof(ss));
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(atoi(argv[3]));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, atoi(argv[3]));
 
 	role = "server";
 	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);

@@ -27,16 +27,8 @@
 #include <netinet/quic.h>
 #include <gnutls/gnutls.h>
 
-#define CHECK(c)                                                                         \
-	do {                                                                             \
-		if (!(c)) {                                                              \
-			fprintf(stderr, "FAIL[%s] %s:%d: %s (errno %d %s)\n", role,      \
-				__FILE__, __LINE__, #c, errno, strerror(errno));         \
-			exit(1);                                                         \
-		}                                                                        \
-	} while (0)
+#include "test_common.h"
 
-static const char *role = "main";
 static const unsigned char key_bytes[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
 
 static int server_key(gnutls_session_t s, const char *user, gnutls_datum_t *key)
@@ -67,22 +59,15 @@ static void check_alpn(gnutls_session_t s)
 static ssize_t recv_data(int fd, gnutls_session_t s, void *buf, size_t len, int64_t *sid,
 			 uint32_t *sflags)
 {
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
-	struct iovec iov = { buf, len };
-	struct msghdr m;
+	struct quic_recv r;
 	struct cmsghdr *c;
 	ssize_t n;
 
 	for (;;) {
-		memset(&m, 0, sizeof(m));
-		m.msg_iov = &iov;
-		m.msg_iovlen = 1;
-		m.msg_control = ctrl;
-		m.msg_controllen = sizeof(ctrl);
-		n = recvmsg(fd, &m, 0);
+		n = recv_with_cmsg(fd, buf, len, 0, &r);
 		if (n < 0)
 			return n;
-		c = CMSG_FIRSTHDR(&m);
+		c = CMSG_FIRSTHDR(&r.m);
 		if (c && c->cmsg_level == SOL_QUIC && c->cmsg_type == QUIC_HANDSHAKE_INFO) {
 			CHECK(*(uint8_t *)CMSG_DATA(c) == QUIC_CRYPTO_APP);
 			CHECK(gnutls_handshake_write(s, GNUTLS_ENCRYPTION_LEVEL_APPLICATION, buf,
@@ -94,26 +79,6 @@ static ssize_t recv_data(int fd, gnutls_session_t s, void *buf, size_t len, int6
 		*sflags = ((struct quic_stream_info *)CMSG_DATA(c))->stream_flags;
 		return n;
 	}
-}
-
-static ssize_t send_stream(int fd, int64_t sid, uint32_t sflags, const void *buf, size_t len)
-{
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))] = { 0 };
-	struct quic_stream_info si = { .stream_id = sid, .stream_flags = sflags };
-	struct iovec iov = { (void *)buf, len };
-	struct msghdr m = { 0 };
-	struct cmsghdr *c;
-
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_QUIC;
-	c->cmsg_type = QUIC_STREAM_INFO;
-	c->cmsg_len = CMSG_LEN(sizeof(si));
-	memcpy(CMSG_DATA(c), &si, sizeof(si));
-	return sendmsg(fd, &m, 0);
 }
 
 static unsigned char ticket_data[8192];
@@ -266,10 +231,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	alarm(60); /* bounded: a hang fails the test instead of stalling CI */
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(atoi(argv[1]));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, atoi(argv[1]));
 
 	role = "step server";
 	l = socket(AF_INET, SOCK_DGRAM, IPPROTO_QUIC);

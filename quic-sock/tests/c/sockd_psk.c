@@ -18,16 +18,8 @@
 #include <sys/wait.h>
 #include <netinet/quic.h>
 
-#define CHECK(c)                                                                         \
-	do {                                                                             \
-		if (!(c)) {                                                              \
-			fprintf(stderr, "FAIL[%s] %s:%d: %s (errno %d %s)\n", role,      \
-				__FILE__, __LINE__, #c, errno, strerror(errno));         \
-			exit(1);                                                         \
-		}                                                                        \
-	} while (0)
+#include "test_common.h"
 
-static const char *role = "main";
 static char good[512], wrong[512], bad[512];
 
 static void write_file(const char *path, const char *text)
@@ -45,63 +37,6 @@ static double now(void)
 	return t.tv_sec + t.tv_nsec / 1e9;
 }
 
-static void enable_datagrams(int fd)
-{
-	struct quic_transport_param tp;
-
-	memset(&tp, 0, sizeof(tp));
-	tp.max_datagram_frame_size = 1400;
-	CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_TRANSPORT_PARAM, &tp, sizeof(tp)) == 0);
-}
-
-/* sendmsg with a QUIC_STREAM_INFO cmsg (kernel API only: no quic_sendmsg) */
-static ssize_t send_stream(int fd, int64_t sid, uint32_t sflags, const void *buf, size_t len)
-{
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))] = { 0 };
-	struct quic_stream_info si = { .stream_id = sid, .stream_flags = sflags };
-	struct iovec iov = { (void *)buf, len };
-	struct msghdr m = { 0 };
-	struct cmsghdr *c;
-
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	c = CMSG_FIRSTHDR(&m);
-	c->cmsg_level = SOL_QUIC;
-	c->cmsg_type = QUIC_STREAM_INFO;
-	c->cmsg_len = CMSG_LEN(sizeof(si));
-	memcpy(CMSG_DATA(c), &si, sizeof(si));
-	return sendmsg(fd, &m, 0);
-}
-
-/* one message: its stream info (id -1 if none) and msg_flags; a handshake message after the
- * handshake would be a bug here (PSK server sends no tickets) */
-static ssize_t recv_one(int fd, void *buf, size_t len, struct quic_stream_info *si, int *mflags)
-{
-	char ctrl[CMSG_SPACE(sizeof(struct quic_stream_info))];
-	struct iovec iov = { buf, len };
-	struct msghdr m = { 0 };
-	struct cmsghdr *c;
-	ssize_t n;
-
-	m.msg_iov = &iov;
-	m.msg_iovlen = 1;
-	m.msg_control = ctrl;
-	m.msg_controllen = sizeof(ctrl);
-	n = recvmsg(fd, &m, 0);
-	if (n < 0)
-		return n;
-	*mflags = m.msg_flags;
-	si->stream_id = -1;
-	si->stream_flags = 0;
-	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
-		CHECK(c->cmsg_level == SOL_QUIC && c->cmsg_type == QUIC_STREAM_INFO);
-		memcpy(si, CMSG_DATA(c), sizeof(*si));
-	}
-	return n;
-}
-
 static int client(const struct sockaddr_in *sa)
 {
 	static char buf[65536];
@@ -117,7 +52,8 @@ static int client(const struct sockaddr_in *sa)
 	CHECK(quic_client_handshake(fd, good, "localhost", "sample") == 0);
 	CHECK(send_stream(fd, -1, MSG_QUIC_STREAM_NEW | MSG_QUIC_STREAM_FIN, "over psk", 8) == 8);
 	for (i = 0; (!got_stream || !got_dgram) && i < 100; i++) {
-		n = recv_one(fd, buf, sizeof(buf), &si, &mflags);
+		/* strict: a handshake message after the handshake would be a bug (no tickets with PSK) */
+		n = recv_msg_info(fd, buf, sizeof(buf), &si, &mflags, 0, 1);
 		CHECK(n >= 0);
 		if (mflags & MSG_QUIC_NOTIFICATION)
 			continue;
@@ -222,10 +158,7 @@ int main(int argc, char **argv)
 	write_file(wrong, "client1:0f4c2a19d07e63b5a1c9e0f2d4b6a8c01e3f5a7b9c0d2e4f6a8b0c2d4e6f8091\n");
 	write_file(bad, "client1 8f4c2a19\n");
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons(atoi(argv[2]));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	loopback_addr(&sa, atoi(argv[2]));
 
 	/* round 1: PSK client and PSK server (accepted socket) echo a stream and a datagram */
 	role = "psk server";
@@ -236,7 +169,7 @@ int main(int argc, char **argv)
 	CHECK(a >= 0);
 	CHECK(quic_server_handshake(a, good, NULL, "sample") == 0);
 	while (done < 2) {
-		n = recv_one(a, buf, sizeof(buf), &si, &mflags);
+		n = recv_msg_info(a, buf, sizeof(buf), &si, &mflags, 0, 1);
 		CHECK(n >= 0);
 		if (mflags & MSG_QUIC_NOTIFICATION)
 			continue;

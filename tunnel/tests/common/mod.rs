@@ -2,13 +2,15 @@
 //! tests that speak the SOL_QUIC API without the library (each test binary uses a subset)
 #![allow(dead_code)]
 
+pub(crate) mod app_tls;
+
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use quic_stack::sockapi::consts::*;
 use quic_stack::sockapi::events::Event;
-use quic_stack::sockapi::msg::{Request, Response, MAX_MESSAGE};
+use quic_stack::sockapi::msg::{HandshakeArgs, RawAddr, Request, Response, MAX_MESSAGE};
 use quic_stack::sockapi::types::StreamInfo;
 use tunnel::sockd::SeqPacket;
 
@@ -36,7 +38,126 @@ pub(crate) enum Answer {
     Addr(SocketAddr),
 }
 
+/// One recvmsg's outcome, the errors a test waits through or for as values
+#[derive(Debug)]
+pub(crate) enum Recvd {
+    Msg {
+        msg_flags: u32,
+        stream: Option<StreamInfo>,
+        level: Option<u8>,
+        data: Vec<u8>,
+    },
+    /// EAGAIN: nothing queued yet
+    Again,
+    /// ENOTCONN: the connection is gone and its queue drained
+    NotConnected,
+}
+
+/// A quic-stack server endpoint on 127.0.0.1 (built-in TLS `tls`, transport `transport`)
+/// and its address
+pub(crate) fn loopback_server(
+    tls: rustls::ServerConfig,
+    transport: quic_stack::config::TransportConfig,
+) -> (quic_stack::driver::Endpoint, SocketAddr) {
+    let mut cfg = quic_stack::config::ServerConfig::new(std::sync::Arc::new(tls));
+    cfg.transport = std::sync::Arc::new(transport);
+    let ep = quic_stack::driver::Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        quic_stack::config::EndpointConfig::default(),
+        Some(cfg),
+    )
+    .expect("server endpoint");
+    let addr = ep.local_addr();
+    (ep, addr)
+}
+
+/// In the background, echoes every bidirectional stream `conn`'s peer opens (data back, then
+/// FIN) until the connection ends
+pub(crate) fn echo_bidi_streams(conn: quic_stack::driver::Connection) {
+    tokio::spawn(async move {
+        while let Ok((mut s, mut r)) = conn.accept_bi().await {
+            tokio::spawn(async move {
+                if let Ok(data) = r.read_to_end(1 << 20).await {
+                    let _ = s.write_all(&data).await;
+                    let _ = s.finish();
+                }
+            });
+        }
+    });
+}
+
+/// A client-only quic-stack endpoint on 127.0.0.1
+pub(crate) fn loopback_client() -> quic_stack::driver::Endpoint {
+    quic_stack::driver::Endpoint::new(
+        "127.0.0.1:0".parse().expect("addr"),
+        quic_stack::config::EndpointConfig::default(),
+        None,
+    )
+    .expect("client endpoint")
+}
+
+/// A `sockd` service on a fresh abstract name (`prefix-PID`), served until the handle is aborted
+pub(crate) fn start_service(prefix: &str) -> (String, tokio::task::JoinHandle<()>) {
+    let name = format!("{prefix}-{}", std::process::id());
+    let listener = tunnel::sockd::bind(&name).expect("bind service");
+    let service = tokio::spawn(tunnel::sockd::serve(
+        listener,
+        tunnel::sockd::Limits::default(),
+    ));
+    (name, service)
+}
+
 impl Sock {
+    /// A listening socket with ALPN "sample" on 127.0.0.1, and its address
+    pub(crate) async fn listener(service: &str, backlog: i32) -> (Self, SocketAddr) {
+        let mut l = Self::open(service).await;
+        let r = l.set(QUIC_SOCKOPT_ALPN, b"sample").await;
+        assert!(matches!(r, Answer::Ok(0)), "alpn: {r:?}");
+        let addr = l.bind_listen(backlog).await;
+        (l, addr)
+    }
+
+    /// Binds to 127.0.0.1 (the service picks the port) and listens; the bound address
+    pub(crate) async fn bind_listen(&mut self, backlog: i32) -> SocketAddr {
+        let bind = RawAddr::from_socket_addr(&"127.0.0.1:0".parse().expect("addr"));
+        let r = self.call(&Request::Bind(bind)).await;
+        assert!(matches!(r, Answer::Ok(0)), "bind: {r:?}");
+        let r = self.call(&Request::Listen { backlog }).await;
+        assert!(matches!(r, Answer::Ok(0)), "listen: {r:?}");
+        match self.call(&Request::GetSockName).await {
+            Answer::Addr(a) => a,
+            other => panic!("getsockname: {other:?}"),
+        }
+    }
+
+    /// connect() to `to`, then the built-in client handshake (SNI "localhost", ALPN
+    /// "sample"); both must succeed
+    pub(crate) async fn connect_and_handshake(&mut self, to: SocketAddr) {
+        self.connect(to).await;
+        let r = self.client_handshake().await;
+        assert!(matches!(r, Answer::Ok(0)), "handshake: {r:?}");
+    }
+
+    /// connect() to `to`, which must succeed
+    pub(crate) async fn connect(&mut self, to: SocketAddr) {
+        let r = self
+            .call(&Request::Connect(RawAddr::from_socket_addr(&to)))
+            .await;
+        assert!(matches!(r, Answer::Ok(0)), "connect: {r:?}");
+    }
+
+    /// The built-in client handshake (SNI "localhost", ALPN "sample"), its answer
+    pub(crate) async fn client_handshake(&mut self) -> Answer {
+        self.call(&Request::Handshake(HandshakeArgs {
+            server: false,
+            hostname: Some(b"localhost"),
+            alpns: Some(b"sample"),
+            pkey: None,
+            cert: None,
+        }))
+        .await
+    }
+
     pub(crate) async fn open(service: &str) -> Self {
         use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
         let fd: OwnedFd = socket(
@@ -182,26 +303,39 @@ impl Sock {
     /// One recvmsg, waiting up to a few seconds: (msg_flags, stream, handshake level, data)
     pub(crate) async fn recv_any(&mut self) -> (u32, Option<StreamInfo>, Option<u8>, Vec<u8>) {
         for _ in 0..500 {
-            match self
-                .call(&Request::RecvMsg {
-                    flags: 0,
-                    max_len: 65536,
-                })
-                .await
-            {
-                Answer::Recv {
+            match self.recvmsg_once(65536).await {
+                Recvd::Msg {
                     msg_flags,
                     stream,
                     level,
                     data,
                 } => return (msg_flags, stream, level, data),
-                Answer::Err(e) if e == libc_eagain() => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                other => panic!("recvmsg: {other:?}"),
+                Recvd::Again => tokio::time::sleep(Duration::from_millis(10)).await,
+                Recvd::NotConnected => panic!("recvmsg: ENOTCONN"),
             }
         }
         panic!("nothing received within 5 s");
+    }
+
+    /// One recvmsg of up to `max_len` bytes, EAGAIN and ENOTCONN as values (anything else
+    /// fails the test)
+    pub(crate) async fn recvmsg_once(&mut self, max_len: u32) -> Recvd {
+        match self.call(&Request::RecvMsg { flags: 0, max_len }).await {
+            Answer::Recv {
+                msg_flags,
+                stream,
+                level,
+                data,
+            } => Recvd::Msg {
+                msg_flags,
+                stream,
+                level,
+                data,
+            },
+            Answer::Err(e) if e == libc_eagain() => Recvd::Again,
+            Answer::Err(e) if e == nix::errno::Errno::ENOTCONN as i32 => Recvd::NotConnected,
+            other => panic!("recvmsg: {other:?}"),
+        }
     }
 
     pub(crate) async fn send_handshake(&mut self, level: u8, data: &[u8]) -> Answer {
@@ -229,32 +363,11 @@ impl Sock {
 
     /// The next message of the receive queue (events decoded), waiting up to a few seconds
     pub(crate) async fn recv(&mut self) -> Result<(Option<StreamInfo>, Vec<u8>), Event> {
-        for _ in 0..500 {
-            match self
-                .call(&Request::RecvMsg {
-                    flags: 0,
-                    max_len: 65536,
-                })
-                .await
-            {
-                Answer::Recv {
-                    msg_flags,
-                    stream,
-                    data,
-                    ..
-                } => {
-                    if msg_flags & MSG_QUIC_NOTIFICATION != 0 {
-                        return Err(Event::decode(&data).expect("known event"));
-                    }
-                    return Ok((stream, data));
-                }
-                Answer::Err(e) if e == libc_eagain() => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                other => panic!("recvmsg: {other:?}"),
-            }
+        let (msg_flags, stream, _, data) = self.recv_any().await;
+        if msg_flags & MSG_QUIC_NOTIFICATION != 0 {
+            return Err(Event::decode(&data).expect("known event"));
         }
-        panic!("nothing received within 5 s");
+        Ok((stream, data))
     }
 }
 
