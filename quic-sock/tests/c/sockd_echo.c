@@ -117,7 +117,7 @@ static int client(struct sockaddr_in *sa)
 
 		CHECK(send_stream_flags(fd, -1, MSG_QUIC_STREAM_NEW, "rst", 3, 0) == 3);
 		CHECK(setsockopt(fd, SOL_QUIC, QUIC_SOCKOPT_STREAM_RESET, &e, sizeof(e)) == 0);
-		wait_dgram(fd, "R9");
+		wait_dgram(fd, "R9/3"); /* code 9, final size 3 ("rst") */
 		/* a reset stream can't be written to */
 		CHECK(send_stream_flags(fd, e.stream_id, 0, "x", 1, 0) == -1 && errno == EINVAL);
 	}
@@ -212,16 +212,19 @@ int main(int argc, char **argv)
 		CHECK(n >= 0);
 		if ((mflags & MSG_QUIC_NOTIFICATION) && buf[0] == QUIC_EVENT_STREAM_UPDATE) {
 			struct quic_stream_update *up = (void *)(buf + 1);
-			char r[16];
+			char r[48];
 			int rl;
 
 			/* the other states (RECV, RECVD, ...) are covered by sockd_features.c */
 			if (up->state != QUIC_STREAM_RECV_STATE_RESET_RECVD &&
 			    up->state != QUIC_STREAM_SEND_STATE_RESET_SENT)
 				continue;
-			rl = snprintf(r, sizeof(r), "%c%u",
-				      up->state == QUIC_STREAM_RECV_STATE_RESET_RECVD ? 'R' : 'S',
-				      up->errcode);
+			/* RESET_RECVD also reports the final size */
+			if (up->state == QUIC_STREAM_RECV_STATE_RESET_RECVD)
+				rl = snprintf(r, sizeof(r), "R%u/%llu", up->errcode,
+					      (unsigned long long)up->finalsz);
+			else
+				rl = snprintf(r, sizeof(r), "S%u", up->errcode);
 			CHECK(send(a, r, rl, MSG_QUIC_DATAGRAM) == rl);
 		} else if (mflags & MSG_QUIC_NOTIFICATION) {
 			struct quic_connection_close *cc = (void *)(buf + 1);

@@ -789,8 +789,13 @@ pub enum StreamError {
     #[error("stream stopped by peer with code {0}")]
     Stopped(u64),
     /// The peer abandoned the stream (RESET_STREAM)
-    #[error("stream reset by peer with code {0}")]
-    Reset(u64),
+    #[error("stream reset by peer with code {code}")]
+    Reset {
+        /// The application error code of RESET_STREAM
+        code: u64,
+        /// The stream's final size (RFC 9000 §4.5)
+        final_size: u64,
+    },
     /// The stream was already finished, reset or never existed
     #[error("stream closed")]
     ClosedStream,
@@ -1187,7 +1192,9 @@ impl RecvStream {
                 Ok(Some(r)) if r.len == 0 && !r.fin => Poll::Pending,
                 Ok(Some(r)) => Poll::Ready(Ok((r.len, r.fin))),
                 Ok(None) => Poll::Pending,
-                Err(ReadError::Reset(code)) => Poll::Ready(Err(StreamError::Reset(code))),
+                Err(ReadError::Reset { code, final_size }) => {
+                    Poll::Ready(Err(StreamError::Reset { code, final_size }))
+                }
                 Err(_) => Poll::Ready(Err(StreamError::ClosedStream)),
             })
             .await?;

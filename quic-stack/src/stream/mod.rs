@@ -135,8 +135,13 @@ pub enum WriteError {
 #[non_exhaustive]
 pub enum ReadError {
     /// The peer reset the stream with this code
-    #[error("reset by peer: code {0}")]
-    Reset(u64),
+    #[error("reset by peer: code {code}, final size {final_size}")]
+    Reset {
+        /// The application error code of RESET_STREAM
+        code: u64,
+        /// The stream's final size (RFC 9000 §4.5)
+        final_size: u64,
+    },
     /// The stream does not exist, or its receive half is done
     #[error("closed stream")]
     ClosedStream,

@@ -404,8 +404,10 @@ impl StreamsState {
             return Err(ReadError::ClosedStream);
         }
         if let RecvState::ResetRecvd(code) = recv.state {
+            // A reset stream's final size is always known (RESET_STREAM carries it)
+            let final_size = recv.final_size.unwrap_or_default();
             self.free_recv(id);
-            return Err(ReadError::Reset(code));
+            return Err(ReadError::Reset { code, final_size });
         }
         let n = recv.assembler.read(buf);
         let fin = recv.final_size == Some(recv.assembler.bytes_read());

@@ -409,7 +409,13 @@ fn reset_stream_flow() {
     c.on_acked(sent);
     assert_eq!(c.stream_count(), 0);
     let mut rbuf = [0; 8];
-    assert_eq!(s.read(id, &mut rbuf), Err(ReadError::Reset(42)));
+    assert_eq!(
+        s.read(id, &mut rbuf),
+        Err(ReadError::Reset {
+            code: 42,
+            final_size: 3
+        })
+    );
     assert_eq!(s.stream_count(), 0);
     // The freed peer stream returns MAX_STREAMS credit.
     let (buf, _) = packet(&mut s, 1200);

@@ -1850,12 +1850,12 @@ async fn read_stream_until_end(sh: &Arc<Shared>, mut rs: RecvStream) {
                 (buf[..n].to_vec(), fin)
             }
             Ok(None) => (Vec::new(), true),
-            Err(StreamError::Reset(code)) => {
+            Err(StreamError::Reset { code, final_size }) => {
                 let ev = Event::StreamUpdate(StreamUpdate {
                     id: id as i64,
                     state: stream_state::RECV_RESET_RECVD,
                     errcode: code as u32,
-                    finalsz: 0,
+                    finalsz: final_size,
                 });
                 let mut i = sh.lock();
                 let mask = i.events;
