@@ -661,6 +661,32 @@ mod tests {
         (client, server)
     }
 
+    /// Two 1-RTT key updates on both sides: the new packet keys agree, while header protection
+    /// stays that of the first 1-RTT keys (`c`/`s`: the keys each side obtained)
+    fn check_two_key_updates(
+        client: &mut TlsSession,
+        server: &mut TlsSession,
+        c: &Obtained,
+        s: &Obtained,
+    ) {
+        for _ in 0..2 {
+            let ck = client.next_1rtt_keys().unwrap();
+            let sk = server.next_1rtt_keys().unwrap();
+            check_direction(
+                &*ck.local,
+                &*c.keys[1].header.local,
+                &*sk.remote,
+                &*s.keys[1].header.remote,
+            );
+            check_direction(
+                &*sk.local,
+                &*s.keys[1].header.local,
+                &*ck.remote,
+                &*c.keys[1].header.remote,
+            );
+        }
+    }
+
     /// Seal with `a`'s local keys and open with `b`'s remote keys, header protection included
     fn check_direction(
         seal: &dyn PacketKey,
@@ -733,22 +759,7 @@ mod tests {
         assert_eq!(client.early_data_accepted(), Some(false));
 
         // Two key updates; header keys stay those of the first 1-RTT keys
-        for _ in 0..2 {
-            let ck = client.next_1rtt_keys().unwrap();
-            let sk = server.next_1rtt_keys().unwrap();
-            check_direction(
-                &*ck.local,
-                &*c.keys[1].header.local,
-                &*sk.remote,
-                &*s.keys[1].header.remote,
-            );
-            check_direction(
-                &*sk.local,
-                &*s.keys[1].header.local,
-                &*ck.remote,
-                &*c.keys[1].header.remote,
-            );
-        }
+        check_two_key_updates(&mut client, &mut server, &c, &s);
 
         let mut a = [0u8; 32];
         let mut b = [0u8; 32];
@@ -809,22 +820,7 @@ mod tests {
             check_keys_agree(&c.keys[0], &s.keys[0]);
             check_keys_agree(&c.keys[1], &s.keys[1]);
             // Key updates use v2's "quicv2 ku" label on both sides
-            for _ in 0..2 {
-                let ck = client.next_1rtt_keys().unwrap();
-                let sk = server.next_1rtt_keys().unwrap();
-                check_direction(
-                    &*ck.local,
-                    &*c.keys[1].header.local,
-                    &*sk.remote,
-                    &*s.keys[1].header.remote,
-                );
-                check_direction(
-                    &*sk.local,
-                    &*s.keys[1].header.local,
-                    &*ck.remote,
-                    &*c.keys[1].header.remote,
-                );
-            }
+            check_two_key_updates(&mut client, &mut server, &c, &s);
         }
         // A session not built for it refuses to change version
         let (mut plain, _) = sessions(&setup, VERSION_1);

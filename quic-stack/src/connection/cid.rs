@@ -195,18 +195,23 @@ impl CidState {
         }
         let target = peer_active_limit.clamp(1, MAX_LOCAL_CIDS) as usize;
         while self.local.len() < target {
-            let cid = ConnectionId::random(rng, self.cid_len);
-            let reset_token = stateless_reset_token(reset_key, &cid);
-            let sequence = self.next_local_seq;
-            self.next_local_seq += 1;
-            self.local.push(LocalCid {
-                sequence,
-                cid,
-                reset_token,
-            });
-            self.pending_new.push_back(sequence);
-            self.endpoint_new.push_back(cid);
+            self.issue_one(rng, reset_key);
         }
+    }
+
+    /// One fresh CID of ours: NEW_CONNECTION_ID to send, and a route at the endpoint
+    fn issue_one(&mut self, rng: &mut impl RngCore, reset_key: &ring::hmac::Key) {
+        let cid = ConnectionId::random(rng, self.cid_len);
+        let reset_token = stateless_reset_token(reset_key, &cid);
+        let sequence = self.next_local_seq;
+        self.next_local_seq += 1;
+        self.local.push(LocalCid {
+            sequence,
+            cid,
+            reset_token,
+        });
+        self.pending_new.push_back(sequence);
+        self.endpoint_new.push_back(cid);
     }
 
     /// The frame to send for a pending NEW_CONNECTION_ID, if the CID is still ours
@@ -407,17 +412,7 @@ impl CidState {
             return Err(CidControlError::OutOfRange);
         }
         self.local_retire_prior_to = prior_to;
-        let cid = ConnectionId::random(rng, self.cid_len);
-        let reset_token = stateless_reset_token(reset_key, &cid);
-        let sequence = self.next_local_seq;
-        self.next_local_seq += 1;
-        self.local.push(LocalCid {
-            sequence,
-            cid,
-            reset_token,
-        });
-        self.pending_new.push_back(sequence);
-        self.endpoint_new.push_back(cid);
+        self.issue_one(rng, reset_key);
         Ok(())
     }
 }

@@ -374,20 +374,12 @@ async fn drive(shared: Arc<Shared>, mut socket: UdpSocket, second: Option<UdpSoc
     let mut old_socket: Option<UdpSocket> = None;
     let mut old_rx = vec![0u8; 64 * 1024];
     // One GRO batch is at most 64 KiB; a few of them per wake-up amortise the lock.
-    let mut rx: Vec<Vec<u8>> = (0..RECV_BATCHES).map(|_| vec![0u8; 64 * 1024]).collect();
+    let mut rx = recv_buffers();
     let mut rx2: Vec<Vec<u8>> = match second {
-        Some(_) => (0..RECV_BATCHES).map(|_| vec![0u8; 64 * 1024]).collect(),
+        Some(_) => recv_buffers(),
         None => Vec::new(),
     };
-    let mut infos = [RecvInfo {
-        meta: RecvMeta {
-            remote: socket.local_addr(),
-            local_ip: None,
-            ecn: None,
-        },
-        len: 0,
-        stride: 0,
-    }; RECV_BATCHES];
+    let mut infos = recv_infos(socket.local_addr());
     let mut infos2 = infos;
     let mut tx = Vec::with_capacity(MAX_GSO_SEGMENTS * 1500);
     let mut max_segments = socket.max_gso_segments().clamp(1, MAX_GSO_SEGMENTS);
@@ -489,19 +481,29 @@ async fn drive(shared: Arc<Shared>, mut socket: UdpSocket, second: Option<UdpSoc
     }
 }
 
-/// Receive on a per-connection preferred-address socket until the last connection using it
-/// is gone (the task is aborted then); the driver sends what the core answers
-async fn recv_preferred(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
-    let mut rx: Vec<Vec<u8>> = (0..RECV_BATCHES).map(|_| vec![0u8; 64 * 1024]).collect();
-    let mut infos = [RecvInfo {
+/// Room for one receive call: `RECV_BATCHES` GRO batches of at most 64 KiB each
+fn recv_buffers() -> Vec<Vec<u8>> {
+    (0..RECV_BATCHES).map(|_| vec![0u8; 64 * 1024]).collect()
+}
+
+/// Blank metadata slots for one receive call on a socket bound to `local`
+fn recv_infos(local: SocketAddr) -> [RecvInfo; RECV_BATCHES] {
+    [RecvInfo {
         meta: RecvMeta {
-            remote: socket.local_addr(),
+            remote: local,
             local_ip: None,
             ecn: None,
         },
         len: 0,
         stride: 0,
-    }; RECV_BATCHES];
+    }; RECV_BATCHES]
+}
+
+/// Receive on a per-connection preferred-address socket until the last connection using it
+/// is gone (the task is aborted then); the driver sends what the core answers
+async fn recv_preferred(shared: Arc<Shared>, socket: Arc<UdpSocket>) {
+    let mut rx = recv_buffers();
+    let mut infos = recv_infos(socket.local_addr());
     loop {
         let mut bufs: Vec<&mut [u8]> = rx.iter_mut().map(|b| b.as_mut_slice()).collect();
         let received = socket.recv_many(&mut bufs, &mut infos).await;
