@@ -217,7 +217,7 @@ impl Connection {
         let mut blocked_by_pacing = false;
         for space_id in SpaceId::ALL {
             if self.space(space_id).keys.is_none()
-                && !(space_id == SpaceId::Data && self.sending_zero_rtt())
+                && !(space_id == SpaceId::Data && self.may_seal_zero_rtt())
             {
                 continue;
             }
@@ -301,7 +301,7 @@ impl Connection {
     ) -> Option<(&dyn crate::crypto::HeaderKey, &dyn crate::crypto::PacketKey)> {
         match self.spaces[space_id as usize].keys.as_ref() {
             Some(k) => Some((&*k.header.local, &*k.packet.local)),
-            None if space_id == SpaceId::Data && self.sending_zero_rtt() => {
+            None if space_id == SpaceId::Data && self.may_seal_zero_rtt() => {
                 Some((self.zero_rtt.header_key()?, self.zero_rtt.packet_key()?))
             }
             None => None,

@@ -212,6 +212,14 @@ impl Connection {
             && self.zero_rtt.keys.is_some()
     }
 
+    /// Client: 0-RTT packets may be built now. Not before an Initial has gone out: a 0-RTT
+    /// packet ahead of the Initial that creates the server's connection is dropped there. With
+    /// external TLS this is the normal order, since a TLS library derives the early secret
+    /// while writing the ClientHello, before the application hands the ClientHello over.
+    pub(super) fn may_seal_zero_rtt(&self) -> bool {
+        self.sending_zero_rtt() && self.space(SpaceId::Initial).next_pn > 0
+    }
+
     /// Client: 1-RTT keys arrived, so no more 0-RTT packets (RFC 9001 §4.6.1)
     pub(super) fn on_client_1rtt_keys(&mut self) {
         if self.side.is_client() && self.zero_rtt.enabled {

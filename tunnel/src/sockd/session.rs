@@ -238,10 +238,6 @@ struct Session {
     /// (TRANSPORT_PARAM with remote=1), so stream data may be written before the handshake
     /// and leaves as 0-RTT once the EARLY secret is installed
     remembered: bool,
-    /// Client, external TLS: a ClientHello was sent (INITIAL handshake data)
-    sent_initial: bool,
-    /// Client, external TLS: the 0-RTT send secret, held until the ClientHello is queued
-    early_tx: Option<quic_stack::sockapi::types::CryptoSecret>,
 }
 
 /// Serve a client that connected to the service: the first request must be Socket
@@ -359,8 +355,6 @@ impl Session {
             server_name: String::new(),
             server_sessions: rustls::server::ServerSessionMemoryCache::new(256),
             remembered: false,
-            sent_initial: false,
-            early_tx: None,
         }
     }
 
@@ -966,13 +960,7 @@ impl Session {
             let conn = self.external_conn()?;
             let space = crypto_space(level)?;
             return match conn.with_core(|c, now| c.external_send_handshake(now, space, payload)) {
-                Some(Ok(())) => {
-                    if space == SpaceId::Initial && !self.sent_initial {
-                        self.sent_initial = true;
-                        self.release_early_secret();
-                    }
-                    Ok(Response::Ok(payload.len() as i64))
-                }
+                Some(Ok(())) => Ok(Response::Ok(payload.len() as i64)),
                 Some(Err(e)) => {
                     tracing::debug!("sockd external TLS send: {e}");
                     Err(Errno::EINVAL)
@@ -1524,18 +1512,6 @@ impl Session {
     }
 
     /// Act on a CRYPTO_SECRET or TRANSPORT_PARAM_EXT the options layer accepted
-    /// Install the 0-RTT send secret held back until the ClientHello went out (see
-    /// `external_action`)
-    fn release_early_secret(&mut self) {
-        if let Some(s) = self.early_tx.take() {
-            if let Err(e) = self.external_action(ConnAction::InstallSecret(s)) {
-                // The application was told "installed": without 0-RTT its early data simply
-                // leaves in 1-RTT packets after the handshake
-                tracing::debug!(?e, "sockd: held 0-RTT secret refused");
-            }
-        }
-    }
-
     fn external_action(&mut self, action: ConnAction) -> Result<Response<'static>, Errno> {
         let conn = self.external_conn()?;
         let result = match action {
@@ -1554,18 +1530,6 @@ impl Session {
                 } else {
                     Direction::Receive
                 };
-                if s.level == consts::QUIC_CRYPTO_EARLY
-                    && s.send != 0
-                    && !self.is_server()
-                    && !self.sent_initial
-                {
-                    // A TLS library derives the early secret while writing the ClientHello,
-                    // before handing it over: 0-RTT packets sent now would reach the server
-                    // ahead of the Initial that creates its connection, and be dropped. Hold
-                    // the secret until the ClientHello is queued (`sendmsg`).
-                    self.early_tx = Some(s);
-                    return Ok(Response::Ok(0));
-                }
                 if s.level == consts::QUIC_CRYPTO_EARLY {
                     // 0-RTT: the client's send secret, the server's receive secret (the core
                     // refuses the other directions)
