@@ -13,71 +13,31 @@
 //! implement QUIC v2: `quinn_has_no_v2` shows it answers a v2-only client with Version
 //! Negotiation.
 
-use std::net::{Ipv4Addr, SocketAddr};
+mod common;
+
+use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::quinn_peer::{
+    chacha_provider, our_client_crypto, our_endpoint, our_server_crypto, provider,
+    quinn_client_crypto, quinn_client_endpoint, quinn_server_crypto, quinn_server_endpoint,
+    test_cert, Relay, Seen, TestCert,
+};
 use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig};
 use quic_stack::connection::ConnectionError;
 use quic_stack::crypto::{initial_keys, VERSION_1, VERSION_2};
 use quic_stack::frame::{Frame, Iter as FrameIter};
 use quic_stack::{driver, packet, Side};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::net::UdpSocket;
 
-const ALPN: &[u8] = b"quictun-interop";
 /// Bounds every test so a protocol bug fails instead of hanging CI
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 const TLS_CHACHA20_POLY1305_SHA256: u16 = 0x1303;
 /// TLS extension numbers (RFC 8446 §4.2)
 const EXT_PRE_SHARED_KEY: u16 = 41;
 
-struct TestCert {
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivatePkcs8KeyDer<'static>,
-}
-
-fn test_cert() -> TestCert {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
-        .expect("rcgen generates a self-signed certificate");
-    TestCert {
-        chain: vec![certified.cert.der().clone()],
-        key: PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()),
-    }
-}
-
-fn roots(cert: &TestCert) -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.chain[0].clone()).expect("valid root");
-    roots
-}
-
-fn provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
-
-/// A provider offering TLS_CHACHA20_POLY1305_SHA256 only
-fn chacha_provider() -> rustls::crypto::CryptoProvider {
-    let mut p = provider();
-    p.cipher_suites
-        .retain(|s| s.suite() == rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
-    p
-}
-
 fn quinn_server(cert: &TestCert) -> quinn::Endpoint {
-    let mut crypto = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 is supported")
-        .with_no_client_auth()
-        .with_single_cert(
-            cert.chain.clone(),
-            PrivateKeyDer::Pkcs8(cert.key.clone_key()),
-        )
-        .expect("valid certificate");
-    crypto.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).expect("QUIC-capable");
-    let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    quinn::Endpoint::server(config, (Ipv4Addr::LOCALHOST, 0).into()).expect("bind quinn server")
+    quinn_server_endpoint(quinn_server_crypto(cert), None)
 }
 
 fn quinn_client(cert: &TestCert, chacha_only: bool) -> (quinn::Endpoint, quinn::ClientConfig) {
@@ -86,12 +46,7 @@ fn quinn_client(cert: &TestCert, chacha_only: bool) -> (quinn::Endpoint, quinn::
     } else {
         provider()
     };
-    let mut crypto = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 is supported")
-        .with_root_certificates(roots(cert))
-        .with_no_client_auth();
-    crypto.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn_client_crypto(cert, provider);
     let crypto = if chacha_only {
         // Initial packets always use AES-128-GCM (RFC 9001 §5.2), whatever TLS offers
         let initial = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256
@@ -103,30 +58,15 @@ fn quinn_client(cert: &TestCert, chacha_only: bool) -> (quinn::Endpoint, quinn::
         quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
     }
     .expect("QUIC-capable");
-    let endpoint =
-        quinn::Endpoint::client((Ipv4Addr::LOCALHOST, 0).into()).expect("bind quinn client");
-    (endpoint, quinn::ClientConfig::new(Arc::new(crypto)))
+    quinn_client_endpoint(crypto)
 }
 
 fn our_server(cert: &TestCert, retry: bool) -> driver::Endpoint {
-    let crypto = quic_stack::tls::server_config(
-        cert.chain.clone(),
-        PrivateKeyDer::Pkcs8(cert.key.clone_key()),
-        vec![ALPN.to_vec()],
-        None,
-        false,
-    )
-    .expect("server TLS config");
     let server = ServerConfig {
         retry,
-        ..ServerConfig::new(Arc::new(crypto))
+        ..ServerConfig::new(Arc::new(our_server_crypto(cert, false)))
     };
-    driver::Endpoint::new(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        EndpointConfig::default(),
-        Some(server),
-    )
-    .expect("bind our server")
+    our_endpoint(EndpointConfig::default(), Some(server))
 }
 
 fn our_client_with(
@@ -135,23 +75,12 @@ fn our_client_with(
     endpoint_config: EndpointConfig,
 ) -> (driver::Endpoint, ClientConfig) {
     let crypto = if chacha_only {
-        let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(chacha_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("TLS 1.3 is supported")
-            .with_root_certificates(roots(cert))
-            .with_no_client_auth();
-        c.alpn_protocols = vec![ALPN.to_vec()];
-        c
+        // Built like quinn's client TLS so that the offered suites can be restricted
+        quinn_client_crypto(cert, chacha_provider())
     } else {
-        quic_stack::tls::client_config(roots(cert), vec![ALPN.to_vec()], None)
-            .expect("client TLS config")
+        our_client_crypto(cert)
     };
-    let endpoint = driver::Endpoint::new(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        endpoint_config,
-        None,
-    )
-    .expect("bind our client");
+    let endpoint = our_endpoint(endpoint_config, None);
     (endpoint, ClientConfig::new(Arc::new(crypto)))
 }
 
@@ -160,9 +89,7 @@ fn our_client(cert: &TestCert) -> (driver::Endpoint, ClientConfig) {
 }
 
 async fn with_timeout<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(TEST_TIMEOUT, f)
-        .await
-        .expect("interop test timed out")
+    common::quinn_peer::with_timeout(TEST_TIMEOUT, f).await
 }
 
 fn pattern(len: usize, salt: u8) -> Vec<u8> {
@@ -255,72 +182,7 @@ async fn echo_quinn(conn: &quinn::Connection, data: &[u8]) {
     assert!(echoed == data, "echo mismatch");
 }
 
-// ---- a relay that watches the wire ----
-
-/// One datagram as the relay forwarded it
-#[derive(Clone)]
-struct Seen {
-    from_client: bool,
-    data: Vec<u8>,
-}
-
-/// A UDP relay between one client and `server` that records every datagram
-struct Relay {
-    addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Relay {
-    async fn start(server: SocketAddr) -> Self {
-        let front = Arc::new(
-            UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-                .await
-                .expect("bind relay"),
-        );
-        let back = Arc::new(
-            UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-                .await
-                .expect("bind relay upstream"),
-        );
-        back.connect(server).await.expect("connect upstream");
-        let addr = front.local_addr().expect("relay address");
-        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let log = seen.clone();
-        let task = tokio::spawn(async move {
-            let mut client: Option<SocketAddr> = None;
-            let (mut a, mut b) = (vec![0u8; 65536], vec![0u8; 65536]);
-            loop {
-                tokio::select! {
-                    r = front.recv_from(&mut a) => {
-                        let Ok((n, from)) = r else { continue };
-                        client = Some(from);
-                        log.lock().expect("lock").push(Seen { from_client: true, data: a[..n].to_vec() });
-                        let _ = back.send(&a[..n]).await;
-                    }
-                    r = back.recv(&mut b) => {
-                        let Ok(n) = r else { continue };
-                        log.lock().expect("lock").push(Seen { from_client: false, data: b[..n].to_vec() });
-                        if let Some(c) = client {
-                            let _ = front.send_to(&b[..n], c).await;
-                        }
-                    }
-                }
-            }
-        });
-        Self { addr, seen, task }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("lock").clone()
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+// ---- reading the wire the relay recorded ----
 
 /// Long-header packets of a datagram as (type, version), following coalesced packets
 fn long_headers(d: &[u8]) -> Vec<(packet::LongType, u32)> {
