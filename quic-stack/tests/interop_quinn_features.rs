@@ -15,7 +15,7 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -182,6 +182,54 @@ async fn echo_quinn(conn: &quinn::Connection, data: &[u8]) {
     assert!(echoed == data, "echo mismatch");
 }
 
+/// A quinn echo server (`quinn_echo_server`) behind a relay recording the wire
+async fn quinn_behind_relay(cert: &TestCert, retry: bool) -> (Relay, Arc<Mutex<Vec<bool>>>) {
+    let server = quinn_server(cert);
+    let relay = Relay::start(server.local_addr().expect("quinn address")).await;
+    (relay, quinn_echo_server(server, retry))
+}
+
+/// Our echo server (`our_echo_server`) behind a relay recording the wire
+async fn ours_behind_relay(
+    cert: &TestCert,
+    retry: bool,
+) -> (
+    Relay,
+    tokio::sync::mpsc::UnboundedReceiver<quic_stack::ConnectionStats>,
+) {
+    let server = our_server(cert, retry);
+    let relay = Relay::start(server.local_addr()).await;
+    (relay, our_echo_server(server))
+}
+
+/// Our client's connection to `addr` once the handshake completed; `what` names its failure
+async fn our_connection(
+    endpoint: &driver::Endpoint,
+    config: ClientConfig,
+    addr: SocketAddr,
+    what: &str,
+) -> driver::Connection {
+    let conn = endpoint
+        .connect(config, addr, "localhost")
+        .expect("start connecting");
+    conn.handshake().await.expect(what);
+    conn
+}
+
+/// quinn's client connection to `addr` once the handshake completed; `what` names its failure
+async fn quinn_connection(
+    endpoint: &quinn::Endpoint,
+    config: quinn::ClientConfig,
+    addr: SocketAddr,
+    what: &str,
+) -> quinn::Connection {
+    endpoint
+        .connect_with(config, addr, "localhost")
+        .expect("start connecting")
+        .await
+        .expect(what)
+}
+
 // ---- reading the wire the relay recorded ----
 
 /// Long-header packets of a datagram as (type, version), following coalesced packets
@@ -342,10 +390,7 @@ async fn key_update_initiated_by_us_towards_quinn() {
         let server_addr = server.local_addr().expect("quinn address");
         quinn_echo_server(server, false);
         let (endpoint, config) = our_client(&cert);
-        let conn = endpoint
-            .connect(config, server_addr, "localhost")
-            .expect("start connecting");
-        conn.handshake().await.expect("handshake with quinn");
+        let conn = our_connection(&endpoint, config, server_addr, "handshake with quinn").await;
         let data = pattern(256 * 1024, 1);
         echo_ours(&conn, &data).await;
         // Each update needs the previous one answered by quinn (RFC 9001 §6.5), so every
@@ -374,11 +419,8 @@ async fn key_update_initiated_by_quinn_towards_us() {
         let server_addr = server.local_addr();
         let mut stats = our_echo_server(server);
         let (endpoint, config) = quinn_client(&cert, false);
-        let conn = endpoint
-            .connect_with(config, server_addr, "localhost")
-            .expect("start connecting")
-            .await
-            .expect("handshake with our server");
+        let conn =
+            quinn_connection(&endpoint, config, server_addr, "handshake with our server").await;
         let data = pattern(256 * 1024, 2);
         echo_quinn(&conn, &data).await;
         for _ in 0..2 {
@@ -423,14 +465,9 @@ fn assert_retry_seen(seen: &[Seen]) {
 async fn retry_from_quinn_server() {
     with_timeout(async {
         let cert = test_cert();
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        let validated = quinn_echo_server(server, true);
+        let (relay, validated) = quinn_behind_relay(&cert, true).await;
         let (endpoint, config) = our_client(&cert);
-        let conn = endpoint
-            .connect(config, relay.addr, "localhost")
-            .expect("start connecting");
-        conn.handshake().await.expect("handshake after Retry");
+        let conn = our_connection(&endpoint, config, relay.addr, "handshake after Retry").await;
         echo_ours(&conn, &pattern(10_000, 3)).await;
         // quinn only accepted the connection once our Initial carried its Retry token
         assert_eq!(*validated.lock().expect("lock"), [true]);
@@ -445,15 +482,9 @@ async fn retry_from_quinn_server() {
 async fn retry_from_our_server_to_quinn_client() {
     with_timeout(async {
         let cert = test_cert();
-        let server = our_server(&cert, true);
-        let relay = Relay::start(server.local_addr()).await;
-        let _stats = our_echo_server(server);
+        let (relay, _stats) = ours_behind_relay(&cert, true).await;
         let (endpoint, config) = quinn_client(&cert, false);
-        let conn = endpoint
-            .connect_with(config, relay.addr, "localhost")
-            .expect("start connecting")
-            .await
-            .expect("handshake after Retry");
+        let conn = quinn_connection(&endpoint, config, relay.addr, "handshake after Retry").await;
         echo_quinn(&conn, &pattern(10_000, 4)).await;
         assert_retry_seen(&relay.seen());
         conn.close(quinn::VarInt::from_u32(0), b"");
@@ -464,36 +495,42 @@ async fn retry_from_our_server_to_quinn_client() {
 
 // ---- resumption ----
 
+/// The relay saw two connections: a full handshake, then one resumed with a PSK
+fn assert_second_resumed(seen: &[Seen]) {
+    let hs = handshakes(seen);
+    assert_eq!(hs.len(), 2, "two connections expected");
+    assert_eq!(
+        hs[0].1.map(|(_, psk)| psk),
+        Some(false),
+        "first is a full handshake"
+    );
+    assert_eq!(
+        hs[1].1.map(|(_, psk)| psk),
+        Some(true),
+        "second resumes with a PSK"
+    );
+}
+
 #[tokio::test]
 async fn resumption_with_quinn_server() {
     with_timeout(async {
         let cert = test_cert();
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        quinn_echo_server(server, false);
+        let (relay, _) = quinn_behind_relay(&cert, false).await;
         // One rustls config, and so one session cache, for both connections
         let (endpoint, config) = our_client(&cert);
         for i in 0..2 {
-            let conn = endpoint
-                .connect(config.clone(), relay.addr, "localhost")
-                .expect("start connecting");
-            conn.handshake().await.expect("handshake with quinn");
+            let conn = our_connection(
+                &endpoint,
+                config.clone(),
+                relay.addr,
+                "handshake with quinn",
+            )
+            .await;
             // The echo round trip also lets quinn's session ticket arrive before the close
             echo_ours(&conn, &pattern(5_000, i)).await;
             conn.close(0, b"");
         }
-        let hs = handshakes(&relay.seen());
-        assert_eq!(hs.len(), 2, "two connections expected");
-        assert_eq!(
-            hs[0].1.map(|(_, psk)| psk),
-            Some(false),
-            "first is a full handshake"
-        );
-        assert_eq!(
-            hs[1].1.map(|(_, psk)| psk),
-            Some(true),
-            "second resumes with a PSK"
-        );
+        assert_second_resumed(&relay.seen());
     })
     .await;
 }
@@ -502,31 +539,20 @@ async fn resumption_with_quinn_server() {
 async fn resumption_of_quinn_client_with_our_server() {
     with_timeout(async {
         let cert = test_cert();
-        let server = our_server(&cert, false);
-        let relay = Relay::start(server.local_addr()).await;
-        let _stats = our_echo_server(server);
+        let (relay, _stats) = ours_behind_relay(&cert, false).await;
         let (endpoint, config) = quinn_client(&cert, false);
         for i in 0..2 {
-            let conn = endpoint
-                .connect_with(config.clone(), relay.addr, "localhost")
-                .expect("start connecting")
-                .await
-                .expect("handshake with our server");
+            let conn = quinn_connection(
+                &endpoint,
+                config.clone(),
+                relay.addr,
+                "handshake with our server",
+            )
+            .await;
             echo_quinn(&conn, &pattern(5_000, i)).await;
             conn.close(quinn::VarInt::from_u32(0), b"");
         }
-        let hs = handshakes(&relay.seen());
-        assert_eq!(hs.len(), 2, "two connections expected");
-        assert_eq!(
-            hs[0].1.map(|(_, psk)| psk),
-            Some(false),
-            "first is a full handshake"
-        );
-        assert_eq!(
-            hs[1].1.map(|(_, psk)| psk),
-            Some(true),
-            "second resumes with a PSK"
-        );
+        assert_second_resumed(&relay.seen());
         endpoint.wait_idle().await;
     })
     .await;
@@ -534,53 +560,38 @@ async fn resumption_of_quinn_client_with_our_server() {
 
 // ---- ChaCha20 ----
 
+/// The first connection the relay saw offered ChaCha20 only, and the server chose it
+fn assert_chacha_only(seen: &[Seen], client_hello: &str, server_hello: &str) {
+    let hs = handshakes(seen);
+    assert_eq!(hs[0].0, [TLS_CHACHA20_POLY1305_SHA256], "{client_hello}");
+    assert_eq!(
+        hs[0].1.map(|(s, _)| s),
+        Some(TLS_CHACHA20_POLY1305_SHA256),
+        "{server_hello}"
+    );
+}
+
 #[tokio::test]
 async fn chacha20_only_client_both_ways() {
     with_timeout(async {
         let cert = test_cert();
         // our ChaCha20-only client → quinn
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        quinn_echo_server(server, false);
+        let (relay, _) = quinn_behind_relay(&cert, false).await;
         let (endpoint, config) = our_client_with(&cert, true, EndpointConfig::default());
-        let conn = endpoint
-            .connect(config, relay.addr, "localhost")
-            .expect("start connecting");
-        conn.handshake().await.expect("handshake with quinn");
+        let conn = our_connection(&endpoint, config, relay.addr, "handshake with quinn").await;
         echo_ours(&conn, &pattern(1 << 20, 5)).await;
         conn.close(0, b"");
-        let hs = handshakes(&relay.seen());
-        assert_eq!(hs[0].0, [TLS_CHACHA20_POLY1305_SHA256], "our ClientHello");
-        assert_eq!(
-            hs[0].1.map(|(s, _)| s),
-            Some(TLS_CHACHA20_POLY1305_SHA256),
-            "quinn's ServerHello"
-        );
+        assert_chacha_only(&relay.seen(), "our ClientHello", "quinn's ServerHello");
         let _ = conn.closed().await;
 
         // quinn's ChaCha20-only client → our server
-        let server = our_server(&cert, false);
-        let relay = Relay::start(server.local_addr()).await;
-        let _stats = our_echo_server(server);
+        let (relay, _stats) = ours_behind_relay(&cert, false).await;
         let (endpoint, config) = quinn_client(&cert, true);
-        let conn = endpoint
-            .connect_with(config, relay.addr, "localhost")
-            .expect("start connecting")
-            .await
-            .expect("handshake with our server");
+        let conn =
+            quinn_connection(&endpoint, config, relay.addr, "handshake with our server").await;
         echo_quinn(&conn, &pattern(1 << 20, 6)).await;
         conn.close(quinn::VarInt::from_u32(0), b"");
-        let hs = handshakes(&relay.seen());
-        assert_eq!(
-            hs[0].0,
-            [TLS_CHACHA20_POLY1305_SHA256],
-            "quinn's ClientHello"
-        );
-        assert_eq!(
-            hs[0].1.map(|(s, _)| s),
-            Some(TLS_CHACHA20_POLY1305_SHA256),
-            "our ServerHello"
-        );
+        assert_chacha_only(&relay.seen(), "quinn's ClientHello", "our ServerHello");
         endpoint.wait_idle().await;
     })
     .await;
@@ -604,14 +615,9 @@ async fn grease_bit_both_ways_with_quinn() {
     with_timeout(async {
         let cert = test_cert();
         // Both sides advertise grease_quic_bit (RFC 9287) by default, so both may clear it
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        quinn_echo_server(server, false);
+        let (relay, _) = quinn_behind_relay(&cert, false).await;
         let (endpoint, config) = our_client(&cert);
-        let conn = endpoint
-            .connect(config, relay.addr, "localhost")
-            .expect("start connecting");
-        conn.handshake().await.expect("handshake with quinn");
+        let conn = our_connection(&endpoint, config, relay.addr, "handshake with quinn").await;
         echo_ours(&conn, &pattern(1 << 20, 7)).await;
         conn.close(0, b"");
         let _ = conn.closed().await;
@@ -637,20 +643,15 @@ async fn grease_bit_both_ways_with_quinn() {
 async fn no_grease_when_the_peer_does_not_advertise_it() {
     with_timeout(async {
         let cert = test_cert();
-        let server = our_server(&cert, false);
-        let relay = Relay::start(server.local_addr()).await;
-        let _stats = our_echo_server(server);
+        let (relay, _stats) = ours_behind_relay(&cert, false).await;
         let (_, config) = quinn_client(&cert, false);
         let mut ep_config = quinn::EndpointConfig::default();
         ep_config.grease_quic_bit(false);
         let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
         let endpoint = quinn::Endpoint::new(ep_config, None, socket, Arc::new(quinn::TokioRuntime))
             .expect("quinn endpoint");
-        let conn = endpoint
-            .connect_with(config, relay.addr, "localhost")
-            .expect("start connecting")
-            .await
-            .expect("handshake with our server");
+        let conn =
+            quinn_connection(&endpoint, config, relay.addr, "handshake with our server").await;
         echo_quinn(&conn, &pattern(256 * 1024, 8)).await;
         conn.close(quinn::VarInt::from_u32(0), b"");
         endpoint.wait_idle().await;
@@ -666,15 +667,31 @@ async fn no_grease_when_the_peer_does_not_advertise_it() {
 
 // ---- versions ----
 
+/// A Version Negotiation packet (version 0, RFC 9000 §17.2.1) sent by the server
+fn is_version_negotiation_from_server(s: &Seen) -> bool {
+    !s.from_client && s.data.get(1..5) == Some(&[0, 0, 0, 0][..])
+}
+
+/// Our client sending its first Initial in v2, with the versions `endpoint_config` supports
+fn our_v2_first_client(
+    cert: &TestCert,
+    endpoint_config: EndpointConfig,
+) -> (driver::Endpoint, ClientConfig) {
+    let (endpoint, config) = our_client_with(cert, false, endpoint_config);
+    let config = ClientConfig {
+        version: VERSION_2,
+        ..config
+    };
+    (endpoint, config)
+}
+
 #[tokio::test]
 async fn v1_client_offering_v2_stays_v1_with_quinn() {
     // Compatible version negotiation needs the server's cooperation; quinn 0.11 ignores our
     // version_information and answers in v1, and the connection must simply stay in v1
     with_timeout(async {
         let cert = test_cert();
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        quinn_echo_server(server, false);
+        let (relay, _) = quinn_behind_relay(&cert, false).await;
         let (endpoint, config) = our_client_with(
             &cert,
             false,
@@ -683,10 +700,7 @@ async fn v1_client_offering_v2_stays_v1_with_quinn() {
                 ..EndpointConfig::default()
             },
         );
-        let conn = endpoint
-            .connect(config, relay.addr, "localhost")
-            .expect("start connecting");
-        conn.handshake().await.expect("handshake with quinn");
+        let conn = our_connection(&endpoint, config, relay.addr, "handshake with quinn").await;
         echo_ours(&conn, &pattern(10_000, 9)).await;
         assert_eq!(conn.stats().expect("stats").version_upgrades, 0);
         conn.close(0, b"");
@@ -709,21 +723,14 @@ async fn quinn_has_no_v2() {
     // nothing to fall back to the attempt fails
     with_timeout(async {
         let cert = test_cert();
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        quinn_echo_server(server, false);
-        let (endpoint, config) = our_client_with(
+        let (relay, _) = quinn_behind_relay(&cert, false).await;
+        let (endpoint, config) = our_v2_first_client(
             &cert,
-            false,
             EndpointConfig {
                 supported_versions: vec![VERSION_2],
                 ..EndpointConfig::default()
             },
         );
-        let config = ClientConfig {
-            version: VERSION_2,
-            ..config
-        };
         let conn = endpoint
             .connect(config, relay.addr, "localhost")
             .expect("start connecting");
@@ -733,10 +740,7 @@ async fn quinn_has_no_v2() {
             Err(ConnectionError::VersionMismatch | ConnectionError::LocallyClosed) => {}
             other => panic!("expected a version mismatch, got {other:?}"),
         }
-        let vn = relay
-            .seen()
-            .iter()
-            .any(|s| !s.from_client && s.data.get(1..5) == Some(&[0, 0, 0, 0][..]));
+        let vn = relay.seen().iter().any(is_version_negotiation_from_server);
         assert!(vn, "no Version Negotiation packet from quinn");
     })
     .await;
@@ -750,28 +754,22 @@ async fn v2_first_client_falls_back_to_v1_with_quinn_on_the_wire() {
     // default refusing it
     with_timeout(async {
         let cert = test_cert();
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        quinn_echo_server(server, false);
-        let (endpoint, config) = our_client_with(
+        let (relay, _) = quinn_behind_relay(&cert, false).await;
+        let (endpoint, config) = our_v2_first_client(
             &cert,
-            false,
             EndpointConfig {
                 supported_versions: vec![VERSION_2, VERSION_1],
                 strict_version_negotiation: false,
                 ..EndpointConfig::default()
             },
         );
-        let config = ClientConfig {
-            version: VERSION_2,
-            ..config
-        };
-        let conn = endpoint
-            .connect(config, relay.addr, "localhost")
-            .expect("start connecting");
-        conn.handshake()
-            .await
-            .expect("handshake after falling back");
+        let conn = our_connection(
+            &endpoint,
+            config,
+            relay.addr,
+            "handshake after falling back",
+        )
+        .await;
         echo_ours(&conn, &pattern(10_000, 10)).await;
         conn.close(0, b"");
         let seen = relay.seen();
@@ -779,9 +777,7 @@ async fn v2_first_client_falls_back_to_v1_with_quinn_on_the_wire() {
             s.from_client
                 && long_headers(&s.data).first() == Some(&(packet::LongType::Initial, VERSION_2))
         });
-        let vn = seen
-            .iter()
-            .position(|s| !s.from_client && s.data.get(1..5) == Some(&[0, 0, 0, 0][..]));
+        let vn = seen.iter().position(is_version_negotiation_from_server);
         let first_v1 = seen.iter().position(|s| {
             s.from_client
                 && long_headers(&s.data).first() == Some(&(packet::LongType::Initial, VERSION_1))
