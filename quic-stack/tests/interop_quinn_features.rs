@@ -230,6 +230,39 @@ async fn quinn_connection(
         .expect(what)
 }
 
+/// Our client, made by `client`, connected through a recording relay to a quinn echo server
+/// (`quinn_behind_relay`); `what` names a failed handshake
+async fn ours_to_quinn(
+    cert: &TestCert,
+    retry: bool,
+    client: (driver::Endpoint, ClientConfig),
+    what: &str,
+) -> (
+    Relay,
+    Arc<Mutex<Vec<bool>>>,
+    driver::Endpoint,
+    driver::Connection,
+) {
+    let (relay, validated) = quinn_behind_relay(cert, retry).await;
+    let (endpoint, config) = client;
+    let conn = our_connection(&endpoint, config, relay.addr, what).await;
+    (relay, validated, endpoint, conn)
+}
+
+/// quinn's client, made by `client`, connected through a recording relay to our echo server
+/// (`ours_behind_relay`); `what` names a failed handshake
+async fn quinn_to_ours(
+    cert: &TestCert,
+    retry: bool,
+    client: (quinn::Endpoint, quinn::ClientConfig),
+    what: &str,
+) -> (Relay, quinn::Endpoint, quinn::Connection) {
+    let (relay, _stats) = ours_behind_relay(cert, retry).await;
+    let (endpoint, config) = client;
+    let conn = quinn_connection(&endpoint, config, relay.addr, what).await;
+    (relay, endpoint, conn)
+}
+
 // ---- reading the wire the relay recorded ----
 
 /// Long-header packets of a datagram as (type, version), following coalesced packets
@@ -465,9 +498,8 @@ fn assert_retry_seen(seen: &[Seen]) {
 async fn retry_from_quinn_server() {
     with_timeout(async {
         let cert = test_cert();
-        let (relay, validated) = quinn_behind_relay(&cert, true).await;
-        let (endpoint, config) = our_client(&cert);
-        let conn = our_connection(&endpoint, config, relay.addr, "handshake after Retry").await;
+        let (relay, validated, _endpoint, conn) =
+            ours_to_quinn(&cert, true, our_client(&cert), "handshake after Retry").await;
         echo_ours(&conn, &pattern(10_000, 3)).await;
         // quinn only accepted the connection once our Initial carried its Retry token
         assert_eq!(*validated.lock().expect("lock"), [true]);
@@ -482,9 +514,13 @@ async fn retry_from_quinn_server() {
 async fn retry_from_our_server_to_quinn_client() {
     with_timeout(async {
         let cert = test_cert();
-        let (relay, _stats) = ours_behind_relay(&cert, true).await;
-        let (endpoint, config) = quinn_client(&cert, false);
-        let conn = quinn_connection(&endpoint, config, relay.addr, "handshake after Retry").await;
+        let (relay, endpoint, conn) = quinn_to_ours(
+            &cert,
+            true,
+            quinn_client(&cert, false),
+            "handshake after Retry",
+        )
+        .await;
         echo_quinn(&conn, &pattern(10_000, 4)).await;
         assert_retry_seen(&relay.seen());
         conn.close(quinn::VarInt::from_u32(0), b"");
@@ -576,19 +612,26 @@ async fn chacha20_only_client_both_ways() {
     with_timeout(async {
         let cert = test_cert();
         // our ChaCha20-only client → quinn
-        let (relay, _) = quinn_behind_relay(&cert, false).await;
-        let (endpoint, config) = our_client_with(&cert, true, EndpointConfig::default());
-        let conn = our_connection(&endpoint, config, relay.addr, "handshake with quinn").await;
+        let (relay, _, _endpoint, conn) = ours_to_quinn(
+            &cert,
+            false,
+            our_client_with(&cert, true, EndpointConfig::default()),
+            "handshake with quinn",
+        )
+        .await;
         echo_ours(&conn, &pattern(1 << 20, 5)).await;
         conn.close(0, b"");
         assert_chacha_only(&relay.seen(), "our ClientHello", "quinn's ServerHello");
         let _ = conn.closed().await;
 
         // quinn's ChaCha20-only client → our server
-        let (relay, _stats) = ours_behind_relay(&cert, false).await;
-        let (endpoint, config) = quinn_client(&cert, true);
-        let conn =
-            quinn_connection(&endpoint, config, relay.addr, "handshake with our server").await;
+        let (relay, endpoint, conn) = quinn_to_ours(
+            &cert,
+            false,
+            quinn_client(&cert, true),
+            "handshake with our server",
+        )
+        .await;
         echo_quinn(&conn, &pattern(1 << 20, 6)).await;
         conn.close(quinn::VarInt::from_u32(0), b"");
         assert_chacha_only(&relay.seen(), "quinn's ClientHello", "our ServerHello");
@@ -615,9 +658,8 @@ async fn grease_bit_both_ways_with_quinn() {
     with_timeout(async {
         let cert = test_cert();
         // Both sides advertise grease_quic_bit (RFC 9287) by default, so both may clear it
-        let (relay, _) = quinn_behind_relay(&cert, false).await;
-        let (endpoint, config) = our_client(&cert);
-        let conn = our_connection(&endpoint, config, relay.addr, "handshake with quinn").await;
+        let (relay, _, _endpoint, conn) =
+            ours_to_quinn(&cert, false, our_client(&cert), "handshake with quinn").await;
         echo_ours(&conn, &pattern(1 << 20, 7)).await;
         conn.close(0, b"");
         let _ = conn.closed().await;
@@ -672,6 +714,11 @@ fn is_version_negotiation_from_server(s: &Seen) -> bool {
     !s.from_client && s.data.get(1..5) == Some(&[0, 0, 0, 0][..])
 }
 
+/// A datagram from the client starting with an Initial packet of `version`
+fn is_client_initial(s: &Seen, version: u32) -> bool {
+    s.from_client && long_headers(&s.data).first() == Some(&(packet::LongType::Initial, version))
+}
+
 /// Our client sending its first Initial in v2, with the versions `endpoint_config` supports
 fn our_v2_first_client(
     cert: &TestCert,
@@ -691,8 +738,7 @@ async fn v1_client_offering_v2_stays_v1_with_quinn() {
     // version_information and answers in v1, and the connection must simply stay in v1
     with_timeout(async {
         let cert = test_cert();
-        let (relay, _) = quinn_behind_relay(&cert, false).await;
-        let (endpoint, config) = our_client_with(
+        let client = our_client_with(
             &cert,
             false,
             EndpointConfig {
@@ -700,7 +746,8 @@ async fn v1_client_offering_v2_stays_v1_with_quinn() {
                 ..EndpointConfig::default()
             },
         );
-        let conn = our_connection(&endpoint, config, relay.addr, "handshake with quinn").await;
+        let (relay, _, _endpoint, conn) =
+            ours_to_quinn(&cert, false, client, "handshake with quinn").await;
         echo_ours(&conn, &pattern(10_000, 9)).await;
         assert_eq!(conn.stats().expect("stats").version_upgrades, 0);
         conn.close(0, b"");
@@ -754,8 +801,7 @@ async fn v2_first_client_falls_back_to_v1_with_quinn_on_the_wire() {
     // default refusing it
     with_timeout(async {
         let cert = test_cert();
-        let (relay, _) = quinn_behind_relay(&cert, false).await;
-        let (endpoint, config) = our_v2_first_client(
+        let client = our_v2_first_client(
             &cert,
             EndpointConfig {
                 supported_versions: vec![VERSION_2, VERSION_1],
@@ -763,25 +809,14 @@ async fn v2_first_client_falls_back_to_v1_with_quinn_on_the_wire() {
                 ..EndpointConfig::default()
             },
         );
-        let conn = our_connection(
-            &endpoint,
-            config,
-            relay.addr,
-            "handshake after falling back",
-        )
-        .await;
+        let (relay, _, _endpoint, conn) =
+            ours_to_quinn(&cert, false, client, "handshake after falling back").await;
         echo_ours(&conn, &pattern(10_000, 10)).await;
         conn.close(0, b"");
         let seen = relay.seen();
-        let first_v2 = seen.iter().position(|s| {
-            s.from_client
-                && long_headers(&s.data).first() == Some(&(packet::LongType::Initial, VERSION_2))
-        });
+        let first_v2 = seen.iter().position(|s| is_client_initial(s, VERSION_2));
         let vn = seen.iter().position(is_version_negotiation_from_server);
-        let first_v1 = seen.iter().position(|s| {
-            s.from_client
-                && long_headers(&s.data).first() == Some(&(packet::LongType::Initial, VERSION_1))
-        });
+        let first_v1 = seen.iter().position(|s| is_client_initial(s, VERSION_1));
         match (first_v2, vn, first_v1) {
             (Some(a), Some(b), Some(c)) => assert!(a < b && b < c, "{a} {b} {c}"),
             other => panic!("expected v2 Initial, VN, v1 Initial: {other:?}"),
