@@ -4,106 +4,48 @@
 //! handshake, 8 MiB echoed on a bidirectional stream, a unidirectional stream each way, 100
 //! datagrams each way, and an application close whose code the peer must see.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::quinn_peer::{
+    our_client_crypto, our_endpoint, our_server_crypto, quinn_client_crypto, quinn_client_endpoint,
+    quinn_server_crypto, quinn_server_endpoint, test_cert, TestCert,
+};
 use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig};
 use quic_stack::connection::ConnectionError;
 use quic_stack::driver;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-const ALPN: &[u8] = b"quictun-interop";
 const ECHO_BYTES: usize = 8 * 1024 * 1024;
 const DATAGRAMS: usize = 100;
 const CLOSE_CODE: u32 = 0x42;
 /// Bounds every test so a protocol bug fails instead of hanging CI
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-struct TestCert {
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivatePkcs8KeyDer<'static>,
-}
-
-fn test_cert() -> TestCert {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
-        .expect("rcgen generates a self-signed certificate");
-    TestCert {
-        chain: vec![certified.cert.der().clone()],
-        key: PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()),
-    }
-}
-
-fn roots(cert: &TestCert) -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.chain[0].clone()).expect("valid root");
-    roots
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 fn quinn_server(cert: &TestCert) -> quinn::Endpoint {
-    let mut crypto = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 is supported")
-        .with_no_client_auth()
-        .with_single_cert(
-            cert.chain.clone(),
-            PrivateKeyDer::Pkcs8(cert.key.clone_key()),
-        )
-        .expect("valid certificate");
-    crypto.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).expect("QUIC-capable");
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_uni_streams(16u32.into());
-    config.transport_config(Arc::new(transport));
-    quinn::Endpoint::server(config, (Ipv4Addr::LOCALHOST, 0).into()).expect("bind quinn server")
+    quinn_server_endpoint(quinn_server_crypto(cert), Some(transport))
 }
 
 fn quinn_client(cert: &TestCert) -> (quinn::Endpoint, quinn::ClientConfig) {
-    let mut crypto = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 is supported")
-        .with_root_certificates(roots(cert))
-        .with_no_client_auth();
-    crypto.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("QUIC-capable");
-    let endpoint =
-        quinn::Endpoint::client((Ipv4Addr::LOCALHOST, 0).into()).expect("bind quinn client");
-    (endpoint, quinn::ClientConfig::new(Arc::new(crypto)))
+    let crypto = quinn_client_crypto(cert, common::quinn_peer::provider());
+    quinn_client_endpoint(
+        quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("QUIC-capable"),
+    )
 }
 
 fn our_server(cert: &TestCert) -> driver::Endpoint {
-    let crypto = quic_stack::tls::server_config(
-        cert.chain.clone(),
-        PrivateKeyDer::Pkcs8(cert.key.clone_key()),
-        vec![ALPN.to_vec()],
-        None,
-        false,
-    )
-    .expect("server TLS config");
-    let server = ServerConfig::new(Arc::new(crypto));
-    driver::Endpoint::new(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        EndpointConfig::default(),
-        Some(server),
-    )
-    .expect("bind our server")
+    let server = ServerConfig::new(Arc::new(our_server_crypto(cert, false)));
+    our_endpoint(EndpointConfig::default(), Some(server))
 }
 
 fn our_client(cert: &TestCert) -> (driver::Endpoint, ClientConfig) {
-    let crypto = quic_stack::tls::client_config(roots(cert), vec![ALPN.to_vec()], None)
-        .expect("client TLS config");
-    let endpoint = driver::Endpoint::new(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("bind our client");
+    let crypto = our_client_crypto(cert);
+    let endpoint = our_endpoint(EndpointConfig::default(), None);
     (endpoint, ClientConfig::new(Arc::new(crypto)))
 }
 
@@ -112,9 +54,7 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 async fn with_timeout<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(TEST_TIMEOUT, f)
-        .await
-        .expect("interop test timed out")
+    common::quinn_peer::with_timeout(TEST_TIMEOUT, f).await
 }
 
 /// quinn's side of the script when it is the server: echo every bidi stream, answer a uni stream
@@ -411,18 +351,15 @@ async fn quinn_client_rebinds_to_our_server() {
 
 /// Our client offering v2 first to quinn (v1 only): quinn answers with Version Negotiation
 fn v2_first_client(cert: &TestCert, strict: bool) -> (driver::Endpoint, ClientConfig) {
-    let crypto = quic_stack::tls::client_config(roots(cert), vec![ALPN.to_vec()], None)
-        .expect("client TLS config");
-    let endpoint = driver::Endpoint::new(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+    let crypto = our_client_crypto(cert);
+    let endpoint = our_endpoint(
         EndpointConfig {
             supported_versions: vec![quic_stack::crypto::VERSION_2, quic_stack::crypto::VERSION_1],
             strict_version_negotiation: strict,
             ..EndpointConfig::default()
         },
         None,
-    )
-    .expect("bind our client");
+    );
     let config = ClientConfig {
         version: quic_stack::crypto::VERSION_2,
         ..ClientConfig::new(Arc::new(crypto))
@@ -554,17 +491,14 @@ async fn qlog_files_written_by_the_driver() {
         let server_task = tokio::spawn(quinn_echo_once(server));
         let dir = std::env::temp_dir().join(format!("quictun-qlog-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("qlog dir");
-        let crypto = quic_stack::tls::client_config(roots(&cert), vec![ALPN.to_vec()], None)
-            .expect("client TLS config");
-        let endpoint = driver::Endpoint::new(
-            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        let crypto = our_client_crypto(&cert);
+        let endpoint = our_endpoint(
             EndpointConfig {
                 qlog_dir: Some(dir.clone()),
                 ..EndpointConfig::default()
             },
             None,
-        )
-        .expect("bind our client");
+        );
         let conn = endpoint
             .connect(
                 ClientConfig::new(Arc::new(crypto)),

@@ -13,71 +13,31 @@
 //! implement QUIC v2: `quinn_has_no_v2` shows it answers a v2-only client with Version
 //! Negotiation.
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::quinn_peer::{
+    chacha_provider, our_client_crypto, our_endpoint, our_server_crypto, provider,
+    quinn_client_crypto, quinn_client_endpoint, quinn_server_crypto, quinn_server_endpoint,
+    test_cert, Relay, Seen, TestCert,
+};
 use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig};
 use quic_stack::connection::ConnectionError;
 use quic_stack::crypto::{initial_keys, VERSION_1, VERSION_2};
 use quic_stack::frame::{Frame, Iter as FrameIter};
 use quic_stack::{driver, packet, Side};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio::net::UdpSocket;
 
-const ALPN: &[u8] = b"quictun-interop";
 /// Bounds every test so a protocol bug fails instead of hanging CI
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 const TLS_CHACHA20_POLY1305_SHA256: u16 = 0x1303;
 /// TLS extension numbers (RFC 8446 §4.2)
 const EXT_PRE_SHARED_KEY: u16 = 41;
 
-struct TestCert {
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivatePkcs8KeyDer<'static>,
-}
-
-fn test_cert() -> TestCert {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
-        .expect("rcgen generates a self-signed certificate");
-    TestCert {
-        chain: vec![certified.cert.der().clone()],
-        key: PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()),
-    }
-}
-
-fn roots(cert: &TestCert) -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.chain[0].clone()).expect("valid root");
-    roots
-}
-
-fn provider() -> rustls::crypto::CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
-
-/// A provider offering TLS_CHACHA20_POLY1305_SHA256 only
-fn chacha_provider() -> rustls::crypto::CryptoProvider {
-    let mut p = provider();
-    p.cipher_suites
-        .retain(|s| s.suite() == rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
-    p
-}
-
 fn quinn_server(cert: &TestCert) -> quinn::Endpoint {
-    let mut crypto = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 is supported")
-        .with_no_client_auth()
-        .with_single_cert(
-            cert.chain.clone(),
-            PrivateKeyDer::Pkcs8(cert.key.clone_key()),
-        )
-        .expect("valid certificate");
-    crypto.alpn_protocols = vec![ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).expect("QUIC-capable");
-    let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    quinn::Endpoint::server(config, (Ipv4Addr::LOCALHOST, 0).into()).expect("bind quinn server")
+    quinn_server_endpoint(quinn_server_crypto(cert), None)
 }
 
 fn quinn_client(cert: &TestCert, chacha_only: bool) -> (quinn::Endpoint, quinn::ClientConfig) {
@@ -86,12 +46,7 @@ fn quinn_client(cert: &TestCert, chacha_only: bool) -> (quinn::Endpoint, quinn::
     } else {
         provider()
     };
-    let mut crypto = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 is supported")
-        .with_root_certificates(roots(cert))
-        .with_no_client_auth();
-    crypto.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn_client_crypto(cert, provider);
     let crypto = if chacha_only {
         // Initial packets always use AES-128-GCM (RFC 9001 §5.2), whatever TLS offers
         let initial = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256
@@ -103,30 +58,15 @@ fn quinn_client(cert: &TestCert, chacha_only: bool) -> (quinn::Endpoint, quinn::
         quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
     }
     .expect("QUIC-capable");
-    let endpoint =
-        quinn::Endpoint::client((Ipv4Addr::LOCALHOST, 0).into()).expect("bind quinn client");
-    (endpoint, quinn::ClientConfig::new(Arc::new(crypto)))
+    quinn_client_endpoint(crypto)
 }
 
 fn our_server(cert: &TestCert, retry: bool) -> driver::Endpoint {
-    let crypto = quic_stack::tls::server_config(
-        cert.chain.clone(),
-        PrivateKeyDer::Pkcs8(cert.key.clone_key()),
-        vec![ALPN.to_vec()],
-        None,
-        false,
-    )
-    .expect("server TLS config");
     let server = ServerConfig {
         retry,
-        ..ServerConfig::new(Arc::new(crypto))
+        ..ServerConfig::new(Arc::new(our_server_crypto(cert, false)))
     };
-    driver::Endpoint::new(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        EndpointConfig::default(),
-        Some(server),
-    )
-    .expect("bind our server")
+    our_endpoint(EndpointConfig::default(), Some(server))
 }
 
 fn our_client_with(
@@ -135,23 +75,12 @@ fn our_client_with(
     endpoint_config: EndpointConfig,
 ) -> (driver::Endpoint, ClientConfig) {
     let crypto = if chacha_only {
-        let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(chacha_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .expect("TLS 1.3 is supported")
-            .with_root_certificates(roots(cert))
-            .with_no_client_auth();
-        c.alpn_protocols = vec![ALPN.to_vec()];
-        c
+        // Built like quinn's client TLS so that the offered suites can be restricted
+        quinn_client_crypto(cert, chacha_provider())
     } else {
-        quic_stack::tls::client_config(roots(cert), vec![ALPN.to_vec()], None)
-            .expect("client TLS config")
+        our_client_crypto(cert)
     };
-    let endpoint = driver::Endpoint::new(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        endpoint_config,
-        None,
-    )
-    .expect("bind our client");
+    let endpoint = our_endpoint(endpoint_config, None);
     (endpoint, ClientConfig::new(Arc::new(crypto)))
 }
 
@@ -160,9 +89,7 @@ fn our_client(cert: &TestCert) -> (driver::Endpoint, ClientConfig) {
 }
 
 async fn with_timeout<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(TEST_TIMEOUT, f)
-        .await
-        .expect("interop test timed out")
+    common::quinn_peer::with_timeout(TEST_TIMEOUT, f).await
 }
 
 fn pattern(len: usize, salt: u8) -> Vec<u8> {
@@ -255,72 +182,88 @@ async fn echo_quinn(conn: &quinn::Connection, data: &[u8]) {
     assert!(echoed == data, "echo mismatch");
 }
 
-// ---- a relay that watches the wire ----
-
-/// One datagram as the relay forwarded it
-#[derive(Clone)]
-struct Seen {
-    from_client: bool,
-    data: Vec<u8>,
+/// A quinn echo server (`quinn_echo_server`) behind a relay recording the wire
+async fn quinn_behind_relay(cert: &TestCert, retry: bool) -> (Relay, Arc<Mutex<Vec<bool>>>) {
+    let server = quinn_server(cert);
+    let relay = Relay::start(server.local_addr().expect("quinn address")).await;
+    (relay, quinn_echo_server(server, retry))
 }
 
-/// A UDP relay between one client and `server` that records every datagram
-struct Relay {
+/// Our echo server (`our_echo_server`) behind a relay recording the wire
+async fn ours_behind_relay(
+    cert: &TestCert,
+    retry: bool,
+) -> (
+    Relay,
+    tokio::sync::mpsc::UnboundedReceiver<quic_stack::ConnectionStats>,
+) {
+    let server = our_server(cert, retry);
+    let relay = Relay::start(server.local_addr()).await;
+    (relay, our_echo_server(server))
+}
+
+/// Our client's connection to `addr` once the handshake completed; `what` names its failure
+async fn our_connection(
+    endpoint: &driver::Endpoint,
+    config: ClientConfig,
     addr: SocketAddr,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
+    what: &str,
+) -> driver::Connection {
+    let conn = endpoint
+        .connect(config, addr, "localhost")
+        .expect("start connecting");
+    conn.handshake().await.expect(what);
+    conn
 }
 
-impl Relay {
-    async fn start(server: SocketAddr) -> Self {
-        let front = Arc::new(
-            UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-                .await
-                .expect("bind relay"),
-        );
-        let back = Arc::new(
-            UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-                .await
-                .expect("bind relay upstream"),
-        );
-        back.connect(server).await.expect("connect upstream");
-        let addr = front.local_addr().expect("relay address");
-        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let log = seen.clone();
-        let task = tokio::spawn(async move {
-            let mut client: Option<SocketAddr> = None;
-            let (mut a, mut b) = (vec![0u8; 65536], vec![0u8; 65536]);
-            loop {
-                tokio::select! {
-                    r = front.recv_from(&mut a) => {
-                        let Ok((n, from)) = r else { continue };
-                        client = Some(from);
-                        log.lock().expect("lock").push(Seen { from_client: true, data: a[..n].to_vec() });
-                        let _ = back.send(&a[..n]).await;
-                    }
-                    r = back.recv(&mut b) => {
-                        let Ok(n) = r else { continue };
-                        log.lock().expect("lock").push(Seen { from_client: false, data: b[..n].to_vec() });
-                        if let Some(c) = client {
-                            let _ = front.send_to(&b[..n], c).await;
-                        }
-                    }
-                }
-            }
-        });
-        Self { addr, seen, task }
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("lock").clone()
-    }
+/// quinn's client connection to `addr` once the handshake completed; `what` names its failure
+async fn quinn_connection(
+    endpoint: &quinn::Endpoint,
+    config: quinn::ClientConfig,
+    addr: SocketAddr,
+    what: &str,
+) -> quinn::Connection {
+    endpoint
+        .connect_with(config, addr, "localhost")
+        .expect("start connecting")
+        .await
+        .expect(what)
 }
 
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// Our client, made by `client`, connected through a recording relay to a quinn echo server
+/// (`quinn_behind_relay`); `what` names a failed handshake
+async fn ours_to_quinn(
+    cert: &TestCert,
+    retry: bool,
+    client: (driver::Endpoint, ClientConfig),
+    what: &str,
+) -> (
+    Relay,
+    Arc<Mutex<Vec<bool>>>,
+    driver::Endpoint,
+    driver::Connection,
+) {
+    let (relay, validated) = quinn_behind_relay(cert, retry).await;
+    let (endpoint, config) = client;
+    let conn = our_connection(&endpoint, config, relay.addr, what).await;
+    (relay, validated, endpoint, conn)
 }
+
+/// quinn's client, made by `client`, connected through a recording relay to our echo server
+/// (`ours_behind_relay`); `what` names a failed handshake
+async fn quinn_to_ours(
+    cert: &TestCert,
+    retry: bool,
+    client: (quinn::Endpoint, quinn::ClientConfig),
+    what: &str,
+) -> (Relay, quinn::Endpoint, quinn::Connection) {
+    let (relay, _stats) = ours_behind_relay(cert, retry).await;
+    let (endpoint, config) = client;
+    let conn = quinn_connection(&endpoint, config, relay.addr, what).await;
+    (relay, endpoint, conn)
+}
+
+// ---- reading the wire the relay recorded ----
 
 /// Long-header packets of a datagram as (type, version), following coalesced packets
 fn long_headers(d: &[u8]) -> Vec<(packet::LongType, u32)> {
@@ -480,10 +423,7 @@ async fn key_update_initiated_by_us_towards_quinn() {
         let server_addr = server.local_addr().expect("quinn address");
         quinn_echo_server(server, false);
         let (endpoint, config) = our_client(&cert);
-        let conn = endpoint
-            .connect(config, server_addr, "localhost")
-            .expect("start connecting");
-        conn.handshake().await.expect("handshake with quinn");
+        let conn = our_connection(&endpoint, config, server_addr, "handshake with quinn").await;
         let data = pattern(256 * 1024, 1);
         echo_ours(&conn, &data).await;
         // Each update needs the previous one answered by quinn (RFC 9001 §6.5), so every
@@ -512,11 +452,8 @@ async fn key_update_initiated_by_quinn_towards_us() {
         let server_addr = server.local_addr();
         let mut stats = our_echo_server(server);
         let (endpoint, config) = quinn_client(&cert, false);
-        let conn = endpoint
-            .connect_with(config, server_addr, "localhost")
-            .expect("start connecting")
-            .await
-            .expect("handshake with our server");
+        let conn =
+            quinn_connection(&endpoint, config, server_addr, "handshake with our server").await;
         let data = pattern(256 * 1024, 2);
         echo_quinn(&conn, &data).await;
         for _ in 0..2 {
@@ -561,14 +498,8 @@ fn assert_retry_seen(seen: &[Seen]) {
 async fn retry_from_quinn_server() {
     with_timeout(async {
         let cert = test_cert();
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        let validated = quinn_echo_server(server, true);
-        let (endpoint, config) = our_client(&cert);
-        let conn = endpoint
-            .connect(config, relay.addr, "localhost")
-            .expect("start connecting");
-        conn.handshake().await.expect("handshake after Retry");
+        let (relay, validated, _endpoint, conn) =
+            ours_to_quinn(&cert, true, our_client(&cert), "handshake after Retry").await;
         echo_ours(&conn, &pattern(10_000, 3)).await;
         // quinn only accepted the connection once our Initial carried its Retry token
         assert_eq!(*validated.lock().expect("lock"), [true]);
@@ -583,15 +514,13 @@ async fn retry_from_quinn_server() {
 async fn retry_from_our_server_to_quinn_client() {
     with_timeout(async {
         let cert = test_cert();
-        let server = our_server(&cert, true);
-        let relay = Relay::start(server.local_addr()).await;
-        let _stats = our_echo_server(server);
-        let (endpoint, config) = quinn_client(&cert, false);
-        let conn = endpoint
-            .connect_with(config, relay.addr, "localhost")
-            .expect("start connecting")
-            .await
-            .expect("handshake after Retry");
+        let (relay, endpoint, conn) = quinn_to_ours(
+            &cert,
+            true,
+            quinn_client(&cert, false),
+            "handshake after Retry",
+        )
+        .await;
         echo_quinn(&conn, &pattern(10_000, 4)).await;
         assert_retry_seen(&relay.seen());
         conn.close(quinn::VarInt::from_u32(0), b"");
@@ -602,36 +531,42 @@ async fn retry_from_our_server_to_quinn_client() {
 
 // ---- resumption ----
 
+/// The relay saw two connections: a full handshake, then one resumed with a PSK
+fn assert_second_resumed(seen: &[Seen]) {
+    let hs = handshakes(seen);
+    assert_eq!(hs.len(), 2, "two connections expected");
+    assert_eq!(
+        hs[0].1.map(|(_, psk)| psk),
+        Some(false),
+        "first is a full handshake"
+    );
+    assert_eq!(
+        hs[1].1.map(|(_, psk)| psk),
+        Some(true),
+        "second resumes with a PSK"
+    );
+}
+
 #[tokio::test]
 async fn resumption_with_quinn_server() {
     with_timeout(async {
         let cert = test_cert();
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        quinn_echo_server(server, false);
+        let (relay, _) = quinn_behind_relay(&cert, false).await;
         // One rustls config, and so one session cache, for both connections
         let (endpoint, config) = our_client(&cert);
         for i in 0..2 {
-            let conn = endpoint
-                .connect(config.clone(), relay.addr, "localhost")
-                .expect("start connecting");
-            conn.handshake().await.expect("handshake with quinn");
+            let conn = our_connection(
+                &endpoint,
+                config.clone(),
+                relay.addr,
+                "handshake with quinn",
+            )
+            .await;
             // The echo round trip also lets quinn's session ticket arrive before the close
             echo_ours(&conn, &pattern(5_000, i)).await;
             conn.close(0, b"");
         }
-        let hs = handshakes(&relay.seen());
-        assert_eq!(hs.len(), 2, "two connections expected");
-        assert_eq!(
-            hs[0].1.map(|(_, psk)| psk),
-            Some(false),
-            "first is a full handshake"
-        );
-        assert_eq!(
-            hs[1].1.map(|(_, psk)| psk),
-            Some(true),
-            "second resumes with a PSK"
-        );
+        assert_second_resumed(&relay.seen());
     })
     .await;
 }
@@ -640,31 +575,20 @@ async fn resumption_with_quinn_server() {
 async fn resumption_of_quinn_client_with_our_server() {
     with_timeout(async {
         let cert = test_cert();
-        let server = our_server(&cert, false);
-        let relay = Relay::start(server.local_addr()).await;
-        let _stats = our_echo_server(server);
+        let (relay, _stats) = ours_behind_relay(&cert, false).await;
         let (endpoint, config) = quinn_client(&cert, false);
         for i in 0..2 {
-            let conn = endpoint
-                .connect_with(config.clone(), relay.addr, "localhost")
-                .expect("start connecting")
-                .await
-                .expect("handshake with our server");
+            let conn = quinn_connection(
+                &endpoint,
+                config.clone(),
+                relay.addr,
+                "handshake with our server",
+            )
+            .await;
             echo_quinn(&conn, &pattern(5_000, i)).await;
             conn.close(quinn::VarInt::from_u32(0), b"");
         }
-        let hs = handshakes(&relay.seen());
-        assert_eq!(hs.len(), 2, "two connections expected");
-        assert_eq!(
-            hs[0].1.map(|(_, psk)| psk),
-            Some(false),
-            "first is a full handshake"
-        );
-        assert_eq!(
-            hs[1].1.map(|(_, psk)| psk),
-            Some(true),
-            "second resumes with a PSK"
-        );
+        assert_second_resumed(&relay.seen());
         endpoint.wait_idle().await;
     })
     .await;
@@ -672,53 +596,45 @@ async fn resumption_of_quinn_client_with_our_server() {
 
 // ---- ChaCha20 ----
 
+/// The first connection the relay saw offered ChaCha20 only, and the server chose it
+fn assert_chacha_only(seen: &[Seen], client_hello: &str, server_hello: &str) {
+    let hs = handshakes(seen);
+    assert_eq!(hs[0].0, [TLS_CHACHA20_POLY1305_SHA256], "{client_hello}");
+    assert_eq!(
+        hs[0].1.map(|(s, _)| s),
+        Some(TLS_CHACHA20_POLY1305_SHA256),
+        "{server_hello}"
+    );
+}
+
 #[tokio::test]
 async fn chacha20_only_client_both_ways() {
     with_timeout(async {
         let cert = test_cert();
         // our ChaCha20-only client → quinn
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        quinn_echo_server(server, false);
-        let (endpoint, config) = our_client_with(&cert, true, EndpointConfig::default());
-        let conn = endpoint
-            .connect(config, relay.addr, "localhost")
-            .expect("start connecting");
-        conn.handshake().await.expect("handshake with quinn");
+        let (relay, _, _endpoint, conn) = ours_to_quinn(
+            &cert,
+            false,
+            our_client_with(&cert, true, EndpointConfig::default()),
+            "handshake with quinn",
+        )
+        .await;
         echo_ours(&conn, &pattern(1 << 20, 5)).await;
         conn.close(0, b"");
-        let hs = handshakes(&relay.seen());
-        assert_eq!(hs[0].0, [TLS_CHACHA20_POLY1305_SHA256], "our ClientHello");
-        assert_eq!(
-            hs[0].1.map(|(s, _)| s),
-            Some(TLS_CHACHA20_POLY1305_SHA256),
-            "quinn's ServerHello"
-        );
+        assert_chacha_only(&relay.seen(), "our ClientHello", "quinn's ServerHello");
         let _ = conn.closed().await;
 
         // quinn's ChaCha20-only client → our server
-        let server = our_server(&cert, false);
-        let relay = Relay::start(server.local_addr()).await;
-        let _stats = our_echo_server(server);
-        let (endpoint, config) = quinn_client(&cert, true);
-        let conn = endpoint
-            .connect_with(config, relay.addr, "localhost")
-            .expect("start connecting")
-            .await
-            .expect("handshake with our server");
+        let (relay, endpoint, conn) = quinn_to_ours(
+            &cert,
+            false,
+            quinn_client(&cert, true),
+            "handshake with our server",
+        )
+        .await;
         echo_quinn(&conn, &pattern(1 << 20, 6)).await;
         conn.close(quinn::VarInt::from_u32(0), b"");
-        let hs = handshakes(&relay.seen());
-        assert_eq!(
-            hs[0].0,
-            [TLS_CHACHA20_POLY1305_SHA256],
-            "quinn's ClientHello"
-        );
-        assert_eq!(
-            hs[0].1.map(|(s, _)| s),
-            Some(TLS_CHACHA20_POLY1305_SHA256),
-            "our ServerHello"
-        );
+        assert_chacha_only(&relay.seen(), "quinn's ClientHello", "our ServerHello");
         endpoint.wait_idle().await;
     })
     .await;
@@ -742,14 +658,8 @@ async fn grease_bit_both_ways_with_quinn() {
     with_timeout(async {
         let cert = test_cert();
         // Both sides advertise grease_quic_bit (RFC 9287) by default, so both may clear it
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        quinn_echo_server(server, false);
-        let (endpoint, config) = our_client(&cert);
-        let conn = endpoint
-            .connect(config, relay.addr, "localhost")
-            .expect("start connecting");
-        conn.handshake().await.expect("handshake with quinn");
+        let (relay, _, _endpoint, conn) =
+            ours_to_quinn(&cert, false, our_client(&cert), "handshake with quinn").await;
         echo_ours(&conn, &pattern(1 << 20, 7)).await;
         conn.close(0, b"");
         let _ = conn.closed().await;
@@ -775,20 +685,15 @@ async fn grease_bit_both_ways_with_quinn() {
 async fn no_grease_when_the_peer_does_not_advertise_it() {
     with_timeout(async {
         let cert = test_cert();
-        let server = our_server(&cert, false);
-        let relay = Relay::start(server.local_addr()).await;
-        let _stats = our_echo_server(server);
+        let (relay, _stats) = ours_behind_relay(&cert, false).await;
         let (_, config) = quinn_client(&cert, false);
         let mut ep_config = quinn::EndpointConfig::default();
         ep_config.grease_quic_bit(false);
         let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
         let endpoint = quinn::Endpoint::new(ep_config, None, socket, Arc::new(quinn::TokioRuntime))
             .expect("quinn endpoint");
-        let conn = endpoint
-            .connect_with(config, relay.addr, "localhost")
-            .expect("start connecting")
-            .await
-            .expect("handshake with our server");
+        let conn =
+            quinn_connection(&endpoint, config, relay.addr, "handshake with our server").await;
         echo_quinn(&conn, &pattern(256 * 1024, 8)).await;
         conn.close(quinn::VarInt::from_u32(0), b"");
         endpoint.wait_idle().await;
@@ -804,16 +709,36 @@ async fn no_grease_when_the_peer_does_not_advertise_it() {
 
 // ---- versions ----
 
+/// A Version Negotiation packet (version 0, RFC 9000 §17.2.1) sent by the server
+fn is_version_negotiation_from_server(s: &Seen) -> bool {
+    !s.from_client && s.data.get(1..5) == Some(&[0, 0, 0, 0][..])
+}
+
+/// A datagram from the client starting with an Initial packet of `version`
+fn is_client_initial(s: &Seen, version: u32) -> bool {
+    s.from_client && long_headers(&s.data).first() == Some(&(packet::LongType::Initial, version))
+}
+
+/// Our client sending its first Initial in v2, with the versions `endpoint_config` supports
+fn our_v2_first_client(
+    cert: &TestCert,
+    endpoint_config: EndpointConfig,
+) -> (driver::Endpoint, ClientConfig) {
+    let (endpoint, config) = our_client_with(cert, false, endpoint_config);
+    let config = ClientConfig {
+        version: VERSION_2,
+        ..config
+    };
+    (endpoint, config)
+}
+
 #[tokio::test]
 async fn v1_client_offering_v2_stays_v1_with_quinn() {
     // Compatible version negotiation needs the server's cooperation; quinn 0.11 ignores our
     // version_information and answers in v1, and the connection must simply stay in v1
     with_timeout(async {
         let cert = test_cert();
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        quinn_echo_server(server, false);
-        let (endpoint, config) = our_client_with(
+        let client = our_client_with(
             &cert,
             false,
             EndpointConfig {
@@ -821,10 +746,8 @@ async fn v1_client_offering_v2_stays_v1_with_quinn() {
                 ..EndpointConfig::default()
             },
         );
-        let conn = endpoint
-            .connect(config, relay.addr, "localhost")
-            .expect("start connecting");
-        conn.handshake().await.expect("handshake with quinn");
+        let (relay, _, _endpoint, conn) =
+            ours_to_quinn(&cert, false, client, "handshake with quinn").await;
         echo_ours(&conn, &pattern(10_000, 9)).await;
         assert_eq!(conn.stats().expect("stats").version_upgrades, 0);
         conn.close(0, b"");
@@ -847,21 +770,14 @@ async fn quinn_has_no_v2() {
     // nothing to fall back to the attempt fails
     with_timeout(async {
         let cert = test_cert();
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        quinn_echo_server(server, false);
-        let (endpoint, config) = our_client_with(
+        let (relay, _) = quinn_behind_relay(&cert, false).await;
+        let (endpoint, config) = our_v2_first_client(
             &cert,
-            false,
             EndpointConfig {
                 supported_versions: vec![VERSION_2],
                 ..EndpointConfig::default()
             },
         );
-        let config = ClientConfig {
-            version: VERSION_2,
-            ..config
-        };
         let conn = endpoint
             .connect(config, relay.addr, "localhost")
             .expect("start connecting");
@@ -871,10 +787,7 @@ async fn quinn_has_no_v2() {
             Err(ConnectionError::VersionMismatch | ConnectionError::LocallyClosed) => {}
             other => panic!("expected a version mismatch, got {other:?}"),
         }
-        let vn = relay
-            .seen()
-            .iter()
-            .any(|s| !s.from_client && s.data.get(1..5) == Some(&[0, 0, 0, 0][..]));
+        let vn = relay.seen().iter().any(is_version_negotiation_from_server);
         assert!(vn, "no Version Negotiation packet from quinn");
     })
     .await;
@@ -888,42 +801,22 @@ async fn v2_first_client_falls_back_to_v1_with_quinn_on_the_wire() {
     // default refusing it
     with_timeout(async {
         let cert = test_cert();
-        let server = quinn_server(&cert);
-        let relay = Relay::start(server.local_addr().expect("quinn address")).await;
-        quinn_echo_server(server, false);
-        let (endpoint, config) = our_client_with(
+        let client = our_v2_first_client(
             &cert,
-            false,
             EndpointConfig {
                 supported_versions: vec![VERSION_2, VERSION_1],
                 strict_version_negotiation: false,
                 ..EndpointConfig::default()
             },
         );
-        let config = ClientConfig {
-            version: VERSION_2,
-            ..config
-        };
-        let conn = endpoint
-            .connect(config, relay.addr, "localhost")
-            .expect("start connecting");
-        conn.handshake()
-            .await
-            .expect("handshake after falling back");
+        let (relay, _, _endpoint, conn) =
+            ours_to_quinn(&cert, false, client, "handshake after falling back").await;
         echo_ours(&conn, &pattern(10_000, 10)).await;
         conn.close(0, b"");
         let seen = relay.seen();
-        let first_v2 = seen.iter().position(|s| {
-            s.from_client
-                && long_headers(&s.data).first() == Some(&(packet::LongType::Initial, VERSION_2))
-        });
-        let vn = seen
-            .iter()
-            .position(|s| !s.from_client && s.data.get(1..5) == Some(&[0, 0, 0, 0][..]));
-        let first_v1 = seen.iter().position(|s| {
-            s.from_client
-                && long_headers(&s.data).first() == Some(&(packet::LongType::Initial, VERSION_1))
-        });
+        let first_v2 = seen.iter().position(|s| is_client_initial(s, VERSION_2));
+        let vn = seen.iter().position(is_version_negotiation_from_server);
+        let first_v1 = seen.iter().position(|s| is_client_initial(s, VERSION_1));
         match (first_v2, vn, first_v1) {
             (Some(a), Some(b), Some(c)) => assert!(a < b && b < c, "{a} {b} {c}"),
             other => panic!("expected v2 Initial, VN, v1 Initial: {other:?}"),

@@ -6,49 +6,27 @@
 //! counting session store (a resumed TLS 1.3 handshake looks its ticket up), 0-RTT by both
 //! sides reporting it accepted.
 
-use std::net::{Ipv4Addr, SocketAddr};
+mod common;
+
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::quinn_peer::{
+    our_client_crypto, our_endpoint, our_server_crypto, provider, quinn_client_crypto,
+    quinn_client_endpoint, quinn_server_crypto, quinn_server_endpoint, test_cert, TestCert,
+};
 use quic_stack::config::{ClientConfig, EndpointConfig, ServerConfig, TransportConfig};
 use quic_stack::driver;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-const ALPN: &[u8] = b"quictun-interop";
 /// Bounds every test so a protocol bug fails instead of hanging CI
 const TEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The request the second connection sends in 0-RTT
 const EARLY_REQUEST: &[u8] = b"GET /early (sent before the handshake completed)";
 
-struct TestCert {
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivatePkcs8KeyDer<'static>,
-}
-
-fn test_cert() -> TestCert {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()])
-        .expect("rcgen generates a self-signed certificate");
-    TestCert {
-        chain: vec![certified.cert.der().clone()],
-        key: PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()),
-    }
-}
-
-fn roots(cert: &TestCert) -> rustls::RootCertStore {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.chain[0].clone()).expect("valid root");
-    roots
-}
-
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 async fn with_timeout<F: std::future::Future>(f: F) -> F::Output {
-    tokio::time::timeout(TEST_TIMEOUT, f)
-        .await
-        .expect("interop test timed out")
+    common::quinn_peer::with_timeout(TEST_TIMEOUT, f).await
 }
 
 /// A server session cache that counts successful ticket look-ups (resumptions)
@@ -95,47 +73,23 @@ impl rustls::server::StoresServerSessions for CountingStore {
 }
 
 fn quinn_server(cert: &TestCert, store: Arc<CountingStore>, early_data: bool) -> quinn::Endpoint {
-    let mut crypto = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 is supported")
-        .with_no_client_auth()
-        .with_single_cert(
-            cert.chain.clone(),
-            PrivateKeyDer::Pkcs8(cert.key.clone_key()),
-        )
-        .expect("valid certificate");
-    crypto.alpn_protocols = vec![ALPN.to_vec()];
+    let mut crypto = quinn_server_crypto(cert);
     crypto.session_storage = store;
     // RFC 9001 §4.6.1: a QUIC server accepting early data advertises 0xffffffff
     crypto.max_early_data_size = if early_data { u32::MAX } else { 0 };
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).expect("QUIC-capable");
-    let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    quinn::Endpoint::server(config, (Ipv4Addr::LOCALHOST, 0).into()).expect("bind quinn server")
+    quinn_server_endpoint(crypto, None)
 }
 
 fn quinn_client(cert: &TestCert) -> (quinn::Endpoint, quinn::ClientConfig) {
-    let mut crypto = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .expect("TLS 1.3 is supported")
-        .with_root_certificates(roots(cert))
-        .with_no_client_auth();
-    crypto.alpn_protocols = vec![ALPN.to_vec()];
+    let mut crypto = quinn_client_crypto(cert, provider());
     crypto.enable_early_data = true;
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("QUIC-capable");
-    let endpoint =
-        quinn::Endpoint::client((Ipv4Addr::LOCALHOST, 0).into()).expect("bind quinn client");
-    (endpoint, quinn::ClientConfig::new(Arc::new(crypto)))
+    quinn_client_endpoint(
+        quinn::crypto::rustls::QuicClientConfig::try_from(crypto).expect("QUIC-capable"),
+    )
 }
 
 fn our_server(cert: &TestCert, store: Arc<CountingStore>) -> driver::Endpoint {
-    let mut crypto = quic_stack::tls::server_config(
-        cert.chain.clone(),
-        PrivateKeyDer::Pkcs8(cert.key.clone_key()),
-        vec![ALPN.to_vec()],
-        None,
-        true,
-    )
-    .expect("server TLS config");
+    let mut crypto = our_server_crypto(cert, true);
     crypto.session_storage = store;
     let server = ServerConfig {
         transport: Arc::new(TransportConfig {
@@ -144,23 +98,12 @@ fn our_server(cert: &TestCert, store: Arc<CountingStore>) -> driver::Endpoint {
         }),
         ..ServerConfig::new(Arc::new(crypto))
     };
-    driver::Endpoint::new(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        EndpointConfig::default(),
-        Some(server),
-    )
-    .expect("bind our server")
+    our_endpoint(EndpointConfig::default(), Some(server))
 }
 
 fn our_client(cert: &TestCert, zero_rtt: bool) -> (driver::Endpoint, ClientConfig) {
-    let crypto = quic_stack::tls::client_config(roots(cert), vec![ALPN.to_vec()], None)
-        .expect("client TLS config");
-    let endpoint = driver::Endpoint::new(
-        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-        EndpointConfig::default(),
-        None,
-    )
-    .expect("bind our client");
+    let crypto = our_client_crypto(cert);
+    let endpoint = our_endpoint(EndpointConfig::default(), None);
     let config = ClientConfig {
         transport: Arc::new(TransportConfig {
             zero_rtt,

@@ -1,5 +1,8 @@
 //! Setup shared by the driver integration tests: a fresh self-signed "localhost" certificate,
-//! both TLS sides over it, and the application's TLS for external-TLS connections
+//! both TLS sides over it, and the application's TLS for external-TLS connections; the quinn
+//! interop tests' setup is in `quinn_peer`
+// Each test binary uses only some of it
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +11,7 @@ use quic_stack::config::ClientConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub(crate) mod app_tls;
+pub(crate) mod quinn_peer;
 
 /// The stack as the shared application-TLS driver names it
 mod stack {
